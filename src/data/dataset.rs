@@ -1,0 +1,211 @@
+//! [`Dataset`]: the model-ready table — column-major `f32` features, target, label
+//! interval `[t0, t1]`, symbol per row, feature names and optional weights.
+//!
+//! Built from bars, a [`FeatureSpec`] and a [`LabelSpec`]. Rows whose features are still
+//! warming up or whose label is unavailable (horizon past the data) are dropped and
+//! counted in [`DropReport`]; pooled symbols are interleaved in time order (by `t0`, then
+//! symbol), which is what chronological splitters expect. [`Dataset::select`] cuts folds.
+
+use crate::data::Bars;
+use crate::data::io::timestamp_column;
+use crate::error::{Error, Result};
+use crate::features::{self, FeatureFrame, FeatureSpec, LabelSpec};
+use ndarray::{Array1, Array2, ShapeBuilder};
+use polars::prelude::{Column, DataFrame};
+use serde::{Deserialize, Serialize};
+
+/// How many rows were dropped while building a [`Dataset`], and why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropReport {
+    /// Bars in.
+    pub rows_in: usize,
+    /// Leading rows where some feature had too little history.
+    pub warmup: usize,
+    /// Trailing rows whose label horizon runs past the data (or label warm-up).
+    pub missing_label: usize,
+    /// Rows after warm-up with a non-finite feature value (should be 0).
+    pub non_finite: usize,
+    /// Rows kept.
+    pub rows_out: usize,
+}
+
+/// A supervised learning table; all per-row arrays have `n_rows` entries.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Features, `n_rows × n_features`, column-major (Fortran) layout.
+    pub x: Array2<f32>,
+    /// Target (return or class index as f64).
+    pub y: Array1<f64>,
+    /// Row time = bar time the features describe, UTC epoch ms.
+    pub t0: Vec<i64>,
+    /// Label end time, UTC epoch ms (the purging input).
+    pub t1: Vec<i64>,
+    /// Index into [`Dataset::symbols`] for each row.
+    pub symbol: Vec<u32>,
+    /// Symbol names.
+    pub symbols: Vec<String>,
+    /// Feature names, one per column of `x`.
+    pub feature_names: Vec<String>,
+    /// Optional sample weights.
+    pub weights: Option<Array1<f64>>,
+    /// The label that produced `y`.
+    pub label: LabelSpec,
+    /// What was dropped while building.
+    pub dropped: DropReport,
+}
+
+impl Dataset {
+    /// Compute features and labels for `bars` and keep the complete rows.
+    pub fn from_bars(bars: &[Bars], spec: &FeatureSpec, label: &LabelSpec) -> Result<Dataset> {
+        let frame = features::compute_many(bars, spec)?;
+        Self::from_frame(bars, &frame, label)
+    }
+
+    /// Build from an already computed frame (which must come from the same `bars`).
+    pub fn from_frame(bars: &[Bars], frame: &FeatureFrame, label: &LabelSpec) -> Result<Dataset> {
+        if frame.segments.len() != bars.len() {
+            return Err(Error::Shape {
+                what: "frame segments vs bars".into(),
+                expected: bars.len(),
+                got: frame.segments.len(),
+            });
+        }
+        let labels = bars.iter().map(|b| label.compute(b)).collect::<Result<Vec<_>>>()?;
+        let mut dropped = DropReport { rows_in: frame.len(), ..Default::default() };
+        // (t0, symbol, frame row, label value, t1)
+        let mut rows: Vec<(i64, u32, usize, f64, i64)> = Vec::with_capacity(frame.len());
+        for (s, (seg, lab)) in frame.segments.iter().zip(&labels).enumerate() {
+            if seg.len != lab.value.len() {
+                return Err(Error::Shape {
+                    what: format!("labels of `{}`", seg.symbol),
+                    expected: seg.len,
+                    got: lab.value.len(),
+                });
+            }
+            for i in 0..seg.len {
+                let r = seg.start + i;
+                if i < seg.warmup {
+                    dropped.warmup += 1;
+                } else if lab.value[i].is_nan() {
+                    dropped.missing_label += 1;
+                } else if frame.columns.iter().any(|c| !c[r].is_finite()) {
+                    dropped.non_finite += 1;
+                } else {
+                    rows.push((frame.ts[r], s as u32, r, lab.value[i], lab.t1[i]));
+                }
+            }
+        }
+        rows.sort_by_key(|&(t0, s, ..)| (t0, s));
+        dropped.rows_out = rows.len();
+        let n = rows.len();
+        let mut x = Array2::<f32>::zeros((n, frame.columns.len()).f());
+        for (j, col) in frame.columns.iter().enumerate() {
+            let mut dst = x.column_mut(j);
+            for (k, row) in rows.iter().enumerate() {
+                dst[k] = col[row.2] as f32;
+            }
+        }
+        Ok(Dataset {
+            x,
+            y: rows.iter().map(|r| r.3).collect(),
+            t0: rows.iter().map(|r| r.0).collect(),
+            t1: rows.iter().map(|r| r.4).collect(),
+            symbol: rows.iter().map(|r| r.1).collect(),
+            symbols: frame.segments.iter().map(|s| s.symbol.clone()).collect(),
+            feature_names: frame.names.clone(),
+            weights: None,
+            label: label.clone(),
+            dropped,
+        })
+    }
+
+    /// Number of rows.
+    pub fn n_rows(&self) -> usize {
+        self.x.nrows()
+    }
+
+    /// Number of feature columns.
+    pub fn n_features(&self) -> usize {
+        self.x.ncols()
+    }
+
+    /// Symbol name of a row.
+    pub fn symbol_of(&self, row: usize) -> &str {
+        &self.symbols[self.symbol[row] as usize]
+    }
+
+    /// Attach sample weights (finite, non-negative, one per row).
+    pub fn with_weights(mut self, w: Vec<f64>) -> Result<Self> {
+        if w.len() != self.n_rows() {
+            return Err(Error::Shape { what: "weights".into(), expected: self.n_rows(), got: w.len() });
+        }
+        if let Some(i) = w.iter().position(|v| !v.is_finite() || *v < 0.0) {
+            return Err(Error::param(format!("weights[{i}]"), format!("must be finite and >= 0, got {}", w[i])));
+        }
+        self.weights = Some(Array1::from(w));
+        Ok(self)
+    }
+
+    /// The rows at `idx` (in the given order) as a new dataset, e.g. one CV fold.
+    pub fn select(&self, idx: &[usize]) -> Result<Dataset> {
+        if let Some(&bad) = idx.iter().find(|&&i| i >= self.n_rows()) {
+            return Err(Error::param("rows", format!("row {bad} out of range (dataset has {})", self.n_rows())));
+        }
+        let mut x = Array2::<f32>::zeros((idx.len(), self.n_features()).f());
+        for j in 0..self.n_features() {
+            let src = self.x.column(j);
+            let mut dst = x.column_mut(j);
+            for (k, &i) in idx.iter().enumerate() {
+                dst[k] = src[i];
+            }
+        }
+        Ok(Dataset {
+            x,
+            y: idx.iter().map(|&i| self.y[i]).collect(),
+            t0: idx.iter().map(|&i| self.t0[i]).collect(),
+            t1: idx.iter().map(|&i| self.t1[i]).collect(),
+            symbol: idx.iter().map(|&i| self.symbol[i]).collect(),
+            symbols: self.symbols.clone(),
+            feature_names: self.feature_names.clone(),
+            weights: self.weights.as_ref().map(|w| idx.iter().map(|&i| w[i]).collect()),
+            label: self.label.clone(),
+            dropped: DropReport { rows_out: idx.len(), ..self.dropped },
+        })
+    }
+
+    /// As a polars frame: `symbol`, `timestamp`, features (f32), label, `t1`, weights if any.
+    pub fn to_dataframe(&self) -> Result<DataFrame> {
+        let mut cols: Vec<Column> = Vec::with_capacity(self.n_features() + 5);
+        let sym: Vec<&str> = (0..self.n_rows()).map(|r| self.symbol_of(r)).collect();
+        cols.push(Column::new("symbol".into(), sym));
+        cols.push(timestamp_column("timestamp", &self.t0)?);
+        for (j, name) in self.feature_names.iter().enumerate() {
+            cols.push(Column::new(name.as_str().into(), self.x.column(j).to_vec()));
+        }
+        cols.push(Column::new(self.label.name().into(), self.y.to_vec()));
+        cols.push(timestamp_column("t1", &self.t1)?);
+        if let Some(w) = &self.weights {
+            cols.push(Column::new("weight".into(), w.to_vec()));
+        }
+        DataFrame::new_infer_height(cols).map_err(|e| Error::polars("building dataset frame", e))
+    }
+}
+
+/// A frame's complete rows (warm-up dropped) as a polars `DataFrame`, for feature-only output.
+pub fn frame_to_dataframe(frame: &FeatureFrame) -> Result<(DataFrame, usize)> {
+    let keep: Vec<usize> = frame
+        .segments
+        .iter()
+        .flat_map(|s| s.start + s.warmup..s.start + s.len)
+        .filter(|&r| frame.columns.iter().all(|c| c[r].is_finite()))
+        .collect();
+    let mut cols: Vec<Column> = Vec::with_capacity(frame.names.len() + 2);
+    let sym: Vec<&str> = frame.segments.iter().flat_map(|s| std::iter::repeat_n(s.symbol.as_str(), s.len)).collect();
+    cols.push(Column::new("symbol".into(), keep.iter().map(|&r| sym[r]).collect::<Vec<_>>()));
+    cols.push(timestamp_column("timestamp", &keep.iter().map(|&r| frame.ts[r]).collect::<Vec<_>>())?);
+    for (name, c) in frame.names.iter().zip(&frame.columns) {
+        cols.push(Column::new(name.as_str().into(), keep.iter().map(|&r| c[r] as f32).collect::<Vec<f32>>()));
+    }
+    let df = DataFrame::new_infer_height(cols).map_err(|e| Error::polars("building feature frame", e))?;
+    Ok((df, keep.len()))
+}

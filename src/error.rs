@@ -1,0 +1,114 @@
+//! The crate's one error type.
+//!
+//! Every fallible library call returns [`Result`]. Variants name *what* went wrong and
+//! *where* (file, row, column, field) so that a host engine can log a single line and an
+//! operator can fix the input without a debugger. The binary wraps these in `anyhow`.
+
+use std::path::PathBuf;
+
+/// Crate-wide result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A bar failed validation; `row` is the 1-based data row (header excluded) in `source`.
+    #[error("{source_name}: row {row}, column `{column}`: {reason}")]
+    InvalidBar {
+        /// File path or `<memory>` / `<dataframe>` for in-memory input.
+        source_name: String,
+        /// 1-based data row (the header is not counted).
+        row: usize,
+        /// Column that holds the offending value.
+        column: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A required column is absent from an input table.
+    #[error("{source_name}: missing column `{column}` (found: {found})")]
+    MissingColumn {
+        /// File path or in-memory label.
+        source_name: String,
+        /// The column we looked for (canonical name).
+        column: String,
+        /// The columns that were present.
+        found: String,
+    },
+
+    /// The input holds no rows.
+    #[error("{source_name}: no data rows")]
+    Empty {
+        /// File path or in-memory label.
+        source_name: String,
+    },
+
+    /// Arrays that must have one length do not.
+    #[error("shape mismatch in {what}: expected {expected}, got {got}")]
+    Shape {
+        /// Which array or argument.
+        what: String,
+        /// The length required.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+
+    /// A configuration or parameter value is out of its valid range.
+    #[error("invalid value for `{field}`: {reason}")]
+    InvalidParam {
+        /// Dotted path of the field, e.g. `features[3].period`.
+        field: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+
+    /// A configuration document failed to parse (unknown keys are errors).
+    #[error("{source_name}: {message}")]
+    Config {
+        /// File path or `<string>`.
+        source_name: String,
+        /// Parser message (includes line and column where the parser gives them).
+        message: String,
+    },
+
+    /// The file format could not be inferred or is not supported.
+    #[error("{path}: unsupported file type (expected .csv or .parquet)")]
+    UnsupportedFormat {
+        /// The offending path.
+        path: PathBuf,
+    },
+
+    /// An I/O failure, with the path it concerned.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// polars failed to read, convert or write a table.
+    #[error("{context}: {source}")]
+    Polars {
+        /// What we were doing and on which file.
+        context: String,
+        /// The underlying polars error.
+        #[source]
+        source: polars::error::PolarsError,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidParam`].
+    pub fn param(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidParam { field: field.into(), reason: reason.into() }
+    }
+
+    /// Shorthand for [`Error::Polars`] with a context line.
+    pub(crate) fn polars(context: impl Into<String>, source: polars::error::PolarsError) -> Self {
+        Error::Polars { context: context.into(), source }
+    }
+}
