@@ -1,0 +1,226 @@
+//! Momentum indicators: RSI, CMO, stochastic %K/%D, Williams %R, CCI, ROC, ROCP, MOM.
+//!
+//! Kernels follow TA-Lib's algorithms (Wilder smoothing for RSI/CMO, SMA-smoothed slow
+//! stochastic, circular-buffer CCI) including its order of operations, so values match
+//! TA-Lib within ~1e-12 relative. Indices before the lookback hold NaN.
+
+use super::nan_vec;
+use super::trend::{TA_EPSILON, sma_into};
+
+fn is_zero(v: f64) -> bool {
+    -TA_EPSILON < v && v < TA_EPSILON
+}
+
+/// Wilder-smoothed average gain and loss, calling `emit(i, gain, loss)` from index `period`.
+fn wilder_gain_loss(x: &[f64], period: usize, mut emit: impl FnMut(usize, f64, f64)) {
+    let n = x.len();
+    if period < 2 || n <= period {
+        return;
+    }
+    let p = period as f64;
+    let (mut gain, mut loss) = (0.0, 0.0);
+    for i in 1..=period {
+        let d = x[i] - x[i - 1];
+        if d < 0.0 {
+            loss -= d;
+        } else {
+            gain += d;
+        }
+    }
+    loss /= p;
+    gain /= p;
+    emit(period, gain, loss);
+    for i in period + 1..n {
+        let d = x[i] - x[i - 1];
+        loss *= p - 1.0;
+        gain *= p - 1.0;
+        if d < 0.0 {
+            loss -= d;
+        } else {
+            gain += d;
+        }
+        loss /= p;
+        gain /= p;
+        emit(i, gain, loss);
+    }
+}
+
+/// Relative strength index (TA-Lib `RSI`); lookback `period`.
+pub fn rsi(x: &[f64], period: usize) -> Vec<f64> {
+    let mut out = nan_vec(x.len());
+    wilder_gain_loss(x, period, |i, g, l| {
+        let s = g + l;
+        out[i] = if is_zero(s) { 0.0 } else { 100.0 * (g / s) };
+    });
+    out
+}
+
+/// Chande momentum oscillator (TA-Lib `CMO`, Wilder-smoothed like its RSI); lookback `period`.
+pub fn cmo(x: &[f64], period: usize) -> Vec<f64> {
+    let mut out = nan_vec(x.len());
+    wilder_gain_loss(x, period, |i, g, l| {
+        let s = g + l;
+        out[i] = if is_zero(s) { 0.0 } else { 100.0 * ((g - l) / s) };
+    });
+    out
+}
+
+/// Highest high and lowest low over the window of `period` bars ending at `t`.
+#[inline]
+fn extremes(high: &[f64], low: &[f64], t: usize, period: usize) -> (f64, f64) {
+    let (mut hh, mut ll) = (f64::NEG_INFINITY, f64::INFINITY);
+    for j in t + 1 - period..=t {
+        hh = hh.max(high[j]);
+        ll = ll.min(low[j]);
+    }
+    (hh, ll)
+}
+
+/// Slow stochastic %K and %D with SMA smoothing (TA-Lib `STOCH`, matype 0);
+/// lookback `fastk - 1 + slowk - 1 + slowd - 1`.
+pub fn stoch(high: &[f64], low: &[f64], close: &[f64], fastk: usize, slowk: usize, slowd: usize) -> [Vec<f64>; 2] {
+    let n = close.len();
+    let mut k = nan_vec(n);
+    let mut d = nan_vec(n);
+    if fastk == 0 || slowk == 0 || slowd == 0 || n < fastk {
+        return [k, d];
+    }
+    let mut fast = nan_vec(n);
+    for t in fastk - 1..n {
+        let (hh, ll) = extremes(high, low, t, fastk);
+        let diff = (hh - ll) / 100.0;
+        fast[t] = if diff != 0.0 { (close[t] - ll) / diff } else { 0.0 };
+    }
+    let off = fastk - 1;
+    sma_into(&fast[off..], slowk, &mut k[off..]);
+    let off2 = off + slowk - 1;
+    if off2 < n {
+        sma_into(&k[off2..], slowd, &mut d[off2..]);
+        // %K is only reported where %D exists, as TA-Lib aligns both outputs.
+        let first = off2 + slowd - 1;
+        for v in &mut k[..first.min(n)] {
+            *v = f64::NAN;
+        }
+    }
+    [k, d]
+}
+
+/// Williams %R (TA-Lib `WILLR`); lookback `period - 1`.
+pub fn willr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Vec<f64> {
+    let n = close.len();
+    let mut out = nan_vec(n);
+    if period == 0 || n < period {
+        return out;
+    }
+    for t in period - 1..n {
+        let (hh, ll) = extremes(high, low, t, period);
+        let diff = (hh - ll) / -100.0;
+        out[t] = if diff != 0.0 { (hh - close[t]) / diff } else { 0.0 };
+    }
+    out
+}
+
+/// Commodity channel index (TA-Lib `CCI`, summing its circular buffer in slot order);
+/// lookback `period - 1`.
+pub fn cci(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Vec<f64> {
+    let n = close.len();
+    let mut out = nan_vec(n);
+    if period < 2 || n < period {
+        return out;
+    }
+    let tp = |i: usize| (high[i] + low[i] + close[i]) / 3.0;
+    let p = period as f64;
+    // TA-Lib stores bar i in slot i % period and sums slots 0..period; visiting the window
+    // in that order reproduces its rounding exactly.
+    let mut buf = vec![0.0; period];
+    for (i, slot) in (0..period - 1).zip(0..) {
+        buf[slot] = tp(i);
+    }
+    for t in period - 1..n {
+        let last = tp(t);
+        buf[t % period] = last;
+        let mut avg = 0.0;
+        for &v in &buf {
+            avg += v;
+        }
+        avg /= p;
+        let mut dev = 0.0;
+        for &v in &buf {
+            dev += (v - avg).abs();
+        }
+        let num = last - avg;
+        out[t] = if num != 0.0 && dev != 0.0 { num / (0.015 * (dev / p)) } else { 0.0 };
+    }
+    out
+}
+
+/// Rate of change in percent, `(x / x[t-period] - 1) · 100` (TA-Lib `ROC`); lookback `period`.
+pub fn roc(x: &[f64], period: usize) -> Vec<f64> {
+    lagged(x, period, |now, then| if then != 0.0 { ((now / then) - 1.0) * 100.0 } else { 0.0 })
+}
+
+/// Rate of change as a fraction, `(x - x[t-period]) / x[t-period]` (TA-Lib `ROCP`).
+pub fn rocp(x: &[f64], period: usize) -> Vec<f64> {
+    lagged(x, period, |now, then| if then != 0.0 { (now - then) / then } else { 0.0 })
+}
+
+/// Momentum, `x - x[t-period]` (TA-Lib `MOM`); lookback `period`.
+pub fn mom(x: &[f64], period: usize) -> Vec<f64> {
+    lagged(x, period, |now, then| now - then)
+}
+
+/// Log return `ln(x / x[t-period])`; lookback `period`.
+pub fn log_return(x: &[f64], period: usize) -> Vec<f64> {
+    lagged(x, period, |now, then| (now / then).ln())
+}
+
+fn lagged(x: &[f64], period: usize, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+    let n = x.len();
+    let mut out = nan_vec(n);
+    if period == 0 {
+        return out;
+    }
+    for t in period..n {
+        out[t] = f(x[t], x[t - period]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsi_bounds_and_monotone_input() {
+        let up: Vec<f64> = (0..50).map(|i| 100.0 + i as f64).collect();
+        let r = rsi(&up, 14);
+        assert!(r[13].is_nan());
+        assert!(r[14..].iter().all(|&v| (v - 100.0).abs() < 1e-12));
+        let flat = vec![5.0; 30];
+        assert!(rsi(&flat, 14)[14..].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn stoch_and_willr_ranges() {
+        let n = 60;
+        let c: Vec<f64> = (0..n).map(|i| 100.0 + (i as f64 * 0.7).sin() * 5.0).collect();
+        let h: Vec<f64> = c.iter().map(|v| v + 1.0).collect();
+        let l: Vec<f64> = c.iter().map(|v| v - 1.0).collect();
+        let [k, d] = stoch(&h, &l, &c, 14, 3, 3);
+        assert!(k[16].is_nan() && d[16].is_nan());
+        for t in 17..n {
+            assert!((0.0..=100.0).contains(&k[t]) && (0.0..=100.0).contains(&d[t]));
+        }
+        let w = willr(&h, &l, &c, 14);
+        assert!(w[13..].iter().all(|v| (-100.0..=0.0).contains(v)));
+    }
+
+    #[test]
+    fn lagged_family() {
+        let x = [1.0, 2.0, 4.0];
+        assert_eq!(roc(&x, 1)[2], 100.0);
+        assert_eq!(rocp(&x, 2)[2], 3.0);
+        assert_eq!(mom(&x, 1)[1], 1.0);
+        assert!((log_return(&x, 2)[2] - 4f64.ln()).abs() < 1e-15);
+    }
+}
