@@ -1,0 +1,71 @@
+//! Criterion benchmarks for feature computation on 1,000,000 stitched real bars
+//! (see `retrain::data::stitch`): the full default spec and the TA-Lib-covered subset,
+//! single-threaded and on 2 threads, plus multi-symbol scaling.
+//!
+//! `cargo bench --bench features`; side-by-side TA-Lib numbers: `benches/peers/run_features.sh`.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use retrain::data::{Bars, read_bars, stitch::stitch};
+use retrain::features::{FeatureSpec, compute_many, talib};
+use std::path::Path;
+
+const N: usize = 1_000_000;
+
+fn sources() -> Vec<Bars> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files =
+        vec![format!("{root}/datasets/btcusd_coinbase_1h.csv"), format!("{root}/datasets/eurusd_ask_1h_2017.csv")];
+    for f in [
+        "spy_1h_1998-2021_lean.csv",
+        "xauusd_oanda_mid_1h_2006-2019_lean.csv",
+        "eurusd_oanda_mid_1h_2007-2018_lean.csv",
+    ] {
+        let p = format!("{root}/../shared/datasets/{f}");
+        if Path::new(&p).exists() {
+            files.push(p);
+        }
+    }
+    files.into_iter().flat_map(|f| read_bars(f).unwrap()).collect()
+}
+
+fn pool(n: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let src = sources();
+    let bars = stitch(&src, N, "STITCHED", 1_262_304_000_000, 3_600_000).unwrap();
+    let spec = FeatureSpec::default();
+    let one = std::slice::from_ref(&bars);
+
+    let mut g = c.benchmark_group("features_1m");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N as u64));
+    for threads in [1, 2] {
+        let p = pool(threads);
+        g.bench_function(format!("default_spec_{threads}t"), |b| {
+            b.iter(|| p.install(|| compute_many(one, &spec).unwrap()))
+        });
+    }
+    let p1 = pool(1);
+    g.bench_function("talib_subset_1t", |b| b.iter(|| p1.install(|| talib::outputs(&bars))));
+    g.finish();
+
+    // Four symbols of 250k bars: the same total work, spread over symbols.
+    let quarter: Vec<Bars> = (0..4)
+        .map(|i| stitch(&src[i % src.len()..], N / 4, &format!("S{i}"), 1_262_304_000_000, 3_600_000).unwrap())
+        .collect();
+    let mut g = c.benchmark_group("features_4x250k");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N as u64));
+    for threads in [1, 2] {
+        let p = pool(threads);
+        g.bench_function(format!("default_spec_{threads}t"), |b| {
+            b.iter(|| p.install(|| compute_many(&quarter, &spec).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,58 @@
+//! Argument parsing and dispatch for the `retrain` binary; one file per command.
+
+mod features;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Keep trading models fresh: features, labels, training, validation and versioning.
+#[derive(Debug, Parser)]
+#[command(name = "retrain", version, about, long_about = None)]
+pub struct Cli {
+    /// Worker threads for parallel work (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute causal features (and optionally labels) from OHLCV candles into CSV/Parquet.
+    Features(features::FeaturesArgs),
+    /// Print the default feature spec as TOML (a starting point for --spec).
+    Spec,
+}
+
+/// Route tracing to stderr; warnings by default.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Run a parsed command inside a rayon pool of the requested size.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        builder = builder.num_threads(n);
+    }
+    let pool = builder.build().context("building the thread pool")?;
+    pool.install(|| match cli.command {
+        Command::Features(args) => features::run(args),
+        Command::Spec => {
+            print!("{}", retrain::features::FeatureSpec::default().to_toml());
+            Ok(())
+        }
+    })
+}

@@ -1,0 +1,98 @@
+//! The `retrain` binary end to end: features on the shipped data, JSON summary, output
+//! readable by our own loader, and clear failures on bad input.
+
+use std::process::Command;
+
+fn retrain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_retrain"))
+}
+
+const BTC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/btcusd_coinbase_1h.csv");
+
+#[test]
+fn features_with_label_writes_parquet_and_json_summary() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("f.parquet");
+    let o = retrain()
+        .args(["--threads", "2", "features", "--data", BTC, "--label", "direction:12", "--json", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["rows_in"], 20_111);
+    assert_eq!(s["warmup_dropped"], 99);
+    assert_eq!(s["label_dropped"], 12);
+    assert_eq!(s["rows_out"], 20_111 - 99 - 12);
+    assert_eq!(s["feature_columns"], 61);
+    let df = retrain::data::io::read_frame(&out).unwrap();
+    assert_eq!(df.height(), 20_111 - 99 - 12);
+    assert_eq!(df.width(), 61 + 4); // symbol, timestamp, label, t1
+    assert!(df.column("direction_12").is_ok() && df.column("t1").is_ok());
+}
+
+#[test]
+fn features_without_label_to_csv_with_human_summary() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("f.csv");
+    let o = retrain().args(["features", "--data", BTC, "--out"]).arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("warm-up dropped  99"), "{text}");
+    let df = retrain::data::io::read_frame(&out).unwrap();
+    assert_eq!(df.height(), 20_111 - 99);
+}
+
+#[test]
+fn custom_spec_and_spec_printing() {
+    let d = tempfile::tempdir().unwrap();
+    let spec = d.path().join("spec.toml");
+    std::fs::write(&spec, "[[features]]\nkind = \"rsi\"\nperiod = 14\n[[features]]\nkind = \"calendar\"\n").unwrap();
+    let out = d.path().join("f.csv");
+    let o = retrain()
+        .args(["features", "--json", "--data", BTC, "--spec"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["feature_columns"], 5);
+    assert_eq!(s["warmup_dropped"], 14);
+    let o = retrain().arg("spec").output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(retrain::features::FeatureSpec::from_toml_str(&text, "stdout").unwrap(), Default::default());
+}
+
+#[test]
+fn bad_input_fails_with_row_and_column() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "timestamp,open,high,low,close,volume\n2020-01-01T00:00:00Z,10,11,9,10,1\n2020-01-01T01:00:00Z,10,9,9,10,1\n",
+    )
+    .unwrap();
+    let o = retrain().args(["features", "--data"]).arg(&bad).arg("--out").arg(d.path().join("o.csv")).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.csv") && err.contains("row 2") && err.contains("`high`"), "{err}");
+    assert!(!d.path().join("o.csv").exists(), "nothing written on failure");
+
+    let spec = d.path().join("s.toml");
+    std::fs::write(&spec, "[[features]]\nkind = \"rsi\"\nperiod = 14\ncolour = 1\n").unwrap();
+    let o = retrain()
+        .args(["features", "--data", BTC, "--spec"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(d.path().join("o.csv"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("colour"));
+
+    let o = retrain().args(["features", "--data", BTC, "--label", "sideways:3", "--out", "x.csv"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown label"));
+}
