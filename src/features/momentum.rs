@@ -65,15 +65,40 @@ pub fn cmo(x: &[f64], period: usize) -> Vec<f64> {
     out
 }
 
-/// Highest high and lowest low over the window of `period` bars ending at `t`.
-#[inline]
-fn extremes(high: &[f64], low: &[f64], t: usize, period: usize) -> (f64, f64) {
-    let (mut hh, mut ll) = (f64::NEG_INFINITY, f64::INFINITY);
-    for j in t + 1 - period..=t {
-        hh = hh.max(high[j]);
-        ll = ll.min(low[j]);
+/// Highest high and lowest low over each window of `period` bars, calling
+/// `emit(t, highest, lowest)` from `t = period - 1`. Like TA-Lib, the extreme's index is
+/// tracked and the window rescanned only when that bar leaves it, so typical cost is O(n).
+fn rolling_extremes(high: &[f64], low: &[f64], period: usize, mut emit: impl FnMut(usize, f64, f64)) {
+    let n = high.len();
+    if period == 0 || n < period {
+        return;
     }
-    (hh, ll)
+    let (mut hi_idx, mut lo_idx) = (usize::MAX, usize::MAX);
+    let (mut hh, mut ll) = (f64::NEG_INFINITY, f64::INFINITY);
+    for t in period - 1..n {
+        let start = t + 1 - period;
+        if hi_idx == usize::MAX || hi_idx < start {
+            (hi_idx, hh) = (start, high[start]);
+            for j in start + 1..=t {
+                if high[j] >= hh {
+                    (hi_idx, hh) = (j, high[j]);
+                }
+            }
+        } else if high[t] >= hh {
+            (hi_idx, hh) = (t, high[t]);
+        }
+        if lo_idx == usize::MAX || lo_idx < start {
+            (lo_idx, ll) = (start, low[start]);
+            for j in start + 1..=t {
+                if low[j] <= ll {
+                    (lo_idx, ll) = (j, low[j]);
+                }
+            }
+        } else if low[t] <= ll {
+            (lo_idx, ll) = (t, low[t]);
+        }
+        emit(t, hh, ll);
+    }
 }
 
 /// Slow stochastic %K and %D with SMA smoothing (TA-Lib `STOCH`, matype 0);
@@ -86,11 +111,10 @@ pub fn stoch(high: &[f64], low: &[f64], close: &[f64], fastk: usize, slowk: usiz
         return [k, d];
     }
     let mut fast = nan_vec(n);
-    for t in fastk - 1..n {
-        let (hh, ll) = extremes(high, low, t, fastk);
+    rolling_extremes(high, low, fastk, |t, hh, ll| {
         let diff = (hh - ll) / 100.0;
         fast[t] = if diff != 0.0 { (close[t] - ll) / diff } else { 0.0 };
-    }
+    });
     let off = fastk - 1;
     sma_into(&fast[off..], slowk, &mut k[off..]);
     let off2 = off + slowk - 1;
@@ -112,11 +136,10 @@ pub fn willr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Vec<f64
     if period == 0 || n < period {
         return out;
     }
-    for t in period - 1..n {
-        let (hh, ll) = extremes(high, low, t, period);
+    rolling_extremes(high, low, period, |t, hh, ll| {
         let diff = (hh - ll) / -100.0;
         out[t] = if diff != 0.0 { (hh - close[t]) / diff } else { 0.0 };
-    }
+    });
     out
 }
 
@@ -213,6 +236,20 @@ mod tests {
         }
         let w = willr(&h, &l, &c, 14);
         assert!(w[13..].iter().all(|v| (-100.0..=0.0).contains(v)));
+    }
+
+    #[test]
+    fn rolling_extremes_match_brute_force() {
+        let h: Vec<f64> = (0..200).map(|i| ((i * 37) % 23) as f64 + (i as f64 * 0.1).sin()).collect();
+        let l: Vec<f64> = h.iter().map(|v| v - 1.0 - ((*v as usize) % 3) as f64).collect();
+        let mut seen = 0;
+        rolling_extremes(&h, &l, 9, |t, hh, ll| {
+            let w = t + 1 - 9..=t;
+            assert_eq!(hh, w.clone().map(|j| h[j]).fold(f64::MIN, f64::max));
+            assert_eq!(ll, w.map(|j| l[j]).fold(f64::MAX, f64::min));
+            seen += 1;
+        });
+        assert_eq!(seen, 192);
     }
 
     #[test]

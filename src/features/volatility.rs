@@ -77,22 +77,10 @@ pub fn bbands(x: &[f64], period: usize, nbdev: f64) -> [Vec<f64>; 3] {
     [upper, mid, lower]
 }
 
-/// Rolling sums of a per-bar series `v` (valid from `first`), calling `emit(t, sum)` for
-/// each full window of `period` values.
-fn rolling_sum(v: &[f64], first: usize, period: usize, mut emit: impl FnMut(usize, f64)) {
-    let n = v.len();
-    if period == 0 || n < first + period {
-        return;
-    }
-    let mut s = 0.0;
-    for &x in &v[first..first + period - 1] {
-        s += x;
-    }
-    for t in first + period - 1..n {
-        s += v[t];
-        emit(t, s);
-        s -= v[t + 1 - period];
-    }
+/// One-bar log return ending at `t` (t >= 1).
+#[inline]
+fn log_ret(close: &[f64], t: usize) -> f64 {
+    (close[t] / close[t - 1]).ln()
 }
 
 /// Sample standard deviation of the last `period` one-bar log returns; lookback `period`.
@@ -102,59 +90,66 @@ pub fn close_vol(close: &[f64], period: usize) -> Vec<f64> {
     if period < 2 || n <= period {
         return out;
     }
-    let r: Vec<f64> = std::iter::once(0.0).chain(close.windows(2).map(|w| (w[1] / w[0]).ln())).collect();
     let p = period as f64;
     let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in &r[1..period] {
+    for t in 1..period {
+        let x = log_ret(close, t);
         s1 += x;
         s2 += x * x;
     }
     for t in period..n {
-        s1 += r[t];
-        s2 += r[t] * r[t];
+        let x = log_ret(close, t);
+        s1 += x;
+        s2 += x * x;
         let var = (s2 - s1 * s1 / p) / (p - 1.0);
         out[t] = var.max(0.0).sqrt();
-        let old = r[t + 1 - period];
+        // The leaving return is recomputed (bit-identical) rather than buffered.
+        let old = log_ret(close, t + 1 - period);
         s1 -= old;
         s2 -= old * old;
     }
     out
 }
 
-fn sqrt_mean_of(per_bar: Vec<f64>, first: usize, period: usize) -> Vec<f64> {
-    let mut out = nan_vec(per_bar.len());
+/// `sqrt(mean(f(i)))` over each window of `period` bars (a negative mean clamps to 0).
+fn sqrt_mean_of(n: usize, period: usize, f: impl Fn(usize) -> f64) -> Vec<f64> {
+    let mut out = nan_vec(n);
+    if period == 0 || n < period {
+        return out;
+    }
     let p = period as f64;
-    rolling_sum(&per_bar, first, period, |t, s| out[t] = (s / p).max(0.0).sqrt());
+    let mut s = 0.0;
+    for i in 0..period - 1 {
+        s += f(i);
+    }
+    for t in period - 1..n {
+        s += f(t);
+        out[t] = (s / p).max(0.0).sqrt();
+        s -= f(t + 1 - period);
+    }
     out
 }
 
 /// Parkinson high–low volatility: `sqrt(mean(ln(H/L)^2) / (4 ln 2))`; lookback `period - 1`.
 pub fn parkinson(high: &[f64], low: &[f64], period: usize) -> Vec<f64> {
     let k = 1.0 / (4.0 * std::f64::consts::LN_2);
-    let v = high.iter().zip(low).map(|(&h, &l)| k * (h / l).ln().powi(2)).collect();
-    sqrt_mean_of(v, 0, period)
+    sqrt_mean_of(high.len(), period, |i| k * (high[i] / low[i]).ln().powi(2))
 }
 
 /// Garman–Klass volatility: `sqrt(mean(0.5 ln(H/L)^2 - (2 ln 2 - 1) ln(C/O)^2))`;
 /// lookback `period - 1`.
 pub fn garman_klass(open: &[f64], high: &[f64], low: &[f64], close: &[f64], period: usize) -> Vec<f64> {
     let k = 2.0 * std::f64::consts::LN_2 - 1.0;
-    let v = (0..close.len())
-        .map(|i| 0.5 * (high[i] / low[i]).ln().powi(2) - k * (close[i] / open[i]).ln().powi(2))
-        .collect();
-    sqrt_mean_of(v, 0, period)
+    sqrt_mean_of(close.len(), period, |i| 0.5 * (high[i] / low[i]).ln().powi(2) - k * (close[i] / open[i]).ln().powi(2))
 }
 
 /// Rogers–Satchell volatility: `sqrt(mean(ln(H/C) ln(H/O) + ln(L/C) ln(L/O)))`;
 /// lookback `period - 1`.
 pub fn rogers_satchell(open: &[f64], high: &[f64], low: &[f64], close: &[f64], period: usize) -> Vec<f64> {
-    let v = (0..close.len())
-        .map(|i| {
-            let (o, h, l, c) = (open[i], high[i], low[i], close[i]);
-            (h / c).ln() * (h / o).ln() + (l / c).ln() * (l / o).ln()
-        })
-        .collect();
-    sqrt_mean_of(v, 0, period)
+    sqrt_mean_of(close.len(), period, |i| {
+        let (o, h, l, c) = (open[i], high[i], low[i], close[i]);
+        (h / c).ln() * (h / o).ln() + (l / c).ln() * (l / o).ln()
+    })
 }
 
 /// Rolling (population) skewness and excess kurtosis of the last `period` one-bar log
@@ -166,7 +161,6 @@ pub fn skew_kurt(close: &[f64], period: usize) -> [Vec<f64>; 2] {
     if period < 3 || n <= period {
         return [skew, kurt];
     }
-    let r: Vec<f64> = std::iter::once(0.0).chain(close.windows(2).map(|w| (w[1] / w[0]).ln())).collect();
     let p = period as f64;
     let mut s = [0.0f64; 4];
     let add = |s: &mut [f64; 4], x: f64, sign: f64| {
@@ -176,11 +170,11 @@ pub fn skew_kurt(close: &[f64], period: usize) -> [Vec<f64>; 2] {
         s[2] += sign * x2 * x;
         s[3] += sign * x2 * x2;
     };
-    for &x in &r[1..period] {
-        add(&mut s, x, 1.0);
+    for t in 1..period {
+        add(&mut s, log_ret(close, t), 1.0);
     }
     for t in period..n {
-        add(&mut s, r[t], 1.0);
+        add(&mut s, log_ret(close, t), 1.0);
         let m = s[0] / p;
         let (e2, e3, e4) = (s[1] / p, s[2] / p, s[3] / p);
         let m2 = e2 - m * m;
@@ -194,7 +188,7 @@ pub fn skew_kurt(close: &[f64], period: usize) -> [Vec<f64>; 2] {
             skew[t] = 0.0;
             kurt[t] = 0.0;
         }
-        add(&mut s, r[t + 1 - period], -1.0);
+        add(&mut s, log_ret(close, t + 1 - period), -1.0);
     }
     [skew, kurt]
 }
