@@ -1,7 +1,7 @@
 //! Candle-shape and calendar features: body and shadow ratios, range, overnight gap, and
 //! cyclical hour-of-day / day-of-week encodings (UTC).
 
-use super::nan_vec;
+use super::{nan_vec, output_vec};
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -9,7 +9,7 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// body is signed (`(close - open) / range`). Lookback 0.
 pub fn candle_shape(open: &[f64], high: &[f64], low: &[f64], close: &[f64]) -> [Vec<f64>; 3] {
     let n = close.len();
-    let (mut body, mut upper, mut lower) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut body, mut upper, mut lower) = (output_vec(n), output_vec(n), output_vec(n));
     for i in 0..n {
         let (o, h, l, c) = (open[i], high[i], low[i], close[i]);
         let range = h - l;
@@ -44,7 +44,7 @@ pub fn gap(open: &[f64], close: &[f64]) -> Vec<f64> {
 /// minutes; Monday = 0). Lookback 0.
 pub fn calendar(ts: &[i64]) -> [Vec<f64>; 4] {
     let n = ts.len();
-    let mut out = [Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n)];
+    let mut out = [output_vec(n), output_vec(n), output_vec(n), output_vec(n)];
     let tau = std::f64::consts::TAU;
     for &t in ts {
         let day = t.div_euclid(MS_PER_DAY);

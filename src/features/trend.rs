@@ -67,9 +67,9 @@ pub(crate) fn ema_seeded_at(x: &[f64], period: usize, seed_end: usize, out: &mut
     let k = ema_k(period);
     let mut prev = sum / period as f64;
     out[seed_end] = prev;
-    for i in seed_end + 1..n {
-        prev = ((x[i] - prev) * k) + prev;
-        out[i] = prev;
+    for (o, &v) in out[seed_end + 1..n].iter_mut().zip(&x[seed_end + 1..n]) {
+        prev = ((v - prev) * k) + prev;
+        *o = prev;
     }
 }
 
@@ -89,27 +89,28 @@ pub fn macd(x: &[f64], fast: usize, slow: usize, signal: usize) -> [Vec<f64>; 3]
     let seed = |p: usize| x[start + 1 - p..=start].iter().fold(0.0, |a, &v| a + v) / p as f64;
     let (kf, ks, kg) = (ema_k(fast), ema_k(slow), ema_k(signal));
     let (mut ef, mut es) = (seed(fast), seed(slow));
-    let mut sig_sum = 0.0;
-    let mut prev_sig = 0.0;
-    for i in start..n {
-        if i > start {
-            es = ((x[i] - es) * ks) + es;
-            ef = ((x[i] - ef) * kf) + ef;
-        }
+    // Phase 1: MACD values that only seed the signal line (its SMA).
+    let mut sig_sum = ef - es;
+    for &v in &x[start + 1..=first_out] {
+        es = ((v - es) * ks) + es;
+        ef = ((v - ef) * kf) + ef;
+        sig_sum += ef - es;
+    }
+    let m = ef - es;
+    let mut prev_sig = sig_sum / signal as f64;
+    line[first_out] = m;
+    sig[first_out] = prev_sig;
+    hist[first_out] = m - prev_sig;
+    // Phase 2: everything, branch-free.
+    let outs = line[first_out + 1..].iter_mut().zip(&mut sig[first_out + 1..]).zip(&mut hist[first_out + 1..]);
+    for (((l, s), h), &v) in outs.zip(&x[first_out + 1..]) {
+        es = ((v - es) * ks) + es;
+        ef = ((v - ef) * kf) + ef;
         let m = ef - es;
-        if i < first_out {
-            sig_sum += m;
-            continue;
-        }
-        if i == first_out {
-            sig_sum += m;
-            prev_sig = sig_sum / signal as f64;
-        } else {
-            prev_sig = ((m - prev_sig) * kg) + prev_sig;
-        }
-        line[i] = m;
-        sig[i] = prev_sig;
-        hist[i] = m - prev_sig;
+        prev_sig = ((m - prev_sig) * kg) + prev_sig;
+        *l = m;
+        *s = prev_sig;
+        *h = m - prev_sig;
     }
     [line, sig, hist]
 }

@@ -6,7 +6,7 @@
 //! order, so a value at bar t depends on bars <= t only and is bit-identical however much
 //! future data follows.
 
-use super::trend::{TA_EPSILON, sma_into};
+use super::trend::TA_EPSILON;
 use super::{nan_vec, true_range};
 
 /// Average true range with Wilder smoothing (TA-Lib `ATR`); lookback `period`.
@@ -23,11 +23,11 @@ pub fn atr(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Vec<f64> 
     }
     let mut prev = sum / p;
     out[period] = prev;
+    // Wilder smoothing as a multiply-add (no division on the loop-carried chain); within
+    // ~2e-15 of TA-Lib, which is itself not bit-stable across versions here.
+    let (decay, inv) = ((p - 1.0) / p, 1.0 / p);
     for i in period + 1..n {
-        let tr = true_range(high[i], low[i], close[i - 1]);
-        prev *= p - 1.0;
-        prev += tr;
-        prev /= p;
+        prev = prev * decay + true_range(high[i], low[i], close[i - 1]) * inv;
         out[i] = prev;
     }
     out
@@ -54,23 +54,27 @@ pub fn bbands(x: &[f64], period: usize, nbdev: f64) -> [Vec<f64>; 3] {
     if period < 2 || n < period {
         return [upper, mid, lower];
     }
-    sma_into(x, period, &mut mid);
-    // TA-Lib's variance: E[x^2] - mean^2 from a running sum of squares.
+    // One pass: TA-Lib's running sum (mean) and running sum of squares (variance as
+    // E[x^2] - mean^2), in its order of operations.
     let p = period as f64;
-    let mut total2 = 0.0;
+    let (mut total, mut total2) = (0.0, 0.0);
     for &v in &x[..period - 1] {
+        total += v;
         total2 += v * v;
     }
     for t in period - 1..n {
         let v = x[t];
+        total += v;
         total2 += v * v;
+        let m = total / p;
         let mut mean2 = total2 / p;
         let old = x[t + 1 - period];
+        total -= old;
         total2 -= old * old;
-        let m = mid[t];
         mean2 -= m * m;
         let sd = if mean2 >= TA_EPSILON { mean2.sqrt() } else { 0.0 };
         let d = sd * nbdev;
+        mid[t] = m;
         upper[t] = m + d;
         lower[t] = m - d;
     }

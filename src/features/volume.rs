@@ -4,28 +4,24 @@
 //! Series with no volume at all (FX and CFD quote data) get well-defined values instead of
 //! NaN: MFI is 0 (TA-Lib's rule), VWAP falls back to the mean typical price, the z-score is 0.
 
-use super::nan_vec;
 use super::trend::linreg_slope;
+use super::{nan_vec, output_vec};
 
 /// On-balance volume (TA-Lib `OBV`): starts at the first bar's volume; lookback 0.
 pub fn obv(close: &[f64], volume: &[f64]) -> Vec<f64> {
     let n = close.len();
-    let mut out = Vec::with_capacity(n);
+    let mut out = output_vec(n);
     if n == 0 {
         return out;
     }
     let mut prev_obv = volume[0];
-    let mut prev = close[0];
     out.push(prev_obv);
     for i in 1..n {
-        let c = close[i];
-        if c > prev {
-            prev_obv += volume[i];
-        } else if c < prev {
-            prev_obv -= volume[i];
-        }
+        // Branch-free: adding ±volume (or +0) is bit-identical to TA-Lib's if/else, and
+        // up/down closes are too random for the branch predictor.
+        let dir = f64::from(i8::from(close[i] > close[i - 1]) - i8::from(close[i] < close[i - 1]));
+        prev_obv += volume[i] * dir;
         out.push(prev_obv);
-        prev = c;
     }
     out
 }
@@ -43,48 +39,56 @@ pub fn mfi(high: &[f64], low: &[f64], close: &[f64], volume: &[f64], period: usi
         return out;
     }
     let tp = |i: usize| (high[i] + low[i] + close[i]) / 3.0;
-    // Signed flow of bar i (i >= 1) as (+flow, -flow), recomputed on exit instead of buffered.
-    let flow = |i: usize| {
+    // Flows of the bars in the window, as (+flow, -flow) in a ring of `period` slots, so
+    // each bar's flow is computed once; selects instead of branches (flow signs are random).
+    let mut ring = vec![(0.0, 0.0); period];
+    let mut prev_tp = tp(0);
+    let mut flow = |i: usize| {
         let t = tp(i);
-        let d = t - tp(i - 1);
+        let d = t - prev_tp;
+        prev_tp = t;
         let f = t * volume[i];
-        if d.abs() <= 1e-14 * t.abs() {
-            (0.0, 0.0)
-        } else if d < 0.0 {
-            (0.0, f)
-        } else {
-            (f, 0.0)
-        }
-    };
-    let window = |end: usize| {
-        let (mut pos, mut neg) = (0.0, 0.0);
-        for i in end + 1 - period..=end {
-            let (p, m) = flow(i);
-            pos += p;
-            neg += m;
-        }
+        let flat = d.abs() <= 1e-14 * t.abs();
+        let pos = if !flat && d > 0.0 { f } else { 0.0 };
+        let neg = if !flat && d < 0.0 { f } else { 0.0 };
         (pos, neg)
     };
     let value = |pos: f64, neg: f64| {
         let s = pos + neg;
         if s < 1.0 { 0.0 } else { 100.0 * (pos / s) }
     };
-    let (mut pos, mut neg) = window(period);
+    let (mut pos, mut neg) = (0.0, 0.0);
+    for i in 1..=period {
+        let f = flow(i);
+        ring[i % period] = f;
+        pos += f.0;
+        neg += f.1;
+    }
+    // Slot of the bar leaving the window (bar i - period shares bar i's slot).
+    let mut slot = (period + 1) % period;
     out[period] = value(pos, neg);
     let mut until_reseed = 32 * period;
     for i in period + 1..n {
-        let (op, om) = flow(i - period);
+        let (op, om) = ring[slot];
         pos -= op;
         neg -= om;
-        let (p, m) = flow(i);
-        pos += p;
-        neg += m;
+        let f = flow(i);
+        ring[slot] = f;
+        pos += f.0;
+        neg += f.1;
         until_reseed -= 1;
         if until_reseed == 0 || op + om > 100.0 * (pos + neg) {
             until_reseed = 32 * period;
-            (pos, neg) = window(i);
+            (pos, neg) = (0.0, 0.0);
+            // Oldest first: slots slot+1 .. period-1, then 0 ..= slot.
+            for k in 1..=period {
+                let (p, m) = ring[(slot + k) % period];
+                pos += p;
+                neg += m;
+            }
         }
         out[i] = value(pos, neg);
+        slot = if slot + 1 == period { 0 } else { slot + 1 };
     }
     out
 }
