@@ -13,7 +13,8 @@ fn same(a: f64, b: f64) -> bool {
 fn assert_prefix_stable(full: &Bars, cut: usize, spec: &FeatureSpec) {
     let whole = compute(full, spec).unwrap();
     let part = compute(&full.slice(0, cut).unwrap(), spec).unwrap();
-    for (name, (cw, cp)) in whole.names.iter().zip(whole.columns.iter().zip(&part.columns)) {
+    let (w, p) = (&whole.segments[0], &part.segments[0]);
+    for (name, (cw, cp)) in whole.names.iter().zip(w.columns.iter().zip(&p.columns)) {
         for t in 0..cut {
             assert!(
                 same(cw[t], cp[t]),

@@ -96,3 +96,24 @@ fn bad_input_fails_with_row_and_column() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown label"));
 }
+
+#[test]
+fn one_file_per_symbol_keeps_the_symbol_per_row() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("pooled.csv");
+    let eur = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/eurusd_ask_1h_2017.csv");
+    let o = retrain()
+        .args(["features", "--json", "--label", "future_return:6", "--data", BTC, "--data", eur, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["symbols"], serde_json::json!(["btcusd_coinbase_1h", "eurusd_ask_1h_2017"]));
+    assert_eq!(s["rows_in"], 20_111 + 6_225);
+    assert_eq!(s["warmup_dropped"], 2 * 99);
+    let df = retrain::data::io::read_frame(&out).unwrap();
+    let sym = df.column("symbol").unwrap().str().unwrap().clone();
+    let eur_rows = sym.iter().filter(|v| *v == Some("eurusd_ask_1h_2017")).count();
+    assert_eq!(eur_rows, 6_225 - 99 - 6);
+}

@@ -72,37 +72,36 @@ impl Dataset {
         }
         let labels = bars.iter().map(|b| label.compute(b)).collect::<Result<Vec<_>>>()?;
         let mut dropped = DropReport { rows_in: frame.len(), ..Default::default() };
-        // (t0, symbol, frame row, label value, t1)
+        // (t0, symbol, row within the symbol, label value, t1)
         let mut rows: Vec<(i64, u32, usize, f64, i64)> = Vec::with_capacity(frame.len());
         for (s, (seg, lab)) in frame.segments.iter().zip(&labels).enumerate() {
-            if seg.len != lab.value.len() {
+            if seg.len() != lab.value.len() {
                 return Err(Error::Shape {
                     what: format!("labels of `{}`", seg.symbol),
-                    expected: seg.len,
+                    expected: seg.len(),
                     got: lab.value.len(),
                 });
             }
-            for i in 0..seg.len {
-                let r = seg.start + i;
+            for i in 0..seg.len() {
                 if i < seg.warmup {
                     dropped.warmup += 1;
                 } else if lab.value[i].is_nan() {
                     dropped.missing_label += 1;
-                } else if frame.columns.iter().any(|c| !c[r].is_finite()) {
+                } else if !seg.row_complete(i) {
                     dropped.non_finite += 1;
                 } else {
-                    rows.push((frame.ts[r], s as u32, r, lab.value[i], lab.t1[i]));
+                    rows.push((seg.ts[i], s as u32, i, lab.value[i], lab.t1[i]));
                 }
             }
         }
         rows.sort_by_key(|&(t0, s, ..)| (t0, s));
         dropped.rows_out = rows.len();
         let n = rows.len();
-        let mut x = Array2::<f32>::zeros((n, frame.columns.len()).f());
-        for (j, col) in frame.columns.iter().enumerate() {
+        let mut x = Array2::<f32>::zeros((n, frame.names.len()).f());
+        for j in 0..frame.names.len() {
             let mut dst = x.column_mut(j);
-            for (k, row) in rows.iter().enumerate() {
-                dst[k] = col[row.2] as f32;
+            for (k, &(_, s, i, ..)) in rows.iter().enumerate() {
+                dst[k] = frame.segments[s as usize].columns[j][i] as f32;
             }
         }
         Ok(Dataset {
@@ -193,18 +192,20 @@ impl Dataset {
 
 /// A frame's complete rows (warm-up dropped) as a polars `DataFrame`, for feature-only output.
 pub fn frame_to_dataframe(frame: &FeatureFrame) -> Result<(DataFrame, usize)> {
-    let keep: Vec<usize> = frame
+    // (segment, row) of every complete row, symbol by symbol.
+    let keep: Vec<(usize, usize)> = frame
         .segments
         .iter()
-        .flat_map(|s| s.start + s.warmup..s.start + s.len)
-        .filter(|&r| frame.columns.iter().all(|c| c[r].is_finite()))
+        .enumerate()
+        .flat_map(|(s, seg)| (seg.warmup..seg.len()).filter(|&i| seg.row_complete(i)).map(move |i| (s, i)))
         .collect();
+    let seg = |s: usize| &frame.segments[s];
     let mut cols: Vec<Column> = Vec::with_capacity(frame.names.len() + 2);
-    let sym: Vec<&str> = frame.segments.iter().flat_map(|s| std::iter::repeat_n(s.symbol.as_str(), s.len)).collect();
-    cols.push(Column::new("symbol".into(), keep.iter().map(|&r| sym[r]).collect::<Vec<_>>()));
-    cols.push(timestamp_column("timestamp", &keep.iter().map(|&r| frame.ts[r]).collect::<Vec<_>>())?);
-    for (name, c) in frame.names.iter().zip(&frame.columns) {
-        cols.push(Column::new(name.as_str().into(), keep.iter().map(|&r| c[r] as f32).collect::<Vec<f32>>()));
+    cols.push(Column::new("symbol".into(), keep.iter().map(|&(s, _)| seg(s).symbol.as_str()).collect::<Vec<_>>()));
+    cols.push(timestamp_column("timestamp", &keep.iter().map(|&(s, i)| seg(s).ts[i]).collect::<Vec<_>>())?);
+    for (j, name) in frame.names.iter().enumerate() {
+        let values: Vec<f32> = keep.iter().map(|&(s, i)| seg(s).columns[j][i] as f32).collect();
+        cols.push(Column::new(name.as_str().into(), values));
     }
     let df = DataFrame::new_infer_height(cols).map_err(|e| Error::polars("building feature frame", e))?;
     Ok((df, keep.len()))

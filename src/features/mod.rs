@@ -73,33 +73,21 @@ pub(crate) fn true_range(high: f64, low: f64, prev_close: f64) -> f64 {
     out
 }
 
-/// One symbol's block of rows inside a [`FeatureFrame`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One symbol's rows of a [`FeatureFrame`]: its own columns, never copied into a pooled
+/// table (concatenating 61 columns of a million rows would cost more than computing them).
+#[derive(Debug, Clone)]
 pub struct Segment {
     /// Symbol of these rows.
     pub symbol: String,
-    /// First row of the block in the frame.
-    pub start: usize,
-    /// Number of rows.
-    pub len: usize,
-    /// Leading rows of the block in which at least one column is still warming up.
+    /// Bar time of each row, UTC epoch ms.
+    pub ts: Vec<i64>,
+    /// Per-column series, in the frame's name order (NaN during warm-up).
+    pub columns: Vec<Vec<f64>>,
+    /// Leading rows in which at least one column is still warming up.
     pub warmup: usize,
 }
 
-/// Feature columns for one or more symbols, concatenated symbol by symbol.
-#[derive(Debug, Clone)]
-pub struct FeatureFrame {
-    /// Column names, in spec order.
-    pub names: Vec<String>,
-    /// Per-column series over all rows (NaN during each symbol's warm-up).
-    pub columns: Vec<Vec<f64>>,
-    /// Bar time of each row, UTC epoch ms.
-    pub ts: Vec<i64>,
-    /// Row blocks per symbol, in input order.
-    pub segments: Vec<Segment>,
-}
-
-impl FeatureFrame {
+impl Segment {
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.ts.len()
@@ -108,9 +96,34 @@ impl FeatureFrame {
     pub fn is_empty(&self) -> bool {
         self.ts.is_empty()
     }
-    /// Column by name.
-    pub fn column(&self, name: &str) -> Option<&[f64]> {
-        self.names.iter().position(|n| n == name).map(|i| self.columns[i].as_slice())
+    /// True when every column at `row` is finite.
+    pub fn row_complete(&self, row: usize) -> bool {
+        self.columns.iter().all(|c| c[row].is_finite())
+    }
+}
+
+/// Feature columns for one or more symbols, one [`Segment`] per symbol in input order.
+#[derive(Debug, Clone)]
+pub struct FeatureFrame {
+    /// Column names, in spec order.
+    pub names: Vec<String>,
+    /// Per-symbol blocks.
+    pub segments: Vec<Segment>,
+}
+
+impl FeatureFrame {
+    /// Total rows over all symbols.
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(Segment::len).sum()
+    }
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A column of the `segment`-th symbol, by name.
+    pub fn column(&self, segment: usize, name: &str) -> Option<&[f64]> {
+        let j = self.names.iter().position(|n| n == name)?;
+        self.segments.get(segment).map(|s| s.columns[j].as_slice())
     }
     /// Total warm-up rows over all symbols.
     pub fn warmup_rows(&self) -> usize {
@@ -134,35 +147,18 @@ pub fn compute_many(bars: &[Bars], spec: &FeatureSpec) -> Result<FeatureFrame> {
 pub fn compute_many_observed(bars: &[Bars], spec: &FeatureSpec, done: impl Fn(usize) + Sync) -> Result<FeatureFrame> {
     spec.validate()?;
     let names = spec.columns();
-    let per_symbol: Vec<Vec<Vec<f64>>> = bars
+    let segments = bars
         .par_iter()
         .enumerate()
         .map(|(i, b)| {
-            let cols: Vec<Vec<f64>> =
+            let columns: Vec<Vec<f64>> =
                 spec.features.par_iter().map(|f| f.compute(b)).collect::<Vec<_>>().into_iter().flatten().collect();
+            // Warm-up is measured, not assumed: the first row from which every column is finite.
+            let warmup =
+                columns.iter().map(|c| c.iter().position(|v| !v.is_nan()).unwrap_or(c.len())).max().unwrap_or(0);
             done(i);
-            cols
+            Segment { symbol: b.symbol().to_string(), ts: b.timestamps().to_vec(), columns, warmup }
         })
         .collect();
-    let total: usize = bars.iter().map(Bars::len).sum();
-    let mut ts = Vec::with_capacity(total);
-    let mut segments = Vec::with_capacity(bars.len());
-    for (b, cols) in bars.iter().zip(&per_symbol) {
-        // Warm-up is measured, not assumed: the first row from which every column is finite.
-        let warmup = cols.iter().map(|c| c.iter().position(|v| !v.is_nan()).unwrap_or(c.len())).max().unwrap_or(0);
-        segments.push(Segment { symbol: b.symbol().to_string(), start: ts.len(), len: b.len(), warmup });
-        ts.extend_from_slice(b.timestamps());
-    }
-    let columns = if per_symbol.len() == 1 {
-        per_symbol.into_iter().next().unwrap_or_default()
-    } else {
-        let mut columns: Vec<Vec<f64>> = (0..names.len()).map(|_| output_vec(total)).collect();
-        for cols in per_symbol {
-            for (dst, src) in columns.iter_mut().zip(cols) {
-                dst.extend(src);
-            }
-        }
-        columns
-    };
-    Ok(FeatureFrame { names, columns, ts, segments })
+    Ok(FeatureFrame { names, segments })
 }
