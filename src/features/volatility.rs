@@ -87,6 +87,27 @@ fn log_ret(close: &[f64], t: usize) -> f64 {
     (close[t] / close[t - 1]).ln()
 }
 
+/// The last `period` per-bar values, so a value leaving a rolling window is read back
+/// (bit-identical) instead of recomputed: halves the `ln` calls of every estimator here.
+struct Window {
+    ring: Vec<f64>,
+    next: usize,
+}
+
+impl Window {
+    fn new(period: usize) -> Self {
+        Window { ring: vec![0.0; period], next: 0 }
+    }
+    /// Store `v` and return the value pushed `period` pushes ago (0.0 before that, which
+    /// subtracts as an exact no-op).
+    #[inline]
+    fn push(&mut self, v: f64) -> f64 {
+        let old = std::mem::replace(&mut self.ring[self.next], v);
+        self.next = if self.next + 1 == self.ring.len() { 0 } else { self.next + 1 };
+        old
+    }
+}
+
 /// Sample standard deviation of the last `period` one-bar log returns; lookback `period`.
 pub fn close_vol(close: &[f64], period: usize) -> Vec<f64> {
     let n = close.len();
@@ -96,21 +117,22 @@ pub fn close_vol(close: &[f64], period: usize) -> Vec<f64> {
     }
     let p = period as f64;
     let (mut s1, mut s2) = (0.0, 0.0);
+    let mut w = Window::new(period);
     for t in 1..period {
         let x = log_ret(close, t);
+        w.push(x);
         s1 += x;
         s2 += x * x;
     }
     for t in period..n {
         let x = log_ret(close, t);
+        let old = w.push(x);
+        s1 -= old;
+        s2 -= old * old;
         s1 += x;
         s2 += x * x;
         let var = (s2 - s1 * s1 / p) / (p - 1.0);
         out[t] = var.max(0.0).sqrt();
-        // The leaving return is recomputed (bit-identical) rather than buffered.
-        let old = log_ret(close, t + 1 - period);
-        s1 -= old;
-        s2 -= old * old;
     }
     out
 }
@@ -123,13 +145,17 @@ fn sqrt_mean_of(n: usize, period: usize, f: impl Fn(usize) -> f64) -> Vec<f64> {
     }
     let p = period as f64;
     let mut s = 0.0;
+    let mut w = Window::new(period);
     for i in 0..period - 1 {
-        s += f(i);
+        let v = f(i);
+        w.push(v);
+        s += v;
     }
     for t in period - 1..n {
-        s += f(t);
+        let v = f(t);
+        s -= w.push(v);
+        s += v;
         out[t] = (s / p).max(0.0).sqrt();
-        s -= f(t + 1 - period);
     }
     out
 }
@@ -174,11 +200,16 @@ pub fn skew_kurt(close: &[f64], period: usize) -> [Vec<f64>; 2] {
         s[2] += sign * x2 * x;
         s[3] += sign * x2 * x2;
     };
+    let mut w = Window::new(period);
     for t in 1..period {
-        add(&mut s, log_ret(close, t), 1.0);
+        let x = log_ret(close, t);
+        w.push(x);
+        add(&mut s, x, 1.0);
     }
     for t in period..n {
-        add(&mut s, log_ret(close, t), 1.0);
+        let x = log_ret(close, t);
+        add(&mut s, w.push(x), -1.0);
+        add(&mut s, x, 1.0);
         let m = s[0] / p;
         let (e2, e3, e4) = (s[1] / p, s[2] / p, s[3] / p);
         let m2 = e2 - m * m;
@@ -192,7 +223,6 @@ pub fn skew_kurt(close: &[f64], period: usize) -> [Vec<f64>; 2] {
             skew[t] = 0.0;
             kurt[t] = 0.0;
         }
-        add(&mut s, log_ret(close, t + 1 - period), -1.0);
     }
     [skew, kurt]
 }
