@@ -151,3 +151,23 @@ fn shipped_datasets_load_cleanly() {
     let eur = read_bars(format!("{root}/datasets/eurusd_ask_1h_2017.csv")).unwrap();
     assert_eq!(eur[0].len(), 6_225);
 }
+
+#[test]
+fn repair_errors_still_name_the_file_row() {
+    let d = tempfile::tempdir().unwrap();
+    // B's second bar (file row 4) has high below close; repair cannot fix that.
+    let body = "symbol,timestamp,open,high,low,close,volume
+A,2020-01-01T01:00:00Z,10,11,9,10,1
+B,2020-01-01T00:00:00Z,20,21,19,20,1
+A,2020-01-01T00:00:00Z,10,11,9,10,1
+B,2020-01-01T01:00:00Z,20,19.5,19,20,1
+";
+    let p = write(&d, "multi.csv", body);
+    match load(&p, &LoadOptions { repair: true, ..Default::default() }).unwrap_err() {
+        Error::InvalidBar { source_name, row, column, .. } => {
+            assert!(source_name.ends_with("multi.csv"));
+            assert_eq!((row, column.as_str()), (4, "high"));
+        }
+        e => panic!("unexpected {e}"),
+    }
+}

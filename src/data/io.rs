@@ -195,19 +195,27 @@ pub fn bars_from_dataframe(df: &DataFrame, source: &str, opts: &LoadOptions) -> 
     };
 
     let mut loaded = Loaded { bars: Vec::with_capacity(groups.len()), repairs: Vec::new() };
+    let single = groups.len() == 1;
+    let mut all = Some(all);
     for (symbol, idx) in groups {
-        let pick = |v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
-        let part = BarColumns {
-            ts: idx.iter().map(|&i| all.ts[i]).collect(),
-            open: pick(&all.open),
-            high: pick(&all.high),
-            low: pick(&all.low),
-            close: pick(&all.close),
-            volume: pick(&all.volume),
+        let part = if single {
+            // One series: the columns are already in file order, no need to copy them.
+            all.take().unwrap_or_default()
+        } else {
+            let a = all.as_ref().expect("kept for every group");
+            let pick = |v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+            BarColumns {
+                ts: idx.iter().map(|&i| a.ts[i]).collect(),
+                open: pick(&a.open),
+                high: pick(&a.high),
+                low: pick(&a.low),
+                close: pick(&a.close),
+                volume: pick(&a.volume),
+            }
         };
         let rows: Vec<usize> = idx.iter().map(|&i| i + 1).collect();
         if opts.repair {
-            let (b, rep) = Bars::sort_and_dedup(symbol.clone(), part).map_err(|e| rename_source(e, source))?;
+            let (b, rep) = Bars::sort_and_dedup(symbol.clone(), part).map_err(|e| in_file(e, source, &idx))?;
             if rep != RepairReport::default() {
                 tracing::warn!(%source, %symbol, moved = rep.rows_moved, dropped = rep.duplicates_dropped, "repaired bars");
                 loaded.repairs.push((symbol, rep));
@@ -220,11 +228,15 @@ pub fn bars_from_dataframe(df: &DataFrame, source: &str, opts: &LoadOptions) -> 
     Ok(loaded)
 }
 
-fn rename_source(e: Error, source: &str) -> Error {
+/// Re-point an error from a symbol's subset (1-based `row` into `idx`) at the file's row.
+fn in_file(e: Error, source: &str, idx: &[usize]) -> Error {
     match e {
-        Error::InvalidBar { row, column, reason, .. } => {
-            Error::InvalidBar { source_name: source.to_string(), row, column, reason }
-        }
+        Error::InvalidBar { row, column, reason, .. } => Error::InvalidBar {
+            source_name: source.to_string(),
+            row: idx.get(row.wrapping_sub(1)).map_or(row, |&i| i + 1),
+            column,
+            reason,
+        },
         other => other,
     }
 }
