@@ -5,27 +5,15 @@
 //! `cargo bench --bench features`; side-by-side TA-Lib numbers: `benches/peers/run_features.sh`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use retrain::data::{Bars, read_bars, stitch::stitch};
+use retrain::data::Bars;
+use retrain::data::stitch::{benchmark_sources, stitch};
 use retrain::features::{FeatureSpec, compute_many, talib};
 use std::path::Path;
 
 const N: usize = 1_000_000;
 
 fn sources() -> Vec<Bars> {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut files =
-        vec![format!("{root}/datasets/btcusd_coinbase_1h.csv"), format!("{root}/datasets/eurusd_ask_1h_2017.csv")];
-    for f in [
-        "spy_1h_1998-2021_lean.csv",
-        "xauusd_oanda_mid_1h_2006-2019_lean.csv",
-        "eurusd_oanda_mid_1h_2007-2018_lean.csv",
-    ] {
-        let p = format!("{root}/../shared/datasets/{f}");
-        if Path::new(&p).exists() {
-            files.push(p);
-        }
-    }
-    files.into_iter().flat_map(|f| read_bars(f).unwrap()).collect()
+    benchmark_sources(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 fn pool(n: usize) -> rayon::ThreadPool {

@@ -61,6 +61,19 @@ impl BarColumns {
         self.ts.is_empty()
     }
 
+    /// The rows at `idx`, in that order (indices must be in range).
+    pub fn select(&self, idx: &[usize]) -> BarColumns {
+        let pick = |v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+        BarColumns {
+            ts: idx.iter().map(|&i| self.ts[i]).collect(),
+            open: pick(&self.open),
+            high: pick(&self.high),
+            low: pick(&self.low),
+            close: pick(&self.close),
+            volume: pick(&self.volume),
+        }
+    }
+
     fn check_lengths(&self) -> Result<()> {
         let n = self.ts.len();
         for (name, len) in [
@@ -116,15 +129,7 @@ impl Bars {
             }
         }
         let duplicates_dropped = n - keep.len();
-        let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<f64>>();
-        let repaired = BarColumns {
-            ts: keep.iter().map(|&i| cols.ts[i]).collect(),
-            open: pick(&cols.open),
-            high: pick(&cols.high),
-            low: pick(&cols.low),
-            close: pick(&cols.close),
-            volume: pick(&cols.volume),
-        };
+        let repaired = cols.select(&keep);
         // Row numbers after repair refer to the original input so errors stay traceable.
         let rows: Vec<usize> = keep.iter().map(|&i| i + 1).collect();
         let bars = Self::from_columns(symbol, repaired, MEMORY_SOURCE, Some(&rows))?;

@@ -202,16 +202,7 @@ pub fn bars_from_dataframe(df: &DataFrame, source: &str, opts: &LoadOptions) -> 
             // One series: the columns are already in file order, no need to copy them.
             all.take().unwrap_or_default()
         } else {
-            let a = all.as_ref().expect("kept for every group");
-            let pick = |v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
-            BarColumns {
-                ts: idx.iter().map(|&i| a.ts[i]).collect(),
-                open: pick(&a.open),
-                high: pick(&a.high),
-                low: pick(&a.low),
-                close: pick(&a.close),
-                volume: pick(&a.volume),
-            }
+            all.as_ref().expect("kept for every group").select(&idx)
         };
         let rows: Vec<usize> = idx.iter().map(|&i| i + 1).collect();
         if opts.repair {

@@ -5,8 +5,27 @@
 //! through the sources until `n` bars exist. Every bar's shape and every return is a real
 //! one; only the price level and the clock (a regular grid) are synthetic.
 
-use crate::data::{BarColumns, Bars};
+use crate::data::{BarColumns, Bars, read_bars};
 use crate::error::{Error, Result};
+use std::path::Path;
+
+/// Files under `../shared/datasets/` (beside the crate) added to the benchmark sources when
+/// present: SPY, XAUUSD and EURUSD hourly bars from QuantConnect Lean (Apache-2.0).
+const SHARED: [&str; 3] =
+    ["spy_1h_1998-2021_lean.csv", "xauusd_oanda_mid_1h_2006-2019_lean.csv", "eurusd_oanda_mid_1h_2007-2018_lean.csv"];
+
+/// The real series the benchmarks stitch, in a fixed order: the crate's shipped
+/// `datasets/` files, then the larger `../shared/datasets/` series that exist.
+pub fn benchmark_sources(crate_root: &Path) -> Result<Vec<Bars>> {
+    let mut files =
+        vec![crate_root.join("datasets/btcusd_coinbase_1h.csv"), crate_root.join("datasets/eurusd_ask_1h_2017.csv")];
+    files.extend(SHARED.iter().map(|f| crate_root.join("../shared/datasets").join(f)).filter(|p| p.exists()));
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(read_bars(f)?);
+    }
+    Ok(out)
+}
 
 /// Build `n` bars named `symbol` from the relative moves of `sources`, starting at price
 /// 100 and time `start_ms`, one bar every `step_ms`.
