@@ -5,9 +5,10 @@ mod features;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// Keep trading models fresh: features, labels, training, validation and versioning.
+/// Keep trading models fresh in-process. Today: causal features and labels from OHLCV
+/// candles; training, validation and versioning commands arrive with the library parts.
 #[derive(Debug, Parser)]
-#[command(name = "retrain", version, about, long_about = None)]
+#[command(name = "retrain", version, long_about = None)]
 pub struct Cli {
     /// Worker threads for parallel work (default: all cores).
     #[arg(long, global = true)]
