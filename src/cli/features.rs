@@ -88,10 +88,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
             let ds = Dataset::from_frame(&loaded.bars, &frame, label)?;
             (ds.to_dataframe()?, Some(ds.dropped))
         }
-        None => {
-            let (df, _) = data::dataset::frame_to_dataframe(&frame)?;
-            (df, None)
-        }
+        None => (data::dataset::frame_to_dataframe(&frame)?, None),
     };
     data::write_frame(&mut df, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
     pb.inc(1);

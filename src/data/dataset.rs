@@ -191,7 +191,7 @@ impl Dataset {
 }
 
 /// A frame's complete rows (warm-up dropped) as a polars `DataFrame`, for feature-only output.
-pub fn frame_to_dataframe(frame: &FeatureFrame) -> Result<(DataFrame, usize)> {
+pub fn frame_to_dataframe(frame: &FeatureFrame) -> Result<DataFrame> {
     // (segment, row) of every complete row, symbol by symbol.
     let keep: Vec<(usize, usize)> = frame
         .segments
@@ -207,6 +207,5 @@ pub fn frame_to_dataframe(frame: &FeatureFrame) -> Result<(DataFrame, usize)> {
         let values: Vec<f32> = keep.iter().map(|&(s, i)| seg(s).columns[j][i] as f32).collect();
         cols.push(Column::new(name.as_str().into(), values));
     }
-    let df = DataFrame::new_infer_height(cols).map_err(|e| Error::polars("building feature frame", e))?;
-    Ok((df, keep.len()))
+    DataFrame::new_infer_height(cols).map_err(|e| Error::polars("building feature frame", e))
 }

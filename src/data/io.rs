@@ -178,12 +178,7 @@ pub fn bars_from_dataframe(df: &DataFrame, source: &str, opts: &LoadOptions) -> 
             let mut order: Vec<(String, Vec<usize>)> = Vec::new();
             let mut index: HashMap<String, usize> = HashMap::new();
             for (i, v) in s.iter().enumerate() {
-                let v = v.ok_or_else(|| Error::InvalidBar {
-                    source_name: source.to_string(),
-                    row: i + 1,
-                    column: name.clone(),
-                    reason: "missing symbol".into(),
-                })?;
+                let v = v.ok_or_else(|| invalid(source, name, i + 1, "missing symbol".into()))?;
                 let slot = *index.entry(v.to_string()).or_insert_with(|| {
                     order.push((v.to_string(), Vec::new()));
                     order.len() - 1
@@ -232,13 +227,13 @@ fn in_file(e: Error, source: &str, idx: &[usize]) -> Error {
     }
 }
 
+/// An [`Error::InvalidBar`] for `row` (1-based) of column `column` in `source`.
+fn invalid(source: &str, column: &str, row: usize, reason: String) -> Error {
+    Error::InvalidBar { source_name: source.to_string(), row, column: column.to_string(), reason }
+}
+
 fn floats(col: &Column, source: &str, name: &str) -> Result<Vec<f64>> {
-    let err = |row: usize, reason: String| Error::InvalidBar {
-        source_name: source.to_string(),
-        row,
-        column: name.to_string(),
-        reason,
-    };
+    let err = |row: usize, reason: String| invalid(source, name, row, reason);
     if let Ok(s) = col.str() {
         // Text columns (e.g. a stray word, or `inf` spelled oddly): parse here so the error
         // names the row; validation then rejects NaN/inf with its own message.
@@ -260,12 +255,7 @@ fn floats(col: &Column, source: &str, name: &str) -> Result<Vec<f64>> {
 }
 
 fn timestamps(col: &Column, source: &str, name: &str) -> Result<Vec<i64>> {
-    let err = |row: usize, reason: String| Error::InvalidBar {
-        source_name: source.to_string(),
-        row,
-        column: name.to_string(),
-        reason,
-    };
+    let err = |row: usize, reason: String| invalid(source, name, row, reason);
     match col.dtype() {
         DataType::String => {
             let s = col.str().map_err(|e| Error::polars(source, e))?;
@@ -303,14 +293,7 @@ fn ints_ms(c: &Column, source: &str, name: &str) -> Result<Vec<i64>> {
     let ca = c.i64().map_err(|e| Error::polars(source, e))?;
     ca.iter()
         .enumerate()
-        .map(|(i, v)| {
-            v.ok_or_else(|| Error::InvalidBar {
-                source_name: source.to_string(),
-                row: i + 1,
-                column: name.to_string(),
-                reason: "missing timestamp".into(),
-            })
-        })
+        .map(|(i, v)| v.ok_or_else(|| invalid(source, name, i + 1, "missing timestamp".into())))
         .collect()
 }
 

@@ -5,7 +5,9 @@
 //! TA-Lib within ~1e-12 relative. Indices before the lookback hold NaN.
 
 use super::nan_vec;
-use super::trend::{TA_EPSILON, sma_into};
+use super::trend::TA_EPSILON;
+#[cfg(doc)]
+use super::trend::sma_into;
 
 fn is_zero(v: f64) -> bool {
     -TA_EPSILON < v && v < TA_EPSILON
@@ -60,6 +62,37 @@ pub fn cmo(x: &[f64], period: usize) -> Vec<f64> {
     out
 }
 
+/// TA-Lib's SMA as a stream: `push` returns the mean once `period` values have arrived,
+/// with the same running-sum order as [`sma_into`], keeping only the window in a ring.
+struct RunningSma {
+    ring: Vec<f64>,
+    next: usize,
+    seen: usize,
+    total: f64,
+}
+
+impl RunningSma {
+    fn new(period: usize) -> Self {
+        RunningSma { ring: vec![0.0; period], next: 0, seen: 0, total: 0.0 }
+    }
+
+    #[inline]
+    fn push(&mut self, v: f64) -> Option<f64> {
+        let p = self.ring.len();
+        self.ring[self.next] = v;
+        self.next = if self.next + 1 == p { 0 } else { self.next + 1 };
+        self.seen += 1;
+        self.total += v;
+        if self.seen < p {
+            return None;
+        }
+        let mean = self.total / p as f64;
+        // The oldest value now sits where the next one will be written.
+        self.total -= self.ring[self.next];
+        Some(mean)
+    }
+}
+
 /// Highest high and lowest low over each window of `period` bars, calling
 /// `emit(t, highest, lowest)` from `t = period - 1`.
 ///
@@ -108,22 +141,19 @@ pub fn stoch(high: &[f64], low: &[f64], close: &[f64], fastk: usize, slowk: usiz
     if fastk == 0 || slowk == 0 || slowd == 0 || n < fastk {
         return [k, d];
     }
-    let mut fast = nan_vec(n);
+    // Fast %K, slow %K and %D are streamed: each SMA keeps only its own window.
+    let (mut slow_k, mut slow_d) = (RunningSma::new(slowk), RunningSma::new(slowd));
     rolling_extremes(high, low, fastk, |t, hh, ll| {
         let range = hh - ll;
-        fast[t] = if range != 0.0 { (close[t] - ll) * 100.0 / range } else { 0.0 };
-    });
-    let off = fastk - 1;
-    sma_into(&fast[off..], slowk, &mut k[off..]);
-    let off2 = off + slowk - 1;
-    if off2 < n {
-        sma_into(&k[off2..], slowd, &mut d[off2..]);
+        let fast = if range != 0.0 { (close[t] - ll) * 100.0 / range } else { 0.0 };
         // %K is only reported where %D exists, as TA-Lib aligns both outputs.
-        let first = off2 + slowd - 1;
-        for v in &mut k[..first.min(n)] {
-            *v = f64::NAN;
+        if let Some(kv) = slow_k.push(fast)
+            && let Some(dv) = slow_d.push(kv)
+        {
+            k[t] = kv;
+            d[t] = dv;
         }
-    }
+    });
     [k, d]
 }
 

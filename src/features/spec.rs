@@ -338,12 +338,16 @@ impl Feature {
     pub fn compute(&self, bars: &Bars) -> Vec<Vec<f64>> {
         use Feature::*;
         let (o, h, l, c, v) = (bars.open(), bars.high(), bars.low(), bars.close(), bars.volume());
-        let per_close = |x: Vec<f64>| x.iter().zip(c).map(|(a, b)| a / b).collect::<Vec<f64>>();
+        // Derived columns are computed in place in the kernel's output: no second allocation.
+        let per_close = |mut x: Vec<f64>| {
+            x.iter_mut().zip(c).for_each(|(a, b)| *a /= b);
+            x
+        };
         match self {
             Returns { lags } => lags.iter().map(|&p| mom::rocp(c, p)).collect(),
             LogReturns { lags } => lags.iter().map(|&p| mom::log_return(c, p)).collect(),
-            SmaRatio { period } => vec![trend::ratio_minus_one(c, &trend::sma(c, *period))],
-            EmaRatio { period } => vec![trend::ratio_minus_one(c, &trend::ema(c, *period))],
+            SmaRatio { period } => vec![trend::price_over(c, trend::sma(c, *period))],
+            EmaRatio { period } => vec![trend::price_over(c, trend::ema(c, *period))],
             Macd { fast, slow, signal } => trend::macd(c, *fast, *slow, *signal).into_iter().map(per_close).collect(),
             Adx { period } => trend::adx_di(h, l, c, *period).into(),
             LinregSlope { period } => vec![per_close(trend::linreg_slope(c, *period))],
@@ -356,42 +360,37 @@ impl Feature {
             Cmo { period } => vec![mom::cmo(c, *period)],
             Natr { period } => vec![vol::natr(h, l, c, *period)],
             Bollinger { period, nbdev } => {
-                let [up, mid, lo] = vol::bbands(c, *period, *nbdev);
-                let pctb = (0..c.len())
-                    .map(|i| {
-                        let w = up[i] - lo[i];
-                        if w > 0.0 {
-                            (c[i] - lo[i]) / w
-                        } else if w.is_nan() {
-                            f64::NAN
-                        } else {
-                            0.5
-                        }
-                    })
-                    .collect();
-                let width = (0..c.len()).map(|i| (up[i] - lo[i]) / mid[i]).collect();
-                vec![pctb, width]
+                // %B overwrites the upper band and width the lower one, after both are read.
+                let [mut up, mid, mut lo] = vol::bbands(c, *period, *nbdev);
+                for i in 0..c.len() {
+                    let w = up[i] - lo[i];
+                    let pctb = if w > 0.0 {
+                        (c[i] - lo[i]) / w
+                    } else if w.is_nan() {
+                        f64::NAN
+                    } else {
+                        0.5
+                    };
+                    (up[i], lo[i]) = (pctb, w / mid[i]);
+                }
+                vec![up, lo]
             }
             CloseVol { period } => vec![vol::close_vol(c, *period)],
             Parkinson { period } => vec![vol::parkinson(h, l, *period)],
             GarmanKlass { period } => vec![vol::garman_klass(o, h, l, c, *period)],
             RogersSatchell { period } => vec![vol::rogers_satchell(o, h, l, c, *period)],
             VolRatio { short, long } => {
-                let (a, b) = (vol::close_vol(c, *short), vol::close_vol(c, *long));
-                let r = a
-                    .iter()
-                    .zip(&b)
-                    .map(|(&x, &y)| {
-                        if x.is_nan() || y.is_nan() {
-                            f64::NAN
-                        } else if y > 0.0 {
-                            x / y
-                        } else {
-                            1.0
-                        }
-                    })
-                    .collect();
-                vec![r]
+                let (mut a, b) = (vol::close_vol(c, *short), vol::close_vol(c, *long));
+                for (x, &y) in a.iter_mut().zip(&b) {
+                    *x = if x.is_nan() || y.is_nan() {
+                        f64::NAN
+                    } else if y > 0.0 {
+                        *x / y
+                    } else {
+                        1.0
+                    };
+                }
+                vec![a]
             }
             Moments { period } => vol::skew_kurt(c, *period).into(),
             ObvSlope { period } => vec![vlm::obv_slope(c, v, *period)],

@@ -220,9 +220,10 @@ pub fn linreg_slope(x: &[f64], period: usize) -> Vec<f64> {
     out
 }
 
-/// `x / ma - 1`: distance of a price from its average, scale-free.
-pub(crate) fn ratio_minus_one(x: &[f64], ma: &[f64]) -> Vec<f64> {
-    x.iter().zip(ma).map(|(&a, &m)| a / m - 1.0).collect()
+/// `x / ma - 1` written over `ma`: distance of a price from its average, scale-free.
+pub(crate) fn price_over(x: &[f64], mut ma: Vec<f64>) -> Vec<f64> {
+    ma.iter_mut().zip(x).for_each(|(m, &a)| *m = a / *m - 1.0);
+    ma
 }
 
 #[cfg(test)]
