@@ -99,7 +99,21 @@ pub enum Error {
         #[source]
         source: polars::error::PolarsError,
     },
+
+    /// A saved model file is truncated, corrupt or of an unknown version.
+    #[error("{source_name}: not a valid model file: {reason}")]
+    CorruptModel {
+        /// File path or `<bytes>`.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A linfa dataset or trait call failed.
+    #[error("linfa: {0}")]
+    Linfa(#[from] linfa::error::Error),
 }
+
 
 impl Error {
     /// Shorthand for [`Error::InvalidParam`].

@@ -35,6 +35,10 @@
 pub mod data;
 pub mod error;
 pub mod features;
+pub mod gbdt;
+pub mod model;
+pub mod rng;
+pub mod validation;
 
 pub use error::{Error, Result};
 

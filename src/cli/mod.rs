@@ -1,12 +1,13 @@
 //! Argument parsing and dispatch for the `retrain` binary; one file per command.
 
 mod features;
+mod gbdt;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Keep trading models fresh in-process. Today: causal features and labels from OHLCV
-/// candles; training, validation and versioning commands arrive with the library parts.
+/// candles and the native GBDT; validation and versioning commands arrive with the library parts.
 #[derive(Debug, Parser)]
 #[command(name = "retrain", version, long_about = None)]
 pub struct Cli {
@@ -25,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Compute causal features (and optionally labels) from OHLCV candles into CSV/Parquet.
     Features(features::FeaturesArgs),
+    /// Train the native GBDT on a CSV/Parquet table and score a test set.
+    Gbdt(gbdt::GbdtArgs),
     /// Print the default feature spec as TOML (a starting point for --spec).
     Spec,
 }
@@ -51,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = builder.build().context("building the thread pool")?;
     pool.install(|| match cli.command {
         Command::Features(args) => features::run(args),
+        Command::Gbdt(args) => gbdt::run(args),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());
             Ok(())

@@ -1,0 +1,295 @@
+//! Feature discretisation: bin edges from training rows only, then a row-major bin matrix.
+//!
+//! Edges come from the training rows (all of them up to `bin_sample`, so small sets get exact
+//! quantiles; a seeded uniform sample beyond). A feature with at most `max_bin` distinct values
+//! gets one bin per value, split at midpoints; otherwise a greedy quantile pass gives each bin
+//! about the same number of rows and lets a heavily repeated value keep a bin of its own.
+//! NaN always has its own bin (the last one) so every split can learn where missing values go.
+//! Features with a single value and no NaN are dropped from the split search.
+//!
+//! The matrix is row-major (`bins[row * n_used + j]`): histogram construction reads one row's
+//! bins for all features after loading that row's gradient once, which suits dense data with
+//! tens of features (LightGBM's "row-wise" mode); u8 storage up to 255 value bins, u16 beyond.
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+
+/// Bin edges of one feature.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BinMapper {
+    /// Inclusive upper bound of each value bin; the last is +∞.
+    pub bounds: Vec<f32>,
+    /// Whether the training rows had NaN in this feature.
+    pub has_nan: bool,
+}
+
+impl BinMapper {
+    /// Edges from the feature's sampled training values (NaN allowed).
+    pub fn fit(values: &mut [f32], max_bin: usize) -> BinMapper {
+        let n_nan = values.iter().filter(|v| v.is_nan()).count();
+        let mut finite: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        finite.sort_unstable_by(f32::total_cmp);
+        let mut distinct: Vec<(f32, usize)> = Vec::new();
+        for &v in &finite {
+            match distinct.last_mut() {
+                Some((last, c)) if *last == v => *c += 1,
+                _ => distinct.push((v, 1)),
+            }
+        }
+        let mut bounds = Vec::new();
+        if distinct.len() <= max_bin {
+            for w in distinct.windows(2) {
+                bounds.push(midpoint(w[0].0, w[1].0));
+            }
+        } else {
+            let mut rest = finite.len() as f64;
+            let mut bins_left = max_bin as f64;
+            let mut acc = 0usize;
+            for i in 0..distinct.len() - 1 {
+                acc += distinct[i].1;
+                let target = rest / bins_left;
+                // Cut when this bin is full, or before a value so frequent it deserves its own bin.
+                if acc as f64 >= target || distinct[i + 1].1 as f64 >= target {
+                    bounds.push(midpoint(distinct[i].0, distinct[i + 1].0));
+                    rest -= acc as f64;
+                    acc = 0;
+                    bins_left -= 1.0;
+                    if bins_left <= 1.0 {
+                        break;
+                    }
+                }
+            }
+        }
+        bounds.push(f32::INFINITY);
+        BinMapper { bounds, has_nan: n_nan > 0 }
+    }
+
+    /// Number of value bins (without the NaN bin).
+    pub fn n_value_bins(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// Index of the NaN bin (= number of value bins).
+    pub fn nan_bin(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// True when the feature cannot split the training rows.
+    pub fn is_trivial(&self) -> bool {
+        self.bounds.len() <= 1 && !self.has_nan
+    }
+
+    /// Bin of a value: the first bin whose upper bound is ≥ x; NaN → the NaN bin.
+    #[inline]
+    pub fn bin(&self, x: f32) -> usize {
+        if x.is_nan() {
+            return self.bounds.len();
+        }
+        // Branch-free lower bound: the loop length depends only on the bin count.
+        let b = &self.bounds;
+        let mut base = 0usize;
+        let mut n = b.len();
+        while n > 1 {
+            let half = n / 2;
+            base = if b[base + half] < x { base + half } else { base };
+            n -= half;
+        }
+        base + (b[base] < x) as usize
+    }
+}
+
+/// A split value between two adjacent distinct values `a < b` such that `a ≤ m < b`.
+fn midpoint(a: f32, b: f32) -> f32 {
+    let m = ((a as f64 + b as f64) * 0.5) as f32;
+    if m >= a && m < b { m } else { a }
+}
+
+/// Bin storage, u8 when every feature fits in 256 bins (NaN included), else u16.
+#[derive(Clone, Debug)]
+pub enum BinData {
+    /// Up to 255 value bins + NaN.
+    U8(Vec<u8>),
+    /// Up to 65535 value bins + NaN.
+    U16(Vec<u16>),
+}
+
+/// The binned training matrix plus what the trees need to know about each used feature.
+#[derive(Clone, Debug)]
+pub struct BinnedMatrix {
+    /// Rows.
+    pub n_rows: usize,
+    /// Original column index of each used (non-trivial) feature.
+    pub used: Vec<usize>,
+    /// Edges per original feature (trivial ones included, for reporting).
+    pub mappers: Vec<BinMapper>,
+    /// Histogram offset of each used feature; the last entry is the total bin count.
+    pub offsets: Vec<usize>,
+    /// Row-major bins, `n_rows × used.len()`.
+    pub data: BinData,
+}
+
+/// Rows binned per parallel task: fixed, so the work split never depends on the thread count.
+const BIN_BLOCK: usize = 4096;
+
+impl BinnedMatrix {
+    /// Learn edges from `x`'s rows (column-major or not) and bin every row.
+    pub fn fit(x: ArrayView2<'_, f32>, max_bin: usize, bin_sample: usize, seed: u64) -> BinnedMatrix {
+        let (n, nf) = x.dim();
+        let sample: Option<Vec<usize>> =
+            if n > bin_sample { Some(Rng::stream(seed, u64::MAX).sample_sorted(n, bin_sample)) } else { None };
+        let mappers: Vec<BinMapper> = (0..nf)
+            .into_par_iter()
+            .map(|f| {
+                let col = x.column(f);
+                let mut vals: Vec<f32> = match &sample {
+                    Some(idx) => idx.iter().map(|&r| col[r]).collect(),
+                    None => col.iter().copied().collect(),
+                };
+                BinMapper::fit(&mut vals, max_bin)
+            })
+            .collect();
+        Self::with_mappers(x, mappers)
+    }
+
+    /// Bin `x` with existing edges (used for the training rows after `fit`).
+    pub fn with_mappers(x: ArrayView2<'_, f32>, mappers: Vec<BinMapper>) -> BinnedMatrix {
+        let n = x.nrows();
+        let used: Vec<usize> = (0..mappers.len()).filter(|&f| !mappers[f].is_trivial()).collect();
+        let mut offsets = Vec::with_capacity(used.len() + 1);
+        let mut total = 0;
+        for &f in &used {
+            offsets.push(total);
+            total += mappers[f].n_value_bins() + 1;
+        }
+        offsets.push(total);
+        let wide = used.iter().any(|&f| mappers[f].n_value_bins() + 1 > 256);
+        // Column slices once (a copy only when a column is not contiguous).
+        let cols: Vec<std::borrow::Cow<'_, [f32]>> = used
+            .iter()
+            .map(|&f| {
+                let c = x.column(f);
+                match c.to_slice() {
+                    Some(s) => std::borrow::Cow::Borrowed(s),
+                    None => std::borrow::Cow::Owned(c.to_vec()),
+                }
+            })
+            .collect();
+        let nu = used.len();
+        let data = if wide {
+            let mut out = vec![0u16; n * nu];
+            fill(&mut out, &cols, &used, &mappers, |b| b as u16);
+            BinData::U16(out)
+        } else {
+            let mut out = vec![0u8; n * nu];
+            fill(&mut out, &cols, &used, &mappers, |b| b as u8);
+            BinData::U8(out)
+        };
+        BinnedMatrix { n_rows: n, used, mappers, offsets, data }
+    }
+
+    /// Number of features in the split search.
+    pub fn n_used(&self) -> usize {
+        self.used.len()
+    }
+
+    /// Total histogram length (all used features' bins).
+    pub fn total_bins(&self) -> usize {
+        *self.offsets.last().unwrap_or(&0)
+    }
+
+    /// Bin of (row, used feature j).
+    #[inline]
+    pub fn get(&self, row: usize, j: usize) -> usize {
+        let k = row * self.used.len() + j;
+        match &self.data {
+            BinData::U8(d) => d[k] as usize,
+            BinData::U16(d) => d[k] as usize,
+        }
+    }
+}
+
+fn fill<T: Copy + Send + Sync>(
+    out: &mut [T],
+    cols: &[std::borrow::Cow<'_, [f32]>],
+    used: &[usize],
+    mappers: &[BinMapper],
+    cast: impl Fn(usize) -> T + Sync,
+) {
+    let nu = used.len();
+    if nu == 0 {
+        return;
+    }
+    out.par_chunks_mut(BIN_BLOCK * nu).enumerate().for_each(|(blk, chunk)| {
+        let r0 = blk * BIN_BLOCK;
+        let rows = chunk.len() / nu;
+        for (j, &f) in used.iter().enumerate() {
+            let m = &mappers[f];
+            let col = &cols[j][r0..r0 + rows];
+            for (i, &v) in col.iter().enumerate() {
+                chunk[i * nu + j] = cast(m.bin(v));
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn few_distinct_values_get_one_bin_each() {
+        let mut v = vec![3.0, 1.0, 2.0, 2.0, f32::NAN, 1.0];
+        let m = BinMapper::fit(&mut v, 255);
+        assert_eq!(m.bounds, vec![1.5, 2.5, f32::INFINITY]);
+        assert!(m.has_nan);
+        assert_eq!([m.bin(1.0), m.bin(1.5), m.bin(2.0), m.bin(3.0), m.bin(99.0), m.bin(-5.0)], [0, 0, 1, 2, 2, 0]);
+        assert_eq!(m.bin(f32::NAN), 3);
+    }
+
+    #[test]
+    fn quantile_bins_are_balanced_and_monotone() {
+        let mut v: Vec<f32> = (0..10_000).map(|i| ((i * 7919) % 10_000) as f32).collect();
+        let m = BinMapper::fit(&mut v.clone(), 16);
+        assert_eq!(m.n_value_bins(), 16);
+        let mut counts = vec![0usize; 17];
+        for &x in &v {
+            counts[m.bin(x)] += 1;
+        }
+        assert!(counts[..16].iter().all(|&c| (600..=650).contains(&c)), "{counts:?}");
+        assert!(m.bounds.windows(2).all(|w| w[0] < w[1]));
+        // A value repeated by half the rows keeps a bin of its own.
+        v.iter_mut().take(5000).for_each(|x| *x = 42.5);
+        let m = BinMapper::fit(&mut v.clone(), 16);
+        let b = m.bin(42.5);
+        assert!(v.iter().filter(|&&x| x != 42.5).all(|&x| m.bin(x) != b), "{:?}", m.bounds);
+    }
+
+    #[test]
+    fn midpoints_never_swallow_the_upper_value() {
+        let a = 1.0f32;
+        let b = f32::from_bits(a.to_bits() + 1);
+        let m = midpoint(a, b);
+        assert!(m >= a && m < b);
+        let mut v = vec![a, b];
+        let mp = BinMapper::fit(&mut v, 255);
+        assert_ne!(mp.bin(a), mp.bin(b));
+    }
+
+    #[test]
+    fn constant_features_are_dropped_and_matrix_is_row_major() {
+        let x = Array2::from_shape_fn((5, 3), |(r, c)| match c {
+            0 => r as f32,
+            1 => 7.0,
+            _ => if r == 2 { f32::NAN } else { 7.0 },
+        });
+        let b = BinnedMatrix::fit(x.view(), 255, 1000, 0);
+        assert_eq!(b.used, vec![0, 2]);
+        assert_eq!(b.offsets, vec![0, 6, 8]);
+        assert_eq!((0..5).map(|r| b.get(r, 0)).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!((0..5).map(|r| b.get(r, 1)).collect::<Vec<_>>(), vec![0, 0, 1, 0, 0]);
+    }
+}

@@ -1,0 +1,409 @@
+//! Growing one tree from gradients: leaf-wise (best gain first) or depth-wise (level by level).
+//!
+//! Both policies share one loop. Each leaf owns a contiguous range of a row-index array that
+//! is stably partitioned at every split, so a leaf's rows are always in ascending order and
+//! every result is independent of scheduling. After a split only the smaller child's
+//! histogram is built (its gradients gathered into leaf order first); the larger child's is the
+//! parent's minus the smaller's, computed in the parent's buffer. Buffers come from a pool
+//! reused across trees, so training allocates per tree at most, never per row.
+//!
+//! Depth-wise growth splits the shallowest splittable leaf first; because a leaf's best split
+//! depends only on its own rows, this produces exactly XGBoost's level-wise trees.
+
+use rayon::prelude::*;
+
+use crate::gbdt::binning::{BinData, BinnedMatrix};
+use crate::gbdt::histogram::{self, Bin};
+use crate::gbdt::params::Growth;
+use crate::gbdt::split::{self, SplitInfo, SplitParams};
+use crate::gbdt::tree::{Node, Tree};
+use crate::rng::Rng;
+
+/// Rows per task when partitioning or summing large leaves (fixed, for determinism).
+const CHUNK: usize = 1 << 14;
+
+/// Reusable buffers and settings for growing trees over one binned matrix.
+pub struct TreeLearner<'a> {
+    bins: &'a BinnedMatrix,
+    sp: SplitParams,
+    growth: Growth,
+    bynode: f64,
+    pool: Vec<Vec<Bin>>,
+    free: Vec<usize>,
+    indices: Vec<u32>,
+    scratch: Vec<u32>,
+    gh_ord: Vec<[f32; 2]>,
+    ranges: Vec<(usize, usize)>,
+}
+
+struct Leaf {
+    begin: usize,
+    end: usize,
+    g: f64,
+    h: f64,
+    depth: u32,
+    hist: Option<usize>,
+    best: Option<SplitInfo>,
+    parent: Option<(usize, bool)>,
+}
+
+/// Recomputes a leaf's raw value from its rows (see `Objective::renew_leaf`).
+pub type Renew<'r> = &'r (dyn Fn(&[u32]) -> Option<f64> + Sync);
+
+impl<'a> TreeLearner<'a> {
+    /// A learner over `bins` with the given limits.
+    pub fn new(bins: &'a BinnedMatrix, sp: SplitParams, growth: Growth, feature_fraction_bynode: f64) -> Self {
+        TreeLearner {
+            bins,
+            sp,
+            growth,
+            bynode: feature_fraction_bynode,
+            pool: Vec::new(),
+            free: Vec::new(),
+            indices: Vec::new(),
+            scratch: Vec::new(),
+            gh_ord: Vec::new(),
+            ranges: Vec::new(),
+        }
+    }
+
+    /// Rows (ascending) that ended in `leaf` of the last grown tree.
+    pub fn leaf_rows(&self, leaf: usize) -> &[u32] {
+        let (b, e) = self.ranges[leaf];
+        &self.indices[b..e]
+    }
+
+    fn alloc(&mut self) -> usize {
+        if let Some(i) = self.free.pop() {
+            return i;
+        }
+        self.pool.push(vec![[0.0; 2]; self.bins.total_bins()]);
+        self.pool.len() - 1
+    }
+
+    /// Grow one tree on `gh` (one pair per training row) over the rows in `bag` (all when
+    /// `None`), searching `features` (used-feature indices). Leaf values are multiplied by `lr`.
+    pub fn grow(
+        &mut self,
+        gh: &[[f32; 2]],
+        bag: Option<&[u32]>,
+        features: &[usize],
+        rng: &mut Rng,
+        lr: f64,
+        renew: Option<Renew<'_>>,
+    ) -> Tree {
+        let n = self.bins.n_rows;
+        self.indices.clear();
+        match bag {
+            Some(b) => self.indices.extend_from_slice(b),
+            None => self.indices.extend(0..n as u32),
+        }
+        let m = self.indices.len();
+        if self.scratch.len() < m {
+            self.scratch.resize(m, 0);
+            self.gh_ord.resize(m, [0.0; 2]);
+        }
+        let (g, h) = self.sum_rows(gh, 0, m, bag.is_none());
+        let root_hist = self.alloc();
+        self.build_hist(gh, 0, m, bag.is_none(), root_hist);
+        let mut leaves = vec![Leaf { begin: 0, end: m, g, h, depth: 0, hist: Some(root_hist), best: None, parent: None }];
+        leaves[0].best = self.find_split(&leaves[0], features, rng);
+        let mut tree = Tree::default();
+        let max_leaves = self.growth.max_leaves();
+        while leaves.len() < max_leaves {
+            let pick = match self.growth {
+                Growth::LeafWise { .. } => leaves
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, l)| l.best.map(|b| (i, b.gain)))
+                    .fold(None, |acc: Option<(usize, f64)>, (i, gain)| match acc {
+                        Some((_, g)) if g >= gain => acc,
+                        _ => Some((i, gain)),
+                    })
+                    .map(|(i, _)| i),
+                Growth::DepthWise { .. } => leaves
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.best.is_some())
+                    .min_by_key(|(i, l)| (l.depth, *i))
+                    .map(|(i, _)| i),
+            };
+            let Some(li) = pick else { break };
+            self.split_leaf(gh, &mut leaves, li, &mut tree, features, rng);
+        }
+        for l in &mut leaves {
+            if let Some(b) = l.hist.take() {
+                self.free.push(b);
+            }
+        }
+        self.ranges = leaves.iter().map(|l| (l.begin, l.end)).collect();
+        tree.leaf_values = leaves
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let raw = renew.and_then(|f| f(self.leaf_rows(i))).unwrap_or_else(|| split::leaf_value(l.g, l.h, &self.sp));
+                raw * lr
+            })
+            .collect();
+        tree.leaf_counts = leaves.iter().map(|l| (l.end - l.begin) as u32).collect();
+        tree
+    }
+
+    fn find_split(&self, leaf: &Leaf, features: &[usize], rng: &mut Rng) -> Option<SplitInfo> {
+        if let Some(d) = self.growth.max_depth()
+            && leaf.depth >= d
+        {
+            return None;
+        }
+        let hist = &self.pool[leaf.hist?];
+        let count = leaf.end - leaf.begin;
+        if self.bynode < 1.0 && features.len() > 1 {
+            let k = ((features.len() as f64 * self.bynode).round() as usize).max(1);
+            let picked: Vec<usize> = rng.sample_sorted(features.len(), k).into_iter().map(|i| features[i]).collect();
+            split::best_split(hist, self.bins, &picked, leaf.g, leaf.h, count, &self.sp)
+        } else {
+            split::best_split(hist, self.bins, features, leaf.g, leaf.h, count, &self.sp)
+        }
+    }
+
+    fn can_split(&self, count: usize, depth: u32) -> bool {
+        count >= 2 * self.sp.min_data.max(1) && self.growth.max_depth().is_none_or(|d| depth < d)
+    }
+
+    fn split_leaf(
+        &mut self,
+        gh: &[[f32; 2]],
+        leaves: &mut Vec<Leaf>,
+        li: usize,
+        tree: &mut Tree,
+        features: &[usize],
+        rng: &mut Rng,
+    ) {
+        let s = leaves[li].best.take().expect("picked leaves have a split");
+        let (b, e) = (leaves[li].begin, leaves[li].end);
+        let f = self.bins.used[s.feature];
+        let mapper = &self.bins.mappers[f];
+        let nl = partition(
+            &mut self.indices[b..e],
+            &mut self.scratch[..e - b],
+            self.bins,
+            s.feature,
+            mapper.nan_bin(),
+            s.bin,
+            s.default_left,
+        );
+        let node_idx = tree.nodes.len() as i32;
+        let ri = leaves.len();
+        tree.nodes.push(Node {
+            feature: f as u32,
+            threshold: mapper.bounds[s.bin],
+            bin: s.bin as u16,
+            default_left: s.default_left,
+            left: !(li as i32),
+            right: !(ri as i32),
+            gain: s.gain as f32,
+            count: (e - b) as u32,
+        });
+        if let Some((p, is_left)) = leaves[li].parent {
+            if is_left {
+                tree.nodes[p].left = node_idx;
+            } else {
+                tree.nodes[p].right = node_idx;
+            }
+        }
+        let depth = leaves[li].depth + 1;
+        let parent_hist = leaves[li].hist.take();
+        let (pg, ph) = (leaves[li].g, leaves[li].h);
+        leaves[li] = Leaf {
+            begin: b,
+            end: b + nl,
+            g: s.left_g,
+            h: s.left_h,
+            depth,
+            hist: None,
+            best: None,
+            parent: Some((node_idx as usize, true)),
+        };
+        leaves.push(Leaf {
+            begin: b + nl,
+            end: e,
+            g: pg - s.left_g,
+            h: ph - s.left_h,
+            depth,
+            hist: None,
+            best: None,
+            parent: Some((node_idx as usize, false)),
+        });
+        let (nr, small_is_left) = (e - b - nl, nl <= e - b - nl);
+        let (small, large) = if small_is_left { (li, ri) } else { (ri, li) };
+        let need_small = self.can_split(if small_is_left { nl } else { nr }, depth);
+        let need_large = self.can_split(if small_is_left { nr } else { nl }, depth);
+        let parent_hist = parent_hist.expect("a splittable leaf has a histogram");
+        if need_small || need_large {
+            let sb = self.alloc();
+            self.build_hist(gh, leaves[small].begin, leaves[small].end, false, sb);
+            if need_large {
+                let (pbuf, sbuf) = two_mut(&mut self.pool, parent_hist, sb);
+                histogram::subtract(pbuf, sbuf);
+                leaves[large].hist = Some(parent_hist);
+            } else {
+                self.free.push(parent_hist);
+            }
+            if need_small {
+                leaves[small].hist = Some(sb);
+            } else {
+                self.free.push(sb);
+            }
+        } else {
+            self.free.push(parent_hist);
+        }
+        for c in [li, ri] {
+            let best = self.find_split(&leaves[c], features, rng);
+            leaves[c].best = best;
+            if best.is_none()
+                && let Some(buf) = leaves[c].hist.take()
+            {
+                self.free.push(buf);
+            }
+        }
+    }
+
+    /// Gradient and hessian sums over `indices[b..e]`, in fixed chunks combined in order.
+    fn sum_rows(&self, gh: &[[f32; 2]], b: usize, e: usize, identity: bool) -> (f64, f64) {
+        let idx = &self.indices[b..e];
+        let partial: Vec<(f64, f64)> = idx
+            .par_chunks(CHUNK)
+            .map(|c| {
+                c.iter().fold((0.0, 0.0), |a, &r| {
+                    let v = gh[r as usize];
+                    (a.0 + v[0] as f64, a.1 + v[1] as f64)
+                })
+            })
+            .collect();
+        let _ = identity;
+        partial.into_iter().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1))
+    }
+
+    fn build_hist(&mut self, gh: &[[f32; 2]], b: usize, e: usize, identity: bool, buf: usize) {
+        let hist = &mut self.pool[buf];
+        if identity {
+            histogram::build(self.bins, None, gh, hist);
+            return;
+        }
+        let rows = &self.indices[b..e];
+        let ord = &mut self.gh_ord[..e - b];
+        if rows.len() >= CHUNK {
+            ord.par_chunks_mut(CHUNK).zip(rows.par_chunks(CHUNK)).for_each(|(o, r)| {
+                for (d, &i) in o.iter_mut().zip(r) {
+                    *d = gh[i as usize];
+                }
+            });
+        } else {
+            for (d, &i) in ord.iter_mut().zip(rows) {
+                *d = gh[i as usize];
+            }
+        }
+        histogram::build(self.bins, Some(rows), ord, hist);
+    }
+}
+
+fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}
+
+/// Stable partition of `idx` into rows going left then rows going right; returns the left count.
+fn partition(
+    idx: &mut [u32],
+    scratch: &mut [u32],
+    bins: &BinnedMatrix,
+    j: usize,
+    nan_bin: usize,
+    thr: usize,
+    default_left: bool,
+) -> usize {
+    match &bins.data {
+        BinData::U8(d) => partition_by(idx, scratch, d, bins.n_used(), j, nan_bin, thr, default_left),
+        BinData::U16(d) => partition_by(idx, scratch, d, bins.n_used(), j, nan_bin, thr, default_left),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn partition_by<T: Copy + Into<usize> + Sync>(
+    idx: &mut [u32],
+    scratch: &mut [u32],
+    data: &[T],
+    nu: usize,
+    j: usize,
+    nan_bin: usize,
+    thr: usize,
+    default_left: bool,
+) -> usize {
+    let go_left = |r: u32| {
+        let b: usize = data[r as usize * nu + j].into();
+        if b == nan_bin { default_left } else { b <= thr }
+    };
+    // Each chunk writes its left rows forward and its right rows backward into its scratch slot.
+    let split_chunk = |src: &[u32], dst: &mut [u32]| -> usize {
+        let (mut l, mut r) = (0, dst.len());
+        for &i in src {
+            if go_left(i) {
+                dst[l] = i;
+                l += 1;
+            } else {
+                r -= 1;
+                dst[r] = i;
+            }
+        }
+        l
+    };
+    let lefts: Vec<usize> = if idx.len() >= 2 * CHUNK {
+        idx.par_chunks(CHUNK).zip(scratch.par_chunks_mut(CHUNK)).map(|(s, d)| split_chunk(s, d)).collect()
+    } else {
+        vec![split_chunk(idx, scratch)]
+    };
+    let chunk = if lefts.len() == 1 { idx.len() } else { CHUNK };
+    let total_left: usize = lefts.iter().sum();
+    let (mut lpos, mut rpos) = (0, total_left);
+    for (c, &nl) in lefts.iter().enumerate() {
+        let start = c * chunk;
+        let len = chunk.min(idx.len() - start);
+        let d = &scratch[start..start + len];
+        idx[lpos..lpos + nl].copy_from_slice(&d[..nl]);
+        lpos += nl;
+        for &i in d[nl..].iter().rev() {
+            idx[rpos] = i;
+            rpos += 1;
+        }
+    }
+    total_left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn partition_is_stable_for_small_and_chunked_leaves() {
+        for n in [100usize, 3 * CHUNK + 17] {
+            let x = Array2::from_shape_fn((n, 2), |(r, c)| ((r * (c + 5)) % 11) as f32);
+            let bins = BinnedMatrix::fit(x.view(), 255, n + 1, 0);
+            let mut idx: Vec<u32> = (0..n as u32).filter(|r| r % 5 != 0).collect();
+            let orig = idx.clone();
+            let mut scratch = vec![0; idx.len()];
+            let nl = partition(&mut idx, &mut scratch, &bins, 1, bins.mappers[1].nan_bin(), 4, false);
+            let want_l: Vec<u32> = orig.iter().copied().filter(|&r| bins.get(r as usize, 1) <= 4).collect();
+            let want_r: Vec<u32> = orig.iter().copied().filter(|&r| bins.get(r as usize, 1) > 4).collect();
+            assert_eq!(nl, want_l.len());
+            assert_eq!(&idx[..nl], &want_l[..]);
+            assert_eq!(&idx[nl..], &want_r[..]);
+        }
+    }
+}
