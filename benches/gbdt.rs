@@ -53,7 +53,8 @@ fn bench(c: &mut Criterion) {
     let hb_data = DMatrix::from_dense(&x_rm, n, 50).and_then(|d| d.with_labels(&y32)).expect("dmatrix");
     let hb = train(&hb_params(), &hb_data, 100).expect("hessboost fit");
     let hb_test = DMatrix::from_dense(&xt_rm, 20_000, 50).expect("dmatrix");
-    let hb_pred: Vec<f64> = hb.predict(&hb_test, Iterations::All).expect("predict").as_slice().iter().map(|&v| v as f64).collect();
+    let hb_pred: Vec<f64> =
+        hb.predict(&hb_test, Iterations::Best).expect("predict").as_slice().iter().map(|&v| v as f64).collect();
     let auc = |m: &retrain::gbdt::Gbdt| roc_auc(&yt, &m.predict(xt.view()).unwrap().column(0).to_vec()).unwrap();
     eprintln!(
         "test AUC ({n} train rows): ours depth-wise {:.5}, hessboost depth 6 {:.5}, ours leaf-wise 63 {:.5}",

@@ -16,8 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (n, f, seed): (usize, usize, u64) = (args[0].parse()?, args[1].parse()?, args[2].parse()?);
     let (x, y) = retrain::data::synthetic::gbdt_benchmark(n, f, seed)?;
-    let mut columns: Vec<Column> =
-        (0..f).map(|j| Column::new(format!("f{j}").into(), x.column(j).to_vec())).collect();
+    let mut columns: Vec<Column> = (0..f).map(|j| Column::new(format!("f{j}").into(), x.column(j).to_vec())).collect();
     columns.push(Column::new("label".into(), y));
     let mut df = DataFrame::new_infer_height(columns)?;
     retrain::data::write_frame(&mut df, &args[3])?;

@@ -114,7 +114,6 @@ pub enum Error {
     Linfa(#[from] linfa::error::Error),
 }
 
-
 impl Error {
     /// Shorthand for [`Error::InvalidParam`].
     pub fn param(field: impl Into<String>, reason: impl Into<String>) -> Self {

@@ -117,3 +117,52 @@ fn one_file_per_symbol_keeps_the_symbol_per_row() {
     let eur_rows = sym.iter().filter(|v| *v == Some("eurusd_ask_1h_2017")).count();
     assert_eq!(eur_rows, 6_225 - 99 - 6);
 }
+
+/// Real-data case: features + direction label from the shipped BTC series, trained with a
+/// purged time holdout, saved, and scored; then a bad label column fails clearly.
+#[test]
+fn gbdt_trains_on_real_features_with_a_purged_holdout() {
+    let d = tempfile::tempdir().unwrap();
+    let feats = d.path().join("f.parquet");
+    let o = retrain()
+        .args(["features", "--data", BTC, "--label", "direction:12", "--json", "--out"])
+        .arg(&feats)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let model = d.path().join("m.bin");
+    let o = retrain()
+        .args(["--threads", "2", "gbdt", "--label", "direction_12", "--holdout", "0.2", "--rounds", "30", "--json"])
+        .arg("--train")
+        .arg(&feats)
+        .arg("--save")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["features"], 61);
+    assert_eq!(s["rounds"], 30);
+    assert_eq!(s["purged_rows"], 12, "labels 12 bars long overlap the holdout start");
+    let auc = s["test"]["auc"].as_f64().unwrap();
+    assert!((0.4..0.7).contains(&auc), "AUC {auc}");
+    for key in ["load_seconds", "fit_seconds", "predict_seconds"] {
+        assert!(s[key].as_f64().unwrap() >= 0.0, "{key}");
+    }
+    let m = retrain::gbdt::Gbdt::load(&model).unwrap();
+    assert_eq!(m.n_features, 61);
+    assert_eq!(m.feature_names.len(), 61);
+
+    let o = retrain().args(["gbdt", "--label", "nope"]).arg("--train").arg(&feats).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("missing column `nope`"), "{err}");
+    let o = retrain()
+        .args(["gbdt", "--label", "direction_12", "--learning-rate", "0"])
+        .arg("--train")
+        .arg(&feats)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("learning_rate"));
+}

@@ -139,14 +139,16 @@ fn early_stopping_keeps_the_best_round() {
     assert!(best < 290);
     // The kept model's validation loss is the best one.
     let p = m.predict(xv.view()).unwrap();
-    let ll = -(0..1000).map(|r| if yv[r] == 1.0 { p[[r, 0]].ln() } else { (1.0 - p[[r, 0]]).ln() }).sum::<f64>() / 1000.0;
+    let ll =
+        -(0..1000).map(|r| if yv[r] == 1.0 { p[[r, 0]].ln() } else { (1.0 - p[[r, 0]]).ln() }).sum::<f64>() / 1000.0;
     assert!((ll - losses[best]).abs() < 1e-9, "{ll} vs {}", losses[best]);
 }
 
 #[test]
 fn same_seed_same_model_for_1_2_and_4_threads() {
-    let x = features(60_000, 8, 10);
-    let y: Vec<f64> = (0..60_000).map(|r| ((x[[r, 0]] * x[[r, 3]] - x[[r, 5]]).sin() > 0.0) as u8 as f64).collect();
+    // 70k rows: the root takes the striped (large-node) histogram path, children the blocked one.
+    let x = features(70_000, 8, 10);
+    let y: Vec<f64> = (0..70_000).map(|r| ((x[[r, 0]] * x[[r, 3]] - x[[r, 5]]).sin() > 0.0) as u8 as f64).collect();
     let mut models = Vec::new();
     for threads in [1, 2, 4] {
         let p = GbdtParams::lightgbm()
@@ -171,7 +173,17 @@ fn same_seed_same_model_for_1_2_and_4_threads() {
 fn save_load_round_trip_gives_identical_predictions() {
     let x = features(2000, 4, 11);
     let y: Vec<f64> = (0..2000).map(|r| (r % 3) as f64).collect::<Vec<_>>();
-    let y: Vec<f64> = (0..2000).map(|r| if x[[r, 0]] > 0.5 { 2.0 } else if x[[r, 1]] > 0.0 { 1.0 } else { y[r] * 0.0 }).collect();
+    let y: Vec<f64> = (0..2000)
+        .map(|r| {
+            if x[[r, 0]] > 0.5 {
+                2.0
+            } else if x[[r, 1]] > 0.0 {
+                1.0
+            } else {
+                y[r] * 0.0
+            }
+        })
+        .collect();
     let m = GbdtParams::xgboost()
         .objective(ObjectiveKind::Multiclass { num_class: 3 })
         .rounds(10)
@@ -186,7 +198,10 @@ fn save_load_round_trip_gives_identical_predictions() {
         assert_eq!(back, m);
         assert_eq!(back.predict_raw(x.view()).unwrap(), want);
     }
-    assert!(std::fs::metadata(dir.path().join("m.bin")).unwrap().len() < std::fs::metadata(dir.path().join("m.json")).unwrap().len());
+    assert!(
+        std::fs::metadata(dir.path().join("m.bin")).unwrap().len()
+            < std::fs::metadata(dir.path().join("m.json")).unwrap().len()
+    );
     // Corruption is detected, not mis-loaded.
     let mut bytes = std::fs::read(dir.path().join("m.bin")).unwrap();
     let mid = bytes.len() / 2;
@@ -251,14 +266,19 @@ fn other_objectives_and_weights() {
     let below = (0..4000).filter(|&r| y[r] <= p[[r, 0]]).count() as f64 / 4000.0;
     assert!((below - 0.9).abs() < 0.03, "coverage {below}");
     // Huber fits the mean trend.
-    let h = GbdtParams::lightgbm().objective(ObjectiveKind::Huber { delta: 1.0 }).rounds(100).fit_data(&data, None).unwrap();
+    let h = GbdtParams::lightgbm()
+        .objective(ObjectiveKind::Huber { delta: 1.0 })
+        .rounds(100)
+        .fit_data(&data, None)
+        .unwrap();
     let truth: Vec<f64> = (0..4000).map(|r| x[[r, 0]] as f64 * 2.0).collect();
     assert!(rmse(&h, &x, &truth) < 0.35, "huber {}", rmse(&h, &x, &truth));
     // Zero weight on half the rows = training on the other half.
     let w: Vec<f64> = (0..4000).map(|r| (r % 2) as f64).collect();
     let half_x = x.select(ndarray::Axis(0), &(0..4000).filter(|r| r % 2 == 1).collect::<Vec<_>>());
     let half_y: Vec<f64> = (0..4000).filter(|r| r % 2 == 1).map(|r| y[r]).collect();
-    let p = GbdtParams::lightgbm().objective(ObjectiveKind::Regression).rounds(5).min_data_in_leaf(1).min_sum_hessian(1.0);
+    let p =
+        GbdtParams::lightgbm().objective(ObjectiveKind::Regression).rounds(5).min_data_in_leaf(1).min_sum_hessian(1.0);
     let mw = p.fit_data(&data.with_weights(&w).unwrap(), None).unwrap();
     let mh = p.fit_data(&TrainData::new(half_x.view(), &half_y).unwrap(), None).unwrap();
     assert!((mw.init_score[0] - mh.init_score[0]).abs() < 1e-12);
@@ -270,10 +290,20 @@ fn depth_wise_trees_respect_the_depth_and_leaf_wise_the_leaf_count() {
     let x = features(5000, 6, 16);
     let y: Vec<f64> = (0..5000).map(|r| (x[[r, 0]] * x[[r, 1]] + x[[r, 2]]).tanh() as f64).collect();
     let data = TrainData::new(x.view(), &y).unwrap();
-    let d = GbdtParams::xgboost().objective(ObjectiveKind::Regression).max_depth(4).rounds(5).fit_data(&data, None).unwrap();
+    let d = GbdtParams::xgboost()
+        .objective(ObjectiveKind::Regression)
+        .max_depth(4)
+        .rounds(5)
+        .fit_data(&data, None)
+        .unwrap();
     assert!(d.trees.iter().all(|t| t.depth() <= 4 && t.n_leaves() <= 16));
     assert!(d.trees.iter().any(|t| t.n_leaves() == 16));
-    let l = GbdtParams::lightgbm().objective(ObjectiveKind::Regression).num_leaves(10).rounds(5).fit_data(&data, None).unwrap();
+    let l = GbdtParams::lightgbm()
+        .objective(ObjectiveKind::Regression)
+        .num_leaves(10)
+        .rounds(5)
+        .fit_data(&data, None)
+        .unwrap();
     assert!(l.trees.iter().all(|t| t.n_leaves() == 10));
     let ld = GbdtParams::lightgbm()
         .objective(ObjectiveKind::Regression)
@@ -309,7 +339,10 @@ fn bad_input_gets_typed_errors() {
     let m = GbdtParams::lightgbm().rounds(2).fit_data(&data, None).unwrap();
     assert!(matches!(m.predict(xv.view()), Err(Error::Shape { .. })));
     let empty = Array2::<f32>::zeros((0, 3));
-    assert!(matches!(GbdtParams::lightgbm().fit_data(&TrainData::new(empty.view(), &[]).unwrap(), None), Err(Error::Empty { .. })));
+    assert!(matches!(
+        GbdtParams::lightgbm().fit_data(&TrainData::new(empty.view(), &[]).unwrap(), None),
+        Err(Error::Empty { .. })
+    ));
 }
 
 #[test]

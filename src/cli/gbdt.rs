@@ -195,7 +195,15 @@ fn score(model: &Gbdt, t: &LabeledTable) -> Result<(Scores, f64)> {
     let started = Instant::now();
     let p = model.predict(t.x.view())?;
     let secs = started.elapsed().as_secs_f64();
-    let mut s = Scores { rows: t.n_rows(), auc: None, log_loss: None, multi_log_loss: None, accuracy: None, rmse: None, mae: None };
+    let mut s = Scores {
+        rows: t.n_rows(),
+        auc: None,
+        log_loss: None,
+        multi_log_loss: None,
+        accuracy: None,
+        rmse: None,
+        mae: None,
+    };
     match model.params.objective {
         ObjectiveKind::Binary => {
             let prob = p.column(0).to_vec();
@@ -298,7 +306,10 @@ pub fn run(args: GbdtArgs) -> Result<()> {
         fit_seconds,
         predict_seconds,
         purged_rows: purged,
-        valid_loss: model.history.last().and_then(|h| model.best_round.map_or(h.valid_loss, |b| model.history[b].valid_loss)),
+        valid_loss: model
+            .history
+            .last()
+            .and_then(|h| model.best_round.map_or(h.valid_loss, |b| model.history[b].valid_loss)),
         test: test_scores,
         importance: imp,
         saved: args.save.as_ref().map(|p| p.display().to_string()),

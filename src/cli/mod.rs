@@ -27,7 +27,7 @@ pub enum Command {
     /// Compute causal features (and optionally labels) from OHLCV candles into CSV/Parquet.
     Features(features::FeaturesArgs),
     /// Train the native GBDT on a CSV/Parquet table and score a test set.
-    Gbdt(gbdt::GbdtArgs),
+    Gbdt(Box<gbdt::GbdtArgs>),
     /// Print the default feature spec as TOML (a starting point for --spec).
     Spec,
 }
@@ -54,7 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = builder.build().context("building the thread pool")?;
     pool.install(|| match cli.command {
         Command::Features(args) => features::run(args),
-        Command::Gbdt(args) => gbdt::run(args),
+        Command::Gbdt(args) => gbdt::run(*args),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());
             Ok(())

@@ -9,5 +9,5 @@ pub mod table;
 
 pub use bars::{BarColumns, Bars, RepairReport};
 pub use dataset::{Dataset, DropReport};
-pub use table::{LabeledTable, read_table, table_from_dataframe};
 pub use io::{LoadOptions, Loaded, bars_from_dataframe, bars_to_dataframe, load, load_many, read_bars, write_frame};
+pub use table::{LabeledTable, read_table, table_from_dataframe};

@@ -78,7 +78,10 @@ fn numbers(df: &DataFrame, name: &str, source: &str, what: &str) -> Result<Vec<f
                 source_name: source.into(),
                 row: i + 1,
                 column: name.into(),
-                reason: format!("{what} must be a finite number, got {}", other.map_or("null".into(), |v| v.to_string())),
+                reason: format!(
+                    "{what} must be a finite number, got {}",
+                    other.map_or("null".into(), |v| v.to_string())
+                ),
             }),
         })
         .collect()
@@ -100,7 +103,11 @@ pub fn table_from_dataframe(df: &DataFrame, source: &str, label: &str, weight: O
         })
         .collect();
     if feature_cols.is_empty() {
-        return Err(Error::MissingColumn { source_name: source.into(), column: "<any numeric feature>".into(), found: label.into() });
+        return Err(Error::MissingColumn {
+            source_name: source.into(),
+            column: "<any numeric feature>".into(),
+            found: label.into(),
+        });
     }
     let n = df.height();
     let mut x = Array2::<f32>::zeros((n, feature_cols.len()).f());

@@ -284,7 +284,13 @@ mod tests {
         let x = Array2::from_shape_fn((5, 3), |(r, c)| match c {
             0 => r as f32,
             1 => 7.0,
-            _ => if r == 2 { f32::NAN } else { 7.0 },
+            _ => {
+                if r == 2 {
+                    f32::NAN
+                } else {
+                    7.0
+                }
+            }
         });
         let b = BinnedMatrix::fit(x.view(), 255, 1000, 0);
         assert_eq!(b.used, vec![0, 2]);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gbdt::binning::BinnedMatrix;
-use crate::gbdt::grow::TreeLearner;
+use crate::gbdt::grow::{Renew, TreeLearner};
 use crate::gbdt::objective::{self, Objective};
 use crate::gbdt::params::{GbdtParams, ObjectiveKind};
 use crate::gbdt::split::SplitParams;
@@ -38,7 +38,11 @@ impl<'a> TrainData<'a> {
     /// Rows with labels; shapes are checked.
     pub fn new(x: ArrayView2<'a, f32>, y: &'a [f64]) -> Result<Self> {
         if x.nrows() != y.len() {
-            return Err(Error::Shape { what: "labels (one per feature row)".into(), expected: x.nrows(), got: y.len() });
+            return Err(Error::Shape {
+                what: "labels (one per feature row)".into(),
+                expected: x.nrows(),
+                got: y.len(),
+            });
         }
         Ok(TrainData { x, y, weights: None })
     }
@@ -185,19 +189,17 @@ fn check_rows(what: &str, d: &TrainData<'_>, n_features: usize, obj: &dyn Object
     {
         return Err(Error::Shape { what: format!("{what} weights"), expected: d.y.len(), got: w.len() });
     }
-    obj.check_labels(d.y)
-        .map_err(|e| if let Error::InvalidParam { reason, .. } = e { Error::param(format!("{what}.label"), reason) } else { e })
+    obj.check_labels(d.y).map_err(|e| {
+        if let Error::InvalidParam { reason, .. } = e { Error::param(format!("{what}.label"), reason) } else { e }
+    })
 }
 
-/// Raw pointer that may cross threads; every use writes rows no other task touches.
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f64);
-// SAFETY: used only to add into disjoint rows of one score buffer (see `add_tree`).
-unsafe impl Send for SyncPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SyncPtr {}
-
-fn fit_impl(p: &GbdtParams, train: &TrainData<'_>, valid: Option<&TrainData<'_>>, mut opts: FitOptions<'_>) -> Result<Gbdt> {
+fn fit_impl(
+    p: &GbdtParams,
+    train: &TrainData<'_>,
+    valid: Option<&TrainData<'_>>,
+    mut opts: FitOptions<'_>,
+) -> Result<Gbdt> {
     let builtin;
     let obj: &dyn Objective = match opts.objective {
         Some(o) => o,
@@ -317,7 +319,7 @@ fn fit_impl(p: &GbdtParams, train: &TrainData<'_>, valid: Option<&TrainData<'_>>
                     .collect();
                 obj.renew_leaf(&mut res)
             };
-            let renew: Option<&(dyn Fn(&[u32]) -> Option<f64> + Sync)> = if renews { Some(&renew_fn) } else { None };
+            let renew: Option<Renew<'_>> = if renews { Some(&renew_fn) } else { None };
             let tree = learner.grow(g, bag.as_deref(), &features, &mut rng, p.learning_rate, renew);
             add_tree(&tree, &learner, bag.is_some(), &bins, &used_of, k, out, &mut scores);
             if let (Some(vs), Some(vr)) = (valid_scores.as_mut(), valid_rows.as_ref()) {
@@ -391,14 +393,12 @@ fn add_tree(
         });
         return;
     }
-    let ptr = SyncPtr(scores.as_mut_ptr());
-    (0..tree.n_leaves()).into_par_iter().for_each(|leaf| {
-        let v = tree.leaf_values[leaf];
-        let p = ptr;
-        for &r in learner.leaf_rows(leaf) {
-            // SAFETY: leaves hold disjoint row sets (a partition of the rows), each row index is
-            // < n, so every task writes distinct elements of `scores` and nothing reads them.
-            unsafe { *p.0.add(r as usize * k + out) += v };
+    // Leaf id per row (small, cache-resident random writes), then one sequential parallel pass.
+    let mut leaf_of = vec![0u32; bins.n_rows];
+    learner.leaf_ids(&mut leaf_of);
+    scores.par_chunks_mut(ROW_CHUNK * k).zip(leaf_of.par_chunks(ROW_CHUNK)).for_each(|(s, l)| {
+        for (row, &leaf) in s.chunks_mut(k).zip(l) {
+            row[out] += tree.leaf_values[leaf as usize];
         }
     });
 }

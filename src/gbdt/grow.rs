@@ -34,6 +34,34 @@ pub struct TreeLearner<'a> {
     scratch: Vec<u32>,
     gh_ord: Vec<[f32; 2]>,
     ranges: Vec<(usize, usize)>,
+    stripes: Vec<Vec<Bin>>,
+}
+
+/// Nodes with at least this many rows build their histogram by row stripes.
+const STRIPE_MIN_ROWS: usize = 1 << 16;
+
+/// Row stripes of a large node (fixed: the summation order must not depend on threads).
+const STRIPES: usize = 8;
+
+/// Rows per task when partitioning a leaf.
+const PART_CHUNK: usize = 1 << 12;
+
+/// Sums and allowed features of a node whose best split is wanted.
+struct Side {
+    g: f64,
+    h: f64,
+    count: usize,
+    features: Vec<usize>,
+}
+
+/// Below this much work (row×feature updates plus bins to scan) a node is done on one thread.
+const PARALLEL_MIN_WORK: usize = 1 << 13;
+
+/// The sorted `features` that fall in the used-feature block `lo..hi`.
+fn block_features(features: &[usize], lo: usize, hi: usize) -> &[usize] {
+    let a = features.partition_point(|&j| j < lo);
+    let b = features.partition_point(|&j| j < hi);
+    &features[a..b]
 }
 
 struct Leaf {
@@ -64,6 +92,16 @@ impl<'a> TreeLearner<'a> {
             scratch: Vec::new(),
             gh_ord: Vec::new(),
             ranges: Vec::new(),
+            stripes: Vec::new(),
+        }
+    }
+
+    /// Write the leaf of every in-bag row of the last grown tree into `leaf_of` (indexed by row).
+    pub fn leaf_ids(&self, leaf_of: &mut [u32]) {
+        for (leaf, &(b, e)) in self.ranges.iter().enumerate() {
+            for &r in &self.indices[b..e] {
+                leaf_of[r as usize] = leaf as u32;
+            }
         }
     }
 
@@ -103,11 +141,20 @@ impl<'a> TreeLearner<'a> {
             self.scratch.resize(m, 0);
             self.gh_ord.resize(m, [0.0; 2]);
         }
-        let (g, h) = self.sum_rows(gh, 0, m, bag.is_none());
-        let root_hist = self.alloc();
-        self.build_hist(gh, 0, m, bag.is_none(), root_hist);
-        let mut leaves = vec![Leaf { begin: 0, end: m, g, h, depth: 0, hist: Some(root_hist), best: None, parent: None }];
-        leaves[0].best = self.find_split(&leaves[0], features, rng);
+        let (g, h) = self.sum_rows(gh, 0, m);
+        let mut leaves = vec![Leaf { begin: 0, end: m, g, h, depth: 0, hist: None, best: None, parent: None }];
+        if self.can_split(m, 0) {
+            let root_hist = self.alloc();
+            let feats = self.node_features(features, rng);
+            let side = Side { g, h, count: m, features: feats };
+            let (best, _) = self.build_and_search(gh, 0, m, bag.is_none(), root_hist, None, Some(&side), None);
+            leaves[0].best = best;
+            if best.is_some() {
+                leaves[0].hist = Some(root_hist);
+            } else {
+                self.free.push(root_hist);
+            }
+        }
         let mut tree = Tree::default();
         let max_leaves = self.growth.max_leaves();
         while leaves.len() < max_leaves {
@@ -141,7 +188,8 @@ impl<'a> TreeLearner<'a> {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let raw = renew.and_then(|f| f(self.leaf_rows(i))).unwrap_or_else(|| split::leaf_value(l.g, l.h, &self.sp));
+                let raw =
+                    renew.and_then(|f| f(self.leaf_rows(i))).unwrap_or_else(|| split::leaf_value(l.g, l.h, &self.sp));
                 raw * lr
             })
             .collect();
@@ -149,20 +197,13 @@ impl<'a> TreeLearner<'a> {
         tree
     }
 
-    fn find_split(&self, leaf: &Leaf, features: &[usize], rng: &mut Rng) -> Option<SplitInfo> {
-        if let Some(d) = self.growth.max_depth()
-            && leaf.depth >= d
-        {
-            return None;
-        }
-        let hist = &self.pool[leaf.hist?];
-        let count = leaf.end - leaf.begin;
+    /// Features a node may split on (per-node sampling when `feature_fraction_bynode < 1`).
+    fn node_features(&self, features: &[usize], rng: &mut Rng) -> Vec<usize> {
         if self.bynode < 1.0 && features.len() > 1 {
             let k = ((features.len() as f64 * self.bynode).round() as usize).max(1);
-            let picked: Vec<usize> = rng.sample_sorted(features.len(), k).into_iter().map(|i| features[i]).collect();
-            split::best_split(hist, self.bins, &picked, leaf.g, leaf.h, count, &self.sp)
+            rng.sample_sorted(features.len(), k).into_iter().map(|i| features[i]).collect()
         } else {
-            split::best_split(hist, self.bins, features, leaf.g, leaf.h, count, &self.sp)
+            features.to_vec()
         }
     }
 
@@ -239,37 +280,177 @@ impl<'a> TreeLearner<'a> {
         let need_small = self.can_split(if small_is_left { nl } else { nr }, depth);
         let need_large = self.can_split(if small_is_left { nr } else { nl }, depth);
         let parent_hist = parent_hist.expect("a splittable leaf has a histogram");
-        if need_small || need_large {
-            let sb = self.alloc();
-            self.build_hist(gh, leaves[small].begin, leaves[small].end, false, sb);
-            if need_large {
-                let (pbuf, sbuf) = two_mut(&mut self.pool, parent_hist, sb);
-                histogram::subtract(pbuf, sbuf);
-                leaves[large].hist = Some(parent_hist);
-            } else {
-                self.free.push(parent_hist);
+        if !(need_small || need_large) {
+            self.free.push(parent_hist);
+            return;
+        }
+        // Feature sampling in a fixed order (left child, then right) keeps the RNG stream stable.
+        let mut feats = [None, None];
+        for (slot, c) in [li, ri].into_iter().enumerate() {
+            if (c == small && need_small) || (c == large && need_large) {
+                feats[slot] = Some(self.node_features(features, rng));
             }
-            if need_small {
-                leaves[small].hist = Some(sb);
-            } else {
-                self.free.push(sb);
-            }
+        }
+        let side = |c: usize, f: &mut [Option<Vec<usize>>; 2]| {
+            f[if c == li { 0 } else { 1 }].take().map(|features| Side {
+                g: leaves[c].g,
+                h: leaves[c].h,
+                count: leaves[c].end - leaves[c].begin,
+                features,
+            })
+        };
+        let small_side = side(small, &mut feats);
+        let large_side = side(large, &mut feats);
+        let sb = self.alloc();
+        let (sbeg, send) = (leaves[small].begin, leaves[small].end);
+        let (best_small, best_large) = self.build_and_search(
+            gh,
+            sbeg,
+            send,
+            false,
+            sb,
+            need_large.then_some(parent_hist),
+            small_side.as_ref(),
+            large_side.as_ref(),
+        );
+        leaves[small].best = best_small;
+        leaves[large].best = best_large;
+        if best_small.is_some() {
+            leaves[small].hist = Some(sb);
+        } else {
+            self.free.push(sb);
+        }
+        if best_large.is_some() {
+            leaves[large].hist = Some(parent_hist);
         } else {
             self.free.push(parent_hist);
         }
-        for c in [li, ri] {
-            let best = self.find_split(&leaves[c], features, rng);
-            leaves[c].best = best;
-            if best.is_none()
-                && let Some(buf) = leaves[c].hist.take()
-            {
-                self.free.push(buf);
+    }
+
+    /// Build the histogram of rows `indices[b..e]` into buffer `buf`; if `sub` is given, turn
+    /// that buffer (the parent's) into the sibling's by subtraction; search the best split of
+    /// the built node (`a`) and of the sibling (`b`). One parallel task per feature block does
+    /// all three for its features, so a split costs a single fork-join.
+    #[allow(clippy::too_many_arguments)]
+    fn build_and_search(
+        &mut self,
+        gh: &[[f32; 2]],
+        b: usize,
+        e: usize,
+        identity: bool,
+        buf: usize,
+        sub: Option<usize>,
+        a: Option<&Side>,
+        sib: Option<&Side>,
+    ) -> (Option<SplitInfo>, Option<SplitInfo>) {
+        let rows: Option<&[u32]> = if identity { None } else { Some(&self.indices[b..e]) };
+        let n_rows = e - b;
+        if let Some(rows) = rows {
+            let ord = &mut self.gh_ord[..n_rows];
+            if n_rows >= CHUNK {
+                ord.par_chunks_mut(CHUNK).zip(rows.par_chunks(CHUNK)).for_each(|(o, r)| {
+                    for (d, &i) in o.iter_mut().zip(r) {
+                        *d = gh[i as usize];
+                    }
+                });
+            } else {
+                for (d, &i) in ord.iter_mut().zip(rows) {
+                    *d = gh[i as usize];
+                }
             }
         }
+        let gh_rows: &[[f32; 2]] = if identity { gh } else { &self.gh_ord[..n_rows] };
+        let bins = self.bins;
+        let sp = self.sp;
+        let nu = bins.n_used();
+        let threads = rayon::current_num_threads();
+        let work = n_rows * nu + 4 * bins.total_bins();
+        // Feature blocks: one per thread for mid-size nodes, two per thread for large ones (better
+        // balance). Smaller, L1-sized blocks were measured slower: each block re-reads the rows.
+        let n_blocks = if threads == 1 || work < PARALLEL_MIN_WORK {
+            1
+        } else if n_rows >= CHUNK {
+            (2 * threads).min(nu)
+        } else {
+            threads.min(nu)
+        }
+        .max(1);
+        // Disjoint per-block views of the built buffer and (optionally) the parent buffer.
+        let (built, parent) = match sub {
+            Some(p) => {
+                let (x, y) = two_mut(&mut self.pool, buf, p);
+                (x.as_mut_slice(), Some(y.as_mut_slice()))
+            }
+            None => (self.pool[buf].as_mut_slice(), None),
+        };
+        let mut tasks = Vec::with_capacity(n_blocks);
+        let (mut rest_b, mut rest_p) = (built, parent);
+        for k in 0..n_blocks {
+            let lo = k * nu / n_blocks;
+            let hi = (k + 1) * nu / n_blocks;
+            let len = bins.offsets[hi] - bins.offsets[lo];
+            let (hb, tb) = rest_b.split_at_mut(len);
+            rest_b = tb;
+            let hp = match rest_p.take() {
+                Some(p) => {
+                    let (hp, tp) = p.split_at_mut(len);
+                    rest_p = Some(tp);
+                    Some(hp)
+                }
+                None => None,
+            };
+            tasks.push((lo, hi, hb, hp));
+        }
+        // Large nodes: rows in STRIPES fixed stripes, each stripe's full histogram built by one
+        // task (every row's bins are read from memory once), then summed in stripe order per
+        // block below. The stripe count and the switch depend only on the row count, never on
+        // the thread count, so results stay bit-identical.
+        let striped = n_rows >= STRIPE_MIN_ROWS;
+        let mut stripes = std::mem::take(&mut self.stripes);
+        if striped {
+            stripes.resize_with(STRIPES, || vec![[0.0; 2]; bins.total_bins()]);
+            stripes.par_iter_mut().enumerate().for_each(|(s, h)| {
+                let (sb, se) = (s * n_rows / STRIPES, (s + 1) * n_rows / STRIPES);
+                h.fill([0.0; 2]);
+                let first = if identity { b + sb } else { 0 };
+                histogram::build_range(bins, 0, nu, rows.map(|r| &r[sb..se]), first, &gh_rows[sb..se], h);
+            });
+        }
+        let stripes_ref = &stripes;
+        let run = |(lo, hi, hb, mut hp): (usize, usize, &mut [Bin], Option<&mut [Bin]>)| {
+            if striped {
+                let (base, len) = (bins.offsets[lo], hb.len());
+                hb.copy_from_slice(&stripes_ref[0][base..base + len]);
+                for st in &stripes_ref[1..] {
+                    for (d, v) in hb.iter_mut().zip(&st[base..base + len]) {
+                        d[0] += v[0];
+                        d[1] += v[1];
+                    }
+                }
+            } else {
+                hb.fill([0.0; 2]);
+                histogram::build_range(bins, lo, hi, rows, b, gh_rows, hb);
+            }
+            if let Some(hp) = hp.as_deref_mut() {
+                histogram::subtract(hp, hb);
+            }
+            let base = bins.offsets[lo];
+            let search = |side: Option<&Side>, h: &[Bin]| {
+                side.and_then(|s| {
+                    let f = block_features(&s.features, lo, hi);
+                    split::best_split(h, base, bins, f, s.g, s.h, s.count, &sp)
+                })
+            };
+            (search(a, hb), hp.and_then(|hp| search(sib, hp)))
+        };
+        let results: Vec<(Option<SplitInfo>, Option<SplitInfo>)> =
+            if n_blocks == 1 { tasks.into_iter().map(run).collect() } else { tasks.into_par_iter().map(run).collect() };
+        self.stripes = stripes;
+        results.into_iter().fold((None, None), |acc, r| (split::better(acc.0, r.0), split::better(acc.1, r.1)))
     }
 
     /// Gradient and hessian sums over `indices[b..e]`, in fixed chunks combined in order.
-    fn sum_rows(&self, gh: &[[f32; 2]], b: usize, e: usize, identity: bool) -> (f64, f64) {
+    fn sum_rows(&self, gh: &[[f32; 2]], b: usize, e: usize) -> (f64, f64) {
         let idx = &self.indices[b..e];
         let partial: Vec<(f64, f64)> = idx
             .par_chunks(CHUNK)
@@ -280,30 +461,7 @@ impl<'a> TreeLearner<'a> {
                 })
             })
             .collect();
-        let _ = identity;
         partial.into_iter().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1))
-    }
-
-    fn build_hist(&mut self, gh: &[[f32; 2]], b: usize, e: usize, identity: bool, buf: usize) {
-        let hist = &mut self.pool[buf];
-        if identity {
-            histogram::build(self.bins, None, gh, hist);
-            return;
-        }
-        let rows = &self.indices[b..e];
-        let ord = &mut self.gh_ord[..e - b];
-        if rows.len() >= CHUNK {
-            ord.par_chunks_mut(CHUNK).zip(rows.par_chunks(CHUNK)).for_each(|(o, r)| {
-                for (d, &i) in o.iter_mut().zip(r) {
-                    *d = gh[i as usize];
-                }
-            });
-        } else {
-            for (d, &i) in ord.iter_mut().zip(rows) {
-                *d = gh[i as usize];
-            }
-        }
-        histogram::build(self.bins, Some(rows), ord, hist);
     }
 }
 
@@ -363,12 +521,13 @@ fn partition_by<T: Copy + Into<usize> + Sync>(
         }
         l
     };
-    let lefts: Vec<usize> = if idx.len() >= 2 * CHUNK {
-        idx.par_chunks(CHUNK).zip(scratch.par_chunks_mut(CHUNK)).map(|(s, d)| split_chunk(s, d)).collect()
+    // A stable partition has one possible result, so chunking cannot change it.
+    let lefts: Vec<usize> = if idx.len() >= 2 * PART_CHUNK {
+        idx.par_chunks(PART_CHUNK).zip(scratch.par_chunks_mut(PART_CHUNK)).map(|(s, d)| split_chunk(s, d)).collect()
     } else {
         vec![split_chunk(idx, scratch)]
     };
-    let chunk = if lefts.len() == 1 { idx.len() } else { CHUNK };
+    let chunk = if lefts.len() == 1 { idx.len() } else { PART_CHUNK };
     let total_left: usize = lefts.iter().sum();
     let (mut lpos, mut rpos) = (0, total_left);
     for (c, &nl) in lefts.iter().enumerate() {
@@ -392,7 +551,7 @@ mod tests {
 
     #[test]
     fn partition_is_stable_for_small_and_chunked_leaves() {
-        for n in [100usize, 3 * CHUNK + 17] {
+        for n in [100usize, 3 * PART_CHUNK + 17] {
             let x = Array2::from_shape_fn((n, 2), |(r, c)| ((r * (c + 5)) % 11) as f32);
             let bins = BinnedMatrix::fit(x.view(), 255, n + 1, 0);
             let mut idx: Vec<u32> = (0..n as u32).filter(|r| r % 5 != 0).collect();

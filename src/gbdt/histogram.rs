@@ -43,14 +43,31 @@ pub fn build(bins: &BinnedMatrix, rows: Option<&[u32]>, gh: &[[f32; 2]], hist: &
         blocks.push((lo, hi, head));
         rest = tail;
     }
-    let run = |(lo, hi, h): (usize, usize, &mut [Bin])| match &bins.data {
-        BinData::U8(d) => build_block(d, nu, &bins.offsets, lo, hi, rows, gh, h),
-        BinData::U16(d) => build_block(d, nu, &bins.offsets, lo, hi, rows, gh, h),
-    };
+    let run = |(lo, hi, h): (usize, usize, &mut [Bin])| build_range(bins, lo, hi, rows, 0, gh, h);
     if n_blocks == 1 {
         blocks.into_iter().for_each(run);
     } else {
         blocks.into_par_iter().for_each(run);
+    }
+}
+
+/// Fill the histogram block of used features `lo..hi` (`hist` starts at `offsets[lo]`; it must
+/// be zeroed by the caller) from `rows` (when `None`: the consecutive rows starting at
+/// `first_row`, one per entry of `gh`) with gathered gradients `gh`.
+#[allow(clippy::too_many_arguments)]
+pub fn build_range(
+    bins: &BinnedMatrix,
+    lo: usize,
+    hi: usize,
+    rows: Option<&[u32]>,
+    first_row: usize,
+    gh: &[[f32; 2]],
+    hist: &mut [Bin],
+) {
+    let nu = bins.n_used();
+    match &bins.data {
+        BinData::U8(d) => build_block(d, nu, &bins.offsets, lo, hi, rows, first_row, gh, hist),
+        BinData::U16(d) => build_block(d, nu, &bins.offsets, lo, hi, rows, first_row, gh, hist),
     }
 }
 
@@ -63,6 +80,7 @@ fn build_block<T: Copy + Into<usize>>(
     lo: usize,
     hi: usize,
     rows: Option<&[u32]>,
+    first_row: usize,
     gh: &[[f32; 2]],
     hist: &mut [Bin],
 ) {
@@ -83,8 +101,8 @@ fn build_block<T: Copy + Into<usize>>(
     };
     match rows {
         None => {
-            for (r, &g) in gh.iter().enumerate().take(data.len() / nu.max(1)) {
-                add(r, g);
+            for (i, &g) in gh.iter().enumerate() {
+                add(first_row + i, g);
             }
         }
         Some(rows) => {
@@ -123,7 +141,9 @@ mod tests {
     #[test]
     fn matches_naive_sums_for_any_thread_count_and_subtraction_gives_sibling() {
         let n = 5000;
-        let x = Array2::from_shape_fn((n, 7), |(r, c)| ((r * (c + 3)) % 97) as f32 + if r % 13 == c { f32::NAN } else { 0.0 });
+        let x = Array2::from_shape_fn((n, 7), |(r, c)| {
+            ((r * (c + 3)) % 97) as f32 + if r % 13 == c { f32::NAN } else { 0.0 }
+        });
         let bins = BinnedMatrix::fit(x.view(), 32, 100_000, 1);
         let gh: Vec<[f32; 2]> = (0..n).map(|r| [((r % 17) as f32 - 8.0) * 0.1, 0.25 + (r % 5) as f32 * 0.1]).collect();
         let all: Vec<u32> = (0..n as u32).collect();

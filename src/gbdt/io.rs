@@ -25,8 +25,8 @@ impl Gbdt {
 
     /// Parse JSON written by [`Gbdt::to_json`].
     pub fn from_json(s: &str) -> Result<Gbdt> {
-        let m: Gbdt =
-            serde_json::from_str(s).map_err(|e| Error::CorruptModel { source_name: "<json>".into(), reason: e.to_string() })?;
+        let m: Gbdt = serde_json::from_str(s)
+            .map_err(|e| Error::CorruptModel { source_name: "<json>".into(), reason: e.to_string() })?;
         m.check("<json>")?;
         Ok(m)
     }
@@ -35,7 +35,8 @@ impl Gbdt {
     pub fn to_bytes(&self) -> Vec<u8> {
         let meta = Gbdt { trees: Vec::new(), ..self.clone() };
         let meta = serde_json::to_vec(&meta).expect("a model always serialises");
-        let mut b = Vec::with_capacity(64 + meta.len() + self.trees.iter().map(|t| t.nodes.len() * 30 + 12).sum::<usize>());
+        let mut b =
+            Vec::with_capacity(64 + meta.len() + self.trees.iter().map(|t| t.nodes.len() * 30 + 12).sum::<usize>());
         b.extend_from_slice(MAGIC);
         b.extend_from_slice(&VERSION.to_le_bytes());
         b.extend_from_slice(&(meta.len() as u64).to_le_bytes());
@@ -134,8 +135,10 @@ impl Gbdt {
         if bytes.starts_with(MAGIC) {
             Gbdt::from_bytes(&bytes, &name)
         } else {
-            let s = std::str::from_utf8(&bytes)
-                .map_err(|_| Error::CorruptModel { source_name: name.clone(), reason: "neither JSON nor binary".into() })?;
+            let s = std::str::from_utf8(&bytes).map_err(|_| Error::CorruptModel {
+                source_name: name.clone(),
+                reason: "neither JSON nor binary".into(),
+            })?;
             Gbdt::from_json(s).map_err(|e| match e {
                 Error::CorruptModel { reason, .. } => Error::CorruptModel { source_name: name, reason },
                 other => other,
@@ -148,7 +151,11 @@ impl Gbdt {
         let bad = |reason: String| Error::CorruptModel { source_name: source_name.into(), reason };
         let k = self.num_outputs;
         if k == 0 || self.init_score.len() != k || self.trees.len() % k != 0 {
-            return Err(bad(format!("{} trees / {} init scores for {k} outputs", self.trees.len(), self.init_score.len())));
+            return Err(bad(format!(
+                "{} trees / {} init scores for {k} outputs",
+                self.trees.len(),
+                self.init_score.len()
+            )));
         }
         for (ti, t) in self.trees.iter().enumerate() {
             let nl = t.leaf_values.len() as i64;
@@ -156,7 +163,8 @@ impl Gbdt {
                 return Err(bad(format!("tree {ti}: {} nodes for {nl} leaves", t.nodes.len())));
             }
             for (ni, n) in t.nodes.iter().enumerate() {
-                let child_ok = |c: i32| if c >= 0 { (c as usize) > ni && (c as usize) < t.nodes.len() } else { (!c as i64) < nl };
+                let child_ok =
+                    |c: i32| if c >= 0 { (c as usize) > ni && (c as usize) < t.nodes.len() } else { (!c as i64) < nl };
                 if n.feature as usize >= self.n_features || !child_ok(n.left) || !child_ok(n.right) {
                     return Err(bad(format!("tree {ti} node {ni}: feature or child out of range")));
                 }

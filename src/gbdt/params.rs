@@ -93,7 +93,9 @@ impl ObjectiveKind {
             other => {
                 return Err(Error::param(
                     "objective",
-                    format!("unknown objective `{other}` (binary, regression, multiclass:K, huber:DELTA, quantile:ALPHA)"),
+                    format!(
+                        "unknown objective `{other}` (binary, regression, multiclass:K, huber:DELTA, quantile:ALPHA)"
+                    ),
                 ));
             }
         };
@@ -280,7 +282,11 @@ impl GbdtParams {
     /// Check every value; the error names the first offending field.
     pub fn validate(&self) -> Result<()> {
         let finite_nonneg = |field: &'static str, v: f64| -> Result<()> {
-            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(Error::param(field, format!("must be finite and ≥ 0, got {v}"))) }
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::param(field, format!("must be finite and ≥ 0, got {v}")))
+            }
         };
         let fraction = |field: &'static str, v: f64| -> Result<()> {
             if v > 0.0 && v <= 1.0 { Ok(()) } else { Err(Error::param(field, format!("must be in (0, 1], got {v}"))) }
@@ -343,8 +349,8 @@ impl GbdtParams {
 
     /// Parse from TOML (unknown keys rejected).
     pub fn from_toml_str(s: &str) -> Result<Self> {
-        let p: GbdtParams =
-            toml::from_str(s).map_err(|e| Error::Config { source_name: "gbdt params".into(), message: e.to_string() })?;
+        let p: GbdtParams = toml::from_str(s)
+            .map_err(|e| Error::Config { source_name: "gbdt params".into(), message: e.to_string() })?;
         p.validate()?;
         Ok(p)
     }
@@ -387,7 +393,9 @@ mod tests {
         let s = toml::to_string(&p).unwrap();
         assert_eq!(GbdtParams::from_toml_str(&s).unwrap(), p);
         assert!(matches!(GbdtParams::from_toml_str("rounds = 5\nlearning_rat = 0.1"), Err(Error::Config { .. })));
-        assert!(matches!(GbdtParams::from_toml_str("rounds = 0"), Err(Error::InvalidParam { ref field, .. }) if field == "rounds"));
+        assert!(
+            matches!(GbdtParams::from_toml_str("rounds = 0"), Err(Error::InvalidParam { ref field, .. }) if field == "rounds")
+        );
     }
 
     #[test]

@@ -146,7 +146,11 @@ impl Gbdt {
     /// that output's raw score.
     pub fn predict_contributions(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
         if x.ncols() != self.n_features {
-            return Err(Error::Shape { what: "contribution features".into(), expected: self.n_features, got: x.ncols() });
+            return Err(Error::Shape {
+                what: "contribution features".into(),
+                expected: self.n_features,
+                got: x.ncols(),
+            });
         }
         let (n, nf, k) = (x.nrows(), self.n_features, self.num_outputs);
         let width = k * (nf + 1);

@@ -60,9 +60,14 @@ pub fn leaf_value(g: f64, h: f64, p: &SplitParams) -> f64 {
     if d <= 0.0 { 0.0 } else { -threshold_l1(g, p.lambda_l1) / d }
 }
 
-/// Best split of a leaf with `count` rows and sums `(sum_g, sum_h)` over `features`.
+/// Best split of a leaf with `count` rows and sums `(sum_g, sum_h)` over `features` (sorted
+/// used-feature indices). `hist` holds the bins of a contiguous feature range starting at
+/// histogram offset `base` (the whole histogram when `base` is 0), so feature blocks can be
+/// searched in parallel and their winners combined with [`better`] in block order.
+#[allow(clippy::too_many_arguments)]
 pub fn best_split(
     hist: &[Bin],
+    base: usize,
     bins: &BinnedMatrix,
     features: &[usize],
     sum_g: f64,
@@ -71,40 +76,46 @@ pub fn best_split(
     p: &SplitParams,
 ) -> Option<SplitInfo> {
     let min_data = p.min_data.max(1) as f64;
-    if (count as f64) < 2.0 * min_data || sum_h < 2.0 * p.min_hess {
+    if (count as f64) < 2.0 * min_data || sum_h < 2.0 * p.min_hess || sum_h <= 0.0 {
         return None;
     }
+    // `round(h · count/sum_h) ≥ min_data` rewritten as a hessian bound: no rounding in the loop.
     let cnt_factor = count as f64 / sum_h;
+    let min_h = p.min_hess.max((min_data - 0.5) / cnt_factor);
     let parent = leaf_score(sum_g, sum_h, p);
-    let shift = parent + p.min_gain;
     let mut best: Option<SplitInfo> = None;
-    let mut best_gain = shift;
-    let ok = |h: f64| h >= p.min_hess && (h * cnt_factor + 0.5).floor() >= min_data;
+    let mut best_gain = parent + p.min_gain;
     for &j in features {
         let f = bins.used[j];
         let nv = bins.mappers[f].n_value_bins();
-        let h = &hist[bins.offsets[j]..bins.offsets[j + 1]];
+        let h = &hist[bins.offsets[j] - base..bins.offsets[j + 1] - base];
         let nan = h[nv];
-        let has_nan = nan[1] > 0.0;
+        let has_nan = nan[1] > 0.0 || nan[0] != 0.0;
         let (mut lg, mut lh) = (0.0, 0.0);
-        for t in 0..nv {
-            lg += h[t][0];
-            lh += h[t][1];
-            // Missing values go right.
+        // Branchy on purpose: skipping empty bins and stopping once the right side is too
+        // small beat a branch-free, vectorised two-pass scan when measured on 100k × 50.
+        for (t, e) in h[..nv].iter().enumerate() {
+            if e[1] == 0.0 && e[0] == 0.0 && t > 0 {
+                continue; // an empty bin: same partition as the previous threshold
+            }
+            lg += e[0];
+            lh += e[1];
             let (rg, rh) = (sum_g - lg, sum_h - lh);
-            if ok(lh) && ok(rh) {
+            if rh < min_h {
+                break; // the right side only shrinks from here on
+            }
+            if lh >= min_h {
                 let gain = leaf_score(lg, lh, p) + leaf_score(rg, rh, p);
                 if gain > best_gain {
                     best_gain = gain;
                     best = Some(SplitInfo { gain, feature: j, bin: t, default_left: false, left_g: lg, left_h: lh });
                 }
             }
-            // Missing values go left.
             if has_nan {
                 let (lg2, lh2) = (lg + nan[0], lh + nan[1]);
-                let (rg2, rh2) = (sum_g - lg2, sum_h - lh2);
-                if ok(lh2) && ok(rh2) {
-                    let gain = leaf_score(lg2, lh2, p) + leaf_score(rg2, rh2, p);
+                let rh2 = sum_h - lh2;
+                if lh2 >= min_h && rh2 >= min_h {
+                    let gain = leaf_score(lg2, lh2, p) + leaf_score(sum_g - lg2, rh2, p);
                     if gain > best_gain {
                         best_gain = gain;
                         best =
@@ -118,6 +129,16 @@ pub fn best_split(
         b.gain -= parent;
         b
     })
+}
+
+/// Combine block winners in block order: a later block wins only with a strictly larger gain,
+/// which reproduces a single scan over all features.
+pub fn better(a: Option<SplitInfo>, b: Option<SplitInfo>) -> Option<SplitInfo> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.gain > x.gain { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
 }
 
 #[cfg(test)]
@@ -136,13 +157,14 @@ mod tests {
             if (r + c) % 11 == 0 { f32::NAN } else { v }
         });
         let bins = BinnedMatrix::fit(x.view(), 255, 10_000, 0);
-        let gh: Vec<[f32; 2]> = (0..n).map(|r| [(((r * 7) % 13) as f32 - 6.0) / 3.0, 0.5 + ((r % 4) as f32) / 4.0]).collect();
+        let gh: Vec<[f32; 2]> =
+            (0..n).map(|r| [(((r * 7) % 13) as f32 - 6.0) / 3.0, 0.5 + ((r % 4) as f32) / 4.0]).collect();
         let p = SplitParams { lambda_l1: 0.1, lambda_l2: 1.0, min_data: 5, min_hess: 1e-3, min_gain: 0.0 };
         let mut hist = vec![[0.0; 2]; bins.total_bins()];
         histogram::build(&bins, None, &gh, &mut hist);
         let (sg, sh) = gh.iter().fold((0.0, 0.0), |a, g| (a.0 + g[0] as f64, a.1 + g[1] as f64));
         let feats: Vec<usize> = (0..bins.n_used()).collect();
-        let got = best_split(&hist, &bins, &feats, sg, sh, n, &p).unwrap();
+        let got = best_split(&hist, 0, &bins, &feats, sg, sh, n, &p).unwrap();
 
         let mut best = (f64::NEG_INFINITY, 0, 0, false);
         for j in 0..bins.n_used() {
@@ -179,11 +201,11 @@ mod tests {
         let n = 200;
         let x = Array2::from_shape_fn((n, 1), |(r, _)| if r < 50 { f32::NAN } else { r as f32 });
         let bins = BinnedMatrix::fit(x.view(), 255, 10_000, 0);
-        let gh: Vec<[f32; 2]> = (0..n).map(|r| [if r < 50 || r >= 150 { -1.0 } else { 1.0 }, 1.0]).collect();
+        let gh: Vec<[f32; 2]> = (0..n).map(|r| [if !(50..150).contains(&r) { -1.0 } else { 1.0 }, 1.0]).collect();
         let p = SplitParams { lambda_l1: 0.0, lambda_l2: 0.0, min_data: 1, min_hess: 0.0, min_gain: 0.0 };
         let mut hist = vec![[0.0; 2]; bins.total_bins()];
         histogram::build(&bins, None, &gh, &mut hist);
-        let s = best_split(&hist, &bins, &[0], 0.0, n as f64, n, &p).unwrap();
+        let s = best_split(&hist, 0, &bins, &[0], 0.0, n as f64, n, &p).unwrap();
         // Values 50..150 go left (gradient +1), NaN joins the ≥150 side (gradient −1): right.
         assert!(!s.default_left);
         assert_eq!(bins.mappers[0].bounds[s.bin], 149.5);

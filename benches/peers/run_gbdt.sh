@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Side-by-side GBDT benchmark (issue 3): generate the data, run `retrain gbdt` leaf-wise and
+# depth-wise and the Python peers (LightGBM, XGBoost) on the same Parquet files in one run,
+# print every result as JSON and the ratios. Peak memory per process via /usr/bin/time -v.
+#
+# usage: benches/peers/run_gbdt.sh [ROWS=100000] [THREADS=2]
+# needs: cargo, python3 with lightgbm xgboost scikit-learn pandas pyarrow
+set -euo pipefail
+ROWS=${1:-100000}
+THREADS=${2:-2}
+DIR=${GBDT_DATA_DIR:-target/gbdt-bench}
+mkdir -p "$DIR"
+cargo build --release --quiet --bin retrain --example gbdt_data
+TRAIN="$DIR/train_${ROWS}.parquet"
+TEST="$DIR/test_200000.parquet"
+[ -f "$TRAIN" ] || ./target/release/examples/gbdt_data "$ROWS" 50 1 "$TRAIN"
+[ -f "$TEST" ] || ./target/release/examples/gbdt_data 200000 50 2 "$TEST"
+export OMP_WAIT_POLICY=PASSIVE
+peak() { /usr/bin/time -f "%M" -o "$DIR/mem.txt" "$@"; echo "peak_rss_kb=$(cat "$DIR/mem.txt")" >&2; }
+OUT="$DIR/results_${ROWS}.jsonl"
+: > "$OUT"
+for mode in "--num-leaves 63" "--max-depth 6"; do
+  # shellcheck disable=SC2086
+  peak ./target/release/retrain gbdt --train "$TRAIN" --test "$TEST" $mode --rounds 100 \
+    --learning-rate 0.1 --max-bin 255 --threads "$THREADS" --json \
+    | python3 -c "import json,sys; d=json.load(sys.stdin); print(json.dumps({'lib':'retrain '+d['growth']['policy'],'fit_seconds':d['fit_seconds'],'predict_seconds':d['predict_seconds'],'auc':d['test']['auc'],'log_loss':d['test']['log_loss']}))" \
+    | tee -a "$OUT"
+done
+for lib in lightgbm xgboost; do
+  peak python3 benches/peers/gbdt.py "$TRAIN" "$TEST" --threads "$THREADS" --libs "$lib" | tee -a "$OUT"
+done
+python3 - "$OUT" <<'PY'
+import json, sys
+r = {d["lib"]: d for d in map(json.loads, open(sys.argv[1]))}
+for ours, peer in [("retrain leaf_wise", "lightgbm"), ("retrain depth_wise", "xgboost")]:
+    a, b = r[ours], r[peer]
+    print(f"{ours} vs {peer}: fit ratio {a['fit_seconds']/b['fit_seconds']:.3f}, "
+          f"predict ratio {a['predict_seconds']/b['predict_seconds']:.3f}, "
+          f"AUC {a['auc']:.5f} vs {b['auc']:.5f} (diff {a['auc']-b['auc']:+.5f})")
+PY
