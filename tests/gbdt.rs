@@ -2,7 +2,7 @@
 //! round, is bit-identical across thread counts, round-trips through both file formats, warm
 //! starts, explains itself additively and rejects bad input with typed errors.
 
-use ndarray::Array2;
+use ndarray::{Array2, ShapeBuilder};
 use retrain::Error;
 use retrain::gbdt::{FitOptions, Gbdt, GbdtParams, Growth, ObjectiveKind, RoundEval, TrainData};
 use retrain::rng::Rng;
@@ -18,8 +18,6 @@ fn features(n: usize, f: usize, seed: u64) -> Array2<f32> {
     }
     x
 }
-
-use ndarray::ShapeBuilder;
 
 fn accuracy(model: &Gbdt, x: &Array2<f32>, y: &[f64]) -> f64 {
     let p = model.predict(x.view()).unwrap();

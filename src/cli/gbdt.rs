@@ -306,10 +306,11 @@ pub fn run(args: GbdtArgs) -> Result<()> {
         fit_seconds,
         predict_seconds,
         purged_rows: purged,
-        valid_loss: model
-            .history
-            .last()
-            .and_then(|h| model.best_round.map_or(h.valid_loss, |b| model.history[b].valid_loss)),
+        // The kept model's validation loss: the best round's when early stopping ran.
+        valid_loss: match model.best_round {
+            Some(b) => model.history.iter().find(|h| h.round == b).and_then(|h| h.valid_loss),
+            None => model.history.last().and_then(|h| h.valid_loss),
+        },
         test: test_scores,
         importance: imp,
         saved: args.save.as_ref().map(|p| p.display().to_string()),

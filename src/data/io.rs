@@ -228,11 +228,11 @@ fn in_file(e: Error, source: &str, idx: &[usize]) -> Error {
 }
 
 /// An [`Error::InvalidBar`] for `row` (1-based) of column `column` in `source`.
-fn invalid(source: &str, column: &str, row: usize, reason: String) -> Error {
+pub(crate) fn invalid(source: &str, column: &str, row: usize, reason: String) -> Error {
     Error::InvalidBar { source_name: source.to_string(), row, column: column.to_string(), reason }
 }
 
-fn floats(col: &Column, source: &str, name: &str) -> Result<Vec<f64>> {
+pub(crate) fn floats(col: &Column, source: &str, name: &str) -> Result<Vec<f64>> {
     let err = |row: usize, reason: String| invalid(source, name, row, reason);
     if let Ok(s) = col.str() {
         // Text columns (e.g. a stray word, or `inf` spelled oddly): parse here so the error
@@ -342,38 +342,38 @@ pub fn bars_to_dataframe(bars: &[Bars]) -> Result<DataFrame> {
 pub fn write_frame(df: &mut DataFrame, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let fmt = Format::from_path(path)?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let io = |e: std::io::Error| Error::Io { path: path.to_path_buf(), source: e };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
     let ctx = || format!("writing {}", path.display());
-    match fmt {
-        Format::Csv => CsvWriter::new(tmp.as_file_mut())
-            .include_header(true)
-            .with_datetime_format(Some("%Y-%m-%dT%H:%M:%SZ".into()))
-            .finish(df)
-            .map_err(|e| Error::polars(ctx(), e))?,
-        Format::Parquet => {
-            ParquetWriter::new(tmp.as_file_mut()).finish(df).map_err(|e| Error::polars(ctx(), e))?;
+    write_atomic_with(path, |file| {
+        match fmt {
+            Format::Csv => CsvWriter::new(file)
+                .include_header(true)
+                .with_datetime_format(Some("%Y-%m-%dT%H:%M:%SZ".into()))
+                .finish(df)
+                .map_err(|e| Error::polars(ctx(), e))?,
+            Format::Parquet => {
+                ParquetWriter::new(file).finish(df).map_err(|e| Error::polars(ctx(), e))?;
+            }
         }
-    }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+        Ok(())
+    })
 }
 
-/// Write `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
+/// Write `bytes` to `path` atomically (see [`write_atomic_with`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    write_atomic_with(path, |f| f.write_all(bytes).map_err(|e| Error::Io { path: path.to_path_buf(), source: e }))
+}
+
+/// Write `path` atomically: `write` fills a temp file in the same directory, which is fsynced
+/// and renamed over `path`, so readers see the old file or the new one, never half of it.
+pub(crate) fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let io = |e: std::io::Error| Error::Io { path: path.to_path_buf(), source: e };
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
+    write(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())

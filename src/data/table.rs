@@ -11,7 +11,7 @@ use std::path::Path;
 use ndarray::{Array2, ShapeBuilder};
 use polars::prelude::*;
 
-use crate::data::io::read_frame;
+use crate::data::io::{floats, invalid, read_frame};
 use crate::error::{Error, Result};
 
 /// Features, label, optional weights and label times of a table.
@@ -54,37 +54,20 @@ fn time_ms(df: &DataFrame, name: &str, source: &str) -> Result<Option<Vec<i64>>>
     Ok(Some(ca.iter().map(|v| v.unwrap_or(i64::MIN)).collect()))
 }
 
+/// A label or weight column as finite f64 (text is parsed, as for bars; booleans are 0/1).
 fn numbers(df: &DataFrame, name: &str, source: &str, what: &str) -> Result<Vec<f64>> {
     let c = df.column(name).map_err(|_| Error::MissingColumn {
         source_name: source.into(),
         column: name.into(),
         found: df.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
     })?;
-    if !c.dtype().is_primitive_numeric() && !c.dtype().is_bool() {
-        return Err(Error::InvalidBar {
-            source_name: source.into(),
-            row: 1,
-            column: name.into(),
-            reason: format!("{what} column must be numeric, found {}", c.dtype()),
-        });
+    let c =
+        if c.dtype().is_bool() { c.cast(&DataType::Float64).map_err(|e| Error::polars(source, e))? } else { c.clone() };
+    let v = floats(&c, source, name)?;
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(invalid(source, name, i + 1, format!("{what} must be a finite number, got {}", v[i]))),
+        None => Ok(v),
     }
-    let c = c.cast(&DataType::Float64).map_err(|e| Error::polars(source, e))?;
-    let ca = c.f64().map_err(|e| Error::polars(source, e))?;
-    ca.iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Some(v) if v.is_finite() => Ok(v),
-            other => Err(Error::InvalidBar {
-                source_name: source.into(),
-                row: i + 1,
-                column: name.into(),
-                reason: format!(
-                    "{what} must be a finite number, got {}",
-                    other.map_or("null".into(), |v| v.to_string())
-                ),
-            }),
-        })
-        .collect()
 }
 
 /// Split a frame into features / label / weights (see the module docs for the rules).

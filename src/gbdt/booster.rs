@@ -239,19 +239,16 @@ fn fit_impl(
         Some(m) => (m.init_score.clone(), m.trees.clone(), m.trees.len() / k),
         None => (obj.init_score(train.y, train.weights), Vec::new(), 0),
     };
-    let start = |d: &TrainData<'_>| -> Vec<f64> {
-        let mut s = vec![0.0; d.n_rows() * k];
-        for row in s.chunks_mut(k) {
-            row.copy_from_slice(&init_score);
+    // Warm start begins from the old model's raw scores, otherwise from the init score.
+    let start = |d: &TrainData<'_>| -> Result<Vec<f64>> {
+        match opts.init_model {
+            Some(m) => Ok(m.predict_raw(d.x)?.into_raw_vec_and_offset().0),
+            None => Ok(init_score.iter().copied().cycle().take(d.n_rows() * k).collect()),
         }
-        if !trees.is_empty() {
-            add_trees_raw(&trees, k, d.x, &mut s);
-        }
-        s
     };
-    let mut scores = start(train);
+    let mut scores = start(train)?;
     let valid_rows = valid.map(|v| to_row_major(v.x));
-    let mut valid_scores = valid.map(start);
+    let mut valid_scores = valid.map(start).transpose()?;
 
     let sp = SplitParams {
         lambda_l1: p.lambda_l1,
@@ -321,7 +318,7 @@ fn fit_impl(
             };
             let renew: Option<Renew<'_>> = if renews { Some(&renew_fn) } else { None };
             let tree = learner.grow(g, bag.as_deref(), &features, &mut rng, p.learning_rate, renew);
-            add_tree(&tree, &learner, bag.is_some(), &bins, &used_of, k, out, &mut scores);
+            add_tree(&tree, &mut learner, bag.is_some(), &bins, &used_of, k, out, &mut scores);
             if let (Some(vs), Some(vr)) = (valid_scores.as_mut(), valid_rows.as_ref()) {
                 vs.par_chunks_mut(ROW_CHUNK * k).zip(vr.par_chunks(ROW_CHUNK * nf)).for_each(|(s, x)| {
                     for (srow, xrow) in s.chunks_mut(k).zip(x.chunks(nf)) {
@@ -376,7 +373,7 @@ fn fit_impl(
 #[allow(clippy::too_many_arguments)]
 fn add_tree(
     tree: &Tree,
-    learner: &TreeLearner<'_>,
+    learner: &mut TreeLearner<'_>,
     bagged: bool,
     bins: &BinnedMatrix,
     used_of: &[usize],
@@ -394,8 +391,7 @@ fn add_tree(
         return;
     }
     // Leaf id per row (small, cache-resident random writes), then one sequential parallel pass.
-    let mut leaf_of = vec![0u32; bins.n_rows];
-    learner.leaf_ids(&mut leaf_of);
+    let leaf_of = learner.leaf_ids();
     scores.par_chunks_mut(ROW_CHUNK * k).zip(leaf_of.par_chunks(ROW_CHUNK)).for_each(|(s, l)| {
         for (row, &leaf) in s.chunks_mut(k).zip(l) {
             row[out] += tree.leaf_values[leaf as usize];
@@ -426,29 +422,20 @@ fn mean_loss(obj: &dyn Objective, d: &TrainData<'_>, scores: &[f64], k: usize) -
 pub(crate) fn to_row_major(x: ArrayView2<'_, f32>) -> Vec<f32> {
     let (n, nf) = x.dim();
     let mut out = vec![0f32; n * nf];
-    out.par_chunks_mut(ROW_CHUNK * nf.max(1)).enumerate().for_each(|(c, o)| {
-        let r0 = c * ROW_CHUNK;
-        let rows = o.len() / nf.max(1);
-        for f in 0..nf {
-            let col = x.column(f);
-            for i in 0..rows {
-                o[i * nf + f] = col[r0 + i];
-            }
-        }
-    });
+    out.par_chunks_mut(ROW_CHUNK * nf.max(1)).enumerate().for_each(|(c, o)| copy_rows(x, c * ROW_CHUNK, o));
     out
 }
 
-fn add_trees_raw(trees: &[Tree], k: usize, x: ArrayView2<'_, f32>, scores: &mut [f64]) {
+/// Copy rows `r0..r0 + out.len() / ncols` of `x` into `out`, row-major.
+fn copy_rows(x: ArrayView2<'_, f32>, r0: usize, out: &mut [f32]) {
     let nf = x.ncols();
-    let rows = to_row_major(x);
-    scores.par_chunks_mut(ROW_CHUNK * k).zip(rows.par_chunks(ROW_CHUNK * nf.max(1))).for_each(|(s, xr)| {
-        for (srow, xrow) in s.chunks_mut(k).zip(xr.chunks(nf.max(1))) {
-            for (t, tree) in trees.iter().enumerate() {
-                srow[t % k] += tree.predict_row(xrow);
-            }
+    let rows = out.len() / nf.max(1);
+    for f in 0..nf {
+        let col = x.column(f);
+        for i in 0..rows {
+            out[i * nf + f] = col[r0 + i];
         }
-    });
+    }
 }
 
 impl Gbdt {
@@ -467,10 +454,12 @@ impl Gbdt {
         }
     }
 
-    /// Transformed output of one row (probability / class probabilities / value); allocation-free.
+    /// Transformed output of one row (probability / class probabilities / value).
+    /// Allocation-free for up to 64 outputs (the raw scores live on the stack); beyond that
+    /// one temporary per call.
     pub fn predict_row(&self, row: &[f32], out: &mut [f64]) {
         let k = self.num_outputs;
-        let mut raw = [0f64; 16];
+        let mut raw = [0f64; 64];
         if k <= raw.len() {
             self.predict_row_raw(row, &mut raw[..k]);
             self.transform(&raw[..k], out);
@@ -483,7 +472,7 @@ impl Gbdt {
 
     fn transform(&self, raw: &[f64], out: &mut [f64]) {
         match self.objective {
-            Some(kind) => objective::builtin(kind).transform(raw, out),
+            Some(kind) => kind.transform(raw, out),
             None => out.copy_from_slice(raw),
         }
     }
@@ -505,12 +494,7 @@ impl Gbdt {
             let r0 = c * BLOCK;
             let rows = o.len() / k;
             let mut buf = vec![0f32; rows * nf];
-            for f in 0..nf {
-                let col = x.column(f);
-                for i in 0..rows {
-                    buf[i * nf + f] = col[r0 + i];
-                }
-            }
+            copy_rows(x, r0, &mut buf);
             for row in o.chunks_mut(k) {
                 row.copy_from_slice(&self.init_score);
             }
@@ -528,14 +512,11 @@ impl Gbdt {
     /// Transformed outputs (binary: P(y = 1); multiclass: class probabilities), `n × num_outputs`.
     pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
         let mut raw = self.predict_raw(x)?;
-        if let Some(kind) = self.objective {
-            let obj = objective::builtin(kind);
-            let k = self.num_outputs;
-            let mut tmp = vec![0.0; k];
-            for mut row in raw.rows_mut() {
-                tmp.copy_from_slice(row.as_slice().expect("row-major"));
-                obj.transform(&tmp, row.as_slice_mut().expect("row-major"));
-            }
+        let mut tmp = vec![0.0; self.num_outputs];
+        for mut row in raw.rows_mut() {
+            let row = row.as_slice_mut().expect("row-major");
+            tmp.copy_from_slice(row);
+            self.transform(&tmp, row);
         }
         Ok(raw)
     }

@@ -35,6 +35,7 @@ pub struct TreeLearner<'a> {
     gh_ord: Vec<[f32; 2]>,
     ranges: Vec<(usize, usize)>,
     stripes: Vec<Vec<Bin>>,
+    leaf_of: Vec<u32>,
 }
 
 /// Nodes with at least this many rows build their histogram by row stripes.
@@ -93,16 +94,20 @@ impl<'a> TreeLearner<'a> {
             gh_ord: Vec::new(),
             ranges: Vec::new(),
             stripes: Vec::new(),
+            leaf_of: Vec::new(),
         }
     }
 
-    /// Write the leaf of every in-bag row of the last grown tree into `leaf_of` (indexed by row).
-    pub fn leaf_ids(&self, leaf_of: &mut [u32]) {
+    /// Leaf of every row of the last grown tree, indexed by row (meaningful for in-bag rows;
+    /// the buffer is reused across trees).
+    pub fn leaf_ids(&mut self) -> &[u32] {
+        self.leaf_of.resize(self.bins.n_rows, 0);
         for (leaf, &(b, e)) in self.ranges.iter().enumerate() {
             for &r in &self.indices[b..e] {
-                leaf_of[r as usize] = leaf as u32;
+                self.leaf_of[r as usize] = leaf as u32;
             }
         }
+        &self.leaf_of
     }
 
     /// Rows (ascending) that ended in `leaf` of the last grown tree.

@@ -3,52 +3,22 @@
 //!
 //! Rows are visited in leaf order with their gradients already gathered into a contiguous
 //! buffer; each row's bins for a block of features are read together (row-major bins), so a
-//! row costs one gradient load and one short byte run. Parallelism splits the *features* into
-//! blocks, one task each: every bin is summed by exactly one task in row order, so histograms
-//! are bit-identical whatever the number of threads, and no per-thread copies need merging.
+//! row costs one gradient load and one short byte run. The learner (`grow.rs`) runs feature
+//! blocks in parallel: every bin is summed by exactly one task in row order, so histograms are
+//! bit-identical whatever the number of threads, and no per-thread copies need merging.
 //! The sibling of a built child is never built: it is the parent minus the child.
-
-use rayon::prelude::*;
 
 use crate::gbdt::binning::{BinData, BinnedMatrix};
 
 /// One histogram entry: `[sum of gradients, sum of hessians]`.
 pub type Bin = [f64; 2];
 
-/// Below this many row×feature updates a histogram is built on one thread (task overhead wins).
-const PARALLEL_MIN_WORK: usize = 1 << 16;
-
-/// Fill `hist` (zeroed here) with the sums over `rows` (or all rows when `None`); `gh[i]` is the
-/// gradient pair of the i-th listed row.
+/// Fill `hist` (zeroed here) with the sums over `rows` (or all rows when `None`) for every
+/// feature, on the calling thread; `gh[i]` is the gradient pair of the i-th listed row. The
+/// tree learner builds feature blocks in parallel with [`build_range`] instead.
 pub fn build(bins: &BinnedMatrix, rows: Option<&[u32]>, gh: &[[f32; 2]], hist: &mut [Bin]) {
     hist.fill([0.0; 2]);
-    let nu = bins.n_used();
-    let n_rows = rows.map_or(bins.n_rows, |r| r.len());
-    if nu == 0 || n_rows == 0 {
-        return;
-    }
-    let threads = rayon::current_num_threads();
-    let n_blocks = if n_rows * nu < PARALLEL_MIN_WORK || threads == 1 { 1 } else { (threads * 2).min(nu) };
-    // Feature blocks own disjoint, contiguous histogram ranges.
-    let mut blocks: Vec<(usize, usize, &mut [Bin])> = Vec::with_capacity(n_blocks);
-    let mut rest = hist;
-    let mut consumed = 0;
-    for b in 0..n_blocks {
-        let lo = b * nu / n_blocks;
-        let hi = (b + 1) * nu / n_blocks;
-        let len = bins.offsets[hi] - bins.offsets[lo];
-        let (head, tail) = rest.split_at_mut(len);
-        debug_assert_eq!(consumed, bins.offsets[lo]);
-        consumed += len;
-        blocks.push((lo, hi, head));
-        rest = tail;
-    }
-    let run = |(lo, hi, h): (usize, usize, &mut [Bin])| build_range(bins, lo, hi, rows, 0, gh, h);
-    if n_blocks == 1 {
-        blocks.into_iter().for_each(run);
-    } else {
-        blocks.into_par_iter().for_each(run);
-    }
+    build_range(bins, 0, bins.n_used(), rows, 0, gh, hist);
 }
 
 /// Fill the histogram block of used features `lo..hi` (`hist` starts at `offsets[lo]`; it must
@@ -139,7 +109,7 @@ mod tests {
     }
 
     #[test]
-    fn matches_naive_sums_for_any_thread_count_and_subtraction_gives_sibling() {
+    fn matches_naive_sums_per_block_and_subtraction_gives_sibling() {
         let n = 5000;
         let x = Array2::from_shape_fn((n, 7), |(r, c)| {
             ((r * (c + 3)) % 97) as f32 + if r % 13 == c { f32::NAN } else { 0.0 }
@@ -149,27 +119,28 @@ mod tests {
         let all: Vec<u32> = (0..n as u32).collect();
         let some: Vec<u32> = (0..n as u32).filter(|r| r % 3 == 1).collect();
         let gh_some: Vec<[f32; 2]> = some.iter().map(|&r| gh[r as usize]).collect();
-        let mut reference = None;
-        for threads in [1, 2, 4] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let mut h_all = vec![[0.0; 2]; bins.total_bins()];
-            let mut h_some = vec![[0.0; 2]; bins.total_bins()];
-            pool.install(|| {
-                build(&bins, None, &gh, &mut h_all);
-                build(&bins, Some(&some), &gh_some, &mut h_some);
-            });
-            assert_eq!(h_all, naive(&bins, &all, &gh));
-            assert_eq!(h_some, naive(&bins, &some, &gh));
-            let rest: Vec<u32> = (0..n as u32).filter(|r| r % 3 != 1).collect();
-            subtract(&mut h_all, &h_some);
-            let sib = naive(&bins, &rest, &gh);
-            for (a, b) in h_all.iter().zip(&sib) {
-                assert!((a[0] - b[0]).abs() < 1e-9 && (a[1] - b[1]).abs() < 1e-9);
-            }
-            match &reference {
-                None => reference = Some(h_all),
-                Some(r) => assert_eq!(r, &h_all, "thread count changed the histogram"),
-            }
+        let mut h_all = vec![[0.0; 2]; bins.total_bins()];
+        let mut h_some = vec![[0.0; 2]; bins.total_bins()];
+        build(&bins, None, &gh, &mut h_all);
+        build(&bins, Some(&some), &gh_some, &mut h_some);
+        assert_eq!(h_all, naive(&bins, &all, &gh));
+        assert_eq!(h_some, naive(&bins, &some, &gh));
+        // Feature blocks built separately (as the learner's tasks do) give the same bits, and a
+        // stripe of consecutive rows starting at `first_row` reads the right rows.
+        let mut blocks = vec![[0.0; 2]; bins.total_bins()];
+        for (lo, hi) in [(0, 2), (2, 5), (5, bins.n_used())] {
+            let (a, b) = (bins.offsets[lo], bins.offsets[hi]);
+            build_range(&bins, lo, hi, Some(&some), 0, &gh_some, &mut blocks[a..b]);
+        }
+        assert_eq!(blocks, h_some);
+        let mut stripe = vec![[0.0; 2]; bins.total_bins()];
+        build_range(&bins, 0, bins.n_used(), None, 1000, &gh[1000..2000], &mut stripe);
+        assert_eq!(stripe, naive(&bins, &(1000..2000).collect::<Vec<u32>>(), &gh));
+        let rest: Vec<u32> = (0..n as u32).filter(|r| r % 3 != 1).collect();
+        subtract(&mut h_all, &h_some);
+        let sib = naive(&bins, &rest, &gh);
+        for (a, b) in h_all.iter().zip(&sib) {
+            assert!((a[0] - b[0]).abs() < 1e-9 && (a[1] - b[1]).abs() < 1e-9);
         }
     }
 }

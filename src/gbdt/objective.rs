@@ -23,14 +23,19 @@ pub trait Objective: Send + Sync + Debug {
     fn num_outputs(&self) -> usize {
         1
     }
-    /// Reject labels the loss cannot use; `row` in the error is 0-based.
-    fn check_labels(&self, y: &[f64]) -> Result<()>;
+    /// Reject labels the loss cannot use; `row` in the error is 0-based. Default: finite labels.
+    fn check_labels(&self, y: &[f64]) -> Result<()> {
+        check_finite(y)
+    }
     /// The constant raw score boosting starts from (one per output).
     fn init_score(&self, y: &[f64], w: Option<&[f64]>) -> Vec<f64>;
     /// Write `(gradient, hessian)` for each row and output: `out[i * K + k]`.
     fn gradients(&self, y: &[f64], raw: &[f64], out: &mut [[f32; 2]]);
     /// Map one row's raw scores to the output (probability, class probabilities, value).
-    fn transform(&self, raw: &[f64], out: &mut [f64]);
+    /// Default: the raw score itself (regression losses).
+    fn transform(&self, raw: &[f64], out: &mut [f64]) {
+        out.copy_from_slice(raw);
+    }
     /// The loss of one row at raw scores `raw` (averaged with weights by the caller).
     fn loss(&self, y: f64, raw: &[f64]) -> f64;
     /// Whether [`Objective::renew_leaf`] is implemented (the booster then collects residuals).
@@ -41,6 +46,18 @@ pub trait Objective: Send + Sync + Debug {
     /// residuals `y - raw` (quantile regression uses the leaf's α-quantile).
     fn renew_leaf(&self, _residuals: &mut [(f64, f64)]) -> Option<f64> {
         None
+    }
+}
+
+impl ObjectiveKind {
+    /// The built-in output transform, without boxing an objective (single-row prediction
+    /// must not allocate).
+    pub fn transform(&self, raw: &[f64], out: &mut [f64]) {
+        match *self {
+            ObjectiveKind::Binary => out[0] = sigmoid(raw[0]),
+            ObjectiveKind::Multiclass { .. } => softmax(raw, out),
+            _ => out.copy_from_slice(raw),
+        }
     }
 }
 
@@ -119,7 +136,7 @@ impl Objective for Binary {
         }
     }
     fn transform(&self, raw: &[f64], out: &mut [f64]) {
-        out[0] = sigmoid(raw[0]);
+        ObjectiveKind::Binary.transform(raw, out);
     }
     fn loss(&self, y: f64, raw: &[f64]) -> f64 {
         // log(1 + e^s) − y·s, computed stably.
@@ -137,9 +154,6 @@ impl Objective for L2 {
     fn name(&self) -> String {
         "regression".into()
     }
-    fn check_labels(&self, y: &[f64]) -> Result<()> {
-        check_finite(y)
-    }
     fn init_score(&self, y: &[f64], w: Option<&[f64]>) -> Vec<f64> {
         vec![weighted_mean(y, w)]
     }
@@ -147,9 +161,6 @@ impl Objective for L2 {
         for ((o, &yi), &s) in out.iter_mut().zip(y).zip(raw) {
             *o = [(s - yi) as f32, 1.0];
         }
-    }
-    fn transform(&self, raw: &[f64], out: &mut [f64]) {
-        out[0] = raw[0];
     }
     fn loss(&self, y: f64, raw: &[f64]) -> f64 {
         0.5 * (raw[0] - y).powi(2)
@@ -233,9 +244,6 @@ impl Objective for Huber {
     fn name(&self) -> String {
         format!("huber:{}", self.delta)
     }
-    fn check_labels(&self, y: &[f64]) -> Result<()> {
-        check_finite(y)
-    }
     fn init_score(&self, y: &[f64], w: Option<&[f64]>) -> Vec<f64> {
         vec![weighted_mean(y, w)]
     }
@@ -244,9 +252,6 @@ impl Objective for Huber {
             let r = s - yi;
             *o = [r.clamp(-self.delta, self.delta) as f32, 1.0];
         }
-    }
-    fn transform(&self, raw: &[f64], out: &mut [f64]) {
-        out[0] = raw[0];
     }
     fn loss(&self, y: f64, raw: &[f64]) -> f64 {
         let r = (raw[0] - y).abs();
@@ -265,9 +270,6 @@ impl Objective for Quantile {
     fn name(&self) -> String {
         format!("quantile:{}", self.alpha)
     }
-    fn check_labels(&self, y: &[f64]) -> Result<()> {
-        check_finite(y)
-    }
     fn init_score(&self, y: &[f64], w: Option<&[f64]>) -> Vec<f64> {
         let mut pairs: Vec<(f64, f64)> = y.iter().enumerate().map(|(i, &v)| (v, w.map_or(1.0, |w| w[i]))).collect();
         vec![weighted_quantile(&mut pairs, self.alpha)]
@@ -277,9 +279,6 @@ impl Objective for Quantile {
             let g = if yi < s { 1.0 - self.alpha } else { -self.alpha };
             *o = [g as f32, 1.0];
         }
-    }
-    fn transform(&self, raw: &[f64], out: &mut [f64]) {
-        out[0] = raw[0];
     }
     fn loss(&self, y: f64, raw: &[f64]) -> f64 {
         let r = y - raw[0];

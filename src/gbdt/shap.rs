@@ -126,18 +126,20 @@ fn expected_value(tree: &Tree) -> f64 {
     tree.leaf_values.iter().zip(&tree.leaf_counts).map(|(v, &c)| v * c as f64).sum::<f64>() / total
 }
 
-/// Add one tree's contributions for row `x` into `phi` (length features + 1, bias last).
-pub fn tree_contributions(tree: &Tree, x: &[f32], phi: &mut [f64], scratch: &mut Vec<u8>) {
+/// Path buffer length for a tree of depth `depth`: one level of `u + 1` elements per unique
+/// depth `u ≤ depth + 1`.
+fn path_len(depth: usize) -> usize {
+    (depth + 2) * (depth + 3) / 2
+}
+
+/// Add one tree's contributions for row `x` into `phi` (length features + 1, bias last);
+/// `buf` must hold at least `path_len(tree depth)` elements.
+fn tree_contributions(tree: &Tree, x: &[f32], phi: &mut [f64], expected: f64, buf: &mut [PathElement]) {
     let nf = phi.len() - 1;
-    phi[nf] += expected_value(tree);
-    if tree.nodes.is_empty() {
-        return;
+    phi[nf] += expected;
+    if !tree.nodes.is_empty() {
+        recurse(tree, x, phi, 0, &[], buf, 1.0, 1.0, -1);
     }
-    let d = tree.depth() + 2;
-    let need = d * (d + 1) / 2 + d;
-    let _ = scratch;
-    let mut buf = vec![PathElement::default(); need];
-    recurse(tree, x, phi, 0, &[], &mut buf, 1.0, 1.0, -1);
 }
 
 impl Gbdt {
@@ -154,18 +156,24 @@ impl Gbdt {
         }
         let (n, nf, k) = (x.nrows(), self.n_features, self.num_outputs);
         let width = k * (nf + 1);
+        // Per tree once, not per row: its expected value and the path buffer size.
+        let expected: Vec<f64> = self.trees.iter().map(expected_value).collect();
+        let max_len = self.trees.iter().map(|t| path_len(t.depth())).max().unwrap_or(1);
         let mut out = vec![0.0; n * width];
-        out.par_chunks_mut(width).enumerate().for_each(|(r, o)| {
-            let row: Vec<f32> = x.row(r).iter().copied().collect();
-            let mut scratch = Vec::new();
-            for (out_k, init) in self.init_score.iter().enumerate() {
-                o[out_k * (nf + 1) + nf] += init;
-            }
-            for (t, tree) in self.trees.iter().enumerate() {
-                let out_k = t % k;
-                tree_contributions(tree, &row, &mut o[out_k * (nf + 1)..(out_k + 1) * (nf + 1)], &mut scratch);
-            }
-        });
+        out.par_chunks_mut(width).enumerate().for_each_init(
+            || (vec![0f32; nf], vec![PathElement::default(); max_len]),
+            |(row, buf), (r, o)| {
+                row.iter_mut().zip(x.row(r)).for_each(|(d, &v)| *d = v);
+                for (out_k, init) in self.init_score.iter().enumerate() {
+                    o[out_k * (nf + 1) + nf] += init;
+                }
+                for (t, tree) in self.trees.iter().enumerate() {
+                    let out_k = t % k;
+                    let phi = &mut o[out_k * (nf + 1)..(out_k + 1) * (nf + 1)];
+                    tree_contributions(tree, row, phi, expected[t], buf);
+                }
+            },
+        );
         Ok(Array2::from_shape_vec((n, width), out).expect("n × width"))
     }
 }
