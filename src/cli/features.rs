@@ -122,12 +122,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
         out: args.out.display().to_string(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print_summary(&summary);
-    }
-    Ok(())
+    super::emit(args.json, &summary, print_summary)
 }
 
 fn print_summary(s: &Summary) {

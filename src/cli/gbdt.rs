@@ -315,12 +315,7 @@ pub fn run(args: GbdtArgs) -> Result<()> {
         importance: imp,
         saved: args.save.as_ref().map(|p| p.display().to_string()),
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print_summary(&summary);
-    }
-    Ok(())
+    super::emit(args.json, &summary, print_summary)
 }
 
 fn print_summary(s: &Summary) {

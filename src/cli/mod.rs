@@ -32,6 +32,16 @@ pub enum Command {
     Spec,
 }
 
+/// Print a command's summary: pretty JSON on stdout with `--json`, else the human form.
+fn emit<T: serde::Serialize>(json: bool, summary: &T, human: fn(&T)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        human(summary);
+    }
+    Ok(())
+}
+
 /// Route tracing to stderr; warnings by default.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
