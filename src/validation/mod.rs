@@ -1,4 +1,15 @@
-//! Honest evaluation of models. Today: the scoring metrics used to report fits
-//! ([`metrics`]); splitters, CPCV and comparison statistics build on them.
+//! Honest evaluation of models (SPEC §4): splitters that purge and embargo by label
+//! interval ([`split`], [`cpcv`], [`walk_forward`]), [`cross_validate`] with out-of-sample
+//! predictions per split and per backtest path ([`report`]), the scoring [`metrics`], and
+//! the statistics that compare models and flag overfitting ([`compare`], [`overfit`]).
 
+pub mod compare;
+pub mod cpcv;
 pub mod metrics;
+pub mod overfit;
+pub mod split;
+pub mod walk_forward;
+
+pub use cpcv::Cpcv;
+pub use split::{BacktestPath, Chronological, Embargo, PurgedKFold, Split, SplitPlan, Splitter};
+pub use walk_forward::{WalkForward, Window};

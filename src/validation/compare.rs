@@ -1,0 +1,192 @@
+//! Statistics that compare models' out-of-sample quality (SPEC §4 "Comparing a new model to
+//! the old"): the mean-IC t-test (plain and Newey–West), the paired IC-difference test used
+//! by the deployment gate, and Diebold–Mariano with the Harvey–Leybourne–Newbold correction.
+//!
+//! Conventions (each checked against scipy/statsmodels/numpy in
+//! `tests/validation_metrics.rs`): sample standard deviations use ddof = 1; p-values are
+//! two-sided; Student-t p-values use `n − 1` degrees of freedom; the Newey–West test uses
+//! the Bartlett kernel with `L = ⌊4 (n/100)^{2/9}⌋` lags unless given, autocovariances
+//! divided by `n`, and a normal p-value (statsmodels `OLS(x, 1).fit(cov_type="HAC")`).
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+use crate::error::{Error, Result};
+use crate::validation::metrics::mean_std;
+
+/// A test statistic with its two-sided p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// Sample mean of the tested series.
+    pub mean: f64,
+    /// The statistic.
+    pub statistic: f64,
+    /// Two-sided p-value.
+    pub p_value: f64,
+    /// Observations.
+    pub n: usize,
+}
+
+fn t_p_value(t: f64, df: f64) -> f64 {
+    if t.is_nan() {
+        return f64::NAN;
+    }
+    let dist = StudentsT::new(0.0, 1.0, df).expect("df > 0");
+    2.0 * dist.cdf(-t.abs())
+}
+
+fn normal_p_value(z: f64) -> f64 {
+    if z.is_nan() {
+        return f64::NAN;
+    }
+    2.0 * Normal::standard().cdf(-z.abs())
+}
+
+fn need(x: &[f64], min: usize, what: &str) -> Result<()> {
+    if x.len() < min {
+        return Err(Error::param(what, format!("needs at least {min} observations, got {}", x.len())));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::param(format!("{what}[{i}]"), format!("must be finite, got {}", x[i])));
+    }
+    Ok(())
+}
+
+/// One-sample t-test of `mean(x) = mu` (scipy `ttest_1samp`).
+pub fn t_test(x: &[f64], mu: f64) -> Result<TestResult> {
+    need(x, 2, "t_test")?;
+    let (m, s) = mean_std(x);
+    let n = x.len();
+    let t = (m - mu) / (s / (n as f64).sqrt());
+    Ok(TestResult { mean: m, statistic: t, p_value: t_p_value(t, n as f64 - 1.0), n })
+}
+
+/// Is the mean information coefficient different from zero? (t-test over IC observations,
+/// e.g. per-path or per-period ICs.)
+pub fn mean_ic_test(ic: &[f64]) -> Result<TestResult> {
+    t_test(ic, 0.0)
+}
+
+/// Newey–West's default lag count `⌊4 (n/100)^{2/9}⌋`.
+pub fn newey_west_lags(n: usize) -> usize {
+    (4.0 * (n as f64 / 100.0).powf(2.0 / 9.0)).floor() as usize
+}
+
+/// Mean test with a Newey–West (Bartlett) HAC standard error, for autocorrelated series
+/// such as overlapping-horizon ICs.
+pub fn newey_west_mean_test(x: &[f64], lags: Option<usize>) -> Result<TestResult> {
+    need(x, 2, "newey_west")?;
+    let n = x.len();
+    let lags = lags.unwrap_or_else(|| newey_west_lags(n)).min(n - 1);
+    let m = x.iter().sum::<f64>() / n as f64;
+    let d: Vec<f64> = x.iter().map(|v| v - m).collect();
+    let gamma = |l: usize| d[l..].iter().zip(&d[..n - l]).map(|(a, b)| a * b).sum::<f64>() / n as f64;
+    let mut s = gamma(0);
+    for l in 1..=lags {
+        s += 2.0 * (1.0 - l as f64 / (lags as f64 + 1.0)) * gamma(l);
+    }
+    let z = m / (s / n as f64).sqrt();
+    Ok(TestResult { mean: m, statistic: z, p_value: normal_p_value(z), n })
+}
+
+/// When a candidate's IC improvement counts (SPEC §4: Δ > 0.01 with p < 0.05).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IcSignificance {
+    /// Minimum mean IC difference.
+    pub min_delta: f64,
+    /// Maximum two-sided p-value.
+    pub alpha: f64,
+}
+
+impl Default for IcSignificance {
+    fn default() -> Self {
+        IcSignificance { min_delta: 0.01, alpha: 0.05 }
+    }
+}
+
+/// Outcome of the paired IC-difference test.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IcDifference {
+    /// Mean of `new − old` and its paired t-test (scipy `ttest_rel(new, old)`).
+    pub test: TestResult,
+    /// `mean > min_delta && p < alpha`.
+    pub significant: bool,
+}
+
+/// Paired t-test of two models' ICs measured on the same observations (e.g. CPCV paths).
+pub fn ic_difference(new: &[f64], old: &[f64], rule: IcSignificance) -> Result<IcDifference> {
+    if new.len() != old.len() {
+        return Err(Error::Shape { what: "ic_difference: old ICs".into(), expected: new.len(), got: old.len() });
+    }
+    let d: Vec<f64> = new.iter().zip(old).map(|(a, b)| a - b).collect();
+    let test = t_test(&d, 0.0)?;
+    Ok(IcDifference { test, significant: test.mean > rule.min_delta && test.p_value < rule.alpha })
+}
+
+/// Loss applied to forecast errors in [`diebold_mariano`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// e².
+    Squared,
+    /// |e|.
+    Absolute,
+}
+
+/// Diebold–Mariano test of equal accuracy of two forecasts' errors `e1`, `e2` at horizon
+/// `h`, with the Harvey–Leybourne–Newbold small-sample correction and a Student-t(n − 1)
+/// p-value. Negative statistics favour the first forecast.
+pub fn diebold_mariano(e1: &[f64], e2: &[f64], h: usize, loss: Loss) -> Result<TestResult> {
+    if e1.len() != e2.len() {
+        return Err(Error::Shape { what: "diebold_mariano: second errors".into(), expected: e1.len(), got: e2.len() });
+    }
+    if h == 0 {
+        return Err(Error::param("h", "forecast horizon must be >= 1"));
+    }
+    need(e1, 3, "diebold_mariano e1")?;
+    need(e2, 3, "diebold_mariano e2")?;
+    let f = |e: f64| match loss {
+        Loss::Squared => e * e,
+        Loss::Absolute => e.abs(),
+    };
+    let d: Vec<f64> = e1.iter().zip(e2).map(|(a, b)| f(*a) - f(*b)).collect();
+    let n = d.len();
+    let nf = n as f64;
+    let m = d.iter().sum::<f64>() / nf;
+    let gamma = |k: usize| d[k..].iter().zip(&d[..n - k]).map(|(a, b)| (a - m) * (b - m)).sum::<f64>() / nf;
+    let mut v = gamma(0);
+    for k in 1..h.min(n) {
+        v += 2.0 * gamma(k);
+    }
+    let dm = m / (v / nf).sqrt();
+    let hf = h as f64;
+    let hln = ((nf + 1.0 - 2.0 * hf + hf * (hf - 1.0) / nf) / nf).sqrt();
+    let stat = dm * hln;
+    Ok(TestResult { mean: m, statistic: stat, p_value: t_p_value(stat, nf - 1.0), n })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_test_known_value() {
+        // scipy.stats.ttest_1samp([1, 2, 3, 4, 6], 0): t = 3.7199244398022175, p = 0.020475874420910672
+        let r = t_test(&[1.0, 2.0, 3.0, 4.0, 6.0], 0.0).unwrap();
+        assert!((r.statistic - 3.7199244398022175).abs() < 1e-12);
+        assert!((r.p_value - 0.020475874420910672).abs() < 1e-12);
+        assert!(t_test(&[1.0], 0.0).is_err());
+        assert!(t_test(&[1.0, f64::NAN], 0.0).is_err());
+    }
+
+    #[test]
+    fn ic_difference_gate() {
+        let old = [0.02, 0.03, 0.01, 0.02, 0.025];
+        let new = [0.05, 0.06, 0.045, 0.055, 0.05];
+        let d = ic_difference(&new, &old, IcSignificance::default()).unwrap();
+        assert!(d.significant && d.test.mean > 0.01);
+        let d = ic_difference(&old, &new, IcSignificance::default()).unwrap();
+        assert!(!d.significant);
+    }
+}

@@ -1,0 +1,224 @@
+//! Overfitting diagnostics (SPEC §4 "Overfitting checks"): the Probabilistic and Deflated
+//! Sharpe Ratios (Bailey & López de Prado 2012, 2014), the Probability of Backtest
+//! Overfitting via combinatorially symmetric cross-validation (Bailey, Borwein, López de
+//! Prado & Zhu 2015), seed stability and the flags the deployment gate reads.
+//!
+//! Conventions: Sharpe ratios here are per period (not annualised), `mean / std` with
+//! ddof = 1; skewness and kurtosis are the biased sample moments (scipy's `skew`,
+//! `kurtosis(fisher=False)` defaults), kurtosis *not* in excess; the variance of trial
+//! Sharpes in the DSR uses ddof = 1. `tests/validation_metrics.rs` checks these against a
+//! scipy/numpy fixture.
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::error::{Error, Result};
+use crate::validation::cpcv::combinations;
+use crate::validation::metrics::{average_ranks, mean_std};
+
+const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+
+fn moments(x: &[f64]) -> (f64, f64, f64) {
+    let n = x.len() as f64;
+    let m = x.iter().sum::<f64>() / n;
+    let m2 = x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n;
+    let m3 = x.iter().map(|v| (v - m).powi(3)).sum::<f64>() / n;
+    let m4 = x.iter().map(|v| (v - m).powi(4)).sum::<f64>() / n;
+    (m, m3 / m2.powf(1.5), m4 / (m2 * m2))
+}
+
+fn check(x: &[f64], min: usize, what: &str) -> Result<()> {
+    if x.len() < min {
+        return Err(Error::param(what, format!("needs at least {min} observations, got {}", x.len())));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::param(format!("{what}[{i}]"), format!("must be finite, got {}", x[i])));
+    }
+    Ok(())
+}
+
+/// Per-period Sharpe ratio `mean / std (ddof = 1)`.
+pub fn sharpe_ratio(returns: &[f64]) -> Result<f64> {
+    check(returns, 2, "sharpe_ratio")?;
+    let (m, s) = mean_std(returns);
+    Ok(m / s)
+}
+
+/// Probability that the true Sharpe ratio exceeds `benchmark` (both per period), given the
+/// sample's length, skewness and kurtosis.
+pub fn probabilistic_sharpe(returns: &[f64], benchmark: f64) -> Result<f64> {
+    check(returns, 3, "probabilistic_sharpe")?;
+    let sr = sharpe_ratio(returns)?;
+    let (_, skew, kurt) = moments(returns);
+    let n = returns.len() as f64;
+    let z = (sr - benchmark) * (n - 1.0).sqrt() / (1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr).sqrt();
+    Ok(Normal::standard().cdf(z))
+}
+
+/// The expected maximum Sharpe ratio of `n_trials` unskilled trials whose Sharpe ratios have
+/// variance `var` — the benchmark the Deflated Sharpe Ratio tests against.
+pub fn expected_max_sharpe(var: f64, n_trials: usize) -> f64 {
+    let nd = Normal::standard();
+    let n = n_trials as f64;
+    var.sqrt()
+        * ((1.0 - EULER_GAMMA) * nd.inverse_cdf(1.0 - 1.0 / n)
+            + EULER_GAMMA * nd.inverse_cdf(1.0 - 1.0 / (n * std::f64::consts::E)))
+}
+
+/// Deflated Sharpe Ratio: the PSR of `returns` against the expected maximum Sharpe of the
+/// `trial_sharpes` (per-period Sharpe ratios of every configuration tried, this one included).
+pub fn deflated_sharpe(returns: &[f64], trial_sharpes: &[f64]) -> Result<f64> {
+    check(trial_sharpes, 2, "trial_sharpes")?;
+    let (_, s) = mean_std(trial_sharpes);
+    probabilistic_sharpe(returns, expected_max_sharpe(s * s, trial_sharpes.len()))
+}
+
+/// Result of [`pbo`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pbo {
+    /// Share of combinations whose in-sample winner ranks at or below the out-of-sample median
+    /// (logit ≤ 0).
+    pub pbo: f64,
+    /// The logit `ln(ω / (1 − ω))` of each combination, `ω` = the winner's out-of-sample rank
+    /// / (strategies + 1), in lexicographic order of the in-sample halves.
+    pub logits: Vec<f64>,
+}
+
+/// Probability of Backtest Overfitting by CSCV. `returns[t][s]` is strategy `s`'s return in
+/// period `t`; the periods are cut into `n_blocks` (even) contiguous blocks (the first
+/// `n_blocks − 1` of `⌊T/n_blocks⌋` rows, the last takes the rest); each choice of half the
+/// blocks is in-sample, the rest out-of-sample; performance = per-period Sharpe ratio; the
+/// in-sample winner is the first strategy with the highest Sharpe; out-of-sample ranks are
+/// average ranks (1 = worst).
+pub fn pbo(returns: &[Vec<f64>], n_blocks: usize) -> Result<Pbo> {
+    let t = returns.len();
+    let s = returns.first().map_or(0, Vec::len);
+    if s < 2 {
+        return Err(Error::param("pbo", "needs at least 2 strategies"));
+    }
+    if let Some(r) = returns.iter().position(|row| row.len() != s) {
+        return Err(Error::Shape { what: format!("pbo returns row {r}"), expected: s, got: returns[r].len() });
+    }
+    if n_blocks < 2 || n_blocks % 2 == 1 {
+        return Err(Error::param("n_blocks", format!("must be even and >= 2, got {n_blocks}")));
+    }
+    if t / n_blocks < 2 {
+        return Err(Error::param("n_blocks", format!("{t} periods cannot fill {n_blocks} blocks of >= 2")));
+    }
+    let size = t / n_blocks;
+    let block = |b: usize| b * size..if b + 1 == n_blocks { t } else { (b + 1) * size };
+    let sharpe_of = |blocks: &[usize], strat: usize| {
+        let v: Vec<f64> = blocks.iter().flat_map(|&b| block(b)).map(|r| returns[r][strat]).collect();
+        let (m, sd) = mean_std(&v);
+        m / sd
+    };
+    let mut logits = Vec::new();
+    for is in combinations(n_blocks, n_blocks / 2) {
+        let oos: Vec<usize> = (0..n_blocks).filter(|b| !is.contains(b)).collect();
+        let is_perf: Vec<f64> = (0..s).map(|j| sharpe_of(&is, j)).collect();
+        let best = (0..s).fold(0, |b, j| if is_perf[j] > is_perf[b] { j } else { b });
+        let oos_perf: Vec<f64> = (0..s).map(|j| sharpe_of(&oos, j)).collect();
+        let omega = average_ranks(&oos_perf)[best] / (s as f64 + 1.0);
+        logits.push((omega / (1.0 - omega)).ln());
+    }
+    let pbo = logits.iter().filter(|&&l| l <= 0.0).count() as f64 / logits.len() as f64;
+    Ok(Pbo { pbo, logits })
+}
+
+/// Mean and variance (ddof = 1) of a score over seeds.
+pub fn seed_stability(scores: &[f64]) -> Result<(f64, f64)> {
+    check(scores, 2, "seed scores")?;
+    let (m, s) = mean_std(scores);
+    Ok((m, s * s))
+}
+
+/// Thresholds of the overfitting flags (SPEC §4 defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverfitThresholds {
+    /// Flag when in-sample minus out-of-sample (annualised) Sharpe exceeds this.
+    pub max_sharpe_gap: f64,
+    /// Flag validation IC below this as too weak.
+    pub min_ic: f64,
+    /// Flag a score variance across seeds above this as unstable (std 0.01).
+    pub max_seed_variance: f64,
+    /// Seeds for the stability check.
+    pub seeds: usize,
+}
+
+impl Default for OverfitThresholds {
+    fn default() -> Self {
+        OverfitThresholds { max_sharpe_gap: 0.5, min_ic: 0.03, max_seed_variance: 1e-4, seeds: 10 }
+    }
+}
+
+/// The overfitting flags of one cross-validation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OverfitFlags {
+    /// Mean in-sample Sharpe − mean out-of-sample Sharpe (None without returns).
+    pub sharpe_gap: Option<f64>,
+    /// `sharpe_gap > max_sharpe_gap`.
+    pub sharpe_gap_flag: bool,
+    /// Mean out-of-sample Spearman IC.
+    pub ic: Option<f64>,
+    /// `ic < min_ic` (or no IC could be computed).
+    pub weak_ic: bool,
+    /// Score variance over seeds, when the stability check ran.
+    pub seed_variance: Option<f64>,
+    /// `seed_variance > max_seed_variance`.
+    pub unstable: bool,
+}
+
+impl OverfitFlags {
+    /// Evaluate the flags.
+    pub fn evaluate(
+        in_sample_sharpe: Option<f64>,
+        oos_sharpe: Option<f64>,
+        ic: Option<f64>,
+        seed_variance: Option<f64>,
+        t: &OverfitThresholds,
+    ) -> Self {
+        let gap = match (in_sample_sharpe, oos_sharpe) {
+            (Some(a), Some(b)) if a.is_finite() && b.is_finite() => Some(a - b),
+            _ => None,
+        };
+        OverfitFlags {
+            sharpe_gap: gap,
+            sharpe_gap_flag: gap.is_some_and(|g| g > t.max_sharpe_gap),
+            ic,
+            weak_ic: ic.is_none_or(|v| !(v >= t.min_ic)),
+            seed_variance,
+            unstable: seed_variance.is_some_and(|v| v > t.max_seed_variance),
+        }
+    }
+
+    /// Any flag raised.
+    pub fn any(&self) -> bool {
+        self.sharpe_gap_flag || self.weak_ic || self.unstable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pbo_of_a_dominant_strategy_is_zero() {
+        // Strategy 0 is always better; its in-sample win carries out of sample.
+        let returns: Vec<Vec<f64>> =
+            (0..64).map(|t| vec![0.02 + 0.01 * ((t % 3) as f64), 0.01 * ((t % 5) as f64 - 2.0), -0.01]).collect();
+        let r = pbo(&returns, 8).unwrap();
+        assert_eq!(r.logits.len(), 70);
+        assert_eq!(r.pbo, 0.0);
+        assert!(pbo(&returns, 7).is_err());
+    }
+
+    #[test]
+    fn flags() {
+        let t = OverfitThresholds::default();
+        let f = OverfitFlags::evaluate(Some(2.0), Some(1.0), Some(0.01), Some(1e-3), &t);
+        assert!(f.sharpe_gap_flag && f.weak_ic && f.unstable);
+        let f = OverfitFlags::evaluate(Some(1.2), Some(1.0), Some(0.05), None, &t);
+        assert!(!f.any());
+    }
+}
