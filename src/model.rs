@@ -15,6 +15,15 @@ pub trait Fit {
     type Model: Predict;
     /// Train on `train`; `valid` (if any) may only steer early stopping, never the fit itself.
     fn fit(&self, train: &Dataset, valid: Option<&Dataset>) -> Result<Self::Model>;
+    /// Whether `fit` uses a validation set (early stopping), so that cross-validation carves
+    /// a purged slice of the training rows for it.
+    fn uses_validation(&self) -> bool {
+        false
+    }
+    /// The same hyperparameters with another seed (for seed-stability checks).
+    fn with_seed(&self, seed: u64) -> Self
+    where
+        Self: Sized;
 }
 
 /// A fitted model that scores feature rows.
@@ -30,6 +39,12 @@ impl Fit for crate::gbdt::GbdtParams {
     fn fit(&self, train: &Dataset, valid: Option<&Dataset>) -> Result<Self::Model> {
         self.fit_dataset(train, valid)
     }
+    fn uses_validation(&self) -> bool {
+        self.early_stopping_rounds.is_some()
+    }
+    fn with_seed(&self, seed: u64) -> Self {
+        self.clone().seed(seed)
+    }
 }
 
 impl Predict for crate::gbdt::Gbdt {
@@ -38,5 +53,42 @@ impl Predict for crate::gbdt::Gbdt {
     }
     fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
         crate::gbdt::Gbdt::predict(self, x)
+    }
+}
+
+/// The model kinds of SPEC §3 that are built so far (the network and baseline kinds join
+/// this enum when they land).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Native histogram GBDT, depth-wise growth (max_depth 6, 100 rounds, lr 0.1).
+    Xgboost,
+    /// The same engine, leaf-wise growth (31 leaves).
+    Lightgbm,
+}
+
+impl ModelKind {
+    /// The kind's default GBDT hyperparameters.
+    pub fn gbdt_params(&self) -> crate::gbdt::GbdtParams {
+        match self {
+            ModelKind::Xgboost => crate::gbdt::GbdtParams::xgboost(),
+            ModelKind::Lightgbm => crate::gbdt::GbdtParams::lightgbm(),
+        }
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "xgboost" => Ok(ModelKind::Xgboost),
+            "lightgbm" => Ok(ModelKind::Lightgbm),
+            other => Err(crate::Error::param(
+                "model",
+                format!(
+                    "unknown model kind {other:?} (built: xgboost, lightgbm; nhits and patchtst are not built yet)"
+                ),
+            )),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch for the `retrain` binary; one file per command.
 
+mod cv;
 mod features;
 mod gbdt;
 
@@ -7,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Keep trading models fresh in-process. Today: causal features and labels from OHLCV
-/// candles and the native GBDT; validation and versioning commands arrive with the library parts.
+/// candles, the native GBDT and purged cross-validation; versioning commands arrive with the store.
 #[derive(Debug, Parser)]
 #[command(name = "retrain", version, long_about = None)]
 pub struct Cli {
@@ -28,6 +29,10 @@ pub enum Command {
     Features(features::FeaturesArgs),
     /// Train the native GBDT on a CSV/Parquet table and score a test set.
     Gbdt(Box<gbdt::GbdtArgs>),
+    /// Print every split of a cross-validation plan (train ranges, test groups, paths).
+    CvPlan(cv::CvPlanArgs),
+    /// Cross-validate a model kind (CPCV by default) on candles or a table; per-path metrics.
+    Cv(Box<cv::CvArgs>),
     /// Print the default feature spec as TOML (a starting point for --spec).
     Spec,
 }
@@ -65,6 +70,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     pool.install(|| match cli.command {
         Command::Features(args) => features::run(args),
         Command::Gbdt(args) => gbdt::run(*args),
+        Command::CvPlan(args) => cv::run_plan(args),
+        Command::Cv(args) => cv::run(*args),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());
             Ok(())

@@ -5,8 +5,13 @@
 //! warming up or whose label is unavailable (horizon past the data) are dropped and
 //! counted in [`DropReport`]; pooled symbols are interleaved in time order (by `t0`, then
 //! symbol), which is what chronological splitters expect. [`Dataset::select`] cuts folds.
+//!
+//! For the trading metrics every row built from bars also carries its *realised* trade:
+//! `ret` = `close[exit] / close[t0] − 1` with `exit` the bar at the label's end `t1`, and
+//! `risk` = ATR(14)/close at `t0` (one ATR stop = 1 R). A [`LabeledTable`] has neither.
 
 use crate::data::Bars;
+use crate::data::LabeledTable;
 use crate::data::io::timestamp_column;
 use crate::error::{Error, Result};
 use crate::features::{self, FeatureFrame, FeatureSpec, LabelSpec};
@@ -48,8 +53,13 @@ pub struct Dataset {
     pub feature_names: Vec<String>,
     /// Optional sample weights.
     pub weights: Option<Array1<f64>>,
-    /// The label that produced `y`.
-    pub label: LabelSpec,
+    /// The label that produced `y` (`None` for a table read with its own label column).
+    pub label: Option<LabelSpec>,
+    /// Realised return of each row's trade, held from `t0` to `t1` (from bars only).
+    pub ret: Option<Vec<f64>>,
+    /// Entry risk as a return: ATR(14) / close at `t0` (from bars only; `None` if any row
+    /// falls in the ATR warm-up).
+    pub risk: Option<Vec<f64>>,
     /// What was dropped while building.
     pub dropped: DropReport,
 }
@@ -72,6 +82,8 @@ impl Dataset {
         }
         let labels = bars.iter().map(|b| label.compute(b)).collect::<Result<Vec<_>>>()?;
         let mut dropped = DropReport { rows_in: frame.len(), ..Default::default() };
+        let atr: Vec<Vec<f64>> =
+            bars.iter().map(|b| crate::features::volatility::atr(b.high(), b.low(), b.close(), 14)).collect();
         // (t0, symbol, row within the symbol, label value, t1)
         let mut rows: Vec<(i64, u32, usize, f64, i64)> = Vec::with_capacity(frame.len());
         for (s, (seg, lab)) in frame.segments.iter().zip(&labels).enumerate() {
@@ -104,6 +116,16 @@ impl Dataset {
                 dst[k] = frame.segments[s as usize].columns[j][i] as f32;
             }
         }
+        let ret = rows
+            .iter()
+            .map(|&(_, s, i, _, t1)| {
+                let b = &bars[s as usize];
+                let exit = b.timestamps().partition_point(|&t| t < t1).min(b.len() - 1);
+                b.close()[exit] / b.close()[i] - 1.0
+            })
+            .collect();
+        let risk: Vec<f64> =
+            rows.iter().map(|&(_, s, i, ..)| atr[s as usize][i] / bars[s as usize].close()[i]).collect();
         Ok(Dataset {
             x,
             y: rows.iter().map(|r| r.3).collect(),
@@ -113,8 +135,56 @@ impl Dataset {
             symbols: frame.segments.iter().map(|s| s.symbol.clone()).collect(),
             feature_names: frame.names.clone(),
             weights: None,
-            label: label.clone(),
+            label: Some(label.clone()),
+            ret: Some(ret),
+            risk: risk.iter().all(|r| r.is_finite() && *r > 0.0).then_some(risk),
             dropped,
+        })
+    }
+
+    /// A labelled table as a dataset. Row times come from the table's `timestamp` and `t1`
+    /// columns; without `t1`, each label ends `horizon` rows later (`t1 = t0` of row `i +
+    /// horizon`, extrapolated by the median step past the end); without `timestamp`, times are
+    /// row numbers. Rows are sorted by time (stable) so splitters can cut them.
+    pub fn from_table(table: &LabeledTable, horizon: Option<usize>) -> Result<Dataset> {
+        let n = table.n_rows();
+        let t0: Vec<i64> = table.t0.clone().unwrap_or_else(|| (0..n as i64).collect());
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&r| (t0[r], r));
+        let table = if order.windows(2).all(|w| w[0] < w[1]) { table.clone() } else { table.select(&order) };
+        let t0: Vec<i64> = table.t0.clone().unwrap_or_else(|| (0..n as i64).collect());
+        let t1 = match (&table.t1, horizon) {
+            (Some(t1), _) => t1.clone(),
+            (None, Some(h)) => {
+                let mut steps: Vec<i64> = t0.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
+                steps.sort_unstable();
+                let step = steps.get(steps.len() / 2).copied().unwrap_or(1);
+                (0..n).map(|i| if i + h < n { t0[i + h] } else { t0[n - 1] + (i + h + 1 - n) as i64 * step }).collect()
+            }
+            (None, None) => {
+                return Err(Error::param(
+                    "horizon",
+                    "the table has no `t1` column: give the label horizon in rows so labels can be purged",
+                ));
+            }
+        };
+        if let Some(i) = (0..n).find(|&i| t1[i] < t0[i]) {
+            return Err(Error::param("t1", format!("row {}: label ends before it starts", i + 1)));
+        }
+        let y = Array1::from(table.y.clone());
+        Ok(Dataset {
+            x: table.x,
+            y,
+            t0,
+            t1,
+            symbol: vec![0; n],
+            symbols: vec![String::new()],
+            feature_names: table.feature_names,
+            weights: table.weights.map(Array1::from),
+            label: None,
+            ret: None,
+            risk: None,
+            dropped: DropReport { rows_in: n, rows_out: n, ..Default::default() },
         })
     }
 
@@ -168,6 +238,8 @@ impl Dataset {
             feature_names: self.feature_names.clone(),
             weights: self.weights.as_ref().map(|w| idx.iter().map(|&i| w[i]).collect()),
             label: self.label.clone(),
+            ret: self.ret.as_ref().map(|v| idx.iter().map(|&i| v[i]).collect()),
+            risk: self.risk.as_ref().map(|v| idx.iter().map(|&i| v[i]).collect()),
             dropped: DropReport { rows_out: idx.len(), ..self.dropped },
         })
     }
@@ -181,7 +253,8 @@ impl Dataset {
         for (j, name) in self.feature_names.iter().enumerate() {
             cols.push(Column::new(name.as_str().into(), self.x.column(j).to_vec()));
         }
-        cols.push(Column::new(self.label.name().into(), self.y.to_vec()));
+        let label = self.label.as_ref().map_or_else(|| "label".to_string(), LabelSpec::name);
+        cols.push(Column::new(label.into(), self.y.to_vec()));
         cols.push(timestamp_column("t1", &self.t1)?);
         if let Some(w) = &self.weights {
             cols.push(Column::new("weight".into(), w.to_vec()));

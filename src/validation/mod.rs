@@ -5,11 +5,15 @@
 
 pub mod compare;
 pub mod cpcv;
+pub mod cross_validate;
 pub mod metrics;
 pub mod overfit;
+pub mod report;
 pub mod split;
 pub mod walk_forward;
 
 pub use cpcv::Cpcv;
+pub use cross_validate::{CvOptions, cross_validate, cross_validate_seeds};
+pub use report::{CvReport, Scores, Task};
 pub use split::{BacktestPath, Chronological, Embargo, PurgedKFold, Split, SplitPlan, Splitter};
 pub use walk_forward::{WalkForward, Window};

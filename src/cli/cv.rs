@@ -1,0 +1,395 @@
+//! `retrain cv-plan` (print the splits a splitter makes) and `retrain cv` (cross-validate a
+//! model kind on real data end to end: candles → features → labels → CPCV → report).
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use retrain::data::{self, Dataset, LoadOptions, read_table};
+use retrain::features::{FeatureSpec, LabelSpec};
+use retrain::gbdt::{GbdtParams, Growth, ObjectiveKind};
+use retrain::model::ModelKind;
+use retrain::validation::cross_validate::bars_per_year;
+use retrain::validation::split::ranges;
+use retrain::validation::{
+    Chronological, Cpcv, CvOptions, CvReport, Embargo, PurgedKFold, SplitPlan, Splitter, Task, WalkForward, Window,
+    cross_validate, cross_validate_seeds,
+};
+use serde::Serialize;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Splitter choice shared by `cv-plan` and `cv`.
+#[derive(Debug, clap::Args)]
+pub struct SplitArgs {
+    /// cpcv | kfold | walk-forward | chronological.
+    #[arg(long, default_value = "cpcv")]
+    method: String,
+    /// CPCV groups N.
+    #[arg(long, default_value_t = 6)]
+    groups: usize,
+    /// CPCV test groups per split k.
+    #[arg(long, default_value_t = 2)]
+    test_groups: usize,
+    /// Purged k-fold folds.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Walk-forward test windows.
+    #[arg(long, default_value_t = 5)]
+    splits: usize,
+    /// Walk-forward training window: expanding, or rolling:G (the last G groups).
+    #[arg(long, default_value = "expanding")]
+    window: String,
+    /// Embargo in bars after each test block's label span (cv default: 5 trading days or the
+    /// feature lookback, whichever is longer).
+    #[arg(long)]
+    embargo: Option<usize>,
+}
+
+impl SplitArgs {
+    fn splitter(&self, embargo: usize) -> Result<Box<dyn Splitter>> {
+        let e = Embargo::Bars(embargo);
+        Ok(match self.method.as_str() {
+            "cpcv" => {
+                let c = Cpcv::new(self.groups, self.test_groups).embargo(e);
+                c.validate()?;
+                Box::new(c)
+            }
+            "kfold" => Box::new(PurgedKFold { k: self.folds, embargo: e }),
+            "walk-forward" => {
+                let window = match self.window.split_once(':') {
+                    None if self.window == "expanding" => Window::Expanding,
+                    Some(("rolling", g)) => Window::Rolling(g.parse().context("--window rolling:G needs a number")?),
+                    _ => bail!("--window must be `expanding` or `rolling:G`, got {:?}", self.window),
+                };
+                Box::new(WalkForward { n_splits: self.splits, window })
+            }
+            "chronological" => Box::new(Chronological::default()),
+            m => bail!("unknown --method {m:?} (cpcv, kfold, walk-forward, chronological)"),
+        })
+    }
+}
+
+/// Arguments of `retrain cv-plan`.
+#[derive(Debug, clap::Args)]
+pub struct CvPlanArgs {
+    /// Number of rows (bars) to split.
+    #[arg(long)]
+    samples: usize,
+    /// Label horizon in bars (t1 = t0 + H): the purge.
+    #[arg(long, default_value_t = 0)]
+    purge: i64,
+    #[command(flatten)]
+    split: SplitArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct PlanView {
+    method: String,
+    samples: usize,
+    purge: i64,
+    embargo: usize,
+    groups: Vec<Range<usize>>,
+    splits: Vec<SplitView>,
+    /// paths[p] = for each tested group in order, (group, split).
+    paths: Vec<Vec<(usize, usize)>>,
+}
+
+#[derive(Debug, Serialize)]
+struct SplitView {
+    split: usize,
+    test_groups: Vec<usize>,
+    /// Path id of each test group.
+    path_ids: Vec<usize>,
+    train: Vec<Range<usize>>,
+    train_rows: usize,
+    test_rows: usize,
+    purged: usize,
+    embargoed: usize,
+}
+
+fn view(plan: &SplitPlan, purge: i64, embargo: usize) -> PlanView {
+    let splits = plan
+        .splits
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SplitView {
+            split: i,
+            test_groups: s.test_groups.clone(),
+            path_ids: s
+                .test_groups
+                .iter()
+                .map(|&g| plan.paths.iter().position(|p| p.segments.contains(&(g, i))).unwrap_or(usize::MAX))
+                .collect(),
+            train: ranges(&s.train),
+            train_rows: s.train.len(),
+            test_rows: s.test.len(),
+            purged: s.purged,
+            embargoed: s.embargoed,
+        })
+        .collect();
+    PlanView {
+        method: plan.method.clone(),
+        samples: plan.n_rows,
+        purge,
+        embargo,
+        groups: plan.groups.clone(),
+        splits,
+        paths: plan.paths.iter().map(|p| p.segments.clone()).collect(),
+    }
+}
+
+pub fn run_plan(args: CvPlanArgs) -> Result<()> {
+    if args.purge < 0 {
+        bail!("--purge must be >= 0");
+    }
+    let embargo = args.split.embargo.unwrap_or(0);
+    let splitter = args.split.splitter(embargo)?;
+    let t0: Vec<i64> = (0..args.samples as i64).collect();
+    let t1: Vec<i64> = t0.iter().map(|t| t + args.purge).collect();
+    let plan = splitter.plan(&t0, &t1)?;
+    super::emit(args.json, &view(&plan, args.purge, embargo), print_plan)
+}
+
+fn fmt_ranges(r: &[Range<usize>]) -> String {
+    r.iter().map(|r| format!("{}..{}", r.start, r.end)).collect::<Vec<_>>().join(" ")
+}
+
+fn print_plan(v: &PlanView) {
+    println!("{} over {} samples, purge {} bars", v.method, v.samples, v.purge);
+    println!("groups: {}", fmt_ranges(&v.groups));
+    for s in &v.splits {
+        println!(
+            "split {:>3}  test groups {:?} (paths {:?})  train {} rows [{}]  test {} rows  purged {}  embargoed {}",
+            s.split,
+            s.test_groups,
+            s.path_ids,
+            s.train_rows,
+            fmt_ranges(&s.train),
+            s.test_rows,
+            s.purged,
+            s.embargoed
+        );
+    }
+    println!("paths (split supplying each group):");
+    let n_groups = v.groups.len();
+    print!("{:<6}", "path");
+    for g in 0..n_groups {
+        print!(" g{g:<4}");
+    }
+    println!();
+    for (p, segs) in v.paths.iter().enumerate() {
+        print!("{p:<6}");
+        for g in 0..n_groups {
+            match segs.iter().find(|(gg, _)| *gg == g) {
+                Some((_, s)) => print!(" {s:<5}"),
+                None => print!(" {:<5}", "-"),
+            }
+        }
+        println!();
+    }
+}
+
+/// Arguments of `retrain cv`.
+#[derive(Debug, clap::Args)]
+pub struct CvArgs {
+    /// Candles (CSV/Parquet; repeat for one file per symbol), or with --label a table whose
+    /// numeric columns are features.
+    #[arg(long, required = true, num_args = 1..)]
+    data: Vec<PathBuf>,
+    /// Model kind: xgboost (depth-wise) | lightgbm (leaf-wise).
+    #[arg(long, default_value = "lightgbm")]
+    model: ModelKind,
+    /// Table mode: the label column of --data (features = the other numeric columns).
+    #[arg(long)]
+    label: Option<String>,
+    /// Table mode without a `t1` column: label horizon in rows.
+    #[arg(long)]
+    horizon: Option<usize>,
+    /// Candle mode: the label (future_return[:h], direction[:h[:thr[:classes]]], triple_barrier…).
+    #[arg(long, default_value = "direction:12")]
+    target: LabelSpec,
+    /// Candle mode: feature spec (TOML/JSON); default the full built-in set.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    #[command(flatten)]
+    split: SplitArgs,
+    /// GBDT parameters as TOML; the flags below override it.
+    #[arg(long)]
+    params: Option<PathBuf>,
+    /// Boosting rounds.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// Leaf-wise leaves.
+    #[arg(long)]
+    num_leaves: Option<u32>,
+    /// Depth-wise depth (or a leaf-wise depth cap with --num-leaves).
+    #[arg(long)]
+    max_depth: Option<u32>,
+    /// Early stopping patience; its validation set is the last 10% of each split's
+    /// training rows (purged), never test rows.
+    #[arg(long)]
+    early_stopping: Option<usize>,
+    /// Seed stability: repeat the whole CV with seeds 0..N and report the score variance.
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Keep the out-of-sample predictions in the JSON output.
+    #[arg(long)]
+    keep_predictions: bool,
+    /// Print the report as JSON (no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+fn objective_for(task: Task) -> ObjectiveKind {
+    match task {
+        Task::Binary => ObjectiveKind::Binary,
+        Task::Multiclass { classes } => ObjectiveKind::Multiclass { num_class: classes },
+        Task::Regression => ObjectiveKind::Regression,
+    }
+}
+
+fn params(args: &CvArgs, task: Task) -> Result<GbdtParams> {
+    let mut p = match &args.params {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            GbdtParams::from_toml_str(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => args.model.gbdt_params(),
+    };
+    if args.params.is_none() {
+        p.objective = objective_for(task);
+    }
+    match (args.num_leaves, args.max_depth) {
+        (Some(l), d) => p.growth = Growth::LeafWise { num_leaves: l, max_depth: d },
+        (None, Some(d)) => {
+            p.growth = match p.growth {
+                Growth::LeafWise { num_leaves, .. } => Growth::LeafWise { num_leaves, max_depth: Some(d) },
+                Growth::DepthWise { .. } => Growth::DepthWise { max_depth: d },
+            }
+        }
+        (None, None) => {}
+    }
+    if let Some(r) = args.rounds {
+        p.rounds = r;
+    }
+    if let Some(lr) = args.learning_rate {
+        p.learning_rate = lr;
+    }
+    if args.early_stopping.is_some() {
+        p.early_stopping_rounds = args.early_stopping;
+    }
+    // Splits run in parallel in this process's pool; a private per-fit pool would oversubscribe.
+    p.threads = None;
+    p.validate()?;
+    Ok(p)
+}
+
+/// Load the dataset and work out the default embargo (with a note when it is lowered).
+fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
+    let mut notes = Vec::new();
+    if let Some(label) = &args.label {
+        if args.data.len() != 1 {
+            bail!("table mode (--label) reads one --data file");
+        }
+        let path = &args.data[0];
+        let table = read_table(path, label, None).with_context(|| format!("loading {}", path.display()))?;
+        let ds = Dataset::from_table(&table, args.horizon)?;
+        let default = match table.t0.as_deref().and_then(bars_per_year) {
+            Some(bpy) => (bpy / 365.25 * 5.0).round() as usize,
+            None => {
+                notes.push("table has no timestamp column: default embargo is 0 bars (pass --embargo)".into());
+                0
+            }
+        };
+        return Ok((ds, default, notes));
+    }
+    let spec = match &args.spec {
+        Some(p) => FeatureSpec::from_file(p)?,
+        None => FeatureSpec::default(),
+    };
+    let loaded = data::load_many(&args.data, &LoadOptions::default())?;
+    let ds = Dataset::from_bars(&loaded.bars, &spec, &args.target)?;
+    let five_days = bars_per_year(&ds.t0).map_or(0, |bpy| (bpy / 365.25 * 5.0).round() as usize);
+    let lookback = spec.max_lookback();
+    let default = five_days.max(lookback);
+    if let Some(e) = args.split.embargo
+        && e < default
+    {
+        notes.push(format!(
+            "embargo lowered to {e} bars by the user; the default would be {default} (5 days = {five_days} bars, \
+             longest feature lookback = {lookback} bars)"
+        ));
+    }
+    Ok((ds, default, notes))
+}
+
+#[derive(Debug, Serialize)]
+struct CvSummary {
+    data: Vec<String>,
+    model: ModelKind,
+    params: GbdtParams,
+    embargo_bars: usize,
+    load_seconds: f64,
+    seed_scores: Option<Vec<f64>>,
+    report: CvReport,
+}
+
+pub fn run(args: CvArgs) -> Result<()> {
+    let load_started = Instant::now();
+    let (ds, default_embargo, mut notes) = dataset(&args)?;
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    let task = Task::of(&ds);
+    let p = params(&args, task)?;
+    let embargo = args.split.embargo.unwrap_or(default_embargo);
+    let splitter = args.split.splitter(embargo)?;
+
+    let n_splits = splitter.plan(&ds.t0, &ds.t1)?.splits.len();
+    let runs = args.seeds.unwrap_or(1);
+    let pb = if args.json { ProgressBar::hidden() } else { ProgressBar::new((n_splits * runs) as u64) };
+    pb.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} fits {msg}")?);
+    let key = task.primary_metric();
+    let on_split = |s: &retrain::validation::report::SplitScores| {
+        pb.inc(1);
+        if let Some(v) = s.test.get(key) {
+            pb.set_message(format!("split {} {key} {v:.4}", s.split));
+        }
+    };
+    let opts = CvOptions { keep_predictions: args.keep_predictions, on_split: Some(&on_split), ..CvOptions::default() };
+    let (mut report, seed_scores) = match args.seeds {
+        Some(n) => {
+            let (r, s) = cross_validate_seeds(&p, &ds, splitter.as_ref(), &opts, n)?;
+            (r, Some(s))
+        }
+        None => (cross_validate(&p, &ds, splitter.as_ref(), &opts)?, None),
+    };
+    pb.finish_and_clear();
+    report.notes.append(&mut notes);
+    let summary = CvSummary {
+        data: args.data.iter().map(|d| d.display().to_string()).collect(),
+        model: args.model,
+        params: p,
+        embargo_bars: embargo,
+        load_seconds,
+        seed_scores,
+        report,
+    };
+    super::emit(args.json, &summary, |s| {
+        println!(
+            "{} model on {} ({} rows), embargo {} bars",
+            format!("{:?}", s.model).to_lowercase(),
+            s.data.join(", "),
+            s.report.rows,
+            s.embargo_bars
+        );
+        print!("{}", s.report);
+        if let Some(v) = &s.seed_scores {
+            println!("seed scores: {}", v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(" "));
+        }
+    })
+}

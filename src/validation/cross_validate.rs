@@ -1,0 +1,242 @@
+//! [`cross_validate`]: fit a model on every split of a [`Splitter`], keep the out-of-sample
+//! predictions and score them per split and per backtest path.
+//!
+//! Leakage rules: each fit sees only its split's training rows (so bin edges and any other
+//! statistic are learned from them alone); when the model early-stops, its validation set
+//! is the *last* `early_stopping_fraction` of those training rows and the remaining rows
+//! whose label reaches into that slice are purged too — test rows never steer the fit.
+//! Splits run in parallel in the caller's rayon pool; a model's own parallel work nests in
+//! the same pool, so the total never exceeds the pool's threads. Results are identical
+//! whatever the thread count (each fit is deterministic, results are kept in split order).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use ndarray::Array2;
+use rayon::prelude::*;
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{Fit, Predict};
+use crate::validation::overfit::{OverfitFlags, OverfitThresholds, seed_stability};
+use crate::validation::report::{
+    CvReport, OosPredictions, PathScores, SplitScores, Task, TradeClock, score, summarize,
+};
+use crate::validation::split::Splitter;
+
+/// Options of [`cross_validate`].
+pub struct CvOptions<'a> {
+    /// Share of each split's (latest) training rows held out for early stopping, when the
+    /// model uses a validation set (default 0.1).
+    pub early_stopping_fraction: f64,
+    /// Also score the training rows (needed for the in- vs out-of-sample Sharpe gap).
+    pub in_sample: bool,
+    /// Keep the out-of-sample predictions in the report.
+    pub keep_predictions: bool,
+    /// Thresholds of the overfitting flags.
+    pub thresholds: OverfitThresholds,
+    /// Override the bars-per-year used to annualise Sharpe (default: from the timestamps).
+    pub bars_per_year: Option<f64>,
+    /// Called after each split finishes (progress).
+    pub on_split: Option<&'a (dyn Fn(&SplitScores) + Sync)>,
+}
+
+impl Default for CvOptions<'_> {
+    fn default() -> Self {
+        CvOptions {
+            early_stopping_fraction: 0.1,
+            in_sample: true,
+            keep_predictions: true,
+            thresholds: OverfitThresholds::default(),
+            bars_per_year: None,
+            on_split: None,
+        }
+    }
+}
+
+/// Bars per year from the median positive step between timestamps (ms), 365.25-day years.
+pub fn bars_per_year(t0: &[i64]) -> Option<f64> {
+    let mut steps: Vec<i64> = t0.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
+    if steps.is_empty() {
+        return None;
+    }
+    steps.sort_unstable();
+    Some(365.25 * 86_400_000.0 / steps[steps.len() / 2] as f64)
+}
+
+/// Rows of `train` kept for fitting and the early-stopping slice (both ascending).
+fn early_stopping_slice(ds: &Dataset, train: &[usize], fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    let k = ((train.len() as f64) * fraction).round() as usize;
+    if k == 0 || k >= train.len() {
+        return (train.to_vec(), Vec::new());
+    }
+    let cut = train.len() - k;
+    let valid = train[cut..].to_vec();
+    let start = ds.t0[valid[0]];
+    // Every kept row precedes the slice, so only labels reaching into it overlap.
+    let fit = train[..cut].iter().copied().filter(|&r| ds.t1[r] < start).collect();
+    (fit, valid)
+}
+
+fn pick(v: &Option<Vec<f64>>, rows: &[usize]) -> Option<Vec<f64>> {
+    v.as_ref().map(|v| rows.iter().map(|&r| v[r]).collect())
+}
+
+/// Cross-validate `params` on `ds` with `splitter` (see the module docs).
+pub fn cross_validate<F>(params: &F, ds: &Dataset, splitter: &dyn Splitter, opts: &CvOptions<'_>) -> Result<CvReport>
+where
+    F: Fit + Sync,
+    F::Model: Send,
+{
+    let started = Instant::now();
+    if !(0.0..1.0).contains(&opts.early_stopping_fraction) {
+        return Err(Error::param(
+            "early_stopping_fraction",
+            format!("must be in [0, 1), got {}", opts.early_stopping_fraction),
+        ));
+    }
+    let plan = splitter.plan(&ds.t0, &ds.t1)?;
+    let task = Task::of(ds);
+    let clock = ds.ret.as_ref().and_then(|_| {
+        let bpy = opts.bars_per_year.or_else(|| bars_per_year(&ds.t0))?;
+        Some(TradeClock { bars_per_year: bpy, horizon: ds.label.as_ref().map_or(1, |l| l.horizon()) as f64 })
+    });
+    let y = ds.y.as_slice().ok_or_else(|| Error::param("dataset.y", "labels must be contiguous"))?;
+    let done = AtomicUsize::new(0);
+    let results: Vec<(SplitScores, Array2<f64>)> = plan
+        .splits
+        .par_iter()
+        .enumerate()
+        .map(|(i, split)| -> Result<(SplitScores, Array2<f64>)> {
+            let t = Instant::now();
+            let (fit_rows, es_rows) = if params.uses_validation() {
+                early_stopping_slice(ds, &split.train, opts.early_stopping_fraction)
+            } else {
+                (split.train.clone(), Vec::new())
+            };
+            if fit_rows.is_empty() {
+                return Err(Error::param("split", format!("split {i} has no training rows left")));
+            }
+            let train = ds.select(&fit_rows)?;
+            let valid = if es_rows.is_empty() { None } else { Some(ds.select(&es_rows)?) };
+            let model = params.fit(&train, valid.as_ref())?;
+            drop(valid);
+            let in_sample = if opts.in_sample {
+                let out = model.predict(train.x.view())?;
+                let ys = train.y.as_slice().expect("contiguous");
+                Some(score(task, ys, out.view(), train.ret.as_deref(), train.risk.as_deref(), clock))
+            } else {
+                None
+            };
+            drop(train);
+            let test = ds.select(&split.test)?;
+            let out = model.predict(test.x.view())?;
+            let ys: Vec<f64> = split.test.iter().map(|&r| y[r]).collect();
+            let scores = SplitScores {
+                split: i,
+                test_groups: split.test_groups.clone(),
+                train_rows: fit_rows.len(),
+                early_stopping_rows: es_rows.len(),
+                purged: split.purged,
+                embargoed: split.embargoed,
+                seconds: t.elapsed().as_secs_f64(),
+                test: score(task, &ys, out.view(), test.ret.as_deref(), test.risk.as_deref(), clock),
+                train: in_sample,
+            };
+            done.fetch_add(1, Ordering::Relaxed);
+            if let Some(cb) = opts.on_split {
+                cb(&scores);
+            }
+            Ok((scores, out))
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    // Assemble each path from its segments' out-of-sample rows, in row order.
+    let mut paths = Vec::with_capacity(plan.paths.len());
+    for (p, path) in plan.paths.iter().enumerate() {
+        let mut rows = Vec::new();
+        let mut outs: Vec<f64> = Vec::new();
+        let mut n_out = 1;
+        for &(g, s) in &path.segments {
+            let test = &plan.splits[s].test;
+            let out = &results[s].1;
+            n_out = out.ncols();
+            let range = plan.groups[g].clone();
+            let from = test.partition_point(|&r| r < range.start);
+            let to = test.partition_point(|&r| r < range.end);
+            rows.extend_from_slice(&test[from..to]);
+            for k in from..to {
+                outs.extend(out.row(k).iter());
+            }
+        }
+        let out = Array2::from_shape_vec((rows.len(), n_out), outs).expect("rows × outputs");
+        let ys: Vec<f64> = rows.iter().map(|&r| y[r]).collect();
+        let scores =
+            score(task, &ys, out.view(), pick(&ds.ret, &rows).as_deref(), pick(&ds.risk, &rows).as_deref(), clock);
+        paths.push(PathScores { path: p, segments: path.segments.clone(), scores });
+    }
+    let summary = summarize(&paths);
+    let mean_of = |name: &str| summary.iter().find(|s| s.metric == name).map(|s| s.mean);
+    let is_sharpe: Vec<f64> = results.iter().filter_map(|(s, _)| s.train.as_ref().and_then(|t| t.sharpe)).collect();
+    let is_sharpe = (!is_sharpe.is_empty()).then(|| is_sharpe.iter().sum::<f64>() / is_sharpe.len() as f64);
+    let flags = OverfitFlags::evaluate(is_sharpe, mean_of("sharpe"), mean_of("ic_spearman"), None, &opts.thresholds);
+    let mut splits = Vec::with_capacity(results.len());
+    let mut oos = Vec::new();
+    for (i, (s, out)) in results.into_iter().enumerate() {
+        if opts.keep_predictions {
+            oos.push(OosPredictions {
+                rows: plan.splits[i].test.clone(),
+                n_outputs: out.ncols(),
+                values: out.iter().copied().collect(),
+            });
+        }
+        splits.push(s);
+    }
+    Ok(CvReport {
+        method: plan.method,
+        task,
+        rows: ds.n_rows(),
+        features: ds.n_features(),
+        clock,
+        splits,
+        paths,
+        summary,
+        flags,
+        seconds: started.elapsed().as_secs_f64(),
+        notes: Vec::new(),
+        oos,
+    })
+}
+
+/// Seed stability: cross-validate with seeds `0..n` (the first report is returned with the
+/// variance of its primary metric across seeds filled into its flags).
+pub fn cross_validate_seeds<F>(
+    params: &F,
+    ds: &Dataset,
+    splitter: &dyn Splitter,
+    opts: &CvOptions<'_>,
+    seeds: usize,
+) -> Result<(CvReport, Vec<f64>)>
+where
+    F: Fit + Sync,
+    F::Model: Send,
+{
+    if seeds < 2 {
+        return Err(Error::param("seeds", format!("stability needs at least 2 seeds, got {seeds}")));
+    }
+    let mut first: Option<CvReport> = None;
+    let mut scores = Vec::with_capacity(seeds);
+    for seed in 0..seeds as u64 {
+        let r = cross_validate(&params.with_seed(seed), ds, splitter, opts)?;
+        let key = r.task.primary_metric();
+        scores.push(r.metric(key).map_or(f64::NAN, |s| s.mean));
+        if first.is_none() {
+            first = Some(r);
+        }
+    }
+    let mut report = first.expect("seeds >= 2");
+    let (_, var) = seed_stability(&scores)?;
+    report.flags.seed_variance = Some(var);
+    report.flags.unstable = !(var <= opts.thresholds.max_seed_variance);
+    Ok((report, scores))
+}

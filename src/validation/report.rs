@@ -1,0 +1,436 @@
+//! What a cross-validation produces: the task, per-split and per-path [`Scores`], their
+//! mean and spread across backtest paths, the overfitting flags and the out-of-sample
+//! predictions — serde-serialisable and printable as a table.
+//!
+//! How predictions become trades (for the trading metrics and the IC): binary → long when
+//! `p > 0.5`, short when `p < 0.5`; three classes (down / flat / up) → the arg-max class
+//! (flat = no trade), IC score `p(up) − p(down)`; regression → the sign of the prediction.
+//! A trade's PnL is `position · ret` (the row's realised return to its label end). Sharpe is
+//! annualised by `√(periods per year / horizon)` — one independent trade per horizon — and
+//! the drawdown curve is the cumulative sum of `pnl / horizon` (each row's trade sized
+//! `1/horizon`, so overlapping trades add up to one unit of exposure). The IC correlates the
+//! score with the realised return when the dataset has one, else with the label.
+
+use std::fmt;
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::validation::metrics as m;
+use crate::validation::overfit::OverfitFlags;
+
+/// What the label asks the model to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Task {
+    /// 0/1 labels, probability output.
+    Binary,
+    /// Class ids `0..classes`, one probability per class (3 = down / flat / up).
+    Multiclass {
+        /// Number of classes.
+        classes: usize,
+    },
+    /// Real-valued target.
+    Regression,
+}
+
+impl Task {
+    /// From the dataset's label spec, else inferred from the labels (all 0/1 → binary,
+    /// small non-negative integers → multiclass, otherwise regression).
+    pub fn of(ds: &Dataset) -> Task {
+        if let Some(l) = &ds.label {
+            return match l.classes() {
+                Some(2) => Task::Binary,
+                Some(k) => Task::Multiclass { classes: k as usize },
+                None => Task::Regression,
+            };
+        }
+        let y = ds.y.as_slice().unwrap_or(&[]);
+        if y.iter().all(|&v| v == 0.0 || v == 1.0) {
+            return Task::Binary;
+        }
+        let max = y.iter().copied().fold(0.0, f64::max);
+        if y.iter().all(|&v| v >= 0.0 && v.fract() == 0.0) && max <= 20.0 {
+            return Task::Multiclass { classes: max as usize + 1 };
+        }
+        Task::Regression
+    }
+
+    /// The headline metric (seed stability, summaries): AUC, accuracy or Spearman IC.
+    pub fn primary_metric(&self) -> &'static str {
+        match self {
+            Task::Binary => "auc",
+            Task::Multiclass { .. } => "accuracy",
+            Task::Regression => "ic_spearman",
+        }
+    }
+}
+
+/// Every metric that applies to a set of rows (`None` where it does not apply or is
+/// undefined, e.g. AUC with one class).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// Rows scored.
+    pub rows: usize,
+    /// ROC AUC (binary).
+    pub auc: Option<f64>,
+    /// Log-loss (binary, multiclass).
+    pub log_loss: Option<f64>,
+    /// Brier score (binary).
+    pub brier: Option<f64>,
+    /// Accuracy of the arg-max / 0.5-threshold class.
+    pub accuracy: Option<f64>,
+    /// Precision for class 1 (binary).
+    pub precision: Option<f64>,
+    /// Recall for class 1 (binary).
+    pub recall: Option<f64>,
+    /// F1 for class 1 (binary).
+    pub f1: Option<f64>,
+    /// 1 − ECE (binary).
+    pub calibration: Option<f64>,
+    /// RMSE (regression).
+    pub rmse: Option<f64>,
+    /// MAE (regression).
+    pub mae: Option<f64>,
+    /// R² (regression).
+    pub r2: Option<f64>,
+    /// Sign agreement of prediction and target (regression).
+    pub directional_accuracy: Option<f64>,
+    /// Spearman IC of score vs realised return (or label).
+    pub ic_spearman: Option<f64>,
+    /// Pearson IC of score vs realised return (or label).
+    pub ic_pearson: Option<f64>,
+    /// Share of winning trades.
+    pub win_rate: Option<f64>,
+    /// Mean trade return in units of entry risk.
+    pub avg_r: Option<f64>,
+    /// Annualised Sharpe of the simulated PnL.
+    pub sharpe: Option<f64>,
+    /// Max drawdown of the simulated equity curve (return units).
+    pub max_drawdown: Option<f64>,
+}
+
+fn finite(v: crate::Result<f64>) -> Option<f64> {
+    v.ok().filter(|x| x.is_finite())
+}
+
+/// Trading position and IC score of each row's output.
+pub fn signals(task: Task, out: ArrayView2<'_, f64>) -> (Option<Vec<f64>>, Option<Vec<f64>>) {
+    match task {
+        Task::Binary => {
+            let p = out.column(0);
+            let pos = p.iter().map(|&q| (q > 0.5) as i8 as f64 - (q < 0.5) as i8 as f64).collect();
+            (Some(pos), Some(p.to_vec()))
+        }
+        Task::Multiclass { classes: 3 } => {
+            let pos = out
+                .rows()
+                .into_iter()
+                .map(|r| match argmax(r.as_slice().unwrap_or(&r.to_vec())) {
+                    2 => 1.0,
+                    0 => -1.0,
+                    _ => 0.0,
+                })
+                .collect();
+            let score = out.rows().into_iter().map(|r| r[2] - r[0]).collect();
+            (Some(pos), Some(score))
+        }
+        Task::Multiclass { .. } => (None, None),
+        Task::Regression => {
+            let p = out.column(0);
+            (Some(p.iter().map(|&v| (v > 0.0) as i8 as f64 - (v < 0.0) as i8 as f64).collect()), Some(p.to_vec()))
+        }
+    }
+}
+
+fn argmax(r: &[f64]) -> usize {
+    r.iter().enumerate().fold(0, |b, (i, &v)| if v > r[b] { i } else { b })
+}
+
+/// How to turn trades into annual figures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TradeClock {
+    /// Bars per year (from the data's median bar interval over a 365.25-day year).
+    pub bars_per_year: f64,
+    /// Label horizon in bars.
+    pub horizon: f64,
+}
+
+/// Score rows: `y` labels, `out` the model's outputs (`rows × n_outputs`), optional realised
+/// returns and risks of the rows.
+pub fn score(
+    task: Task,
+    y: &[f64],
+    out: ArrayView2<'_, f64>,
+    ret: Option<&[f64]>,
+    risk: Option<&[f64]>,
+    clock: Option<TradeClock>,
+) -> Scores {
+    let mut s = Scores { rows: y.len(), ..Scores::default() };
+    match task {
+        Task::Binary => {
+            let p = out.column(0).to_vec();
+            let hard: Vec<f64> = p.iter().map(|&q| f64::from(u8::from(q > 0.5))).collect();
+            s.auc = finite(m::roc_auc(y, &p));
+            s.log_loss = finite(m::log_loss(y, &p));
+            s.brier = finite(m::brier(y, &p));
+            s.accuracy = finite(m::accuracy(y, &hard));
+            s.precision = finite(m::precision(y, &hard));
+            s.recall = finite(m::recall(y, &hard));
+            s.f1 = finite(m::f1(y, &hard));
+            s.calibration = finite(m::calibration_score(y, &p));
+        }
+        Task::Multiclass { classes } => {
+            let flat: Vec<f64> = out.iter().copied().collect();
+            s.log_loss = finite(m::multi_log_loss(y, &flat, classes));
+            let cls: Vec<f64> = out.rows().into_iter().map(|r| argmax(&r.to_vec()) as f64).collect();
+            s.accuracy = finite(m::accuracy(y, &cls));
+        }
+        Task::Regression => {
+            let p = out.column(0).to_vec();
+            s.rmse = finite(m::rmse(y, &p));
+            s.mae = finite(m::mae(y, &p));
+            s.r2 = finite(m::r2(y, &p));
+            s.directional_accuracy = finite(m::directional_accuracy(y, &p));
+        }
+    }
+    let (pos, score) = signals(task, out);
+    if let Some(score) = &score
+        && y.len() >= 2
+    {
+        let target = ret.unwrap_or(y);
+        s.ic_spearman = finite(m::spearman(score, target));
+        s.ic_pearson = finite(m::pearson(score, target));
+    }
+    if let (Some(pos), Some(ret)) = (&pos, ret) {
+        s.win_rate = finite(m::win_rate(pos, ret));
+        if let Some(risk) = risk {
+            s.avg_r = finite(m::average_r(pos, ret, risk));
+        }
+        let pnl: Vec<f64> = pos.iter().zip(ret).map(|(a, b)| a * b).collect();
+        if let Some(c) = clock {
+            let h = c.horizon.max(1.0);
+            s.sharpe = finite(m::sharpe(&pnl, c.bars_per_year / h));
+            let scaled: Vec<f64> = pnl.iter().map(|v| v / h).collect();
+            s.max_drawdown = Some(m::max_drawdown(&scaled));
+        }
+    }
+    s
+}
+
+impl Scores {
+    /// `(name, value)` of every metric that is set, in declaration order.
+    pub fn values(&self) -> Vec<(&'static str, f64)> {
+        let all = [
+            ("auc", self.auc),
+            ("log_loss", self.log_loss),
+            ("brier", self.brier),
+            ("accuracy", self.accuracy),
+            ("precision", self.precision),
+            ("recall", self.recall),
+            ("f1", self.f1),
+            ("calibration", self.calibration),
+            ("rmse", self.rmse),
+            ("mae", self.mae),
+            ("r2", self.r2),
+            ("directional_accuracy", self.directional_accuracy),
+            ("ic_spearman", self.ic_spearman),
+            ("ic_pearson", self.ic_pearson),
+            ("win_rate", self.win_rate),
+            ("avg_r", self.avg_r),
+            ("sharpe", self.sharpe),
+            ("max_drawdown", self.max_drawdown),
+        ];
+        all.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+    }
+
+    /// One metric by name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values().into_iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+}
+
+/// One split's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitScores {
+    /// Split index.
+    pub split: usize,
+    /// Groups tested.
+    pub test_groups: Vec<usize>,
+    /// Training rows used for the fit (after purge, embargo and the early-stopping slice).
+    pub train_rows: usize,
+    /// Rows in the early-stopping slice (0 without early stopping).
+    pub early_stopping_rows: usize,
+    /// Purged and embargoed rows.
+    pub purged: usize,
+    /// Rows removed by the embargo.
+    pub embargoed: usize,
+    /// Seconds to fit and predict this split.
+    pub seconds: f64,
+    /// Out-of-sample scores.
+    pub test: Scores,
+    /// In-sample scores on the training rows (for the Sharpe gap), when computed.
+    pub train: Option<Scores>,
+}
+
+/// One backtest path's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathScores {
+    /// Path index.
+    pub path: usize,
+    /// `(group, split)` segments.
+    pub segments: Vec<(usize, usize)>,
+    /// Scores over the path's rows.
+    pub scores: Scores,
+}
+
+/// Mean and sample standard deviation (ddof = 1) of one metric across paths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSummary {
+    /// Metric name.
+    pub metric: String,
+    /// Mean across paths.
+    pub mean: f64,
+    /// Standard deviation across paths (0 with a single path).
+    pub std: f64,
+}
+
+/// Out-of-sample outputs of one split: `values` is row-major `rows × n_outputs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OosPredictions {
+    /// Test rows (indices into the dataset).
+    pub rows: Vec<usize>,
+    /// Outputs per row.
+    pub n_outputs: usize,
+    /// Row-major outputs.
+    pub values: Vec<f64>,
+}
+
+/// The full cross-validation report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvReport {
+    /// Splitter description.
+    pub method: String,
+    /// The task.
+    pub task: Task,
+    /// Dataset rows.
+    pub rows: usize,
+    /// Features.
+    pub features: usize,
+    /// Annualisation used for Sharpe, when the dataset has realised returns.
+    pub clock: Option<TradeClock>,
+    /// Per split.
+    pub splits: Vec<SplitScores>,
+    /// Per backtest path.
+    pub paths: Vec<PathScores>,
+    /// Across paths.
+    pub summary: Vec<MetricSummary>,
+    /// Overfitting flags.
+    pub flags: OverfitFlags,
+    /// Wall-clock seconds of the whole cross-validation.
+    pub seconds: f64,
+    /// Remarks a reader must know (e.g. an embargo set below the feature lookback).
+    pub notes: Vec<String>,
+    /// Out-of-sample predictions per split (empty when not kept).
+    pub oos: Vec<OosPredictions>,
+}
+
+impl CvReport {
+    /// The summary of one metric.
+    pub fn metric(&self, name: &str) -> Option<&MetricSummary> {
+        self.summary.iter().find(|s| s.metric == name)
+    }
+
+    /// One metric's value on each path (paths where it is undefined are skipped).
+    pub fn per_path(&self, name: &str) -> Vec<f64> {
+        self.paths.iter().filter_map(|p| p.scores.get(name)).collect()
+    }
+}
+
+/// Mean/std (ddof = 1) of every metric across paths.
+pub fn summarize(paths: &[PathScores]) -> Vec<MetricSummary> {
+    let Some(first) = paths.first() else { return Vec::new() };
+    first
+        .scores
+        .values()
+        .into_iter()
+        .map(|(name, _)| {
+            let v: Vec<f64> = paths.iter().filter_map(|p| p.scores.get(name)).collect();
+            let (mean, std) = if v.len() > 1 { m::mean_std(&v) } else { (v[0], 0.0) };
+            MetricSummary { metric: name.to_string(), mean, std }
+        })
+        .collect()
+}
+
+impl fmt::Display for CvReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} on {} rows x {} features ({:?}), {:.1} s",
+            self.method, self.rows, self.features, self.task, self.seconds
+        )?;
+        let names: Vec<&str> = self.summary.iter().map(|s| s.metric.as_str()).collect();
+        let short = |n: &str| -> String { n.replace("directional_accuracy", "dir_acc").chars().take(11).collect() };
+        write!(f, "{:<8}", "path")?;
+        for n in &names {
+            write!(f, " {:>11}", short(n))?;
+        }
+        writeln!(f)?;
+        for p in &self.paths {
+            write!(f, "{:<8}", p.path)?;
+            for n in &names {
+                match p.scores.get(n) {
+                    Some(v) => write!(f, " {v:>11.4}")?,
+                    None => write!(f, " {:>11}", "-")?,
+                }
+            }
+            writeln!(f)?;
+        }
+        for (label, pick) in [("mean", true), ("std", false)] {
+            write!(f, "{label:<8}")?;
+            for s in &self.summary {
+                write!(f, " {:>11.4}", if pick { s.mean } else { s.std })?;
+            }
+            writeln!(f)?;
+        }
+        writeln!(f, "splits:")?;
+        let key = self.task.primary_metric();
+        for s in &self.splits {
+            writeln!(
+                f,
+                "  {:>3} test groups {:?}: train {} (purged {}, embargoed {}{}), test {}, {key} {}, {:.2} s",
+                s.split,
+                s.test_groups,
+                s.train_rows,
+                s.purged,
+                s.embargoed,
+                if s.early_stopping_rows > 0 {
+                    format!(", early-stopping slice {}", s.early_stopping_rows)
+                } else {
+                    String::new()
+                },
+                s.test.rows,
+                s.test.get(key).map_or("-".to_string(), |v| format!("{v:.4}")),
+                s.seconds
+            )?;
+        }
+        let fl = &self.flags;
+        writeln!(
+            f,
+            "overfitting: sharpe gap {}{}, IC {}{}{}",
+            fl.sharpe_gap.map_or("-".into(), |g| format!("{g:.3}")),
+            if fl.sharpe_gap_flag { " (FLAG > limit)" } else { "" },
+            fl.ic.map_or("-".into(), |v| format!("{v:.4}")),
+            if fl.weak_ic { " (FLAG weak)" } else { "" },
+            fl.seed_variance.map_or(String::new(), |v| format!(
+                ", seed variance {v:.2e}{}",
+                if fl.unstable { " (FLAG unstable)" } else { "" }
+            )),
+        )?;
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
