@@ -166,3 +166,54 @@ fn gbdt_trains_on_real_features_with_a_purged_holdout() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("learning_rate"));
 }
+
+#[test]
+fn cv_plan_prints_splits_and_paths() {
+    let o = retrain()
+        .args(["cv-plan", "--samples", "100", "--groups", "6", "--test-groups", "2", "--purge", "3"])
+        .args(["--embargo", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["splits"].as_array().unwrap().len(), 15);
+    assert_eq!(v["paths"].as_array().unwrap().len(), 5);
+    // Split 0 tests groups 0 and 1 (rows 0..32); rows 32..37 are purged (3) and embargoed (2).
+    assert_eq!(v["splits"][0]["train"], serde_json::json!([{"start": 37, "end": 100}]));
+    let o = retrain().args(["cv-plan", "--samples", "100", "--groups", "4", "--test-groups", "4"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("test_groups"));
+}
+
+#[test]
+fn cv_runs_cpcv_on_candles_and_on_a_table() {
+    let o = retrain()
+        .args(["--threads", "2", "cv", "--data", BTC, "--model", "xgboost", "--rounds", "10", "--json"])
+        .args(["--groups", "4", "--test-groups", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["report"];
+    assert_eq!(r["splits"].as_array().unwrap().len(), 6);
+    assert_eq!(r["paths"].as_array().unwrap().len(), 3);
+    assert_eq!(v["embargo_bars"], 120); // 5 days of hourly bars > the feature lookback
+    let auc = r["summary"].as_array().unwrap().iter().find(|m| m["metric"] == "auc").unwrap();
+    assert!(auc["mean"].as_f64().unwrap() > 0.45);
+    assert!(r["paths"][0]["scores"]["sharpe"].is_number());
+
+    // Table mode: a features file with its label column and t1.
+    let d = tempfile::tempdir().unwrap();
+    let table = d.path().join("t.parquet");
+    let o =
+        retrain().args(["features", "--data", BTC, "--label", "direction:12", "--out"]).arg(&table).output().unwrap();
+    assert!(o.status.success());
+    let o = retrain()
+        .args(["cv", "--label", "direction_12", "--rounds", "5", "--method", "kfold", "--embargo", "12", "--data"])
+        .arg(&table)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("purged 5-fold") && text.contains("mean"), "{text}");
+}

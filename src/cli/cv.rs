@@ -238,6 +238,9 @@ pub struct CvArgs {
     /// Seed stability: repeat the whole CV with seeds 0..N and report the score variance.
     #[arg(long)]
     seeds: Option<usize>,
+    /// Fit one split at a time (all threads inside each fit) instead of splits concurrently.
+    #[arg(long)]
+    serial_splits: bool,
     /// Keep the out-of-sample predictions in the JSON output.
     #[arg(long)]
     keep_predictions: bool,
@@ -360,7 +363,12 @@ pub fn run(args: CvArgs) -> Result<()> {
             pb.set_message(format!("split {} {key} {v:.4}", s.split));
         }
     };
-    let opts = CvOptions { keep_predictions: args.keep_predictions, on_split: Some(&on_split), ..CvOptions::default() };
+    let opts = CvOptions {
+        keep_predictions: args.keep_predictions,
+        parallel_splits: !args.serial_splits,
+        on_split: Some(&on_split),
+        ..CvOptions::default()
+    };
     let (mut report, seed_scores) = match args.seeds {
         Some(n) => {
             let (r, s) = cross_validate_seeds(&p, &ds, splitter.as_ref(), &opts, n)?;

@@ -29,8 +29,12 @@ pub struct CvOptions<'a> {
     /// Share of each split's (latest) training rows held out for early stopping, when the
     /// model uses a validation set (default 0.1).
     pub early_stopping_fraction: f64,
-    /// Also score the training rows (needed for the in- vs out-of-sample Sharpe gap).
-    pub in_sample: bool,
+    /// Also score each split's training rows: `None` (default) only when the dataset has
+    /// realised returns (the in- vs out-of-sample Sharpe gap needs them), `Some(b)` always / never.
+    pub in_sample: Option<bool>,
+    /// Fit splits concurrently (each fit then mostly runs on one thread); `false` fits one
+    /// split at a time with all threads inside the fit.
+    pub parallel_splits: bool,
     /// Keep the out-of-sample predictions in the report.
     pub keep_predictions: bool,
     /// Thresholds of the overfitting flags.
@@ -45,7 +49,8 @@ impl Default for CvOptions<'_> {
     fn default() -> Self {
         CvOptions {
             early_stopping_fraction: 0.1,
-            in_sample: true,
+            in_sample: None,
+            parallel_splits: true,
             keep_predictions: true,
             thresholds: OverfitThresholds::default(),
             bars_per_year: None,
@@ -103,53 +108,53 @@ where
     });
     let y = ds.y.as_slice().ok_or_else(|| Error::param("dataset.y", "labels must be contiguous"))?;
     let done = AtomicUsize::new(0);
-    let results: Vec<(SplitScores, Array2<f64>)> = plan
-        .splits
-        .par_iter()
-        .enumerate()
-        .map(|(i, split)| -> Result<(SplitScores, Array2<f64>)> {
-            let t = Instant::now();
-            let (fit_rows, es_rows) = if params.uses_validation() {
-                early_stopping_slice(ds, &split.train, opts.early_stopping_fraction)
-            } else {
-                (split.train.clone(), Vec::new())
-            };
-            if fit_rows.is_empty() {
-                return Err(Error::param("split", format!("split {i} has no training rows left")));
-            }
-            let train = ds.select(&fit_rows)?;
-            let valid = if es_rows.is_empty() { None } else { Some(ds.select(&es_rows)?) };
-            let model = params.fit(&train, valid.as_ref())?;
-            drop(valid);
-            let in_sample = if opts.in_sample {
-                let out = model.predict(train.x.view())?;
-                let ys = train.y.as_slice().expect("contiguous");
-                Some(score(task, ys, out.view(), train.ret.as_deref(), train.risk.as_deref(), clock))
-            } else {
-                None
-            };
-            drop(train);
-            let test = ds.select(&split.test)?;
-            let out = model.predict(test.x.view())?;
-            let ys: Vec<f64> = split.test.iter().map(|&r| y[r]).collect();
-            let scores = SplitScores {
-                split: i,
-                test_groups: split.test_groups.clone(),
-                train_rows: fit_rows.len(),
-                early_stopping_rows: es_rows.len(),
-                purged: split.purged,
-                embargoed: split.embargoed,
-                seconds: t.elapsed().as_secs_f64(),
-                test: score(task, &ys, out.view(), test.ret.as_deref(), test.risk.as_deref(), clock),
-                train: in_sample,
-            };
-            done.fetch_add(1, Ordering::Relaxed);
-            if let Some(cb) = opts.on_split {
-                cb(&scores);
-            }
-            Ok((scores, out))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let run_split = |(i, split): (usize, &crate::validation::split::Split)| -> Result<(SplitScores, Array2<f64>)> {
+        let t = Instant::now();
+        let (fit_rows, es_rows) = if params.uses_validation() {
+            early_stopping_slice(ds, &split.train, opts.early_stopping_fraction)
+        } else {
+            (split.train.clone(), Vec::new())
+        };
+        if fit_rows.is_empty() {
+            return Err(Error::param("split", format!("split {i} has no training rows left")));
+        }
+        let train = ds.select(&fit_rows)?;
+        let valid = if es_rows.is_empty() { None } else { Some(ds.select(&es_rows)?) };
+        let model = params.fit(&train, valid.as_ref())?;
+        drop(valid);
+        let in_sample = if opts.in_sample.unwrap_or(ds.ret.is_some()) {
+            let out = model.predict(train.x.view())?;
+            let ys = train.y.as_slice().expect("contiguous");
+            Some(score(task, ys, out.view(), train.ret.as_deref(), train.risk.as_deref(), clock))
+        } else {
+            None
+        };
+        drop(train);
+        let test = ds.select(&split.test)?;
+        let out = model.predict(test.x.view())?;
+        let ys: Vec<f64> = split.test.iter().map(|&r| y[r]).collect();
+        let scores = SplitScores {
+            split: i,
+            test_groups: split.test_groups.clone(),
+            train_rows: fit_rows.len(),
+            early_stopping_rows: es_rows.len(),
+            purged: split.purged,
+            embargoed: split.embargoed,
+            seconds: t.elapsed().as_secs_f64(),
+            test: score(task, &ys, out.view(), test.ret.as_deref(), test.risk.as_deref(), clock),
+            train: in_sample,
+        };
+        done.fetch_add(1, Ordering::Relaxed);
+        if let Some(cb) = opts.on_split {
+            cb(&scores);
+        }
+        Ok((scores, out))
+    };
+    let results: Vec<(SplitScores, Array2<f64>)> = if opts.parallel_splits {
+        plan.splits.par_iter().enumerate().map(run_split).collect::<Result<Vec<_>>>()?
+    } else {
+        plan.splits.iter().enumerate().map(run_split).collect::<Result<Vec<_>>>()?
+    };
 
     // Assemble each path from its segments' out-of-sample rows, in row order.
     let mut paths = Vec::with_capacity(plan.paths.len());
@@ -237,6 +242,6 @@ where
     let mut report = first.expect("seeds >= 2");
     let (_, var) = seed_stability(&scores)?;
     report.flags.seed_variance = Some(var);
-    report.flags.unstable = !(var <= opts.thresholds.max_seed_variance);
+    report.flags.unstable = var.is_nan() || var > opts.thresholds.max_seed_variance;
     Ok((report, scores))
 }

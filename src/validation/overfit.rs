@@ -186,7 +186,7 @@ impl OverfitFlags {
             sharpe_gap: gap,
             sharpe_gap_flag: gap.is_some_and(|g| g > t.max_sharpe_gap),
             ic,
-            weak_ic: ic.is_none_or(|v| !(v >= t.min_ic)),
+            weak_ic: ic.is_none_or(|v| v.is_nan() || v < t.min_ic),
             seed_variance,
             unstable: seed_variance.is_some_and(|v| v > t.max_seed_variance),
         }

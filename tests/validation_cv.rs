@@ -1,0 +1,176 @@
+//! cross_validate: leakage guarantees, path assembly and determinism.
+
+use std::sync::Mutex;
+
+use ndarray::{Array2, ArrayView2, ShapeBuilder};
+use retrain::data::{Dataset, read_bars};
+use retrain::features::{FeatureSpec, LabelSpec};
+use retrain::gbdt::GbdtParams;
+use retrain::model::{Fit, Predict};
+use retrain::rng::Rng;
+use retrain::validation::{Cpcv, CvOptions, Embargo, PurgedKFold, Splitter, Task, cross_validate};
+use retrain::{Error, Result};
+
+/// A synthetic dataset: `n` hourly rows, horizon-`h` labels, features from `make`.
+fn synthetic(n: usize, h: i64, y: Vec<f64>, cols: Vec<Vec<f32>>) -> Dataset {
+    let bars = read_bars(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/eurusd_ask_1h_2017.csv")).unwrap();
+    let spec: FeatureSpec = FeatureSpec::default();
+    let label: LabelSpec = "direction:1".parse().unwrap();
+    let mut ds = Dataset::from_bars(&bars, &spec, &label).unwrap().select(&(0..n).collect::<Vec<_>>()).unwrap();
+    let mut x = Array2::<f32>::zeros((n, cols.len()).f());
+    for (j, c) in cols.iter().enumerate() {
+        x.column_mut(j).assign(&ndarray::ArrayView1::from(c));
+    }
+    ds.x = x;
+    ds.feature_names = (0..cols.len()).map(|j| format!("f{j}")).collect();
+    ds.y = y.into();
+    ds.t0 = (0..n as i64).map(|i| i * 3_600_000).collect();
+    ds.t1 = ds.t0.iter().map(|t| t + h * 3_600_000).collect();
+    ds.ret = None;
+    ds.risk = None;
+    ds
+}
+
+fn small_gbdt() -> GbdtParams {
+    GbdtParams::lightgbm().rounds(30).num_leaves(8).min_data_in_leaf(5)
+}
+
+#[test]
+fn a_feature_equal_to_the_label_scores_perfectly_out_of_sample() {
+    let n = 1200;
+    let mut rng = Rng::new(7);
+    let y: Vec<f64> = (0..n).map(|_| f64::from(u8::from(rng.next_f64() < 0.5))).collect();
+    let noise: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    let leak: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+    let ds = synthetic(n, 3, y, vec![noise, leak]);
+    let r =
+        cross_validate(&small_gbdt(), &ds, &Cpcv::default().embargo(Embargo::Bars(2)), &CvOptions::default()).unwrap();
+    assert_eq!(r.task, Task::Binary);
+    assert!(r.metric("auc").unwrap().mean > 0.999, "{r}");
+}
+
+#[test]
+fn shuffled_labels_fit_in_sample_and_are_at_chance_out_of_sample() {
+    let n = 3000;
+    let mut rng = Rng::new(11);
+    let cols: Vec<Vec<f32>> = (0..5).map(|_| (0..n).map(|_| rng.normal() as f32).collect()).collect();
+    let y: Vec<f64> = (0..n).map(|_| f64::from(u8::from(rng.next_f64() < 0.5))).collect();
+    let ds = synthetic(n, 3, y, cols);
+    let p = GbdtParams::lightgbm().rounds(60).num_leaves(31).min_data_in_leaf(2);
+    let opts = CvOptions { in_sample: Some(true), ..CvOptions::default() };
+    let r = cross_validate(&p, &ds, &Cpcv::default(), &opts).unwrap();
+    let in_sample: Vec<f64> = r.splits.iter().map(|s| s.train.as_ref().unwrap().auc.unwrap()).collect();
+    assert!(in_sample.iter().all(|&a| a > 0.8), "in-sample AUC {in_sample:?}");
+    let oos = r.metric("auc").unwrap().mean;
+    assert!((oos - 0.5).abs() < 0.03, "out-of-sample AUC {oos}");
+    assert!(r.flags.weak_ic);
+}
+
+/// Records every row time it is fitted on (and validated on) and predicts a constant.
+struct Spy {
+    seen: Mutex<Vec<(Vec<i64>, Vec<i64>)>>,
+    early_stop: bool,
+}
+struct Constant;
+impl Predict for Constant {
+    fn n_outputs(&self) -> usize {
+        1
+    }
+    fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
+        Ok(Array2::from_elem((x.nrows(), 1), 0.5))
+    }
+}
+impl Fit for Spy {
+    type Model = Constant;
+    fn fit(&self, train: &Dataset, valid: Option<&Dataset>) -> Result<Constant> {
+        if self.early_stop && valid.is_none() {
+            return Err(Error::param("valid", "expected an early-stopping slice"));
+        }
+        self.seen.lock().unwrap().push((train.t0.clone(), valid.map(|v| v.t0.clone()).unwrap_or_default()));
+        Ok(Constant)
+    }
+    fn uses_validation(&self) -> bool {
+        self.early_stop
+    }
+    fn with_seed(&self, _: u64) -> Self {
+        Spy { seen: Mutex::new(Vec::new()), early_stop: self.early_stop }
+    }
+}
+
+#[test]
+fn fits_and_early_stopping_never_see_test_or_overlapping_rows() {
+    let n = 900;
+    let ds = synthetic(n, 4, (0..n).map(|i| (i % 2) as f64).collect(), vec![vec![0.0; n]]);
+    let splitter = Cpcv::new(6, 2).embargo(Embargo::Bars(3));
+    let plan = splitter.plan(&ds.t0, &ds.t1).unwrap();
+    for early_stop in [false, true] {
+        let spy = Spy { seen: Mutex::new(Vec::new()), early_stop };
+        cross_validate(&spy, &ds, &splitter, &CvOptions::default()).unwrap();
+        let seen = spy.seen.into_inner().unwrap();
+        assert_eq!(seen.len(), plan.splits.len());
+        let h = 4 * 3_600_000;
+        for (train, valid) in &seen {
+            // Which split was this? The one whose training rows contain all of them.
+            let split = plan
+                .splits
+                .iter()
+                .find(|s| train.iter().chain(valid).all(|t| s.train.contains(&((t / 3_600_000) as usize))))
+                .expect("fit rows are a subset of one split's training rows");
+            let test_t: Vec<i64> = split.test.iter().map(|&r| ds.t0[r]).collect();
+            for t in train.iter().chain(valid) {
+                assert!(!test_t.contains(t));
+            }
+            if early_stop {
+                assert!(!valid.is_empty());
+                // The slice is the latest training rows, and fit rows' labels end before it starts.
+                let start = valid[0];
+                assert!(train.iter().all(|t| t + h < start));
+                assert_eq!(valid.len(), (split.train.len() as f64 * 0.1).round() as usize);
+            }
+        }
+    }
+}
+
+#[test]
+fn paths_reassemble_every_row_once_and_results_ignore_thread_count() {
+    let n = 1500;
+    let mut rng = Rng::new(3);
+    let cols: Vec<Vec<f32>> = (0..4).map(|_| (0..n).map(|_| rng.normal() as f32).collect()).collect();
+    let y: Vec<f64> = (0..n).map(|i| f64::from(u8::from(cols[0][i] + 0.5 * cols[1][i] > 0.0))).collect();
+    let ds = synthetic(n, 2, y, cols);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| cross_validate(&small_gbdt(), &ds, &Cpcv::new(5, 2), &CvOptions::default()).unwrap())
+    };
+    let (a, b) = (run(1), run(3));
+    assert_eq!(a.paths, b.paths);
+    assert_eq!(a.oos, b.oos);
+    assert_eq!(a.paths.len(), 4);
+    for p in &a.paths {
+        assert_eq!(p.scores.rows, n);
+    }
+    assert!(a.metric("auc").unwrap().mean > 0.9);
+    // The report serialises and prints.
+    let json = serde_json::to_string(&a).unwrap();
+    assert!(json.contains("\"paths\""));
+    assert!(a.to_string().contains("mean"));
+    // k-fold gives one path covering every row.
+    let k = cross_validate(&small_gbdt(), &ds, &PurgedKFold::default(), &CvOptions::default()).unwrap();
+    assert_eq!(k.paths.len(), 1);
+    assert_eq!(k.paths[0].scores.rows, n);
+}
+
+#[test]
+fn real_candles_get_trading_metrics() {
+    let bars = read_bars(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/eurusd_ask_1h_2017.csv")).unwrap();
+    let ds = Dataset::from_bars(&bars, &FeatureSpec::default(), &"direction:6".parse().unwrap()).unwrap();
+    assert!(ds.ret.is_some() && ds.risk.is_some());
+    let r =
+        cross_validate(&small_gbdt(), &ds, &Cpcv::default().embargo(Embargo::Bars(24)), &CvOptions::default()).unwrap();
+    for m in ["auc", "win_rate", "avg_r", "sharpe", "max_drawdown", "calibration", "ic_spearman"] {
+        assert!(r.metric(m).is_some(), "{m} missing");
+    }
+    let clock = r.clock.unwrap();
+    assert!((clock.bars_per_year - 8766.0).abs() < 1.0 && clock.horizon == 6.0);
+    assert!(r.flags.sharpe_gap.is_some());
+}
