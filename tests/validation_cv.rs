@@ -174,3 +174,27 @@ fn real_candles_get_trading_metrics() {
     assert!((clock.bars_per_year - 8766.0).abs() < 1.0 && clock.horizon == 6.0);
     assert!(r.flags.sharpe_gap.is_some());
 }
+
+#[test]
+fn seed_stability_reruns_the_cv_per_seed() {
+    let n = 800;
+    let mut rng = Rng::new(5);
+    let cols: Vec<Vec<f32>> = (0..3).map(|_| (0..n).map(|_| rng.normal() as f32).collect()).collect();
+    let y: Vec<f64> = (0..n).map(|i| f64::from(u8::from(cols[0][i] + rng.normal() as f32 > 0.0))).collect();
+    let ds = synthetic(n, 2, y, cols);
+    let p = small_gbdt().bagging(0.5, 1).feature_fraction(0.7, 1.0);
+    let (r, scores) =
+        retrain::validation::cross_validate_seeds(&p, &ds, &Cpcv::new(4, 2), &CvOptions::default(), 3).unwrap();
+    assert_eq!(scores.len(), 3);
+    assert!(scores.iter().any(|&s| s != scores[0]), "bagging with different seeds should differ: {scores:?}");
+    let var = r.flags.seed_variance.unwrap();
+    assert!(var > 0.0 && var < 1e-2);
+    assert!(retrain::validation::cross_validate_seeds(&p, &ds, &Cpcv::new(4, 2), &CvOptions::default(), 1).is_err());
+}
+
+#[test]
+fn default_embargo_covers_five_days_or_the_feature_lookback() {
+    let hourly: Vec<i64> = (0..500).map(|i| i * 3_600_000).collect();
+    assert_eq!(retrain::validation::cross_validate::default_embargo_bars(&hourly, 5.0, 30), 120);
+    assert_eq!(retrain::validation::cross_validate::default_embargo_bars(&hourly, 5.0, 200), 200);
+}

@@ -7,7 +7,7 @@ use retrain::data::{self, Dataset, LoadOptions, read_table};
 use retrain::features::{FeatureSpec, LabelSpec};
 use retrain::gbdt::{GbdtParams, Growth, ObjectiveKind};
 use retrain::model::ModelKind;
-use retrain::validation::cross_validate::bars_per_year;
+use retrain::validation::cross_validate::default_embargo_bars;
 use retrain::validation::split::ranges;
 use retrain::validation::{
     Chronological, Cpcv, CvOptions, CvReport, Embargo, PurgedKFold, SplitPlan, Splitter, Task, WalkForward, Window,
@@ -303,8 +303,8 @@ fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
         let path = &args.data[0];
         let table = read_table(path, label, None).with_context(|| format!("loading {}", path.display()))?;
         let ds = Dataset::from_table(&table, args.horizon)?;
-        let default = match table.t0.as_deref().and_then(bars_per_year) {
-            Some(bpy) => (bpy / 365.25 * 5.0).round() as usize,
+        let default = match table.t0.as_deref() {
+            Some(t0) => default_embargo_bars(t0, 5.0, 0),
             None => {
                 notes.push("table has no timestamp column: default embargo is 0 bars (pass --embargo)".into());
                 0
@@ -318,9 +318,9 @@ fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
     };
     let loaded = data::load_many(&args.data, &LoadOptions::default())?;
     let ds = Dataset::from_bars(&loaded.bars, &spec, &args.target)?;
-    let five_days = bars_per_year(&ds.t0).map_or(0, |bpy| (bpy / 365.25 * 5.0).round() as usize);
+    let five_days = default_embargo_bars(&ds.t0, 5.0, 0);
     let lookback = spec.max_lookback();
-    let default = five_days.max(lookback);
+    let default = default_embargo_bars(&ds.t0, 5.0, lookback);
     if let Some(e) = args.split.embargo
         && e < default
     {

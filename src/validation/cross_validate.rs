@@ -9,7 +9,6 @@
 //! the same pool, so the total never exceeds the pool's threads. Results are identical
 //! whatever the thread count (each fit is deterministic, results are kept in split order).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use ndarray::Array2;
@@ -69,6 +68,14 @@ pub fn bars_per_year(t0: &[i64]) -> Option<f64> {
     Some(365.25 * 86_400_000.0 / steps[steps.len() / 2] as f64)
 }
 
+/// SPEC §4's default embargo, in bars: `days` (5 trading days by default) of bars at the
+/// data's median bar interval, or the longest feature lookback if that is longer — rows just
+/// after a test block carry the test period in their lagged features.
+pub fn default_embargo_bars(t0: &[i64], days: f64, feature_lookback: usize) -> usize {
+    let by_days = bars_per_year(t0).map_or(0, |bpy| (bpy / 365.25 * days).round() as usize);
+    by_days.max(feature_lookback)
+}
+
 /// Rows of `train` kept for fitting and the early-stopping slice (both ascending).
 fn early_stopping_slice(ds: &Dataset, train: &[usize], fraction: f64) -> (Vec<usize>, Vec<usize>) {
     let k = ((train.len() as f64) * fraction).round() as usize;
@@ -107,7 +114,6 @@ where
         Some(TradeClock { bars_per_year: bpy, horizon: ds.label.as_ref().map_or(1, |l| l.horizon()) as f64 })
     });
     let y = ds.y.as_slice().ok_or_else(|| Error::param("dataset.y", "labels must be contiguous"))?;
-    let done = AtomicUsize::new(0);
     let run_split = |(i, split): (usize, &crate::validation::split::Split)| -> Result<(SplitScores, Array2<f64>)> {
         let t = Instant::now();
         let (fit_rows, es_rows) = if params.uses_validation() {
@@ -144,7 +150,6 @@ where
             test: score(task, &ys, out.view(), test.ret.as_deref(), test.risk.as_deref(), clock),
             train: in_sample,
         };
-        done.fetch_add(1, Ordering::Relaxed);
         if let Some(cb) = opts.on_split {
             cb(&scores);
         }
