@@ -198,3 +198,25 @@ fn default_embargo_covers_five_days_or_the_feature_lookback() {
     assert_eq!(retrain::validation::cross_validate::default_embargo_bars(&hourly, 5.0, 30), 120);
     assert_eq!(retrain::validation::cross_validate::default_embargo_bars(&hourly, 5.0, 200), 200);
 }
+
+#[test]
+fn seeds_on_candles_give_pbo_and_deflated_sharpe() {
+    let bars = read_bars(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/eurusd_ask_1h_2017.csv")).unwrap();
+    let ds = Dataset::from_bars(&bars, &FeatureSpec::default(), &"direction:6".parse().unwrap()).unwrap();
+    let p = GbdtParams::lightgbm().rounds(10).num_leaves(8).bagging(0.5, 1);
+    let (r, scores) = retrain::validation::cross_validate_seeds(
+        &p,
+        &ds,
+        &Cpcv::new(4, 2).embargo(Embargo::Bars(24)),
+        &CvOptions { keep_predictions: false, ..CvOptions::default() },
+        3,
+    )
+    .unwrap();
+    let st = r.seeds.as_ref().unwrap();
+    assert_eq!(st.scores, scores);
+    assert_eq!(st.sharpes.as_ref().unwrap().len(), 3);
+    assert!((0.0..=1.0).contains(&st.pbo.unwrap()));
+    assert!((0.0..=1.0).contains(&st.dsr.unwrap()));
+    assert!(r.oos.is_empty(), "predictions were not asked for");
+    assert!(r.to_string().contains("PBO over seeds"));
+}

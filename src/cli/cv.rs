@@ -339,7 +339,6 @@ struct CvSummary {
     params: GbdtParams,
     embargo_bars: usize,
     load_seconds: f64,
-    seed_scores: Option<Vec<f64>>,
     report: CvReport,
 }
 
@@ -369,12 +368,9 @@ pub fn run(args: CvArgs) -> Result<()> {
         on_split: Some(&on_split),
         ..CvOptions::default()
     };
-    let (mut report, seed_scores) = match args.seeds {
-        Some(n) => {
-            let (r, s) = cross_validate_seeds(&p, &ds, splitter.as_ref(), &opts, n)?;
-            (r, Some(s))
-        }
-        None => (cross_validate(&p, &ds, splitter.as_ref(), &opts)?, None),
+    let mut report = match args.seeds {
+        Some(n) => cross_validate_seeds(&p, &ds, splitter.as_ref(), &opts, n)?.0,
+        None => cross_validate(&p, &ds, splitter.as_ref(), &opts)?,
     };
     pb.finish_and_clear();
     report.notes.append(&mut notes);
@@ -384,7 +380,6 @@ pub fn run(args: CvArgs) -> Result<()> {
         params: p,
         embargo_bars: embargo,
         load_seconds,
-        seed_scores,
         report,
     };
     super::emit(args.json, &summary, |s| {
@@ -396,8 +391,5 @@ pub fn run(args: CvArgs) -> Result<()> {
             s.embargo_bars
         );
         print!("{}", s.report);
-        if let Some(v) = &s.seed_scores {
-            println!("seed scores: {}", v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(" "));
-        }
     })
 }

@@ -17,13 +17,14 @@ use rayon::prelude::*;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Fit, Predict};
-use crate::validation::overfit::{OverfitFlags, OverfitThresholds, seed_stability};
+use crate::validation::overfit::{OverfitFlags, OverfitThresholds, deflated_sharpe, pbo, seed_stability, sharpe_ratio};
 use crate::validation::report::{
-    CvReport, OosPredictions, PathScores, SplitScores, Task, TradeClock, score, summarize,
+    CvReport, OosPredictions, PathScores, SeedStudy, SplitScores, Task, TradeClock, score, signals, summarize,
 };
 use crate::validation::split::Splitter;
 
 /// Options of [`cross_validate`].
+#[derive(Clone)]
 pub struct CvOptions<'a> {
     /// Share of each split's (latest) training rows held out for early stopping, when the
     /// model uses a validation set (default 0.1).
@@ -214,12 +215,16 @@ where
         flags,
         seconds: started.elapsed().as_secs_f64(),
         notes: Vec::new(),
+        groups: plan.groups,
+        seeds: None,
         oos,
     })
 }
 
-/// Seed stability: cross-validate with seeds `0..n` (the first report is returned with the
-/// variance of its primary metric across seeds filled into its flags).
+/// Seed stability: cross-validate with seeds `0..n` and return the seed-0 report with a
+/// [`SeedStudy`] attached (primary-metric variance feeds the `unstable` flag; with realised
+/// returns also PBO and the Deflated Sharpe Ratio over the seeds' path-0 PnL) plus the
+/// per-seed scores.
 pub fn cross_validate_seeds<F>(
     params: &F,
     ds: &Dataset,
@@ -234,19 +239,49 @@ where
     if seeds < 2 {
         return Err(Error::param("seeds", format!("stability needs at least 2 seeds, got {seeds}")));
     }
+    let keep = CvOptions { keep_predictions: true, ..opts.clone() };
     let mut first: Option<CvReport> = None;
     let mut scores = Vec::with_capacity(seeds);
+    let mut pnls: Vec<Vec<f64>> = Vec::new();
     for seed in 0..seeds as u64 {
-        let r = cross_validate(&params.with_seed(seed), ds, splitter, opts)?;
+        let r = cross_validate(&params.with_seed(seed), ds, splitter, &keep)?;
         let key = r.task.primary_metric();
         scores.push(r.metric(key).map_or(f64::NAN, |s| s.mean));
+        if let (Some(ret), Some((rows, out))) = (&ds.ret, r.path_outputs(0))
+            && let (Some(pos), _) = signals(r.task, out.view())
+        {
+            pnls.push(rows.iter().zip(&pos).map(|(&row, p)| p * ret[row]).collect());
+        }
         if first.is_none() {
             first = Some(r);
         }
     }
     let mut report = first.expect("seeds >= 2");
+    if !opts.keep_predictions {
+        report.oos.clear();
+    }
     let (_, var) = seed_stability(&scores)?;
     report.flags.seed_variance = Some(var);
     report.flags.unstable = var.is_nan() || var > opts.thresholds.max_seed_variance;
+    let (mut sharpes, mut pbo_value, mut dsr) = (None, None, None);
+    // Seeds that change nothing (no sampling in the params) are one trial, not several: PBO
+    // and DSR would only measure ties.
+    let distinct = pnls.iter().any(|p| p != &pnls[0]);
+    if pnls.len() == seeds && distinct {
+        let sr: Vec<f64> = pnls.iter().filter_map(|p| sharpe_ratio(p).ok()).collect();
+        if sr.len() == seeds && sr.iter().all(|v| v.is_finite()) {
+            dsr = deflated_sharpe(&pnls[0], &sr).ok().filter(|v| v.is_finite());
+            sharpes = Some(sr);
+        }
+        let t = pnls[0].len();
+        let matrix: Vec<Vec<f64>> = (0..t).map(|i| pnls.iter().map(|p| p[i]).collect()).collect();
+        pbo_value = pbo(&matrix, 8).ok().map(|p| p.pbo);
+    }
+    if !distinct {
+        report
+            .notes
+            .push("every seed gave the same predictions (no sampling): PBO and DSR across seeds skipped".into());
+    }
+    report.seeds = Some(SeedStudy { scores: scores.clone(), variance: var, sharpes, pbo: pbo_value, dsr });
     Ok((report, scores))
 }

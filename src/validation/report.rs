@@ -332,11 +332,54 @@ pub struct CvReport {
     pub seconds: f64,
     /// Remarks a reader must know (e.g. an embargo set below the feature lookback).
     pub notes: Vec<String>,
+    /// The splitter's row groups (to map predictions back to paths).
+    pub groups: Vec<std::ops::Range<usize>>,
+    /// Seed study (stability, and PBO / DSR across seeds), when several seeds were run.
+    pub seeds: Option<SeedStudy>,
     /// Out-of-sample predictions per split (empty when not kept).
     pub oos: Vec<OosPredictions>,
 }
 
+/// Several seeds treated as trials of one configuration: the score spread, and whether
+/// picking the best seed would be backtest overfitting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedStudy {
+    /// The primary metric's mean across paths, per seed.
+    pub scores: Vec<f64>,
+    /// Variance of `scores` (ddof = 1).
+    pub variance: f64,
+    /// Per-period Sharpe of each seed's path-0 PnL (with realised returns).
+    pub sharpes: Option<Vec<f64>>,
+    /// PBO by CSCV over the seeds' path-0 PnL series (8 blocks), with realised returns.
+    pub pbo: Option<f64>,
+    /// Deflated Sharpe Ratio of seed 0's path-0 PnL against all seeds as trials.
+    pub dsr: Option<f64>,
+}
+
 impl CvReport {
+    /// Rows and outputs (`rows × n_outputs`) of path `p`, from the kept out-of-sample
+    /// predictions (`None` when predictions were not kept).
+    pub fn path_outputs(&self, p: usize) -> Option<(Vec<usize>, ndarray::Array2<f64>)> {
+        let path = self.paths.get(p)?;
+        if self.oos.len() != self.splits.len() {
+            return None;
+        }
+        let mut rows = Vec::new();
+        let mut values = Vec::new();
+        let mut k = 1;
+        for &(g, s) in &path.segments {
+            let o = &self.oos[s];
+            k = o.n_outputs;
+            let range = self.groups.get(g)?.clone();
+            let from = o.rows.partition_point(|&r| r < range.start);
+            let to = o.rows.partition_point(|&r| r < range.end);
+            rows.extend_from_slice(&o.rows[from..to]);
+            values.extend_from_slice(&o.values[from * k..to * k]);
+        }
+        let out = ndarray::Array2::from_shape_vec((rows.len(), k), values).ok()?;
+        Some((rows, out))
+    }
+
     /// The summary of one metric.
     pub fn metric(&self, name: &str) -> Option<&MetricSummary> {
         self.summary.iter().find(|s| s.metric == name)
@@ -428,6 +471,17 @@ impl fmt::Display for CvReport {
                 if fl.unstable { " (FLAG unstable)" } else { "" }
             )),
         )?;
+        if let Some(st) = &self.seeds {
+            writeln!(
+                f,
+                "seeds: {} scores {} (variance {:.2e}){}{}",
+                st.scores.len(),
+                st.scores.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(" "),
+                st.variance,
+                st.pbo.map_or(String::new(), |p| format!(", PBO over seeds {p:.3}")),
+                st.dsr.map_or(String::new(), |d| format!(", deflated Sharpe (seed 0) {d:.3}")),
+            )?;
+        }
         for n in &self.notes {
             writeln!(f, "note: {n}")?;
         }
