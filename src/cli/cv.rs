@@ -259,10 +259,7 @@ fn objective_for(task: Task) -> ObjectiveKind {
 
 fn params(args: &CvArgs, task: Task) -> Result<GbdtParams> {
     let mut p = match &args.params {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            GbdtParams::from_toml_str(&text).with_context(|| format!("in {}", path.display()))?
-        }
+        Some(path) => super::read_params(path)?,
         None => args.model.gbdt_params(),
     };
     if args.params.is_none() {

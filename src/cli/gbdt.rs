@@ -134,10 +134,7 @@ struct Importance {
 
 fn params(args: &GbdtArgs) -> Result<GbdtParams> {
     let mut p = match &args.params {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            GbdtParams::from_toml_str(&text).with_context(|| format!("in {}", path.display()))?
-        }
+        Some(path) => super::read_params(path)?,
         // --max-depth alone selects kind `xgboost` with its defaults (λ2 = 1, min_child_weight 1).
         None if args.max_depth.is_some() && args.num_leaves.is_none() => GbdtParams::xgboost(),
         None => GbdtParams::lightgbm(),

@@ -47,6 +47,12 @@ fn emit<T: serde::Serialize>(json: bool, summary: &T, human: fn(&T)) -> anyhow::
     Ok(())
 }
 
+/// Read GBDT parameters from a TOML file (unknown keys are an error naming the file).
+fn read_params(path: &std::path::Path) -> anyhow::Result<retrain::gbdt::GbdtParams> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    retrain::gbdt::GbdtParams::from_toml_str(&text).with_context(|| format!("in {}", path.display()))
+}
+
 /// Route tracing to stderr; warnings by default.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {

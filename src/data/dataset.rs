@@ -156,9 +156,7 @@ impl Dataset {
         let t1 = match (&table.t1, horizon) {
             (Some(t1), _) => t1.clone(),
             (None, Some(h)) => {
-                let mut steps: Vec<i64> = t0.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
-                steps.sort_unstable();
-                let step = steps.get(steps.len() / 2).copied().unwrap_or(1);
+                let step = median_step(&t0).unwrap_or(1);
                 (0..n).map(|i| if i + h < n { t0[i + h] } else { t0[n - 1] + (i + h + 1 - n) as i64 * step }).collect()
             }
             (None, None) => {
@@ -261,6 +259,16 @@ impl Dataset {
         }
         DataFrame::new_infer_height(cols).map_err(|e| Error::polars("building dataset frame", e))
     }
+}
+
+/// The median positive step between consecutive times (the bar interval), if any.
+pub fn median_step(t: &[i64]) -> Option<i64> {
+    let mut steps: Vec<i64> = t.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
+    if steps.is_empty() {
+        return None;
+    }
+    let mid = steps.len() / 2;
+    Some(*steps.select_nth_unstable(mid).1)
 }
 
 /// A frame's complete rows (warm-up dropped) as a polars `DataFrame`, for feature-only output.

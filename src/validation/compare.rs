@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 use crate::error::{Error, Result};
-use crate::validation::metrics::mean_std;
+use crate::validation::metrics::{check_finite, mean_std};
 
 /// A test statistic with its two-sided p-value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -42,19 +42,9 @@ fn normal_p_value(z: f64) -> f64 {
     2.0 * Normal::standard().cdf(-z.abs())
 }
 
-fn need(x: &[f64], min: usize, what: &str) -> Result<()> {
-    if x.len() < min {
-        return Err(Error::param(what, format!("needs at least {min} observations, got {}", x.len())));
-    }
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::param(format!("{what}[{i}]"), format!("must be finite, got {}", x[i])));
-    }
-    Ok(())
-}
-
 /// One-sample t-test of `mean(x) = mu` (scipy `ttest_1samp`).
 pub fn t_test(x: &[f64], mu: f64) -> Result<TestResult> {
-    need(x, 2, "t_test")?;
+    check_finite(x, 2, "t_test")?;
     let (m, s) = mean_std(x);
     let n = x.len();
     let t = (m - mu) / (s / (n as f64).sqrt());
@@ -75,7 +65,7 @@ pub fn newey_west_lags(n: usize) -> usize {
 /// Mean test with a Newey–West (Bartlett) HAC standard error, for autocorrelated series
 /// such as overlapping-horizon ICs.
 pub fn newey_west_mean_test(x: &[f64], lags: Option<usize>) -> Result<TestResult> {
-    need(x, 2, "newey_west")?;
+    check_finite(x, 2, "newey_west")?;
     let n = x.len();
     let lags = lags.unwrap_or_else(|| newey_west_lags(n)).min(n - 1);
     let m = x.iter().sum::<f64>() / n as f64;
@@ -144,8 +134,8 @@ pub fn diebold_mariano(e1: &[f64], e2: &[f64], h: usize, loss: Loss) -> Result<T
     if h == 0 {
         return Err(Error::param("h", "forecast horizon must be >= 1"));
     }
-    need(e1, 3, "diebold_mariano e1")?;
-    need(e2, 3, "diebold_mariano e2")?;
+    check_finite(e1, 3, "diebold_mariano e1")?;
+    check_finite(e2, 3, "diebold_mariano e2")?;
     let f = |e: f64| match loss {
         Loss::Squared => e * e,
         Loss::Absolute => e.abs(),

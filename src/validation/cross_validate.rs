@@ -15,6 +15,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 
 use crate::data::Dataset;
+use crate::data::dataset::median_step;
 use crate::error::{Error, Result};
 use crate::model::{Fit, Predict};
 use crate::validation::overfit::{OverfitFlags, OverfitThresholds, deflated_sharpe, pbo, seed_stability, sharpe_ratio};
@@ -61,12 +62,7 @@ impl Default for CvOptions<'_> {
 
 /// Bars per year from the median positive step between timestamps (ms), 365.25-day years.
 pub fn bars_per_year(t0: &[i64]) -> Option<f64> {
-    let mut steps: Vec<i64> = t0.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
-    if steps.is_empty() {
-        return None;
-    }
-    steps.sort_unstable();
-    Some(365.25 * 86_400_000.0 / steps[steps.len() / 2] as f64)
+    median_step(t0).map(|step| 365.25 * 86_400_000.0 / step as f64)
 }
 
 /// SPEC §4's default embargo, in bars: `days` (5 trading days by default) of bars at the

@@ -26,6 +26,17 @@
 
 use crate::error::{Error, Result};
 
+/// At least `min` observations, all finite (else a typed error naming the first bad index).
+pub(crate) fn check_finite(x: &[f64], min: usize, what: &str) -> Result<()> {
+    if x.len() < min {
+        return Err(Error::param(what, format!("needs at least {min} observations, got {}", x.len())));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::param(format!("{what}[{i}]"), format!("must be finite, got {}", x[i])));
+    }
+    Ok(())
+}
+
 fn same_len(what: &str, a: usize, b: usize) -> Result<()> {
     if a == b { Ok(()) } else { Err(Error::Shape { what: what.into(), expected: a, got: b }) }
 }
@@ -41,20 +52,8 @@ pub fn roc_auc(y: &[f64], score: &[f64]) -> Result<f64> {
     if pos == 0 || neg == 0 {
         return Err(Error::param("roc_auc", "needs both classes"));
     }
-    let mut idx: Vec<usize> = (0..y.len()).collect();
-    idx.sort_unstable_by(|&a, &b| score[a].total_cmp(&score[b]));
-    let mut rank_sum_pos = 0.0;
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
-            j += 1;
-        }
-        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
-        let n_pos = idx[i..=j].iter().filter(|&&r| y[r] == 1.0).count();
-        rank_sum_pos += avg_rank * n_pos as f64;
-        i = j + 1;
-    }
+    let ranks = average_ranks(score);
+    let rank_sum_pos: f64 = ranks.iter().zip(y).filter(|&(_, &t)| t == 1.0).map(|(r, _)| r).sum();
     let (p, n) = (pos as f64, neg as f64);
     Ok((rank_sum_pos - p * (p + 1.0) / 2.0) / (p * n))
 }

@@ -14,7 +14,8 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::error::{Error, Result};
 use crate::validation::cpcv::combinations;
-use crate::validation::metrics::{average_ranks, mean_std};
+use crate::validation::metrics::{average_ranks, check_finite, mean_std};
+use crate::validation::split::groups;
 
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 
@@ -27,19 +28,9 @@ fn moments(x: &[f64]) -> (f64, f64, f64) {
     (m, m3 / m2.powf(1.5), m4 / (m2 * m2))
 }
 
-fn check(x: &[f64], min: usize, what: &str) -> Result<()> {
-    if x.len() < min {
-        return Err(Error::param(what, format!("needs at least {min} observations, got {}", x.len())));
-    }
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::param(format!("{what}[{i}]"), format!("must be finite, got {}", x[i])));
-    }
-    Ok(())
-}
-
 /// Per-period Sharpe ratio `mean / std (ddof = 1)`.
 pub fn sharpe_ratio(returns: &[f64]) -> Result<f64> {
-    check(returns, 2, "sharpe_ratio")?;
+    check_finite(returns, 2, "sharpe_ratio")?;
     let (m, s) = mean_std(returns);
     Ok(m / s)
 }
@@ -47,7 +38,7 @@ pub fn sharpe_ratio(returns: &[f64]) -> Result<f64> {
 /// Probability that the true Sharpe ratio exceeds `benchmark` (both per period), given the
 /// sample's length, skewness and kurtosis.
 pub fn probabilistic_sharpe(returns: &[f64], benchmark: f64) -> Result<f64> {
-    check(returns, 3, "probabilistic_sharpe")?;
+    check_finite(returns, 3, "probabilistic_sharpe")?;
     let sr = sharpe_ratio(returns)?;
     let (_, skew, kurt) = moments(returns);
     let n = returns.len() as f64;
@@ -68,7 +59,7 @@ pub fn expected_max_sharpe(var: f64, n_trials: usize) -> f64 {
 /// Deflated Sharpe Ratio: the PSR of `returns` against the expected maximum Sharpe of the
 /// `trial_sharpes` (per-period Sharpe ratios of every configuration tried, this one included).
 pub fn deflated_sharpe(returns: &[f64], trial_sharpes: &[f64]) -> Result<f64> {
-    check(trial_sharpes, 2, "trial_sharpes")?;
+    check_finite(trial_sharpes, 2, "trial_sharpes")?;
     let (_, s) = mean_std(trial_sharpes);
     probabilistic_sharpe(returns, expected_max_sharpe(s * s, trial_sharpes.len()))
 }
@@ -105,8 +96,8 @@ pub fn pbo(returns: &[Vec<f64>], n_blocks: usize) -> Result<Pbo> {
     if t / n_blocks < 2 {
         return Err(Error::param("n_blocks", format!("{t} periods cannot fill {n_blocks} blocks of >= 2")));
     }
-    let size = t / n_blocks;
-    let block = |b: usize| b * size..if b + 1 == n_blocks { t } else { (b + 1) * size };
+    let blocks = groups(t, n_blocks)?;
+    let block = |b: usize| blocks[b].clone();
     let sharpe_of = |blocks: &[usize], strat: usize| {
         let v: Vec<f64> = blocks.iter().flat_map(|&b| block(b)).map(|r| returns[r][strat]).collect();
         let (m, sd) = mean_std(&v);
@@ -127,7 +118,7 @@ pub fn pbo(returns: &[Vec<f64>], n_blocks: usize) -> Result<Pbo> {
 
 /// Mean and variance (ddof = 1) of a score over seeds.
 pub fn seed_stability(scores: &[f64]) -> Result<(f64, f64)> {
-    check(scores, 2, "seed scores")?;
+    check_finite(scores, 2, "seed scores")?;
     let (m, s) = mean_std(scores);
     Ok((m, s * s))
 }
