@@ -6,7 +6,9 @@
 //!
 //! Data flows one way: [`data::Bars`] (validated candles) → [`features`] (a
 //! [`features::FeatureFrame`] from a serde [`features::FeatureSpec`]) → labels with their
-//! end time `t1` → [`data::Dataset`] (column-major `f32` matrix, target, `t0`/`t1`, symbol).
+//! end time `t1` → [`data::Dataset`] (column-major `f32` matrix, target, `t0`/`t1`, symbol)
+//! → a model ([`gbdt`]) → [`validation`] (purged splits and CPCV, out-of-sample metrics,
+//! comparison and overfitting statistics).
 //!
 //! ## Quick start
 //! ```
