@@ -1,11 +1,12 @@
 //! `retrain cv-plan` (print the splits a splitter makes) and `retrain cv` (cross-validate a
 //! model kind on real data end to end: candles → features → labels → CPCV → report).
 
+use super::gbdt::GbdtFlags;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use retrain::data::{self, Dataset, LoadOptions, read_table};
 use retrain::features::{FeatureSpec, LabelSpec};
-use retrain::gbdt::{GbdtParams, Growth, ObjectiveKind};
+use retrain::gbdt::{GbdtParams, ObjectiveKind};
 use retrain::model::ModelKind;
 use retrain::validation::cross_validate::default_embargo_bars;
 use retrain::validation::split::ranges;
@@ -216,25 +217,8 @@ pub struct CvArgs {
     spec: Option<PathBuf>,
     #[command(flatten)]
     split: SplitArgs,
-    /// GBDT parameters as TOML; the flags below override it.
-    #[arg(long)]
-    params: Option<PathBuf>,
-    /// Boosting rounds.
-    #[arg(long)]
-    rounds: Option<usize>,
-    /// Learning rate.
-    #[arg(long)]
-    learning_rate: Option<f64>,
-    /// Leaf-wise leaves.
-    #[arg(long)]
-    num_leaves: Option<u32>,
-    /// Depth-wise depth (or a leaf-wise depth cap with --num-leaves).
-    #[arg(long)]
-    max_depth: Option<u32>,
-    /// Early stopping patience; its validation set is the last 10% of each split's
-    /// training rows (purged), never test rows.
-    #[arg(long)]
-    early_stopping: Option<usize>,
+    #[command(flatten)]
+    gbdt: GbdtFlags,
     /// Seed stability: repeat the whole CV with seeds 0..N and report the score variance.
     #[arg(long)]
     seeds: Option<usize>,
@@ -258,35 +242,11 @@ fn objective_for(task: Task) -> ObjectiveKind {
 }
 
 fn params(args: &CvArgs, task: Task) -> Result<GbdtParams> {
-    let mut p = match &args.params {
-        Some(path) => super::read_params(path)?,
-        None => args.model.gbdt_params(),
-    };
-    if args.params.is_none() {
-        p.objective = objective_for(task);
-    }
-    match (args.num_leaves, args.max_depth) {
-        (Some(l), d) => p.growth = Growth::LeafWise { num_leaves: l, max_depth: d },
-        (None, Some(d)) => {
-            p.growth = match p.growth {
-                Growth::LeafWise { num_leaves, .. } => Growth::LeafWise { num_leaves, max_depth: Some(d) },
-                Growth::DepthWise { .. } => Growth::DepthWise { max_depth: d },
-            }
-        }
-        (None, None) => {}
-    }
-    if let Some(r) = args.rounds {
-        p.rounds = r;
-    }
-    if let Some(lr) = args.learning_rate {
-        p.learning_rate = lr;
-    }
-    if args.early_stopping.is_some() {
-        p.early_stopping_rounds = args.early_stopping;
-    }
+    let mut base = args.model.gbdt_params();
+    base.objective = objective_for(task);
+    let mut p = args.gbdt.build(base)?;
     // Splits run in parallel in this process's pool; a private per-fit pool would oversubscribe.
     p.threads = None;
-    p.validate()?;
     Ok(p)
 }
 

@@ -31,7 +31,23 @@ pub struct GbdtArgs {
     /// purging training rows whose label (t1) reaches into it.
     #[arg(long, conflicts_with = "test")]
     holdout: Option<f64>,
-    /// Parameters as TOML (GbdtParams fields); flags below override it.
+    #[command(flatten)]
+    model: GbdtFlags,
+    /// Save the model (.json readable, anything else compact binary).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Print the N most important features (by total gain).
+    #[arg(long, default_value_t = 0)]
+    importance: usize,
+    /// Print a JSON summary on stdout (no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+/// GBDT hyperparameter flags shared by `gbdt` and `cv`: a TOML file and per-field overrides.
+#[derive(Debug, clap::Args)]
+pub struct GbdtFlags {
+    /// Parameters as TOML (GbdtParams fields); the flags below override it.
     #[arg(long)]
     params: Option<PathBuf>,
     /// binary | regression | multiclass:K | huber:DELTA | quantile:ALPHA.
@@ -43,11 +59,11 @@ pub struct GbdtArgs {
     /// Learning rate.
     #[arg(long)]
     learning_rate: Option<f64>,
-    /// Leaf-wise growth with this many leaves (kind `lightgbm`; the default, 31 leaves).
+    /// Leaf-wise growth with this many leaves (kind `lightgbm`, default 31).
     #[arg(long)]
     num_leaves: Option<u32>,
-    /// Depth-wise growth to this depth (kind `xgboost`, with its defaults λ2 = 1 and
-    /// min_sum_hessian 1); with --num-leaves, a leaf-wise depth cap.
+    /// Depth of depth-wise growth (kind `xgboost`); on a leaf-wise base (--num-leaves, a
+    /// leaf-wise --params file or `cv --model lightgbm`) a depth cap.
     #[arg(long)]
     max_depth: Option<u32>,
     /// Value bins per feature (≤ 255: u8 bins; up to 65535).
@@ -71,21 +87,63 @@ pub struct GbdtArgs {
     /// Feature fraction per tree.
     #[arg(long)]
     feature_fraction: Option<f64>,
-    /// Early stopping patience in rounds (needs --valid).
+    /// Early stopping patience in rounds (`gbdt`: needs --valid; `cv`: on the latest 10% of
+    /// each split's training rows, purged).
     #[arg(long)]
     early_stopping: Option<usize>,
     /// Seed for sampling.
     #[arg(long)]
     seed: Option<u64>,
-    /// Save the model (.json readable, anything else compact binary).
-    #[arg(long)]
-    save: Option<PathBuf>,
-    /// Print the N most important features (by total gain).
-    #[arg(long, default_value_t = 0)]
-    importance: usize,
-    /// Print a JSON summary on stdout (no progress bar).
-    #[arg(long)]
-    json: bool,
+}
+
+impl GbdtFlags {
+    /// `base` (or the --params file), then every given flag on top; validated.
+    pub fn build(&self, base: GbdtParams) -> Result<GbdtParams> {
+        let mut p = match &self.params {
+            Some(path) => super::read_params(path)?,
+            None => base,
+        };
+        if let Some(o) = &self.objective {
+            p.objective = ObjectiveKind::parse(o)?;
+        }
+        match (self.num_leaves, self.max_depth, p.growth) {
+            (Some(l), d, _) => p.growth = Growth::LeafWise { num_leaves: l, max_depth: d },
+            (None, Some(d), Growth::LeafWise { num_leaves, .. }) => {
+                p.growth = Growth::LeafWise { num_leaves, max_depth: Some(d) }
+            }
+            (None, Some(d), Growth::DepthWise { .. }) => p.growth = Growth::DepthWise { max_depth: d },
+            (None, None, _) => {}
+        }
+        macro_rules! set {
+            ($($field:ident = $arg:expr),*) => {$( if let Some(v) = $arg { p.$field = v; } )*};
+        }
+        set!(
+            rounds = self.rounds,
+            learning_rate = self.learning_rate,
+            max_bin = self.max_bin,
+            min_data_in_leaf = self.min_data_in_leaf,
+            min_sum_hessian = self.min_sum_hessian,
+            lambda_l2 = self.lambda_l2,
+            bagging_fraction = self.bagging_fraction,
+            bagging_freq = self.bagging_freq,
+            feature_fraction = self.feature_fraction,
+            seed = self.seed
+        );
+        if self.early_stopping.is_some() {
+            p.early_stopping_rounds = self.early_stopping;
+        }
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// The preset a bare `--max-depth` asks for: kind `xgboost` (λ2 = 1, min_child_weight 1).
+    pub fn default_preset(&self) -> GbdtParams {
+        if self.max_depth.is_some() && self.num_leaves.is_none() {
+            GbdtParams::xgboost()
+        } else {
+            GbdtParams::lightgbm()
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -130,43 +188,6 @@ struct Importance {
     feature: String,
     splits: usize,
     gain: f64,
-}
-
-fn params(args: &GbdtArgs) -> Result<GbdtParams> {
-    let mut p = match &args.params {
-        Some(path) => super::read_params(path)?,
-        // --max-depth alone selects kind `xgboost` with its defaults (λ2 = 1, min_child_weight 1).
-        None if args.max_depth.is_some() && args.num_leaves.is_none() => GbdtParams::xgboost(),
-        None => GbdtParams::lightgbm(),
-    };
-    if let Some(o) = &args.objective {
-        p.objective = ObjectiveKind::parse(o)?;
-    }
-    match (args.num_leaves, args.max_depth) {
-        (Some(l), d) => p.growth = Growth::LeafWise { num_leaves: l, max_depth: d },
-        (None, Some(d)) => p = GbdtParams { growth: Growth::DepthWise { max_depth: d }, ..p },
-        (None, None) => {}
-    }
-    macro_rules! set {
-        ($($field:ident = $arg:expr),*) => {$( if let Some(v) = $arg { p.$field = v; } )*};
-    }
-    set!(
-        rounds = args.rounds,
-        learning_rate = args.learning_rate,
-        max_bin = args.max_bin,
-        min_data_in_leaf = args.min_data_in_leaf,
-        min_sum_hessian = args.min_sum_hessian,
-        lambda_l2 = args.lambda_l2,
-        bagging_fraction = args.bagging_fraction,
-        bagging_freq = args.bagging_freq,
-        feature_fraction = args.feature_fraction,
-        seed = args.seed
-    );
-    if args.early_stopping.is_some() {
-        p.early_stopping_rounds = args.early_stopping;
-    }
-    p.validate()?;
-    Ok(p)
 }
 
 fn load(path: &PathBuf, args: &GbdtArgs) -> Result<LabeledTable> {
@@ -229,7 +250,7 @@ fn score(model: &Gbdt, t: &LabeledTable) -> Result<(Scores, f64)> {
 }
 
 pub fn run(args: GbdtArgs) -> Result<()> {
-    let p = params(&args)?;
+    let p = args.model.build(args.model.default_preset())?;
     let load_started = Instant::now();
     let mut train = load(&args.train, &args)?;
     let valid = args.valid.as_ref().map(|v| load(v, &args)).transpose()?;
