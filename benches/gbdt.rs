@@ -87,6 +87,14 @@ fn bench(c: &mut Criterion) {
             out[0]
         })
     });
+    let compiled = ours_l.compile();
+    g.bench_function("single_row_100x63_compiled", |b| {
+        b.iter(|| {
+            i = (i + 1) % rows.len();
+            compiled.predict_row_raw(black_box(&rows[i]), &mut out);
+            out[0]
+        })
+    });
     let (xb, _) = gbdt_benchmark(200_000, 50, 3).expect("data");
     g.sample_size(10);
     g.bench_function("batch_200k_100x63", |b| b.iter(|| ours_l.predict_raw(black_box(xb.view())).unwrap()));

@@ -358,3 +358,38 @@ fn single_row_prediction_matches_batch() {
     let imp = m.feature_importance();
     assert!(imp[0].0 > 0 && imp[0].1 > imp[1].1);
 }
+
+#[test]
+fn compiled_single_row_equals_the_model_bit_for_bit() {
+    let (x, y) = retrain::data::synthetic::gbdt_benchmark(3_000, 20, 9).unwrap();
+    let mut x = x;
+    for r in (0..3_000).step_by(7) {
+        x[[r, r % 20]] = f32::NAN; // exercise the learned NaN directions
+    }
+    for params in [GbdtParams::lightgbm().num_leaves(63).rounds(37), GbdtParams::xgboost().rounds(20)] {
+        let model = params.fit_data(&TrainData::new(x.view(), &y).unwrap(), None).unwrap();
+        let fast = model.compile();
+        let (mut a, mut b) = ([0.0], [0.0]);
+        for r in 0..500 {
+            let row = x.row(r).to_vec();
+            model.predict_row(&row, &mut a);
+            fast.predict_row(&row, &mut b);
+            assert_eq!(a[0].to_bits(), b[0].to_bits(), "row {r}");
+        }
+    }
+    // Multiclass: outputs interleave by tree index.
+    let y3: Vec<f64> = y.iter().enumerate().map(|(i, &v)| if i % 5 == 0 { 2.0 } else { v }).collect();
+    let model = GbdtParams::lightgbm()
+        .objective(retrain::gbdt::ObjectiveKind::Multiclass { num_class: 3 })
+        .rounds(10)
+        .fit_data(&TrainData::new(x.view(), &y3).unwrap(), None)
+        .unwrap();
+    let fast = model.compile();
+    let (mut a, mut b) = ([0.0; 3], [0.0; 3]);
+    for r in 0..200 {
+        let row = x.row(r).to_vec();
+        model.predict_row(&row, &mut a);
+        fast.predict_row(&row, &mut b);
+        assert_eq!(a, b, "row {r}");
+    }
+}

@@ -470,6 +470,11 @@ impl Gbdt {
         }
     }
 
+    /// Apply the objective's output transform to raw scores (identity for custom objectives).
+    pub(crate) fn transform_raw(&self, raw: &[f64], out: &mut [f64]) {
+        self.transform(raw, out)
+    }
+
     fn transform(&self, raw: &[f64], out: &mut [f64]) {
         match self.objective {
             Some(kind) => kind.transform(raw, out),

@@ -5,7 +5,7 @@
 //! per round [`objective`] gradients → [`grow`] one tree per output ([`histogram`]
 //! construction with subtraction, [`split`] search with learned NaN direction) → scores.
 //! [`booster`] owns the loop (bagging, feature sampling, early stopping, warm start) and the
-//! fitted [`Gbdt`]; [`shap`] explains predictions; [`io`] saves and loads; [`interop`] feeds
+//! fitted [`Gbdt`]; [`flat`] compiles it for low-latency single rows; [`shap`] explains predictions; [`io`] saves and loads; [`interop`] feeds
 //! linfa datasets in.
 //!
 //! ```
@@ -22,6 +22,7 @@
 
 pub mod binning;
 pub mod booster;
+pub mod flat;
 pub mod grow;
 pub mod histogram;
 pub mod interop;
@@ -33,5 +34,6 @@ pub mod split;
 pub mod tree;
 
 pub use booster::{FitOptions, Gbdt, RoundEval, TrainData};
+pub use flat::CompiledGbdt;
 pub use objective::Objective;
 pub use params::{GbdtParams, Growth, ObjectiveKind};
