@@ -458,21 +458,22 @@ impl Gbdt {
     /// Allocation-free for up to 64 outputs (the raw scores live on the stack); beyond that
     /// one temporary per call.
     pub fn predict_row(&self, row: &[f32], out: &mut [f64]) {
-        let k = self.num_outputs;
-        let mut raw = [0f64; 64];
-        if k <= raw.len() {
-            self.predict_row_raw(row, &mut raw[..k]);
-            self.transform(&raw[..k], out);
-        } else {
-            self.predict_row_raw(row, out);
-            let raw = out.to_vec();
-            self.transform(&raw, out);
-        }
+        self.transformed(out, |raw| self.predict_row_raw(row, raw));
     }
 
-    /// Apply the objective's output transform to raw scores (identity for custom objectives).
-    pub(crate) fn transform_raw(&self, raw: &[f64], out: &mut [f64]) {
-        self.transform(raw, out)
+    /// Fill `out` with raw scores via `raw`, then transform them in place; the raw scores
+    /// live on the stack for up to 64 outputs (one temporary beyond that).
+    pub(crate) fn transformed(&self, out: &mut [f64], raw: impl FnOnce(&mut [f64])) {
+        let k = self.num_outputs;
+        let mut buf = [0f64; 64];
+        if k <= buf.len() {
+            raw(&mut buf[..k]);
+            self.transform(&buf[..k], out);
+        } else {
+            raw(out);
+            let r = out.to_vec();
+            self.transform(&r, out);
+        }
     }
 
     fn transform(&self, raw: &[f64], out: &mut [f64]) {

@@ -139,16 +139,7 @@ impl CompiledGbdt {
     /// Transformed output of one row (probability / class probabilities / value);
     /// allocation-free for up to 64 outputs.
     pub fn predict_row(&self, row: &[f32], out: &mut [f64]) {
-        let k = self.num_outputs;
-        let mut raw = [0f64; 64];
-        if k <= raw.len() {
-            self.predict_row_raw(row, &mut raw[..k]);
-            self.model.transform_raw(&raw[..k], out);
-        } else {
-            self.predict_row_raw(row, out);
-            let raw = out.to_vec();
-            self.model.transform_raw(&raw, out);
-        }
+        self.model.transformed(out, |raw| self.predict_row_raw(row, raw));
     }
 }
 
