@@ -220,3 +220,17 @@ fn seeds_on_candles_give_pbo_and_deflated_sharpe() {
     assert!(r.oos.is_empty(), "predictions were not asked for");
     assert!(r.to_string().contains("PBO over seeds"));
 }
+
+#[test]
+fn chronological_split_early_stops_on_its_validation_part() {
+    let n = 1000;
+    let ds = synthetic(n, 2, (0..n).map(|i| (i % 2) as f64).collect(), vec![vec![0.0; n]]);
+    let spy = Spy { seen: Mutex::new(Vec::new()), early_stop: true };
+    let plan = retrain::validation::Chronological::default().plan(&ds.t0, &ds.t1).unwrap();
+    cross_validate(&spy, &ds, &retrain::validation::Chronological::default(), &CvOptions::default()).unwrap();
+    let seen = spy.seen.into_inner().unwrap();
+    let (train, valid) = &seen[0];
+    let hour = 3_600_000;
+    assert_eq!(train.len(), plan.splits[0].train.len());
+    assert_eq!(valid, &plan.splits[0].validation.iter().map(|&r| r as i64 * hour).collect::<Vec<_>>());
+}

@@ -3,8 +3,9 @@
 //!
 //! Leakage rules: each fit sees only its split's training rows (so bin edges and any other
 //! statistic are learned from them alone); when the model early-stops, its validation set
-//! is the *last* `early_stopping_fraction` of those training rows and the remaining rows
-//! whose label reaches into that slice are purged too — test rows never steer the fit.
+//! is the split's own validation part (chronological splits) or else the *last*
+//! `early_stopping_fraction` of the training rows, the remaining rows whose label reaches
+//! into that slice purged too — test rows never steer the fit.
 //! Splits run in parallel in the caller's rayon pool; a model's own parallel work nests in
 //! the same pool, so the total never exceeds the pool's threads. Results are identical
 //! whatever the thread count (each fit is deterministic, results are kept in split order).
@@ -113,7 +114,10 @@ where
     let y = ds.y.as_slice().ok_or_else(|| Error::param("dataset.y", "labels must be contiguous"))?;
     let run_split = |(i, split): (usize, &crate::validation::split::Split)| -> Result<(SplitScores, Array2<f64>)> {
         let t = Instant::now();
-        let (fit_rows, es_rows) = if params.uses_validation() {
+        let (fit_rows, es_rows) = if params.uses_validation() && !split.validation.is_empty() {
+            // A chronological split brings its own purged validation part.
+            (split.train.clone(), split.validation.clone())
+        } else if params.uses_validation() {
             early_stopping_slice(ds, &split.train, opts.early_stopping_fraction)
         } else {
             (split.train.clone(), Vec::new())
