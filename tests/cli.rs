@@ -197,7 +197,7 @@ fn cv_runs_cpcv_on_candles_and_on_a_table() {
     let r = &v["report"];
     assert_eq!(r["splits"].as_array().unwrap().len(), 6);
     assert_eq!(r["paths"].as_array().unwrap().len(), 3);
-    assert_eq!(v["embargo_bars"], 120); // 5 days of hourly bars > the feature lookback
+    assert_eq!(v["embargo"]["bars"], 120); // 5 days of hourly bars > the feature lookback
     let auc = r["summary"].as_array().unwrap().iter().find(|m| m["metric"] == "auc").unwrap();
     assert!(auc["mean"].as_f64().unwrap() > 0.45);
     assert!(r["paths"][0]["scores"]["sharpe"].is_number());
@@ -209,11 +209,11 @@ fn cv_runs_cpcv_on_candles_and_on_a_table() {
         retrain().args(["features", "--data", BTC, "--label", "direction:12", "--out"]).arg(&table).output().unwrap();
     assert!(o.status.success());
     let o = retrain()
-        .args(["cv", "--label", "direction_12", "--rounds", "5", "--method", "kfold", "--embargo", "12", "--data"])
+        .args(["cv", "--label", "direction_12", "--rounds", "5", "--method", "kfold", "--embargo", "12h", "--data"])
         .arg(&table)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("purged 5-fold") && text.contains("mean"), "{text}");
+    assert!(text.contains("purged 5-fold, embargo 43200000 ms") && text.contains("mean"), "{text}");
 }

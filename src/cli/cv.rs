@@ -4,6 +4,7 @@
 use super::gbdt::GbdtFlags;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use retrain::data::dataset::median_step;
 use retrain::data::{self, Dataset, LoadOptions, read_table};
 use retrain::features::{FeatureSpec, LabelSpec};
 use retrain::gbdt::{GbdtParams, ObjectiveKind};
@@ -40,15 +41,14 @@ pub struct SplitArgs {
     /// Walk-forward training window: expanding, or rolling:G (the last G groups).
     #[arg(long, default_value = "expanding")]
     window: String,
-    /// Embargo in bars after each test block's label span (cv default: 5 trading days or the
-    /// feature lookback, whichever is longer).
+    /// Embargo after each test block's label span: bars (`12`) or a duration (`90s`, `30m`,
+    /// `6h`, `2d`); cv default: 5 days of bars or the feature lookback, whichever is longer.
     #[arg(long)]
-    embargo: Option<usize>,
+    embargo: Option<Embargo>,
 }
 
 impl SplitArgs {
-    fn splitter(&self, embargo: usize) -> Result<Box<dyn Splitter>> {
-        let e = Embargo::Bars(embargo);
+    fn splitter(&self, e: Embargo) -> Result<Box<dyn Splitter>> {
         Ok(match self.method.as_str() {
             "cpcv" => {
                 let c = Cpcv::new(self.groups, self.test_groups).embargo(e);
@@ -146,8 +146,11 @@ pub fn run_plan(args: CvPlanArgs) -> Result<()> {
     if args.purge < 0 {
         bail!("--purge must be >= 0");
     }
-    let embargo = args.split.embargo.unwrap_or(0);
-    let splitter = args.split.splitter(embargo)?;
+    let embargo = match args.split.embargo.unwrap_or_default() {
+        Embargo::Bars(e) => e,
+        Embargo::Time(_) => bail!("cv-plan counts in bars: give --embargo as a number of bars"),
+    };
+    let splitter = args.split.splitter(Embargo::Bars(embargo))?;
     let t0: Vec<i64> = (0..args.samples as i64).collect();
     let t1: Vec<i64> = t0.iter().map(|t| t + args.purge).collect();
     let plan = splitter.plan(&t0, &t1)?;
@@ -259,10 +262,11 @@ fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
         }
         let path = &args.data[0];
         let table = read_table(path, label, None).with_context(|| format!("loading {}", path.display()))?;
-        let ds = Dataset::from_table(&table, args.horizon)?;
-        let default = match table.t0.as_deref() {
-            Some(t0) => default_embargo_bars(t0, 5.0, 0),
-            None => {
+        let has_time = table.t0.is_some();
+        let ds = Dataset::from_table(table, args.horizon)?;
+        let default = match has_time {
+            true => default_embargo_bars(&ds.t0, 5.0, 0),
+            false => {
                 notes.push("table has no timestamp column: default embargo is 0 bars (pass --embargo)".into());
                 0
             }
@@ -278,11 +282,17 @@ fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
     let five_days = default_embargo_bars(&ds.t0, 5.0, 0);
     let lookback = spec.max_lookback();
     let default = default_embargo_bars(&ds.t0, 5.0, lookback);
-    if let Some(e) = args.split.embargo
+    // A duration counts in bars of the data's median interval for this comparison.
+    let given = match args.split.embargo {
+        Some(Embargo::Bars(e)) => Some(e),
+        Some(Embargo::Time(ms)) => median_step(&ds.t0).map(|step| (ms / step.max(1)) as usize),
+        None => None,
+    };
+    if let (Some(e), Some(shown)) = (given, args.split.embargo)
         && e < default
     {
         notes.push(format!(
-            "embargo lowered to {e} bars by the user; the default would be {default} (5 days = {five_days} bars, \
+            "embargo lowered to {shown} by the user; the default would be {default} bars (5 days = {five_days} bars, \
              longest feature lookback = {lookback} bars)"
         ));
     }
@@ -294,7 +304,7 @@ struct CvSummary {
     data: Vec<String>,
     model: ModelKind,
     params: GbdtParams,
-    embargo_bars: usize,
+    embargo: Embargo,
     load_seconds: f64,
     report: CvReport,
 }
@@ -305,15 +315,15 @@ pub fn run(args: CvArgs) -> Result<()> {
     let load_seconds = load_started.elapsed().as_secs_f64();
     let task = Task::of(&ds);
     let p = params(&args, task)?;
-    let embargo = args.split.embargo.unwrap_or(default_embargo);
+    let embargo = args.split.embargo.unwrap_or(Embargo::Bars(default_embargo));
     let splitter = args.split.splitter(embargo)?;
 
-    let n_splits = splitter.plan(&ds.t0, &ds.t1)?.splits.len();
-    let runs = args.seeds.unwrap_or(1);
-    let pb = if args.json { ProgressBar::hidden() } else { ProgressBar::new((n_splits * runs) as u64) };
+    let runs = args.seeds.unwrap_or(1) as u64;
+    let pb = if args.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
     pb.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} fits {msg}")?);
     let key = task.primary_metric();
-    let on_split = |s: &retrain::validation::report::SplitScores| {
+    let on_split = |s: &retrain::validation::report::SplitScores, total: usize| {
+        pb.set_length(total as u64 * runs);
         pb.inc(1);
         if let Some(v) = s.test.get(key) {
             pb.set_message(format!("split {} {key} {v:.4}", s.split));
@@ -335,17 +345,17 @@ pub fn run(args: CvArgs) -> Result<()> {
         data: args.data.iter().map(|d| d.display().to_string()).collect(),
         model: args.model,
         params: p,
-        embargo_bars: embargo,
+        embargo,
         load_seconds,
         report,
     };
     super::emit(args.json, &summary, |s| {
         println!(
-            "{} model on {} ({} rows), embargo {} bars",
+            "{} model on {} ({} rows), embargo {}",
             format!("{:?}", s.model).to_lowercase(),
             s.data.join(", "),
             s.report.rows,
-            s.embargo_bars
+            s.embargo
         );
         print!("{}", s.report);
     })

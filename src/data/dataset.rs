@@ -146,12 +146,16 @@ impl Dataset {
     /// columns; without `t1`, each label ends `horizon` rows later (`t1 = t0` of row `i +
     /// horizon`, extrapolated by the median step past the end); without `timestamp`, times are
     /// row numbers. Rows are sorted by time (stable) so splitters can cut them.
-    pub fn from_table(table: &LabeledTable, horizon: Option<usize>) -> Result<Dataset> {
+    pub fn from_table(table: LabeledTable, horizon: Option<usize>) -> Result<Dataset> {
         let n = table.n_rows();
-        let t0: Vec<i64> = table.t0.clone().unwrap_or_else(|| (0..n as i64).collect());
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by_key(|&r| (t0[r], r));
-        let table = if order.windows(2).all(|w| w[0] < w[1]) { table.clone() } else { table.select(&order) };
+        let table = match &table.t0 {
+            Some(t0) if t0.windows(2).any(|w| w[1] < w[0]) => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by_key(|&r| (t0[r], r));
+                table.select(&order)
+            }
+            _ => table,
+        };
         let t0: Vec<i64> = table.t0.clone().unwrap_or_else(|| (0..n as i64).collect());
         let t1 = match (&table.t1, horizon) {
             (Some(t1), _) => t1.clone(),

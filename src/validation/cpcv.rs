@@ -17,9 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::validation::split::{
-    BacktestPath, Embargo, SplitPlan, Splitter, check_times, cut, embargo_text, groups, rename,
-};
+use crate::validation::split::{BacktestPath, Embargo, SplitPlan, Splitter, check_times, cut, groups, rename};
 
 /// CPCV settings (SPEC §4 defaults: 6 groups, 2 test groups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +142,7 @@ impl Splitter for Cpcv {
                 self.test_groups,
                 self.n_splits(),
                 self.n_paths(),
-                embargo_text(self.embargo)
+                self.embargo
             ),
             n_rows: t0.len(),
             groups,

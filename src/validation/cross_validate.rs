@@ -21,9 +21,13 @@ use crate::error::{Error, Result};
 use crate::model::{Fit, Predict};
 use crate::validation::overfit::{OverfitFlags, OverfitThresholds, deflated_sharpe, pbo, seed_stability, sharpe_ratio};
 use crate::validation::report::{
-    CvReport, OosPredictions, PathScores, SeedStudy, SplitScores, Task, TradeClock, score, signals, summarize,
+    CvReport, OosPredictions, PathScores, SeedStudy, SplitScores, Task, TradeClock, path_outputs, score, signals,
+    summarize,
 };
 use crate::validation::split::Splitter;
+
+/// Progress callback: a finished split's scores and the total split count.
+pub type SplitCallback<'a> = dyn Fn(&SplitScores, usize) + Sync + 'a;
 
 /// Options of [`cross_validate`].
 #[derive(Clone)]
@@ -43,8 +47,8 @@ pub struct CvOptions<'a> {
     pub thresholds: OverfitThresholds,
     /// Override the bars-per-year used to annualise Sharpe (default: from the timestamps).
     pub bars_per_year: Option<f64>,
-    /// Called after each split finishes (progress).
-    pub on_split: Option<&'a (dyn Fn(&SplitScores) + Sync)>,
+    /// Called after each split finishes with the total split count (progress).
+    pub on_split: Option<&'a SplitCallback<'a>>,
 }
 
 impl Default for CvOptions<'_> {
@@ -139,7 +143,6 @@ where
         drop(train);
         let test = ds.select(&split.test)?;
         let out = model.predict(test.x.view())?;
-        let ys: Vec<f64> = split.test.iter().map(|&r| y[r]).collect();
         let scores = SplitScores {
             split: i,
             test_groups: split.test_groups.clone(),
@@ -148,11 +151,18 @@ where
             purged: split.purged,
             embargoed: split.embargoed,
             seconds: t.elapsed().as_secs_f64(),
-            test: score(task, &ys, out.view(), test.ret.as_deref(), test.risk.as_deref(), clock),
+            test: score(
+                task,
+                test.y.as_slice().expect("contiguous"),
+                out.view(),
+                test.ret.as_deref(),
+                test.risk.as_deref(),
+                clock,
+            ),
             train: in_sample,
         };
         if let Some(cb) = opts.on_split {
-            cb(&scores);
+            cb(&scores, plan.splits.len());
         }
         Ok((scores, out))
     };
@@ -162,47 +172,36 @@ where
         plan.splits.iter().enumerate().map(run_split).collect::<Result<Vec<_>>>()?
     };
 
-    // Assemble each path from its segments' out-of-sample rows, in row order.
-    let mut paths = Vec::with_capacity(plan.paths.len());
-    for (p, path) in plan.paths.iter().enumerate() {
-        let mut rows = Vec::new();
-        let mut outs: Vec<f64> = Vec::new();
-        let mut n_out = 1;
-        for &(g, s) in &path.segments {
-            let test = &plan.splits[s].test;
-            let out = &results[s].1;
-            n_out = out.ncols();
-            let range = plan.groups[g].clone();
-            let from = test.partition_point(|&r| r < range.start);
-            let to = test.partition_point(|&r| r < range.end);
-            rows.extend_from_slice(&test[from..to]);
-            for k in from..to {
-                outs.extend(out.row(k).iter());
-            }
-        }
-        let out = Array2::from_shape_vec((rows.len(), n_out), outs).expect("rows × outputs");
-        let ys: Vec<f64> = rows.iter().map(|&r| y[r]).collect();
-        let scores =
-            score(task, &ys, out.view(), pick(&ds.ret, &rows).as_deref(), pick(&ds.risk, &rows).as_deref(), clock);
-        paths.push(PathScores { path: p, segments: path.segments.clone(), scores });
-    }
+    let (splits, oos): (Vec<SplitScores>, Vec<OosPredictions>) = results
+        .into_iter()
+        .zip(&plan.splits)
+        .map(|((s, out), split)| {
+            let o = OosPredictions {
+                rows: split.test.clone(),
+                n_outputs: out.ncols(),
+                values: out.into_raw_vec_and_offset().0,
+            };
+            (s, o)
+        })
+        .unzip();
+    // Each path takes its groups' rows from the splits its segments name, in row order.
+    let paths: Vec<PathScores> = plan
+        .paths
+        .iter()
+        .enumerate()
+        .map(|(p, path)| {
+            let (rows, out) = path_outputs(&plan.groups, &oos, &path.segments);
+            let ys: Vec<f64> = rows.iter().map(|&r| y[r]).collect();
+            let (ret, risk) = (pick(&ds.ret, &rows), pick(&ds.risk, &rows));
+            let scores = score(task, &ys, out.view(), ret.as_deref(), risk.as_deref(), clock);
+            PathScores { path: p, segments: path.segments.clone(), scores }
+        })
+        .collect();
     let summary = summarize(&paths);
     let mean_of = |name: &str| summary.iter().find(|s| s.metric == name).map(|s| s.mean);
-    let is_sharpe: Vec<f64> = results.iter().filter_map(|(s, _)| s.train.as_ref().and_then(|t| t.sharpe)).collect();
+    let is_sharpe: Vec<f64> = splits.iter().filter_map(|s| s.train.as_ref().and_then(|t| t.sharpe)).collect();
     let is_sharpe = (!is_sharpe.is_empty()).then(|| is_sharpe.iter().sum::<f64>() / is_sharpe.len() as f64);
     let flags = OverfitFlags::evaluate(is_sharpe, mean_of("sharpe"), mean_of("ic_spearman"), None, &opts.thresholds);
-    let mut splits = Vec::with_capacity(results.len());
-    let mut oos = Vec::new();
-    for (i, (s, out)) in results.into_iter().enumerate() {
-        if opts.keep_predictions {
-            oos.push(OosPredictions {
-                rows: plan.splits[i].test.clone(),
-                n_outputs: out.ncols(),
-                values: out.iter().copied().collect(),
-            });
-        }
-        splits.push(s);
-    }
     Ok(CvReport {
         method: plan.method,
         task,
@@ -217,7 +216,7 @@ where
         notes: Vec::new(),
         groups: plan.groups,
         seeds: None,
-        oos,
+        oos: if opts.keep_predictions { oos } else { Vec::new() },
     })
 }
 

@@ -127,7 +127,7 @@ pub fn signals(task: Task, out: ArrayView2<'_, f64>) -> (Option<Vec<f64>>, Optio
             let pos = out
                 .rows()
                 .into_iter()
-                .map(|r| match argmax(r.as_slice().unwrap_or(&r.to_vec())) {
+                .map(|r| match argmax(r) {
                     2 => 1.0,
                     0 => -1.0,
                     _ => 0.0,
@@ -144,7 +144,7 @@ pub fn signals(task: Task, out: ArrayView2<'_, f64>) -> (Option<Vec<f64>>, Optio
     }
 }
 
-fn argmax(r: &[f64]) -> usize {
+fn argmax(r: ndarray::ArrayView1<'_, f64>) -> usize {
     r.iter().enumerate().fold(0, |b, (i, &v)| if v > r[b] { i } else { b })
 }
 
@@ -184,7 +184,7 @@ pub fn score(
         Task::Multiclass { classes } => {
             let flat: Vec<f64> = out.iter().copied().collect();
             s.log_loss = finite(m::multi_log_loss(y, &flat, classes));
-            let cls: Vec<f64> = out.rows().into_iter().map(|r| argmax(&r.to_vec()) as f64).collect();
+            let cls: Vec<f64> = out.rows().into_iter().map(|r| argmax(r) as f64).collect();
             s.accuracy = finite(m::accuracy(y, &cls));
         }
         Task::Regression => {
@@ -356,28 +356,36 @@ pub struct SeedStudy {
     pub dsr: Option<f64>,
 }
 
+/// Rows (ascending within each group) and outputs of a path's `(group, split)` segments,
+/// taken from each split's out-of-sample predictions.
+pub fn path_outputs(
+    groups: &[std::ops::Range<usize>],
+    oos: &[OosPredictions],
+    segments: &[(usize, usize)],
+) -> (Vec<usize>, ndarray::Array2<f64>) {
+    let k = oos.first().map_or(1, |o| o.n_outputs);
+    let mut rows = Vec::new();
+    let mut values = Vec::new();
+    for &(g, s) in segments {
+        let o = &oos[s];
+        let range = groups[g].clone();
+        let from = o.rows.partition_point(|&r| r < range.start);
+        let to = o.rows.partition_point(|&r| r < range.end);
+        rows.extend_from_slice(&o.rows[from..to]);
+        values.extend_from_slice(&o.values[from * k..to * k]);
+    }
+    let out = ndarray::Array2::from_shape_vec((rows.len(), k), values).expect("rows × outputs");
+    (rows, out)
+}
+
 impl CvReport {
     /// Rows and outputs (`rows × n_outputs`) of path `p`, from the kept out-of-sample
     /// predictions (`None` when predictions were not kept).
     pub fn path_outputs(&self, p: usize) -> Option<(Vec<usize>, ndarray::Array2<f64>)> {
-        let path = self.paths.get(p)?;
         if self.oos.len() != self.splits.len() {
             return None;
         }
-        let mut rows = Vec::new();
-        let mut values = Vec::new();
-        let mut k = 1;
-        for &(g, s) in &path.segments {
-            let o = &self.oos[s];
-            k = o.n_outputs;
-            let range = self.groups.get(g)?.clone();
-            let from = o.rows.partition_point(|&r| r < range.start);
-            let to = o.rows.partition_point(|&r| r < range.end);
-            rows.extend_from_slice(&o.rows[from..to]);
-            values.extend_from_slice(&o.values[from * k..to * k]);
-        }
-        let out = ndarray::Array2::from_shape_vec((rows.len(), k), values).ok()?;
-        Some((rows, out))
+        Some(path_outputs(&self.groups, &self.oos, &self.paths.get(p)?.segments))
     }
 
     /// The summary of one metric.

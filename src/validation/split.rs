@@ -37,6 +37,38 @@ pub enum Embargo {
     Time(i64),
 }
 
+impl std::fmt::Display for Embargo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Embargo::Bars(n) => write!(f, "{n} bars"),
+            Embargo::Time(ms) => write!(f, "{ms} ms"),
+        }
+    }
+}
+
+impl std::str::FromStr for Embargo {
+    type Err = Error;
+
+    /// `12` = 12 bars; `90s`, `30m`, `6h`, `2d` = a duration.
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let bad =
+            || Error::param("embargo", format!("{s:?}: expected bars (`12`) or a duration (`90s`, `30m`, `6h`, `2d`)"));
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let n: i64 = s[..split].parse().map_err(|_| bad())?;
+        let unit_ms = match &s[split..] {
+            "" => return usize::try_from(n).map(Embargo::Bars).map_err(|_| bad()),
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(unit_ms).map(Embargo::Time).ok_or_else(bad)
+    }
+}
+
 impl Default for Embargo {
     fn default() -> Self {
         Embargo::Bars(0)
@@ -322,7 +354,7 @@ impl Splitter for PurgedKFold {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(SplitPlan {
-            method: format!("purged {}-fold, embargo {}", self.k, embargo_text(self.embargo)),
+            method: format!("purged {}-fold, embargo {}", self.k, self.embargo),
             n_rows: t0.len(),
             groups,
             splits,
@@ -336,14 +368,6 @@ pub(crate) fn rename(e: Error, field: &str) -> Error {
     match e {
         Error::InvalidParam { reason, .. } => Error::param(field, reason),
         other => other,
-    }
-}
-
-/// `5 bars` / `3600000 ms`.
-pub(crate) fn embargo_text(e: Embargo) -> String {
-    match e {
-        Embargo::Bars(n) => format!("{n} bars"),
-        Embargo::Time(ms) => format!("{ms} ms"),
     }
 }
 
@@ -426,6 +450,9 @@ mod tests {
         assert!(matches!(check_times(&[1, 0], &[1, 1]), Err(Error::InvalidParam { .. })));
         assert!(matches!(check_times(&[0, 1], &[1]), Err(Error::Shape { .. })));
         assert!(matches!(check_times(&[0, 1], &[1, 0]), Err(Error::InvalidParam { .. })));
+        assert_eq!("12".parse::<Embargo>().unwrap(), Embargo::Bars(12));
+        assert_eq!("6h".parse::<Embargo>().unwrap(), Embargo::Time(6 * 3_600_000));
+        assert!("6w".parse::<Embargo>().is_err() && "-1".parse::<Embargo>().is_err());
         let (t0, t1) = fixed(20, 8);
         let e = PurgedKFold { k: 4, embargo: Embargo::Bars(0) }.plan(&t0, &t1).unwrap_err().to_string();
         assert!(e.contains("emptied"), "{e}");
