@@ -7,7 +7,9 @@
 //! `early_stopping_fraction` of the training rows, the remaining rows whose label reaches
 //! into that slice purged too — test rows never steer the fit.
 //! Splits run in parallel in the caller's rayon pool; a model's own parallel work nests in
-//! the same pool, so the total never exceeds the pool's threads. Results are identical
+//! the same pool, so the total never exceeds the pool's threads — unless the model brings a
+//! private pool of its own (`GbdtParams::threads = Some(_)`): leave that `None` here, as
+//! `retrain cv` does. Results are identical
 //! whatever the thread count (each fit is deterministic, results are kept in split order).
 
 use std::time::Instant;
