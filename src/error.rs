@@ -109,6 +109,72 @@ pub enum Error {
         reason: String,
     },
 
+    /// A stored version is incomplete or its bytes do not match its manifest.
+    #[error("model `{model_id}` version {tag}: corrupt: {reason}")]
+    CorruptVersion {
+        /// The model id.
+        model_id: String,
+        /// The version tag.
+        tag: String,
+        /// What is wrong (the file and the mismatch).
+        reason: String,
+    },
+
+    /// A store file (FORMAT, aliases.json, audit log) is unreadable or inconsistent.
+    #[error("{path}: corrupt store file: {reason}")]
+    CorruptStore {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The store was written by a newer (or unknown) format version.
+    #[error("{path}: store format {found} is not supported (this build reads format {supported})")]
+    StoreFormat {
+        /// The FORMAT file.
+        path: PathBuf,
+        /// What the file says.
+        found: String,
+        /// The format this build reads and writes.
+        supported: u32,
+    },
+
+    /// A model id or version tag that the store does not hold.
+    #[error("model `{model_id}`: {what} not found")]
+    NotFound {
+        /// The model id.
+        model_id: String,
+        /// What was looked for (`version v…`, `artifact …`, `active version`).
+        what: String,
+    },
+
+    /// A status change the version lifecycle forbids (e.g. FAILED → ACTIVE).
+    #[error("model `{model_id}` version {tag}: cannot go from {from} to {to}{hint}")]
+    IllegalTransition {
+        /// The model id.
+        model_id: String,
+        /// The version tag.
+        tag: String,
+        /// Its current status.
+        from: String,
+        /// The requested status.
+        to: String,
+        /// Extra explanation (starts with "; " when present).
+        hint: String,
+    },
+
+    /// Compare-and-swap on a model's alias generation failed: someone changed it first.
+    #[error("model `{model_id}`: aliases changed concurrently (expected generation {expected}, found {found})")]
+    GenerationConflict {
+        /// The model id.
+        model_id: String,
+        /// The generation the caller read.
+        expected: u64,
+        /// The generation on disk.
+        found: u64,
+    },
+
     /// A linfa dataset or trait call failed.
     #[error("linfa: {0}")]
     Linfa(#[from] linfa::error::Error),

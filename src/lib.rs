@@ -34,12 +34,14 @@
 // reference algorithms line by line; iterator rewrites would obscure that correspondence.
 #![allow(clippy::needless_range_loop)]
 
+pub mod clock;
 pub mod data;
 pub mod error;
 pub mod features;
 pub mod gbdt;
 pub mod model;
 pub mod rng;
+pub mod store;
 pub mod validation;
 
 pub use error::{Error, Result};

@@ -1,0 +1,164 @@
+//! Durable file primitives: every write is fsynced, every replacement is a rename of a
+//! fsynced temp file followed by an fsync of the directory, so a crash at any instant leaves
+//! either the old bytes or the new ones — never a torn file — and a finished call survives
+//! power loss.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Wrap an I/O error with the path it concerned.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+/// A name no other writer (process or thread) will pick: pid, nanoseconds and a counter.
+pub(crate) fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{prefix}{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Create `path` (it must not exist), write `bytes`, fsync.
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new().write(true).create_new(true).open(path).map_err(io_err(path))?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Copy `from` into the new file `to`, fsync, and return its size and blake3 hash.
+pub(crate) fn copy_new(from: &Path, to: &Path) -> Result<(u64, blake3::Hash)> {
+    let mut src = File::open(from).map_err(io_err(from))?;
+    let mut dst = OpenOptions::new().write(true).create_new(true).open(to).map_err(io_err(to))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = src.read(&mut buf).map_err(io_err(from))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n]).map_err(io_err(to))?;
+        size += n as u64;
+    }
+    dst.sync_all().map_err(io_err(to))?;
+    Ok((size, hasher.finalize()))
+}
+
+/// Size and blake3 hash of a file, streamed.
+pub(crate) fn hash_file(path: &Path) -> Result<(u64, blake3::Hash)> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hasher.finalize()))
+}
+
+/// fsync a directory so that entries created, renamed or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows cannot open a directory as a file; NTFS journals metadata itself.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Create `dir` and any missing parents, fsyncing each parent whose entry list changed.
+pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durable(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// Prefix of temp files written next to their target; `gc`/`open` remove stale ones.
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
+
+/// Replace `path` with `bytes` atomically and durably (temp file, fsync, rename, fsync dir).
+pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_dir(path);
+    let tmp = dir.join(unique_name(TMP_PREFIX));
+    if let Err(e) = write_new(&tmp, bytes) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(path)(e));
+    }
+    sync_dir(&dir)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Read a whole file; `Ok(None)` when it does not exist.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_swaps_whole_files_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.json");
+        replace(&p, b"old").unwrap();
+        replace(&p, b"new contents").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new contents");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn copies_hash_what_they_write() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        fs::write(&a, vec![7u8; 3_000_000]).unwrap();
+        let (n, h) = copy_new(&a, &b).unwrap();
+        assert_eq!(n, 3_000_000);
+        assert_eq!(h, blake3::hash(&fs::read(&b).unwrap()));
+        assert_eq!(hash_file(&b).unwrap(), (n, h));
+        assert!(copy_new(&a, &b).is_err(), "never overwrites");
+        create_dir_durable(&d.path().join("x/y/z")).unwrap();
+        assert!(d.path().join("x/y/z").is_dir());
+    }
+}

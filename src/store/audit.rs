@@ -1,0 +1,270 @@
+//! The append-only audit log, `audit.jsonl`: one JSON object per line for every registration,
+//! status change, promotion, rollback, retirement, deletion and decision.
+//!
+//! Writers append under the store lock *before* committing the change the record describes,
+//! each record carrying the model generation it produces. If the writer dies between the two,
+//! the next writer (also under the lock) sees that the last record's generation was never
+//! committed and appends an `aborted` marker; readers drop records so marked, and records
+//! newer than the committed generation. A torn last line (a crash mid-append) is ignored by
+//! readers and cut off by the next writer before it appends.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::store::atomic::io_err;
+use crate::store::meta::Status;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// A version was committed.
+    Registered,
+    /// A status changed (directly or as a side effect of another change).
+    StatusChanged,
+    /// A shadow became active.
+    Promoted,
+    /// An older version was made active again.
+    RolledBack,
+    /// A version was retired.
+    Retired,
+    /// Retention (or orphan cleanup) moved a version to the trash.
+    Trashed,
+    /// A trashed version was deleted for good.
+    Purged,
+    /// A deployment decision report was recorded.
+    Decision,
+    /// The preceding record(s) with this model and generation were never committed.
+    Aborted,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When (from the store's clock).
+    pub ts: Timestamp,
+    /// What happened.
+    pub event: AuditKind,
+    /// The model, when the event concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The version, when the event concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Status before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Status>,
+    /// Status after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Status>,
+    /// Who asked (user, `lifecycle`, `gc`, …).
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// The model generation this record's change commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// A related path (decision report, trash location).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+impl AuditRecord {
+    /// A record with the required fields; the optional ones start empty.
+    pub fn new(ts: Timestamp, event: AuditKind, actor: &str, reason: &str) -> Self {
+        AuditRecord {
+            ts,
+            event,
+            model: None,
+            version: None,
+            from: None,
+            to: None,
+            actor: actor.into(),
+            reason: reason.into(),
+            generation: None,
+            reference: None,
+        }
+    }
+}
+
+/// The parsed log.
+#[derive(Debug, Default)]
+pub(crate) struct AuditLog {
+    /// Every parsable record, in file order.
+    pub records: Vec<AuditRecord>,
+    /// 1-based numbers of complete lines that did not parse.
+    pub bad_lines: Vec<usize>,
+    /// The file ends with an unterminated line (a crash mid-append).
+    pub torn_tail: bool,
+}
+
+/// Append `records` (one write, then fsync). Call only under the store lock.
+pub(crate) fn append(path: &Path, records: &[AuditRecord]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut f = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_err(path))?;
+    cut_torn_tail(&mut f, path)?;
+    let mut buf = Vec::with_capacity(256 * records.len());
+    for r in records {
+        serde_json::to_writer(&mut buf, r).expect("audit records serialise");
+        buf.push(b'\n');
+    }
+    f.write_all(&buf).map_err(io_err(path))?;
+    f.sync_data().map_err(io_err(path))
+}
+
+/// Truncate an unterminated last line left by a writer that died mid-append.
+fn cut_torn_tail(f: &mut File, path: &Path) -> Result<()> {
+    let len = f.metadata().map_err(io_err(path))?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let tail = read_tail(f, path, len, 1)?;
+    if tail == b"\n" {
+        return Ok(());
+    }
+    let mut keep = 0u64;
+    let mut end = len;
+    while end > 0 {
+        let n = end.min(64 * 1024);
+        let chunk = read_tail(f, path, end, n)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            keep = end - n + i as u64 + 1;
+            break;
+        }
+        end -= n;
+    }
+    tracing::warn!(path = %path.display(), bytes = len - keep, "cutting a torn audit line left by a crashed writer");
+    f.set_len(keep).map_err(io_err(path))?;
+    f.sync_data().map_err(io_err(path))
+}
+
+/// The `n` bytes that end at offset `end`.
+fn read_tail(f: &mut File, path: &Path, end: u64, n: u64) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n as usize];
+    f.seek(SeekFrom::Start(end - n)).map_err(io_err(path))?;
+    f.read_exact(&mut buf).map_err(io_err(path))?;
+    Ok(buf)
+}
+
+/// Read the whole log, tolerating a torn last line and reporting unparsable ones.
+pub(crate) fn read(path: &Path) -> Result<AuditLog> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AuditLog::default()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let mut log = AuditLog::default();
+    let complete = match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None => 0,
+    };
+    log.torn_tail = complete < bytes.len();
+    for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<AuditRecord>(line) {
+            Ok(r) => log.records.push(r),
+            Err(_) => log.bad_lines.push(i + 1),
+        }
+    }
+    Ok(log)
+}
+
+/// The last complete record, read from the end of the file (cheap for any log size).
+pub(crate) fn last(path: &Path) -> Result<Option<AuditRecord>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let len = f.metadata().map_err(io_err(path))?.len();
+    let n = len.min(256 * 1024);
+    let tail = read_tail(&mut f, path, len, n)?;
+    let Some(end) = tail.iter().rposition(|&b| b == b'\n') else { return Ok(None) };
+    let start = tail[..end].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if start == 0 && n < len {
+        return Ok(None); // one line longer than the window: not ours
+    }
+    Ok(serde_json::from_slice(&tail[start..end]).ok())
+}
+
+/// The committed history of `model`: aborted and not-yet-committed records removed.
+pub(crate) fn committed(records: Vec<AuditRecord>, model: &str, generation: u64) -> Vec<AuditRecord> {
+    let mut out: Vec<AuditRecord> = Vec::new();
+    for r in records {
+        if r.model.as_deref() != Some(model) {
+            continue;
+        }
+        if r.event == AuditKind::Aborted {
+            out.retain(|o| o.generation != r.generation || o.generation.is_none());
+            continue;
+        }
+        out.push(r);
+    }
+    out.retain(|r| r.generation.is_none_or(|g| g <= generation));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(model: &str, g: Option<u64>, kind: AuditKind) -> AuditRecord {
+        let mut r = AuditRecord::new(Timestamp::UNIX_EPOCH, kind, "test", "");
+        r.model = Some(model.into());
+        r.generation = g;
+        r
+    }
+
+    #[test]
+    fn torn_tail_is_ignored_then_cut() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("audit.jsonl");
+        append(&p, &[rec("m", Some(1), AuditKind::Registered)]).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(br#"{"ts":"1970-01-01T00:00:00Z","event":"regis"#).unwrap();
+        let log = read(&p).unwrap();
+        assert_eq!((log.records.len(), log.torn_tail, log.bad_lines.len()), (1, true, 0));
+        assert_eq!(last(&p).unwrap().unwrap().generation, Some(1));
+        append(&p, &[rec("m", Some(2), AuditKind::Promoted)]).unwrap();
+        let log = read(&p).unwrap();
+        assert_eq!((log.records.len(), log.torn_tail, log.bad_lines.len()), (2, false, 0));
+        assert_eq!(last(&p).unwrap().unwrap().event, AuditKind::Promoted);
+    }
+
+    #[test]
+    fn garbage_middle_lines_are_reported_not_fatal() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("audit.jsonl");
+        append(&p, &[rec("m", Some(1), AuditKind::Registered)]).unwrap();
+        OpenOptions::new().append(true).open(&p).unwrap().write_all(b"not json\n").unwrap();
+        append(&p, &[rec("m", Some(2), AuditKind::Registered)]).unwrap();
+        let log = read(&p).unwrap();
+        assert_eq!(log.records.len(), 2);
+        assert_eq!(log.bad_lines, vec![2]);
+    }
+
+    #[test]
+    fn aborted_and_uncommitted_records_are_dropped() {
+        use AuditKind::*;
+        let recs = vec![
+            rec("m", Some(1), Registered),
+            rec("x", Some(2), Registered),
+            rec("m", Some(2), Promoted),
+            rec("m", Some(2), Aborted),
+            rec("m", Some(2), RolledBack),
+            rec("m", None, Purged),
+            rec("m", Some(3), Retired),
+        ];
+        let kept: Vec<AuditKind> = committed(recs, "m", 2).into_iter().map(|r| r.event).collect();
+        assert_eq!(kept, vec![Registered, RolledBack, Purged]);
+    }
+}

@@ -1,0 +1,221 @@
+//! `verify`: walk the whole store and report every corrupt or leftover entry, never
+//! changing anything. Problems (damaged versions, garbage state files, two actives, bad
+//! audit lines) make the store unhealthy; leftovers (a crashed writer's staging directory,
+//! an orphaned version, a torn audit line) are harmless and removed by `open`/`gc`.
+
+use std::fmt;
+use std::fs;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::atomic::{TMP_PREFIX, read_optional};
+use super::audit::{self, AuditKind};
+use super::layout::{ALIASES_FILE, check_model_id};
+use super::lock::FileLock;
+use super::state::ModelState;
+use super::{VersionStore, check_format};
+use crate::error::{Error, Result};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Damage: a version or state file cannot be trusted.
+    Problem,
+    /// A crash leftover that `open`/`gc` clean; no data is at risk.
+    Leftover,
+}
+
+/// One thing `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// The file or directory concerned.
+    pub path: PathBuf,
+    /// The model, when one is concerned.
+    pub model_id: Option<String>,
+    /// The version, when one is concerned.
+    pub tag: Option<String>,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// The result of [`VersionStore::verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Models checked.
+    pub models: usize,
+    /// Versions checked (every file hashed).
+    pub versions: usize,
+    /// Bytes hashed.
+    pub bytes: u64,
+    /// Audit records read.
+    pub audit_records: usize,
+    /// Entries waiting in `.trash`.
+    pub trash_entries: usize,
+    /// Everything found, problems first.
+    pub findings: Vec<Finding>,
+}
+
+impl VerifyReport {
+    /// No problems (leftovers are fine).
+    pub fn is_ok(&self) -> bool {
+        self.problems().next().is_none()
+    }
+
+    /// The problems only.
+    pub fn problems(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity == Severity::Problem)
+    }
+
+    fn push(&mut self, severity: Severity, path: PathBuf, model: Option<&str>, tag: Option<&str>, detail: impl Into<String>) {
+        self.findings.push(Finding {
+            severity,
+            path,
+            model_id: model.map(str::to_string),
+            tag: tag.map(str::to_string),
+            detail: detail.into(),
+        });
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let problems = self.problems().count();
+        writeln!(
+            f,
+            "{} models, {} versions ({:.1} MB hashed), {} audit records, {} in trash: {}",
+            self.models,
+            self.versions,
+            self.bytes as f64 / 1e6,
+            self.audit_records,
+            self.trash_entries,
+            if problems == 0 { "OK".to_string() } else { format!("{problems} problem(s)") }
+        )?;
+        for x in &self.findings {
+            let what = match (&x.model_id, &x.tag) {
+                (Some(m), Some(t)) => format!("{m} {t}: "),
+                (Some(m), None) => format!("{m}: "),
+                _ => String::new(),
+            };
+            let sev = match x.severity {
+                Severity::Problem => "PROBLEM ",
+                Severity::Leftover => "leftover",
+            };
+            writeln!(f, "  {sev} {what}{} ({})", x.detail, x.path.display())?;
+        }
+        Ok(())
+    }
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl VersionStore {
+    /// Check everything: FORMAT, every model's state invariants, every version's files
+    /// against its manifest (full blake3), the audit log, staging and trash. Holds the
+    /// writers' lock for a consistent view; changes nothing.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let _lock = FileLock::acquire(&self.layout.lock())?;
+        let mut rep = VerifyReport::default();
+        let format = self.layout.format();
+        match read_optional(&format)? {
+            Some(b) => {
+                if let Err(e) = check_format(&format, &b) {
+                    rep.push(Severity::Problem, format, None, None, e.to_string());
+                }
+            }
+            None => rep.push(Severity::Problem, format, None, None, "FORMAT file is missing"),
+        }
+        let mut generations = std::collections::BTreeMap::new();
+        for model in entries(&self.layout.models()) {
+            let mdir = self.layout.model(&model);
+            if check_model_id(&model).is_err() {
+                rep.push(Severity::Leftover, mdir, None, None, format!("`{model}` is not a model id; ignored"));
+                continue;
+            }
+            let m = Some(model.as_str());
+            rep.models += 1;
+            let state = match ModelState::read(&self.layout.aliases(&model)) {
+                Ok(s) => s,
+                Err(Error::CorruptStore { path, reason }) => {
+                    rep.push(Severity::Problem, path, m, None, format!("{ALIASES_FILE}: {reason}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            generations.insert(model.clone(), state.generation);
+            for name in entries(&mdir) {
+                if name.starts_with(TMP_PREFIX) {
+                    rep.push(Severity::Leftover, mdir.join(&name), m, None, "temp file of an interrupted write");
+                } else if !matches!(name.as_str(), ALIASES_FILE | "versions" | "decisions") {
+                    rep.push(Severity::Leftover, mdir.join(&name), m, None, "unexpected entry");
+                }
+            }
+            for tag in state.versions.keys() {
+                rep.versions += 1;
+                let dir = self.layout.version(&model, tag);
+                match self.verify_version(&model, tag) {
+                    Ok(()) => {
+                        rep.bytes += super::Manifest::read(&dir, &model, tag)
+                            .map(|mf| mf.files.values().map(|e| e.size).sum::<u64>())
+                            .unwrap_or(0);
+                    }
+                    Err(Error::CorruptVersion { reason, .. }) => rep.push(Severity::Problem, dir, m, Some(tag), reason),
+                    Err(e) => rep.push(Severity::Problem, dir, m, Some(tag), e.to_string()),
+                }
+            }
+            for tag in entries(&self.layout.versions(&model)) {
+                if !state.versions.contains_key(&tag) {
+                    rep.push(
+                        Severity::Leftover,
+                        self.layout.version(&model, &tag),
+                        m,
+                        Some(&tag),
+                        "orphaned version directory (never committed); gc moves it to the trash",
+                    );
+                }
+            }
+        }
+        let log_path = self.layout.audit();
+        let log = audit::read(&log_path)?;
+        rep.audit_records = log.records.len();
+        for line in &log.bad_lines {
+            rep.push(Severity::Problem, log_path.clone(), None, None, format!("audit line {line} is not a valid record"));
+        }
+        if log.torn_tail {
+            rep.push(Severity::Leftover, log_path.clone(), None, None, "torn last line (a writer died mid-append); ignored");
+        }
+        if let Some(last) = log.records.last()
+            && last.event != AuditKind::Aborted
+            && let (Some(model), Some(g)) = (&last.model, last.generation)
+            && generations.get(model).is_some_and(|&c| c < g)
+        {
+            rep.push(
+                Severity::Leftover,
+                log_path.clone(),
+                Some(model),
+                last.version.as_deref(),
+                format!("last record (generation {g}) was never committed; the next writer marks it aborted"),
+            );
+        }
+        let staging = self.layout.staging();
+        for name in entries(&staging) {
+            let lock = if name.ends_with(".lock") { staging.join(&name) } else { staging.join(format!("{name}.lock")) };
+            let live = lock.exists() && FileLock::try_acquire(&lock)?.is_none();
+            if !live && !(name.ends_with(".lock") && staging.join(name.trim_end_matches(".lock")).exists()) {
+                rep.push(Severity::Leftover, staging.join(&name), None, None, "staging entry of a dead writer");
+            }
+        }
+        rep.trash_entries = entries(&self.layout.trash()).len();
+        rep.findings.sort_by_key(|f| f.severity != Severity::Problem);
+        Ok(rep)
+    }
+}
