@@ -217,3 +217,85 @@ fn cv_runs_cpcv_on_candles_and_on_a_table() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("purged 5-fold, embargo 43200000 ms") && text.contains("mean"), "{text}");
 }
+
+/// Run `retrain` with `args` and the store at `store`; returns (success, stdout, stderr).
+fn store_cmd(store: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let o = retrain().args(args).arg("--store").arg(store).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn store_commands_put_promote_rollback_history_verify_gc() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("models");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(store.join("README.md"), "a store may live beside its README").unwrap();
+    let model = d.path().join("model.json");
+    std::fs::write(&model, br#"{"trees":[]}"#).unwrap();
+    let meta = d.path().join("meta.json");
+    std::fs::write(&meta, br#"{"model_kind":"lightgbm","n_samples":1000,"validation_metrics":{"auc":0.61}}"#).unwrap();
+    let m = model.to_str().unwrap();
+
+    let (ok, v1, err) =
+        store_cmd(&store, &["store", "put", "btc", m, "--meta", meta.to_str().unwrap(), "--status", "active"]);
+    assert!(ok, "{err}");
+    let v1 = v1.trim().to_string();
+    assert!(retrain::store::is_tag(&v1), "{v1}");
+    let (ok, out, err) = store_cmd(&store, &["store", "put", "btc", m, "--json", "--reason", "nightly"]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["status"], "SHADOW");
+    let v2 = info["tag"].as_str().unwrap().to_string();
+    assert_ne!(v1, v2);
+
+    let (ok, out, err) = store_cmd(&store, &["store", "promote", "btc", &v2]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("{v2}: SHADOW -> ACTIVE")) && out.contains(&format!("{v1}: ACTIVE -> RETIRED")),
+        "{out}"
+    );
+    let (ok, out, _) = store_cmd(&store, &["versions", "btc", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["aliases"]["active"], v2.as_str());
+    assert_eq!(v["aliases"]["previous_active"], v1.as_str());
+    assert_eq!(v["versions"].as_array().unwrap().len(), 2);
+
+    let (ok, _, err) = store_cmd(&store, &["rollback", "btc", &v1, "--reason", "live score fell", "--actor", "ops"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = store_cmd(&store, &["history", "btc", "--json"]);
+    assert!(ok);
+    let h: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let last = h.iter().rev().find(|r| r["event"] == "rolled_back").unwrap();
+    assert_eq!((last["actor"].as_str(), last["reason"].as_str()), (Some("ops"), Some("live score fell")));
+    let (ok, out, _) = store_cmd(&store, &["store", "show", "btc"]);
+    assert!(ok && out.contains(&v1) && out.contains("auc=0.6100"), "{out}");
+    let (ok, out, _) = store_cmd(&store, &["store", "list", "--json"]);
+    assert!(ok && out.contains("\"btc\""), "{out}");
+    let (ok, out, _) = store_cmd(&store, &["store", "verify"]);
+    assert!(ok && out.contains("OK"), "{out}");
+    let (ok, out, _) = store_cmd(&store, &["store", "gc", "--dry-run", "--json"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["dry_run"], true);
+
+    // Illegal moves and bad input fail with a reason; nothing changes.
+    let (ok, _, err) = store_cmd(&store, &["store", "promote", "btc", &v2]);
+    assert!(!ok && err.contains("promote takes a SHADOW"), "{err}");
+    std::fs::write(&meta, br#"{"model_kind":"x","colour":"red"}"#).unwrap();
+    let (ok, _, err) = store_cmd(&store, &["store", "put", "btc", m, "--meta", meta.to_str().unwrap()]);
+    assert!(!ok && err.contains("meta.json") && err.contains("colour"), "{err}");
+    let (ok, _, err) = store_cmd(&store, &["versions", "eth"]);
+    assert!(!ok && err.contains("model `eth`"), "{err}");
+
+    // Damage is found, named, and turns the exit code non-zero.
+    std::fs::write(store.join("models/btc/versions").join(&v2).join("model.json"), b"{}").unwrap();
+    let (ok, out, err) = store_cmd(&store, &["store", "verify"]);
+    assert!(!ok && out.contains("PROBLEM") && out.contains(&v2) && err.contains("1 problem"), "{out}\n{err}");
+    let (_, out, _) = store_cmd(&store, &["store", "verify", "--json"]);
+    let rep: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rep["findings"][0]["tag"], v2.as_str());
+}

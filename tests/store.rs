@@ -9,9 +9,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use retrain::Error;
 use retrain::clock::ManualClock;
-use retrain::store::{
-    Artifact, AuditKind, Change, RetentionPolicy, Severity, Status, VersionMeta, VersionStore,
-};
+use retrain::store::{Artifact, AuditKind, Change, RetentionPolicy, Severity, Status, VersionMeta, VersionStore};
 
 fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new("2026-11-23T10:15:00Z".parse().unwrap()))
@@ -50,12 +48,18 @@ fn register_promote_rollback_and_history() {
     let changes = s.promote("btc", &v2, &Change::new("alice", "beats v1")).unwrap();
     assert_eq!(changes.len(), 2);
     let a = s.aliases("btc").unwrap();
-    assert_eq!((a.active.as_deref(), a.previous_active.as_deref(), a.shadow.as_deref()), (Some(&*v2), Some(&*v1), None));
+    assert_eq!(
+        (a.active.as_deref(), a.previous_active.as_deref(), a.shadow.as_deref()),
+        (Some(&*v2), Some(&*v1), None)
+    );
     s.rollback("btc", &v1, &Change::new("bob", "v2 misbehaves live")).unwrap();
     let a = s.aliases("btc").unwrap();
     assert_eq!((a.active.as_deref(), a.previous_active.as_deref()), (Some(&*v1), Some(&*v2)));
     let list = s.list("btc", None).unwrap();
-    assert_eq!(list.iter().map(|v| (v.tag.as_str(), v.status)).collect::<Vec<_>>(), vec![(&*v1, Status::Active), (&*v2, Status::Retired)]);
+    assert_eq!(
+        list.iter().map(|v| (v.tag.as_str(), v.status)).collect::<Vec<_>>(),
+        vec![(&*v1, Status::Active), (&*v2, Status::Retired)]
+    );
     assert!(list.iter().all(|v| v.deployed_at.is_some()));
     assert_eq!(s.list("btc", Some(Status::Retired)).unwrap().len(), 1);
 
@@ -106,10 +110,7 @@ fn same_second_registrations_get_suffixes_and_files_round_trip() {
     assert!(matches!(e, Error::NotFound { .. }) && e.to_string().contains("weights.safetensors"), "{e}");
     assert!(matches!(s.get("nn", "v20200101_000000"), Err(Error::NotFound { .. })));
     assert!(matches!(s.list("unknown", None), Err(Error::NotFound { .. })));
-    assert!(matches!(
-        s.register("a/b", meta(Status::Training), &[], &who()),
-        Err(Error::InvalidParam { .. })
-    ));
+    assert!(matches!(s.register("a/b", meta(Status::Training), &[], &who()), Err(Error::InvalidParam { .. })));
     let dup = [Artifact::bytes("x", vec![]), Artifact::bytes("x", vec![])];
     assert!(s.register("nn", meta(Status::Training), &dup, &who()).unwrap_err().to_string().contains("twice"));
     let reserved = [Artifact::bytes("manifest.json", vec![])];
@@ -223,10 +224,16 @@ fn retiring_the_active_falls_back_and_records_why() {
     let v1 = put(&s, &c, "m", Status::Active);
     let v2 = put(&s, &c, "m", Status::Active);
     let ch = s.retire("m", &v2, &Change::new("lifecycle", "IC < 0 for 30 trading days")).unwrap();
-    assert_eq!(ch.iter().map(|c| (c.tag.as_str(), c.to)).collect::<Vec<_>>(), vec![(&*v2, Status::Retired), (&*v1, Status::Active)]);
+    assert_eq!(
+        ch.iter().map(|c| (c.tag.as_str(), c.to)).collect::<Vec<_>>(),
+        vec![(&*v2, Status::Retired), (&*v1, Status::Active)]
+    );
     assert_eq!(s.aliases("m").unwrap().active.as_deref(), Some(&*v1));
     let last = s.history("m").unwrap().pop().unwrap();
-    assert_eq!((last.event, last.to, last.reason.contains("fallback")), (AuditKind::StatusChanged, Some(Status::Active), true));
+    assert_eq!(
+        (last.event, last.to, last.reason.contains("fallback")),
+        (AuditKind::StatusChanged, Some(Status::Active), true)
+    );
 }
 
 #[test]
@@ -279,12 +286,20 @@ fn crash_leftovers_are_reported_then_cleaned() {
         "{{\"ts\":\"2026-11-23T10:20:00Z\",\"event\":\"promoted\",\"model\":\"m\",\"version\":\"v20261123_999999\",\"actor\":\"x\",\"reason\":\"\",\"generation\":{}}}\n{{\"ts\":\"2026",
         generation + 1
     );
-    fs::OpenOptions::new().append(true).open(d.path().join("audit.jsonl")).unwrap().write_all(ghost.as_bytes()).unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(d.path().join("audit.jsonl"))
+        .unwrap()
+        .write_all(ghost.as_bytes())
+        .unwrap();
 
-    assert!(s.history("m").unwrap().iter().all(|r| r.event != AuditKind::Promoted || r.version.as_deref() == Some(&*v1)));
+    assert!(
+        s.history("m").unwrap().iter().all(|r| r.event != AuditKind::Promoted || r.version.as_deref() == Some(&*v1))
+    );
     let rep = s.verify().unwrap();
     assert!(rep.is_ok(), "{rep}");
-    let left: Vec<&str> = rep.findings.iter().filter(|f| f.severity == Severity::Leftover).map(|f| f.detail.as_str()).collect();
+    let left: Vec<&str> =
+        rep.findings.iter().filter(|f| f.severity == Severity::Leftover).map(|f| f.detail.as_str()).collect();
     assert_eq!(left.len(), 5, "{rep}");
 
     // open (a writer's open) tidies staging, temp files and the audit; gc trashes the orphan.
@@ -302,7 +317,8 @@ fn crash_leftovers_are_reported_then_cleaned() {
     assert!(text.ends_with('\n') && text.contains("\"event\":\"aborted\""));
     assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
     let h = s.history("m").unwrap();
-    let promoted: Vec<&str> = h.iter().filter(|r| r.event == AuditKind::Promoted).map(|r| r.version.as_deref().unwrap()).collect();
+    let promoted: Vec<&str> =
+        h.iter().filter(|r| r.event == AuditKind::Promoted).map(|r| r.version.as_deref().unwrap()).collect();
     assert_eq!(promoted, vec![&*v2], "the ghost promotion stays out");
 }
 

@@ -79,7 +79,8 @@ fn chaos_step(s: &VersionStore, rng: &mut Rng, seed: u64) -> retrain::Result<()>
             }
         }
         8 => {
-            let policy = RetentionPolicy { max_versions: 3, max_non_deployed: 1, trash_grace: jiff::SignedDuration::ZERO };
+            let policy =
+                RetentionPolicy { max_versions: 3, max_non_deployed: 1, trash_grace: jiff::SignedDuration::ZERO };
             s.gc(&policy, false).map(|_| ())
         }
         _ => match s.aliases(model)?.active {

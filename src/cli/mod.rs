@@ -3,12 +3,13 @@
 mod cv;
 mod features;
 mod gbdt;
+mod store;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// Keep trading models fresh in-process. Today: causal features and labels from OHLCV
-/// candles, the native GBDT and purged cross-validation; versioning commands arrive with the store.
+/// Keep trading models fresh in-process: causal features and labels from OHLCV candles, the
+/// native GBDT, purged cross-validation and a crash-safe model version store.
 #[derive(Debug, Parser)]
 #[command(name = "retrain", version, long_about = None)]
 pub struct Cli {
@@ -35,6 +36,15 @@ pub enum Command {
     Cv(Box<cv::CvArgs>),
     /// Print the default feature spec as TOML (a starting point for --spec).
     Spec,
+    /// List a model's versions with status and aliases.
+    Versions(store::VersionsArgs),
+    /// Make an earlier (RETIRED) version active again.
+    Rollback(store::RollbackArgs),
+    /// A model's audit history (registrations, status changes, decisions, deletions).
+    History(store::HistoryArgs),
+    /// Version store maintenance: put, promote, retire, show, list, verify, gc.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Print a command's summary: pretty JSON on stdout with `--json`, else the human form.
@@ -78,6 +88,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gbdt(args) => gbdt::run(*args),
         Command::CvPlan(args) => cv::run_plan(args),
         Command::Cv(args) => cv::run(*args),
+        Command::Versions(args) => store::versions(args),
+        Command::Rollback(args) => store::rollback(args),
+        Command::History(args) => store::history(args),
+        Command::Store(cmd) => store::run(cmd),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());
             Ok(())

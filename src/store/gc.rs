@@ -126,7 +126,11 @@ impl VersionStore {
                         self.move_to_trash(&model_id, &d.tag, dest)?;
                     }
                 }
-                report.trashed.extend(doomed.into_iter().map(|d| GcItem { model_id: model_id.clone(), tag: d.tag, reason: d.reason }));
+                report.trashed.extend(doomed.into_iter().map(|d| GcItem {
+                    model_id: model_id.clone(),
+                    tag: d.tag,
+                    reason: d.reason,
+                }));
             }
             report.purged = self.purge_trash(policy.trash_grace, dry_run)?;
             Ok(report)

@@ -95,7 +95,13 @@ impl Manifest {
         Ok(())
     }
 
-    fn check_bytes(&self, entry: &FileEntry, name: &str, size: u64, hash: blake3::Hash) -> std::result::Result<(), String> {
+    fn check_bytes(
+        &self,
+        entry: &FileEntry,
+        name: &str,
+        size: u64,
+        hash: blake3::Hash,
+    ) -> std::result::Result<(), String> {
         if size != entry.size {
             return Err(format!("{name}: {size} bytes on disk, manifest says {}", entry.size));
         }

@@ -44,7 +44,10 @@ impl Status {
         use Status::*;
         matches!(
             (self, to),
-            (Training, Shadow | Active | Retired | Failed) | (Shadow, Active | Retired | Failed) | (Active, Retired) | (Retired, Active)
+            (Training, Shadow | Active | Retired | Failed)
+                | (Shadow, Active | Retired | Failed)
+                | (Active, Retired)
+                | (Retired, Active)
         )
     }
 
@@ -62,17 +65,16 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
 impl FromStr for Status {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Status::ALL
-            .into_iter()
-            .find(|st| st.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| Error::param("status", format!("`{s}` (expected training, shadow, active, retired or failed)")))
+        Status::ALL.into_iter().find(|st| st.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            Error::param("status", format!("`{s}` (expected training, shadow, active, retired or failed)"))
+        })
     }
 }
 
@@ -135,7 +137,8 @@ impl VersionMeta {
 
     /// Parse a caller-written `meta.json` (unknown keys are an error naming the file).
     pub fn from_json_str(text: &str, source_name: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| Error::Config { source_name: source_name.to_string(), message: e.to_string() })
+        serde_json::from_str(text)
+            .map_err(|e| Error::Config { source_name: source_name.to_string(), message: e.to_string() })
     }
 
     /// Reject values JSON cannot carry faithfully (NaN metrics would come back as `null`).

@@ -189,7 +189,8 @@ pub struct VersionStore {
 }
 
 impl VersionStore {
-    /// Open the store at `root`, creating it if the directory is missing or empty; checks the
+    /// Open the store at `root`, creating it if the directory is missing or empty (a lone
+    /// `README.md` is allowed, as in the repository's `models/`); checks the
     /// FORMAT and tidies what crashed writers left (dead staging dirs, temp files, an audit
     /// record whose change never committed).
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
@@ -208,9 +209,15 @@ impl VersionStore {
             Some(bytes) => check_format(&format, &bytes)?,
             None if !create => {
                 if !root.exists() {
-                    return Err(io_err(root)(std::io::Error::new(std::io::ErrorKind::NotFound, "no such store directory")));
+                    return Err(io_err(root)(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no such store directory",
+                    )));
                 }
-                return Err(Error::CorruptStore { path: format, reason: "missing: this is not a retrain store".into() });
+                return Err(Error::CorruptStore {
+                    path: format,
+                    reason: "missing: this is not a retrain store".into(),
+                });
             }
             None => store.init()?,
         }
@@ -245,12 +252,16 @@ impl VersionStore {
             .map_err(io_err(root))?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != ".lock")
+            .filter(|n| n != ".lock" && n != "README.md") // the repo's models/ ships a README
             .collect();
         if !foreign.is_empty() {
             return Err(Error::CorruptStore {
                 path: format,
-                reason: format!("missing, and {} is not empty ({}): refusing to adopt it", root.display(), foreign.join(", ")),
+                reason: format!(
+                    "missing, and {} is not empty ({}): refusing to adopt it",
+                    root.display(),
+                    foreign.join(", ")
+                ),
             });
         }
         for d in [self.layout.models(), self.layout.staging(), self.layout.trash()] {
@@ -343,7 +354,13 @@ impl VersionStore {
     /// taken). The version starts in `meta.status` (TRAINING by default; SHADOW or ACTIVE
     /// apply the usual side effects). Artifacts are written and fsynced outside the lock, so
     /// concurrent registrations only serialise for the final rename.
-    pub fn register(&self, model_id: &str, mut meta: VersionMeta, files: &[Artifact], change: &Change) -> Result<String> {
+    pub fn register(
+        &self,
+        model_id: &str,
+        mut meta: VersionMeta,
+        files: &[Artifact],
+        change: &Change,
+    ) -> Result<String> {
         check_model_id(model_id)?;
         meta.check()?;
         let mut names = std::collections::BTreeSet::new();
@@ -509,7 +526,8 @@ impl VersionStore {
             .get(tag)
             .ok_or_else(|| Error::NotFound { model_id: model_id.into(), what: format!("version {tag}") })?;
         let dir = self.layout.version(model_id, tag);
-        let loaded = Manifest::read(&dir, model_id, tag).and_then(|m| Ok((self.read_meta(&m, &dir, model_id, tag)?, m)));
+        let loaded =
+            Manifest::read(&dir, model_id, tag).and_then(|m| Ok((self.read_meta(&m, &dir, model_id, tag)?, m)));
         let (meta, manifest) = match loaded {
             Ok(x) => x,
             // gc may have committed its removal since we read the state: that is "gone", not corrupt.
@@ -558,7 +576,14 @@ impl VersionStore {
 
     /// Make the SHADOW version `tag` active; the old active becomes RETIRED and `previous_active`.
     pub fn promote(&self, model_id: &str, tag: &str, change: &Change) -> Result<Vec<StatusChange>> {
-        self.transition(model_id, tag, Status::Active, change, AuditKind::Promoted, Some((Status::Shadow, "promote takes a SHADOW version")))
+        self.transition(
+            model_id,
+            tag,
+            Status::Active,
+            change,
+            AuditKind::Promoted,
+            Some((Status::Shadow, "promote takes a SHADOW version")),
+        )
     }
 
     /// Make the RETIRED version `tag` active again (it must be intact).
@@ -663,14 +688,19 @@ impl VersionStore {
 fn check_format(path: &Path, bytes: &[u8]) -> Result<()> {
     let text = String::from_utf8_lossy(bytes);
     let mut words = text.split_whitespace();
-    let corrupt = || Error::CorruptStore { path: path.to_path_buf(), reason: format!("expected `{FORMAT_MAGIC} <version>`, found {:?}", text.trim()) };
+    let corrupt = || Error::CorruptStore {
+        path: path.to_path_buf(),
+        reason: format!("expected `{FORMAT_MAGIC} <version>`, found {:?}", text.trim()),
+    };
     if words.next() != Some(FORMAT_MAGIC) {
         return Err(corrupt());
     }
     let found = words.next().ok_or_else(corrupt)?;
     match found.parse::<u32>() {
         Ok(FORMAT_VERSION) if words.next().is_none() => Ok(()),
-        Ok(_) => Err(Error::StoreFormat { path: path.to_path_buf(), found: found.to_string(), supported: FORMAT_VERSION }),
+        Ok(_) => {
+            Err(Error::StoreFormat { path: path.to_path_buf(), found: found.to_string(), supported: FORMAT_VERSION })
+        }
         Err(_) => Err(corrupt()),
     }
 }

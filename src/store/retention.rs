@@ -53,8 +53,9 @@ pub struct Doomed {
 pub fn plan(state: &ModelState, policy: &RetentionPolicy) -> Vec<Doomed> {
     let mut by_recency: Vec<(&String, u64, bool)> =
         state.versions.iter().map(|(t, e)| (t, e.seq, e.deployed_at.is_some())).collect();
-    by_recency.sort_by(|a, b| b.1.cmp(&a.1));
-    let aliased = |t: &str| [&state.active, &state.shadow, &state.previous_active].iter().any(|a| a.as_deref() == Some(t));
+    by_recency.sort_by_key(|x| std::cmp::Reverse(x.1));
+    let aliased =
+        |t: &str| [&state.active, &state.shadow, &state.previous_active].iter().any(|a| a.as_deref() == Some(t));
     let mut extra_kept = 0usize;
     let mut doomed = Vec::new();
     for (tag, _, deployed) in by_recency.into_iter().skip(policy.max_versions) {
@@ -112,7 +113,7 @@ mod tests {
             let policy = RetentionPolicy { max_versions, max_non_deployed, ..Default::default() };
             let doomed: Vec<String> = plan(&s, &policy).into_iter().map(|d| d.tag).collect();
             let mut by_recency: Vec<(&String, u64)> = s.versions.iter().map(|(t, e)| (t, e.seq)).collect();
-            by_recency.sort_by(|a, b| b.1.cmp(&a.1));
+            by_recency.sort_by_key(|x| std::cmp::Reverse(x.1));
             let recent: Vec<&String> = by_recency.iter().take(max_versions).map(|x| x.0).collect();
             let aliased = |t: &String| [&s.active, &s.shadow, &s.previous_active].iter().any(|a| a.as_ref() == Some(t));
             for t in &doomed {

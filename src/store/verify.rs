@@ -70,7 +70,14 @@ impl VerifyReport {
         self.findings.iter().filter(|f| f.severity == Severity::Problem)
     }
 
-    fn push(&mut self, severity: Severity, path: PathBuf, model: Option<&str>, tag: Option<&str>, detail: impl Into<String>) {
+    fn push(
+        &mut self,
+        severity: Severity,
+        path: PathBuf,
+        model: Option<&str>,
+        tag: Option<&str>,
+        detail: impl Into<String>,
+    ) {
         self.findings.push(Finding {
             severity,
             path,
@@ -188,10 +195,22 @@ impl VersionStore {
         let log = audit::read(&log_path)?;
         rep.audit_records = log.records.len();
         for line in &log.bad_lines {
-            rep.push(Severity::Problem, log_path.clone(), None, None, format!("audit line {line} is not a valid record"));
+            rep.push(
+                Severity::Problem,
+                log_path.clone(),
+                None,
+                None,
+                format!("audit line {line} is not a valid record"),
+            );
         }
         if log.torn_tail {
-            rep.push(Severity::Leftover, log_path.clone(), None, None, "torn last line (a writer died mid-append); ignored");
+            rep.push(
+                Severity::Leftover,
+                log_path.clone(),
+                None,
+                None,
+                "torn last line (a writer died mid-append); ignored",
+            );
         }
         if let Some(last) = log.records.last()
             && last.event != AuditKind::Aborted
@@ -210,7 +229,9 @@ impl VersionStore {
         for name in entries(&staging) {
             let lock = if name.ends_with(".lock") { staging.join(&name) } else { staging.join(format!("{name}.lock")) };
             let live = lock.exists() && FileLock::try_acquire(&lock)?.is_none();
-            if !live && !(name.ends_with(".lock") && staging.join(name.trim_end_matches(".lock")).exists()) {
+            // A lock file whose directory exists is reported with that directory.
+            let reported_with_dir = name.ends_with(".lock") && staging.join(name.trim_end_matches(".lock")).exists();
+            if !live && !reported_with_dir {
                 rep.push(Severity::Leftover, staging.join(&name), None, None, "staging entry of a dead writer");
             }
         }
