@@ -155,6 +155,16 @@ fn read_tail(f: &mut File, path: &Path, end: u64, n: u64) -> Result<Vec<u8>> {
 
 /// Read the whole log, tolerating a torn last line and reporting unparsable ones.
 pub(crate) fn read(path: &Path) -> Result<AuditLog> {
+    read_matching(path, None)
+}
+
+/// Like [`read`], but parse only the lines of one model (a substring test first: model ids
+/// need no JSON escaping, so `"model":"<id>"` appears verbatim in exactly its lines).
+pub(crate) fn read_model(path: &Path, model: &str) -> Result<AuditLog> {
+    read_matching(path, Some(&format!("\"model\":\"{model}\"")))
+}
+
+fn read_matching(path: &Path, needle: Option<&str>) -> Result<AuditLog> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AuditLog::default()),
@@ -168,6 +178,11 @@ pub(crate) fn read(path: &Path) -> Result<AuditLog> {
     log.torn_tail = complete < bytes.len();
     for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
+            continue;
+        }
+        if let Some(n) = needle
+            && !std::str::from_utf8(line).is_ok_and(|l| l.contains(n))
+        {
             continue;
         }
         match serde_json::from_slice::<AuditRecord>(line) {
@@ -250,6 +265,9 @@ mod tests {
         let log = read(&p).unwrap();
         assert_eq!(log.records.len(), 2);
         assert_eq!(log.bad_lines, vec![2]);
+        append(&p, &[rec("other", Some(1), AuditKind::Registered)]).unwrap();
+        assert_eq!(read_model(&p, "m").unwrap().records.len(), 2);
+        assert_eq!(read_model(&p, "other").unwrap().records.len(), 1);
     }
 
     #[test]

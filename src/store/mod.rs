@@ -679,7 +679,7 @@ impl VersionStore {
     /// A model's committed audit history, oldest first.
     pub fn history(&self, model_id: &str) -> Result<Vec<AuditRecord>> {
         let s = self.existing_state(model_id)?;
-        let log = audit::read(&self.layout.audit())?;
+        let log = audit::read_model(&self.layout.audit(), model_id)?;
         Ok(audit::committed(log.records, model_id, s.generation))
     }
 }
