@@ -95,7 +95,9 @@ fn bench(c: &mut Criterion) {
                 (dir, store)
             },
             |(dir, store)| {
-                let tag = store.register("m", meta(Status::Shadow), &[Artifact::bytes("model.bin", data.clone())], &who).unwrap();
+                let tag = store
+                    .register("m", meta(Status::Shadow), &[Artifact::bytes("model.bin", data.clone())], &who)
+                    .unwrap();
                 (dir, tag)
             },
             BatchSize::PerIteration,

@@ -8,7 +8,9 @@
 //! [`features::FeatureFrame`] from a serde [`features::FeatureSpec`]) → labels with their
 //! end time `t1` → [`data::Dataset`] (column-major `f32` matrix, target, `t0`/`t1`, symbol)
 //! → a model ([`gbdt`]) → [`validation`] (purged splits and CPCV, out-of-sample metrics,
-//! comparison and overfitting statistics).
+//! comparison and overfitting statistics) → [`store`] (the crash-safe version store:
+//! statuses, aliases, rollback, retention, audit log). Time comes from an injected
+//! [`clock::Clock`].
 //!
 //! ## Quick start
 //! ```
