@@ -87,13 +87,15 @@ fn bench(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // A fresh store per iteration; the routine returns it so its deletion is not timed.
+    let fresh = || {
+        let dir = tempfile::tempdir().unwrap();
+        let store = VersionStore::open(dir.path()).unwrap();
+        (dir, store)
+    };
     g.bench_function("register_5mb", |b| {
         b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().unwrap();
-                let store = VersionStore::open(dir.path()).unwrap();
-                (dir, store)
-            },
+            fresh,
             |(dir, store)| {
                 let tag = store
                     .register("m", meta(Status::Shadow), &[Artifact::bytes("model.bin", data.clone())], &who)
@@ -108,11 +110,7 @@ fn bench(c: &mut Criterion) {
     std::fs::write(&src, &data).unwrap();
     g.bench_function("register_file_5mb", |b| {
         b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().unwrap();
-                let store = VersionStore::open(dir.path()).unwrap();
-                (dir, store)
-            },
+            fresh,
             |(dir, store)| {
                 let tag = store.register("m", meta(Status::Shadow), &[Artifact::file(&src).unwrap()], &who).unwrap();
                 (dir, tag)

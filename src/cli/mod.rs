@@ -39,7 +39,7 @@ pub enum Command {
     /// List a model's versions with status and aliases.
     Versions(store::VersionsArgs),
     /// Make an earlier (RETIRED) version active again.
-    Rollback(store::RollbackArgs),
+    Rollback(store::TagArgs),
     /// A model's audit history (registrations, status changes, decisions, deletions).
     History(store::HistoryArgs),
     /// Version store maintenance: put, promote, retire, show, list, verify, gc.

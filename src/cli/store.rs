@@ -50,22 +50,6 @@ pub struct VersionsArgs {
     dir: StoreDir,
 }
 
-/// `retrain rollback`.
-#[derive(Debug, clap::Args)]
-pub struct RollbackArgs {
-    /// The model id.
-    model_id: String,
-    /// The RETIRED version to make active again.
-    tag: String,
-    #[command(flatten)]
-    why: Why,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    dir: StoreDir,
-}
-
 /// `retrain history`.
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
@@ -120,7 +104,7 @@ pub struct PutArgs {
     dir: StoreDir,
 }
 
-/// A model and one of its versions.
+/// A model and one of its versions (`rollback`, `store promote`, `store retire`).
 #[derive(Debug, clap::Args)]
 pub struct TagArgs {
     /// The model id.
@@ -250,7 +234,7 @@ fn print_changes(json: bool, changes: &[retrain::store::StatusChange]) -> Result
 }
 
 /// `retrain rollback MODEL_ID TAG`.
-pub fn rollback(a: RollbackArgs) -> Result<()> {
+pub fn rollback(a: TagArgs) -> Result<()> {
     let s = writable(&a.dir)?;
     let changes = s.rollback(&a.model_id, &a.tag, &a.why.change("manual rollback"))?;
     print_changes(a.json, &changes)

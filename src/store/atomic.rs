@@ -31,26 +31,19 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Copy `from` into the new file `to`, fsync, and return its size and blake3 hash.
 pub(crate) fn copy_new(from: &Path, to: &Path) -> Result<(u64, blake3::Hash)> {
-    let mut src = File::open(from).map_err(io_err(from))?;
     let mut dst = OpenOptions::new().write(true).create_new(true).open(to).map_err(io_err(to))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = src.read(&mut buf).map_err(io_err(from))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(io_err(to))?;
-        size += n as u64;
-    }
+    let out = stream(from, |chunk| dst.write_all(chunk).map_err(io_err(to)))?;
     dst.sync_all().map_err(io_err(to))?;
-    Ok((size, hasher.finalize()))
+    Ok(out)
 }
 
 /// Size and blake3 hash of a file, streamed.
 pub(crate) fn hash_file(path: &Path) -> Result<(u64, blake3::Hash)> {
+    stream(path, |_| Ok(()))
+}
+
+/// Read `path` in 1 MiB chunks, hashing each and handing it to `sink`.
+fn stream(path: &Path, mut sink: impl FnMut(&[u8]) -> Result<()>) -> Result<(u64, blake3::Hash)> {
     let mut f = File::open(path).map_err(io_err(path))?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -61,6 +54,7 @@ pub(crate) fn hash_file(path: &Path) -> Result<(u64, blake3::Hash)> {
             break;
         }
         hasher.update(&buf[..n]);
+        sink(&buf[..n])?;
         size += n as u64;
     }
     Ok((size, hasher.finalize()))
