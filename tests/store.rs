@@ -266,6 +266,26 @@ fn gc_applies_retention_in_two_phases() {
     let h = s.history("m").unwrap();
     assert_eq!(h.iter().filter(|r| r.event == AuditKind::Trashed).count(), 11);
     assert_eq!(h.iter().filter(|r| r.event == AuditKind::Purged).count(), 11);
+
+    // Purge records name model and version even when the model id has dots and ".v" in it.
+    let odd = "lgbm.v2.eth";
+    for _ in 0..3 {
+        put(&s, &c, odd, Status::Training);
+    }
+    let one = RetentionPolicy { max_versions: 1, max_non_deployed: 0, trash_grace: SignedDuration::ZERO };
+    let rep = s.gc(&one, false).unwrap();
+    assert_eq!((rep.trashed.len(), rep.purged.len()), (7, 7), "2 of {odd}, 5 more of m");
+    let purged: Vec<(String, String)> = s
+        .history(odd)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == AuditKind::Purged)
+        .map(|r| (r.model.unwrap(), r.version.unwrap()))
+        .collect();
+    let trashed: Vec<(String, String)> =
+        rep.trashed.iter().filter(|i| i.model_id == odd).map(|i| (i.model_id.clone(), i.tag.clone())).collect();
+    assert_eq!(trashed.len(), 2);
+    assert_eq!(purged, trashed);
 }
 
 #[test]

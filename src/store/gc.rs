@@ -167,10 +167,11 @@ impl VersionStore {
             }
             if !dry_run {
                 let mut r = AuditRecord::new(self.clock.now(), AuditKind::Purged, "gc", "trash grace period over");
-                let parts: Vec<&str> = name.splitn(2, '.').collect();
-                if let Some((model, tag)) = parts.get(1).and_then(|rest| rest.split_once(".v")) {
+                // `<millis>.<model>.<tag>[.n]`: model ids may contain dots (even ".v"), tags
+                // never do, so the tag starts at the last ".v".
+                if let Some((model, tag)) = name.split_once('.').and_then(|(_, rest)| rest.rsplit_once(".v")) {
                     r.model = Some(model.to_string());
-                    r.version = Some(format!("v{tag}"));
+                    r.version = Some(format!("v{}", tag.split('.').next().unwrap_or(tag)));
                 }
                 r.reference = Some(format!(".trash/{name}"));
                 audit::append(&self.layout.audit(), &[r])?;
@@ -206,7 +207,9 @@ impl VersionStore {
                     }
                     held.remove()?;
                 }
-            } else if !dry_run && dir.exists() {
+            } else if !dir.exists() {
+                continue; // its writer finished after we listed the directory
+            } else if !dry_run {
                 fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
             }
             removed.push(name);

@@ -650,7 +650,8 @@ impl VersionStore {
         })
     }
 
-    /// Save a deployment decision report under the model and reference it from the audit log.
+    /// Save a deployment decision report about a kept version under its model and reference
+    /// it from the audit log.
     pub fn record_decision(
         &self,
         model_id: &str,
@@ -661,6 +662,9 @@ impl VersionStore {
         check_model_id(model_id)?;
         check_tag(tag)?;
         self.locked(|| {
+            if !self.existing_state(model_id)?.versions.contains_key(tag) {
+                return Err(Error::NotFound { model_id: model_id.into(), what: format!("version {tag}") });
+            }
             let now = self.clock.now();
             let dir = self.layout.decisions(model_id);
             create_dir_durable(&dir)?;
