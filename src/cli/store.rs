@@ -377,7 +377,13 @@ fn list(a: ListArgs) -> Result<()> {
 
 fn verify(a: VerifyArgs) -> Result<()> {
     let s = existing(&a.dir)?;
-    let rep = s.verify()?;
+    let bar = if a.json { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} verified {pos} versions: {msg}")?);
+    let rep = s.verify_with_progress(&mut |model, tag| {
+        bar.inc(1);
+        bar.set_message(format!("{model} {tag}"));
+    })?;
+    bar.finish_and_clear();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {

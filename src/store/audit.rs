@@ -108,7 +108,12 @@ pub(crate) fn append(path: &Path, records: &[AuditRecord]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
+    let created = !path.exists();
     let mut f = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_err(path))?;
+    if created {
+        // The file's directory entry must survive a power loss too.
+        crate::store::atomic::sync_dir(&crate::store::atomic::parent_dir(path))?;
+    }
     cut_torn_tail(&mut f, path)?;
     let mut buf = Vec::with_capacity(256 * records.len());
     for r in records {

@@ -130,6 +130,12 @@ impl VersionStore {
     /// against its manifest (full blake3), the audit log, staging and trash. Holds the
     /// writers' lock for a consistent view; changes nothing.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with_progress(&mut |_, _| {})
+    }
+
+    /// [`VersionStore::verify`], calling `on_version(model_id, tag)` before each version is
+    /// hashed (for progress display on large stores).
+    pub fn verify_with_progress(&self, on_version: &mut dyn FnMut(&str, &str)) -> Result<VerifyReport> {
         let _lock = FileLock::acquire(&self.layout.lock())?;
         let mut rep = VerifyReport::default();
         let format = self.layout.format();
@@ -167,6 +173,7 @@ impl VersionStore {
                 }
             }
             for tag in state.versions.keys() {
+                on_version(&model, tag);
                 rep.versions += 1;
                 let dir = self.layout.version(&model, tag);
                 match self.verify_version(&model, tag) {
