@@ -352,16 +352,18 @@ impl<'a> TreeLearner<'a> {
         let n_rows = e - b;
         if let Some(rows) = rows {
             let ord = &mut self.gh_ord[..n_rows];
-            if n_rows >= CHUNK {
-                ord.par_chunks_mut(CHUNK).zip(rows.par_chunks(CHUNK)).for_each(|(o, r)| {
-                    for (d, &i) in o.iter_mut().zip(r) {
-                        *d = gh[i as usize];
+            let gather = |o: &mut [[f32; 2]], r: &[u32]| {
+                for (k, (d, &i)) in o.iter_mut().zip(r).enumerate() {
+                    if let Some(&ahead) = r.get(k + histogram::PREFETCH_ROWS) {
+                        histogram::prefetch(gh.as_ptr().wrapping_add(ahead as usize));
                     }
-                });
-            } else {
-                for (d, &i) in ord.iter_mut().zip(rows) {
                     *d = gh[i as usize];
                 }
+            };
+            if n_rows >= CHUNK {
+                ord.par_chunks_mut(CHUNK).zip(rows.par_chunks(CHUNK)).for_each(|(o, r)| gather(o, r));
+            } else {
+                gather(ord, rows);
             }
         }
         let gh_rows: &[[f32; 2]] = if identity { gh } else { &self.gh_ord[..n_rows] };
@@ -515,7 +517,10 @@ fn partition_by<T: Copy + Into<usize> + Sync>(
     // Each chunk writes its left rows forward and its right rows backward into its scratch slot.
     let split_chunk = |src: &[u32], dst: &mut [u32]| -> usize {
         let (mut l, mut r) = (0, dst.len());
-        for &i in src {
+        for (k, &i) in src.iter().enumerate() {
+            if let Some(&ahead) = src.get(k + crate::gbdt::histogram::PREFETCH_ROWS) {
+                crate::gbdt::histogram::prefetch(data.as_ptr().wrapping_add(ahead as usize * nu + j));
+            }
             if go_left(i) {
                 dst[l] = i;
                 l += 1;
