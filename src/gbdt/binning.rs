@@ -127,8 +127,11 @@ pub struct BinnedMatrix {
     pub mappers: Vec<BinMapper>,
     /// Histogram offset of each used feature; the last entry is the total bin count.
     pub offsets: Vec<usize>,
-    /// Row-major bins, `n_rows × used.len()`.
+    /// Row-major bins, `n_rows × used.len()` (histograms read whole rows).
     pub data: BinData,
+    /// The same bins column-major, `used.len() × n_rows`: partitioning a leaf reads one
+    /// feature of each of its rows, one byte per row instead of one cache line per row.
+    pub cols: BinData,
 }
 
 /// Rows binned per parallel task: fixed, so the work split never depends on the thread count.
@@ -178,16 +181,18 @@ impl BinnedMatrix {
             })
             .collect();
         let nu = used.len();
-        let data = if wide {
+        let (data, by_col) = if wide {
             let mut out = vec![0u16; n * nu];
             fill(&mut out, &cols, &used, &mappers, |b| b as u16);
-            BinData::U16(out)
+            let t = transpose(&out, n, nu);
+            (BinData::U16(out), BinData::U16(t))
         } else {
             let mut out = vec![0u8; n * nu];
             fill(&mut out, &cols, &used, &mappers, |b| b as u8);
-            BinData::U8(out)
+            let t = transpose(&out, n, nu);
+            (BinData::U8(out), BinData::U8(t))
         };
-        BinnedMatrix { n_rows: n, used, mappers, offsets, data }
+        BinnedMatrix { n_rows: n, used, mappers, offsets, data, cols: by_col }
     }
 
     /// Number of features in the split search.
@@ -209,6 +214,19 @@ impl BinnedMatrix {
             BinData::U16(d) => d[k] as usize,
         }
     }
+}
+
+/// Column-major copy of a row-major `n × nu` matrix, one column per task.
+fn transpose<T: Copy + Default + Send + Sync>(data: &[T], n: usize, nu: usize) -> Vec<T> {
+    let mut out = vec![T::default(); n * nu];
+    if n > 0 {
+        out.par_chunks_mut(n).enumerate().for_each(|(j, col)| {
+            for (r, c) in col.iter_mut().enumerate() {
+                *c = data[r * nu + j];
+            }
+        });
+    }
+    out
 }
 
 fn fill<T: Copy + Send + Sync>(

@@ -354,7 +354,7 @@ impl<'a> TreeLearner<'a> {
             let ord = &mut self.gh_ord[..n_rows];
             let gather = |o: &mut [[f32; 2]], r: &[u32]| {
                 for (k, (d, &i)) in o.iter_mut().zip(r).enumerate() {
-                    if let Some(&ahead) = r.get(k + histogram::PREFETCH_ROWS) {
+                    if let Some(&ahead) = r.get(k + histogram::PREFETCH_ROWS_LIGHT) {
                         histogram::prefetch(gh.as_ptr().wrapping_add(ahead as usize));
                     }
                     *d = gh[i as usize];
@@ -493,41 +493,42 @@ fn partition(
     thr: usize,
     default_left: bool,
 ) -> usize {
-    match &bins.data {
-        BinData::U8(d) => partition_by(idx, scratch, d, bins.n_used(), j, nan_bin, thr, default_left),
-        BinData::U16(d) => partition_by(idx, scratch, d, bins.n_used(), j, nan_bin, thr, default_left),
+    let n = bins.n_rows;
+    match &bins.cols {
+        BinData::U8(d) => partition_by(idx, scratch, &d[j * n..(j + 1) * n], nan_bin, thr, default_left),
+        BinData::U16(d) => partition_by(idx, scratch, &d[j * n..(j + 1) * n], nan_bin, thr, default_left),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Partition by the bins `col` of the split feature (one entry per row).
 fn partition_by<T: Copy + Into<usize> + Sync>(
     idx: &mut [u32],
     scratch: &mut [u32],
-    data: &[T],
-    nu: usize,
-    j: usize,
+    col: &[T],
     nan_bin: usize,
     thr: usize,
     default_left: bool,
 ) -> usize {
     let go_left = |r: u32| {
-        let b: usize = data[r as usize * nu + j].into();
+        let b: usize = col[r as usize].into();
         if b == nan_bin { default_left } else { b <= thr }
     };
     // Each chunk writes its left rows forward and its right rows backward into its scratch slot.
     let split_chunk = |src: &[u32], dst: &mut [u32]| -> usize {
         let (mut l, mut r) = (0, dst.len());
         for (k, &i) in src.iter().enumerate() {
-            if let Some(&ahead) = src.get(k + crate::gbdt::histogram::PREFETCH_ROWS) {
-                crate::gbdt::histogram::prefetch(data.as_ptr().wrapping_add(ahead as usize * nu + j));
+            if let Some(&ahead) = src.get(k + crate::gbdt::histogram::PREFETCH_ROWS_LIGHT) {
+                crate::gbdt::histogram::prefetch(col.as_ptr().wrapping_add(ahead as usize));
             }
-            if go_left(i) {
-                dst[l] = i;
-                l += 1;
-            } else {
-                r -= 1;
-                dst[r] = i;
-            }
+            // Branch-free: a split's direction is close to a coin flip per row, so a branch
+            // here mispredicts half the time (a fifth of a 1M-row fit). Write the row to both
+            // candidate slots and advance one cursor; `l < r` always holds here, and when
+            // `l == r - 1` both writes hit the same slot with the same value.
+            let left = go_left(i);
+            dst[l] = i;
+            dst[r - 1] = i;
+            l += usize::from(left);
+            r -= usize::from(!left);
         }
         l
     };

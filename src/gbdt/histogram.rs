@@ -18,6 +18,10 @@ pub type Bin = [f64; 2];
 /// 1M rows, 1/16 of them in the leaf), with it the misses overlap the work on earlier rows.
 pub(crate) const PREFETCH_ROWS: usize = 16;
 
+/// Prefetch distance for loops that do little per row (partition, gradient gather): they
+/// need more rows in flight to cover a memory latency of a few hundred cycles.
+pub(crate) const PREFETCH_ROWS_LIGHT: usize = 96;
+
 /// Ask the CPU to pull the cache line holding `p` into L1 (a hint: never faults, no effect
 /// on results; a no-op off x86-64).
 #[inline(always)]
