@@ -31,7 +31,7 @@ impl BinMapper {
     pub fn fit(values: &mut [f32], max_bin: usize) -> BinMapper {
         let n_nan = values.iter().filter(|v| v.is_nan()).count();
         let mut finite: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
-        finite.sort_unstable_by(f32::total_cmp);
+        sort_total(&mut finite);
         let mut distinct: Vec<(f32, usize)> = Vec::new();
         for &v in &finite {
             match distinct.last_mut() {
@@ -98,6 +98,52 @@ impl BinMapper {
             n -= half;
         }
         base + (b[base] < x) as usize
+    }
+}
+
+/// Sort in `f32::total_cmp` order. Large inputs use an LSD radix sort on order-preserving
+/// integer keys (three 11-bit digits, skipping digits all keys share): several times faster
+/// than a comparison sort on the 100k–200k values a feature's edges come from.
+fn sort_total(v: &mut Vec<f32>) {
+    const BITS: u32 = 11;
+    const RADIX: usize = 1 << BITS;
+    if v.len() < 4096 {
+        v.sort_unstable_by(f32::total_cmp);
+        return;
+    }
+    // Flip negatives entirely and set the sign bit of positives: unsigned order = total order.
+    let key = |x: f32| {
+        let b = x.to_bits();
+        if b >> 31 == 1 { !b } else { b | 0x8000_0000 }
+    };
+    let mut counts = vec![[0usize; RADIX]; 3];
+    for &x in v.iter() {
+        let k = key(x);
+        for (d, c) in counts.iter_mut().enumerate() {
+            c[((k >> (BITS * d as u32)) as usize) & (RADIX - 1)] += 1;
+        }
+    }
+    let mut src: Vec<u32> = v.iter().map(|&x| key(x)).collect();
+    let mut dst = vec![0u32; src.len()];
+    for (d, c) in counts.iter().enumerate() {
+        if c.iter().any(|&n| n == src.len()) {
+            continue; // every key has the same digit here: this pass would change nothing
+        }
+        let mut pos = [0usize; RADIX];
+        let mut acc = 0;
+        for (p, &n) in pos.iter_mut().zip(c.iter()) {
+            *p = acc;
+            acc += n;
+        }
+        for &k in &src {
+            let b = ((k >> (BITS * d as u32)) as usize) & (RADIX - 1);
+            dst[pos[b]] = k;
+            pos[b] += 1;
+        }
+        std::mem::swap(&mut src, &mut dst);
+    }
+    for (x, &k) in v.iter_mut().zip(&src) {
+        *x = f32::from_bits(if k >> 31 == 1 { k & 0x7FFF_FFFF } else { !k });
     }
 }
 
@@ -256,6 +302,31 @@ fn fill<T: Copy + Send + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn radix_sort_matches_total_cmp_bit_for_bit() {
+        let mut r = crate::rng::Rng::new(7);
+        for n in [10usize, 5000, 70_000] {
+            let mut v: Vec<f32> = (0..n)
+                .map(|i| match i % 9 {
+                    0 => -0.0,
+                    1 => 0.0,
+                    2 => f32::INFINITY,
+                    3 => f32::NEG_INFINITY,
+                    4 => (r.next_f64() as f32 - 0.5) * 1e-30,
+                    5 => ((r.below(7) as f32) - 3.0) * 1e6,
+                    _ => (r.normal() as f32) * 100.0,
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_unstable_by(f32::total_cmp);
+            sort_total(&mut v);
+            assert_eq!(
+                v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
     use ndarray::Array2;
 
     #[test]
