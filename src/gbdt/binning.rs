@@ -104,7 +104,7 @@ impl BinMapper {
 /// Sort in `f32::total_cmp` order. Large inputs use an LSD radix sort on order-preserving
 /// integer keys (three 11-bit digits, skipping digits all keys share): several times faster
 /// than a comparison sort on the 100k–200k values a feature's edges come from.
-fn sort_total(v: &mut Vec<f32>) {
+fn sort_total(v: &mut [f32]) {
     const BITS: u32 = 11;
     const RADIX: usize = 1 << BITS;
     if v.len() < 4096 {
@@ -126,7 +126,7 @@ fn sort_total(v: &mut Vec<f32>) {
     let mut src: Vec<u32> = v.iter().map(|&x| key(x)).collect();
     let mut dst = vec![0u32; src.len()];
     for (d, c) in counts.iter().enumerate() {
-        if c.iter().any(|&n| n == src.len()) {
+        if c.contains(&src.len()) {
             continue; // every key has the same digit here: this pass would change nothing
         }
         let mut pos = [0usize; RADIX];
