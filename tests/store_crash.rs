@@ -98,6 +98,9 @@ fn stress_child() {
     let s = VersionStore::open(&root).unwrap();
     match std::env::var("STORE_STRESS_MODE").unwrap().as_str() {
         "chaos" => {
+            // Tell the parent we are past process start-up, so its random delay lands in the
+            // write loop even on a loaded machine where exec takes longer than the delay.
+            println!("READY");
             let mut rng = Rng::new(seed);
             loop {
                 if let Err(e) = chaos_step(&s, &mut rng, seed)
@@ -148,11 +151,19 @@ fn crash_loop(kills: u64) {
     for i in 0..kills {
         let stderr = dir.path().join("child.err");
         let mut c = child(&root, "chaos", i)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(20 + rng.below(150) as u64);
+        let mut out = std::io::BufReader::new(c.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("READY") {
+            line.clear();
+            if std::io::BufRead::read_line(&mut out, &mut line).unwrap() == 0 {
+                panic!("writer exited before starting: {}", std::fs::read_to_string(&stderr).unwrap());
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(5 + rng.below(120) as u64);
         while Instant::now() < deadline {
             read_everything(&reader);
         }
