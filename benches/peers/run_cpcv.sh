@@ -10,13 +10,9 @@ ROWS=${1:-200000}
 THREADS=${2:-2}
 H=${3:-12}
 E=${4:-5}
-DIR=${GBDT_DATA_DIR:-target/gbdt-bench}
-mkdir -p "$DIR"
-cargo build --release --quiet --bin retrain --example gbdt_data
-DATA="$DIR/train_${ROWS}.parquet"
-[ -f "$DATA" ] || ./target/release/examples/gbdt_data "$ROWS" 50 1 "$DATA"
+source "$(dirname "$0")/gbdt_data.sh"
+DATA="$TRAIN"
 export OMP_WAIT_POLICY=PASSIVE
-peak() { /usr/bin/time -f "%M" -o "$DIR/mem.txt" "$@"; echo "peak_rss_kb=$(cat "$DIR/mem.txt")" >&2; }
 OUT="$DIR/cpcv_${ROWS}.jsonl"
 : > "$OUT"
 peak ./target/release/retrain --threads "$THREADS" cv --data "$DATA" --label label --horizon "$H" \

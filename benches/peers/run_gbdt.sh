@@ -11,15 +11,8 @@ set -euo pipefail
 ROWS=${1:-100000}
 THREADS=${2:-2}
 ROUNDS=${3:-1}
-DIR=${GBDT_DATA_DIR:-target/gbdt-bench}
-mkdir -p "$DIR"
-cargo build --release --quiet --bin retrain --example gbdt_data
-TRAIN="$DIR/train_${ROWS}.parquet"
-TEST="$DIR/test_200000.parquet"
-[ -f "$TRAIN" ] || ./target/release/examples/gbdt_data "$ROWS" 50 1 "$TRAIN"
-[ -f "$TEST" ] || ./target/release/examples/gbdt_data 200000 50 2 "$TEST"
+source "$(dirname "$0")/gbdt_data.sh"
 export OMP_WAIT_POLICY=PASSIVE
-peak() { /usr/bin/time -f "%M" -o "$DIR/mem.txt" "$@"; echo "peak_rss_kb=$(cat "$DIR/mem.txt")" >&2; }
 OUT="$DIR/results_${ROWS}.jsonl"
 : > "$OUT"
 for round in $(seq 1 "$ROUNDS"); do

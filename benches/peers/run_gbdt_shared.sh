@@ -11,13 +11,7 @@
 set -euo pipefail
 ROWS=${1:-100000}
 THREADS=${2:-2}
-DIR=${GBDT_DATA_DIR:-target/gbdt-bench}
-mkdir -p "$DIR"
-cargo build --release --quiet --bin retrain --example gbdt_data
-TRAIN="$DIR/train_${ROWS}.parquet"
-TEST="$DIR/test_200000.parquet"
-[ -f "$TRAIN" ] || ./target/release/examples/gbdt_data "$ROWS" 50 1 "$TRAIN"
-[ -f "$TEST" ] || ./target/release/examples/gbdt_data 200000 50 2 "$TEST"
+source "$(dirname "$0")/gbdt_data.sh"
 
 ours() {  # $1 = growth flags
   # shellcheck disable=SC2086

@@ -5,9 +5,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub(crate) use crate::data::io::{parent_dir, sync_dir};
 use crate::error::{Error, Result};
 
 /// Wrap an I/O error with the path it concerned.
@@ -60,20 +61,6 @@ fn stream(path: &Path, mut sink: impl FnMut(&[u8]) -> Result<()>) -> Result<(u64
     Ok((size, hasher.finalize()))
 }
 
-/// fsync a directory so that entries created, renamed or removed in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
-    }
-    #[cfg(not(unix))]
-    {
-        // Windows cannot open a directory as a file; NTFS journals metadata itself.
-        let _ = dir;
-        Ok(())
-    }
-}
-
 /// Create `dir` and any missing parents, fsyncing each parent whose entry list changed.
 pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
     if dir.is_dir() {
@@ -93,29 +80,28 @@ pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
     }
 }
 
-/// Prefix of temp files written next to their target; `gc`/`open` remove stale ones.
-pub(crate) const TMP_PREFIX: &str = ".tmp-";
+/// Prefix of the temp files [`replace`] writes next to their target (tempfile's default);
+/// `gc`/`open` remove stale ones.
+pub(crate) const TMP_PREFIX: &str = ".tmp";
 
 /// Replace `path` with `bytes` atomically and durably (temp file, fsync, rename, fsync dir).
 pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = parent_dir(path);
-    let tmp = dir.join(unique_name(TMP_PREFIX));
-    if let Err(e) = write_new(&tmp, bytes) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(path)(e));
-    }
-    sync_dir(&dir)
+    crate::data::io::write_atomic(path, bytes)
 }
 
-/// The directory holding `path` (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// Entry names of `dir`, sorted; a missing directory has none.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    match fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v = Vec::new();
+            for e in rd {
+                v.push(e.map_err(io_err(dir))?.file_name().to_string_lossy().into_owned());
+            }
+            v.sort();
+            Ok(v)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err(dir)(e)),
     }
 }
 

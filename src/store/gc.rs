@@ -3,12 +3,11 @@
 //! Nothing else in the store ever deletes.
 
 use std::fs;
-use std::path::Path;
 
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
-use super::atomic::{TMP_PREFIX, io_err, sync_dir};
+use super::atomic::{TMP_PREFIX, io_err, list_dir, sync_dir};
 use super::audit::{self, AuditKind, AuditRecord};
 use super::layout::check_model_id;
 use super::lock::FileLock;
@@ -44,19 +43,6 @@ pub struct GcReport {
     pub skipped: Vec<String>,
 }
 
-fn names(dir: &Path) -> Result<Vec<String>> {
-    match fs::read_dir(dir) {
-        Ok(rd) => {
-            let mut v: Vec<String> =
-                rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-            v.sort();
-            Ok(v)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err(dir)(e)),
-    }
-}
-
 impl VersionStore {
     /// Apply `policy` to every model, trash orphaned version directories, remove dead
     /// staging directories and temp files, and purge trash older than the grace period.
@@ -71,7 +57,7 @@ impl VersionStore {
                 temp_files_removed: self.clean_temp_files(dry_run)?,
                 ..Default::default()
             };
-            for model_id in names(&self.layout.models())? {
+            for model_id in list_dir(&self.layout.models())? {
                 if check_model_id(&model_id).is_err() {
                     continue;
                 }
@@ -83,7 +69,7 @@ impl VersionStore {
                     }
                     Err(e) => return Err(e),
                 };
-                for tag in names(&self.layout.versions(&model_id))? {
+                for tag in list_dir(&self.layout.versions(&model_id))? {
                     if state.versions.contains_key(&tag) {
                         continue;
                     }
@@ -160,7 +146,7 @@ impl VersionStore {
         let trash = self.layout.trash();
         let now = self.clock.now().as_millisecond();
         let mut purged = Vec::new();
-        for name in names(&trash)? {
+        for name in list_dir(&trash)? {
             let Some(millis) = name.split('.').next().and_then(|m| m.parse::<i64>().ok()) else { continue };
             if now - millis < grace.as_millis() as i64 {
                 continue;
@@ -190,7 +176,7 @@ impl VersionStore {
     pub(crate) fn clean_staging(&self, dry_run: bool) -> Result<Vec<String>> {
         let staging = self.layout.staging();
         let mut removed = Vec::new();
-        for name in names(&staging)? {
+        for name in list_dir(&staging)? {
             let path = staging.join(&name);
             let (dir, lock) = match name.strip_suffix(".lock") {
                 Some(stem) => (staging.join(stem), path.clone()),
@@ -224,7 +210,7 @@ impl VersionStore {
     /// under the store lock, which the caller holds, so none is in flight).
     pub(crate) fn clean_temp_files(&self, dry_run: bool) -> Result<Vec<String>> {
         let mut dirs = vec![self.layout.root().to_path_buf()];
-        for m in names(&self.layout.models())? {
+        for m in list_dir(&self.layout.models())? {
             if check_model_id(&m).is_ok() {
                 dirs.push(self.layout.model(&m));
                 dirs.push(self.layout.decisions(&m));
@@ -232,7 +218,7 @@ impl VersionStore {
         }
         let mut removed = Vec::new();
         for dir in dirs {
-            for name in names(&dir)? {
+            for name in list_dir(&dir)? {
                 if name.starts_with(TMP_PREFIX) {
                     let p = dir.join(&name);
                     if !dry_run {

@@ -248,12 +248,8 @@ impl VersionStore {
             return check_format(&format, &bytes); // another process initialised it meanwhile
         }
         let root = self.layout.root();
-        let foreign: Vec<String> = fs::read_dir(root)
-            .map_err(io_err(root))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != ".lock" && n != "README.md") // the repo's models/ ships a README
-            .collect();
+        let mut foreign = atomic::list_dir(root)?;
+        foreign.retain(|n| n != ".lock" && n != "README.md"); // the repo's models/ ships a README
         if !foreign.is_empty() {
             return Err(Error::CorruptStore {
                 path: format,
@@ -447,6 +443,11 @@ impl VersionStore {
 
     /// Check every file of one version against its manifest (full blake3 pass).
     pub fn verify_version(&self, model_id: &str, tag: &str) -> Result<()> {
+        self.check_version(model_id, tag).map(|_| ())
+    }
+
+    /// [`VersionStore::verify_version`], returning the checked manifest.
+    fn check_version(&self, model_id: &str, tag: &str) -> Result<Manifest> {
         check_tag(tag)?;
         let dir = self.layout.version(model_id, tag);
         let m = Manifest::read(&dir, model_id, tag)?;
@@ -459,7 +460,7 @@ impl VersionStore {
                 reason: format!("meta.json names version {}", meta.version_tag),
             });
         }
-        Ok(())
+        Ok(m)
     }
 
     fn read_meta(&self, m: &Manifest, dir: &Path, model_id: &str, tag: &str) -> Result<VersionMeta> {
@@ -480,14 +481,8 @@ impl VersionStore {
 
     /// Ids of the models in the store, sorted.
     pub fn models(&self) -> Result<Vec<String>> {
-        let dir = self.layout.models();
-        let mut out: Vec<String> = fs::read_dir(&dir)
-            .map_err(io_err(&dir))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| check_model_id(n).is_ok() && self.layout.aliases(n).is_file())
-            .collect();
-        out.sort();
+        let mut out = atomic::list_dir(&self.layout.models())?;
+        out.retain(|n| check_model_id(n).is_ok() && self.layout.aliases(n).is_file());
         Ok(out)
     }
 

@@ -4,12 +4,11 @@
 //! an orphaned version, a torn audit line) are harmless and removed by `open`/`gc`.
 
 use std::fmt;
-use std::fs;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::atomic::{TMP_PREFIX, read_optional};
+use super::atomic::{TMP_PREFIX, list_dir, read_optional};
 use super::audit::{self, AuditKind};
 use super::layout::{ALIASES_FILE, check_model_id};
 use super::lock::FileLock;
@@ -117,14 +116,6 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-fn entries(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 impl VersionStore {
     /// Check everything: FORMAT, every model's state invariants, every version's files
     /// against its manifest (full blake3), the audit log, staging and trash. Holds the
@@ -148,7 +139,7 @@ impl VersionStore {
             None => rep.push(Severity::Problem, format, None, None, "FORMAT file is missing"),
         }
         let mut generations = std::collections::BTreeMap::new();
-        for model in entries(&self.layout.models()) {
+        for model in list_dir(&self.layout.models())? {
             let mdir = self.layout.model(&model);
             if check_model_id(&model).is_err() {
                 rep.push(Severity::Leftover, mdir, None, None, format!("`{model}` is not a model id; ignored"));
@@ -165,7 +156,7 @@ impl VersionStore {
                 Err(e) => return Err(e),
             };
             generations.insert(model.clone(), state.generation);
-            for name in entries(&mdir) {
+            for name in list_dir(&mdir)? {
                 if name.starts_with(TMP_PREFIX) {
                     rep.push(Severity::Leftover, mdir.join(&name), m, None, "temp file of an interrupted write");
                 } else if !matches!(name.as_str(), ALIASES_FILE | "versions" | "decisions") {
@@ -176,17 +167,13 @@ impl VersionStore {
                 on_version(&model, tag);
                 rep.versions += 1;
                 let dir = self.layout.version(&model, tag);
-                match self.verify_version(&model, tag) {
-                    Ok(()) => {
-                        rep.bytes += super::Manifest::read(&dir, &model, tag)
-                            .map(|mf| mf.files.values().map(|e| e.size).sum::<u64>())
-                            .unwrap_or(0);
-                    }
+                match self.check_version(&model, tag) {
+                    Ok(mf) => rep.bytes += mf.files.values().map(|e| e.size).sum::<u64>(),
                     Err(Error::CorruptVersion { reason, .. }) => rep.push(Severity::Problem, dir, m, Some(tag), reason),
                     Err(e) => rep.push(Severity::Problem, dir, m, Some(tag), e.to_string()),
                 }
             }
-            for tag in entries(&self.layout.versions(&model)) {
+            for tag in list_dir(&self.layout.versions(&model))? {
                 if !state.versions.contains_key(&tag) {
                     rep.push(
                         Severity::Leftover,
@@ -233,7 +220,7 @@ impl VersionStore {
             );
         }
         let staging = self.layout.staging();
-        for name in entries(&staging) {
+        for name in list_dir(&staging)? {
             let lock = if name.ends_with(".lock") { staging.join(&name) } else { staging.join(format!("{name}.lock")) };
             let live = lock.exists() && FileLock::try_acquire(&lock)?.is_none();
             // A lock file whose directory exists is reported with that directory.
@@ -242,7 +229,7 @@ impl VersionStore {
                 rep.push(Severity::Leftover, staging.join(&name), None, None, "staging entry of a dead writer");
             }
         }
-        rep.trash_entries = entries(&self.layout.trash()).len();
+        rep.trash_entries = list_dir(&self.layout.trash())?.len();
         rep.findings.sort_by_key(|f| f.severity != Severity::Problem);
         Ok(rep)
     }
