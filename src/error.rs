@@ -175,6 +175,11 @@ pub enum Error {
         found: u64,
     },
 
+    /// A candle tensor operation failed (shapes, device, a kernel); boxed because candle's
+    /// error is large and every `Result` in the crate would pay for it.
+    #[error("candle: {0}")]
+    Candle(Box<candle_core::Error>),
+
     /// A linfa dataset or trait call failed.
     #[error("linfa: {0}")]
     Linfa(#[from] linfa::error::Error),
@@ -189,5 +194,11 @@ impl Error {
     /// Shorthand for [`Error::Polars`] with a context line.
     pub(crate) fn polars(context: impl Into<String>, source: polars::error::PolarsError) -> Self {
         Error::Polars { context: context.into(), source }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(Box::new(e))
     }
 }

@@ -42,6 +42,7 @@ pub mod error;
 pub mod features;
 pub mod gbdt;
 pub mod model;
+pub mod nn;
 pub mod rng;
 pub mod store;
 pub mod validation;

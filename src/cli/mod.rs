@@ -3,6 +3,7 @@
 mod cv;
 mod features;
 mod gbdt;
+mod nn;
 mod store;
 
 use anyhow::Context;
@@ -30,6 +31,8 @@ pub enum Command {
     Features(features::FeaturesArgs),
     /// Train the native GBDT on a CSV/Parquet table and score a test set.
     Gbdt(Box<gbdt::GbdtArgs>),
+    /// Train PatchTST or N-HiTS; `--ett FILE` runs the papers' forecasting protocol.
+    Nn(Box<nn::NnArgs>),
     /// Print every split of a cross-validation plan (train ranges, test groups, paths).
     CvPlan(cv::CvPlanArgs),
     /// Cross-validate a model kind (CPCV by default) on candles or a table; per-path metrics.
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     pool.install(|| match cli.command {
         Command::Features(args) => features::run(args),
         Command::Gbdt(args) => gbdt::run(*args),
+        Command::Nn(args) => nn::run(*args),
         Command::CvPlan(args) => cv::run_plan(args),
         Command::Cv(args) => cv::run(*args),
         Command::Versions(args) => store::versions(args),

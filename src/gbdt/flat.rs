@@ -107,16 +107,6 @@ fn flatten(tree: &Tree, nodes: &mut Vec<FlatNode>, values: &mut Vec<f64>) -> u32
     root
 }
 
-/// The least `f32` greater than `x` (`f32::next_up`, which needs Rust 1.86; MSRV is 1.85).
-fn next_up(x: f32) -> f32 {
-    match x {
-        _ if x.is_nan() || x == f32::INFINITY => x,
-        0.0 => f32::from_bits(1),
-        _ if x > 0.0 => f32::from_bits(x.to_bits() + 1),
-        _ => f32::from_bits(x.to_bits() - 1),
-    }
-}
-
 /// Pack the nodes into single words when the model fits the limits of the layout: an
 /// `x ≤ t` node becomes `-x > -next_up(t)`, which has no form for `t = +∞`.
 fn pack(nodes: &[FlatNode], n_features: usize) -> Option<Packed> {
@@ -128,7 +118,7 @@ fn pack(nodes: &[FlatNode], n_features: usize) -> Option<Packed> {
         .map(|n| match n.feature & LE {
             0 => *n,
             _ => FlatNode {
-                threshold: -next_up(n.threshold),
+                threshold: -n.threshold.next_up(),
                 feature: n_features as u32 + (n.feature & !LE),
                 child: n.child,
             },
@@ -320,19 +310,6 @@ mod tests {
             assert_eq!(a[0].to_bits(), b[0].to_bits(), "packed, row {r}");
             assert_eq!(a[0].to_bits(), c[0].to_bits(), "general, row {r}");
         }
-    }
-
-    #[test]
-    fn next_up_is_the_following_float() {
-        for x in [0.0f32, -0.0, 1.0, -1.0, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, f32::MAX, f32::MIN, 1e-40, -1e-40] {
-            let y = next_up(x);
-            assert!(y > x, "{x}");
-            // Nothing fits between x and y: their midpoint rounds to one of them.
-            let mid = ((f64::from(x) + f64::from(y)) / 2.0) as f32;
-            assert!(mid == x || mid == y, "{x}");
-        }
-        assert_eq!(next_up(f32::INFINITY), f32::INFINITY);
-        assert_eq!(next_up(f32::NEG_INFINITY), f32::MIN);
     }
 
     #[test]

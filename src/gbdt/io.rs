@@ -150,7 +150,7 @@ impl Gbdt {
     fn check(&self, source_name: &str) -> Result<()> {
         let bad = |reason: String| Error::CorruptModel { source_name: source_name.into(), reason };
         let k = self.num_outputs;
-        if k == 0 || self.init_score.len() != k || self.trees.len() % k != 0 {
+        if k == 0 || self.init_score.len() != k || !self.trees.len().is_multiple_of(k) {
             return Err(bad(format!(
                 "{} trees / {} init scores for {k} outputs",
                 self.trees.len(),
