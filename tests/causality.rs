@@ -66,6 +66,17 @@ proptest! {
         let cut = 1 + ((bars.len() - 1) as f64 * frac) as usize;
         assert_prefix_stable(&bars, cut, &FeatureSpec::default());
     }
+
+    #[test]
+    fn sequence_windows_are_causal(bars in random_bars(), frac in 0.0f64..1.0) {
+        use retrain::features::Feature;
+        let cut = 1 + ((bars.len() - 1) as f64 * frac) as usize;
+        let window = Feature::Window {
+            of: vec![Feature::LogReturns { lags: vec![1] }, Feature::VolumeZ { period: 5 }, Feature::Candle],
+            length: 16,
+        };
+        assert_prefix_stable(&bars, cut, &FeatureSpec { features: vec![window] });
+    }
 }
 
 #[test]

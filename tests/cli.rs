@@ -218,6 +218,54 @@ fn cv_runs_cpcv_on_candles_and_on_a_table() {
     assert!(text.contains("purged 5-fold, embargo 43200000 ms") && text.contains("mean"), "{text}");
 }
 
+#[test]
+fn nn_trains_a_trading_network_and_cv_takes_network_kinds() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("nn.toml");
+    std::fs::write(&cfg, "lookback = 24\n[model]\nhidden = 16\n[train]\nbatch_size = 256\n").unwrap();
+    let saved = d.path().join("net");
+    let o = retrain()
+        .args(["nn", "--data", BTC, "--model", "nhits", "--target", "direction:6", "--epochs", "1", "--json"])
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--save")
+        .arg(&saved)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["model"], "nhits");
+    assert_eq!(v["params"]["lookback"], 24);
+    assert_eq!(v["params"]["net"]["config"]["hidden"], 16);
+    assert_eq!(v["params"]["net"]["config"]["horizon"], 6);
+    assert!(v["test"]["auc"].as_f64().unwrap() > 0.4 && v["test_rows"].as_u64().unwrap() > 1000);
+    for f in ["net.json", "weights.safetensors", "features.toml"] {
+        assert!(saved.join(f).exists(), "{f}");
+    }
+
+    // Unknown keys name the file.
+    std::fs::write(&cfg, "[train]\nepoch = 3\n").unwrap();
+    let o = retrain().args(["nn", "--data", BTC, "--model", "patchtst", "--config"]).arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("nn.toml") && err.contains("epoch"), "{err}");
+
+    let o = retrain()
+        .args(["cv", "--data", BTC, "--model", "patchtst", "--epochs", "1", "--json"])
+        .args(["--method", "kfold", "--folds", "3"])
+        .arg("--nn-config")
+        .arg({
+            std::fs::write(&cfg, "lookback = 16\n[model]\nd_model = 16\nn_heads = 2\nd_ff = 32\nn_layers = 1\n")
+                .unwrap();
+            &cfg
+        })
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["model"], "patchtst");
+    assert_eq!(v["report"]["splits"].as_array().unwrap().len(), 3);
+}
+
 /// Run `retrain` with `args` and the store at `store`; returns (success, stdout, stderr).
 fn store_cmd(store: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let o = retrain().args(args).arg("--store").arg(store).output().unwrap();

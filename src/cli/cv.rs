@@ -9,6 +9,7 @@ use retrain::data::{self, Dataset, LoadOptions, read_table};
 use retrain::features::{FeatureSpec, LabelSpec};
 use retrain::gbdt::{GbdtParams, ObjectiveKind};
 use retrain::model::ModelKind;
+use retrain::nn::NnParams;
 use retrain::validation::cross_validate::default_embargo_bars;
 use retrain::validation::split::ranges;
 use retrain::validation::{
@@ -203,9 +204,16 @@ pub struct CvArgs {
     /// numeric columns are features.
     #[arg(long, required = true, num_args = 1..)]
     data: Vec<PathBuf>,
-    /// Model kind: xgboost (depth-wise) | lightgbm (leaf-wise).
+    /// Model kind: xgboost (depth-wise) | lightgbm (leaf-wise) | nhits | patchtst.
     #[arg(long, default_value = "lightgbm")]
     model: ModelKind,
+    /// Networks: TOML overriding the kind's defaults (`[model]` network fields, `[train]`,
+    /// top-level `lookback`, `horizon`, `inputs`); unknown keys are an error.
+    #[arg(long)]
+    nn_config: Option<PathBuf>,
+    /// Networks: epochs (overrides the config).
+    #[arg(long)]
+    epochs: Option<usize>,
     /// Table mode: the label column of --data (features = the other numeric columns).
     #[arg(long)]
     label: Option<String>,
@@ -244,13 +252,41 @@ fn objective_for(task: Task) -> ObjectiveKind {
     }
 }
 
-fn params(args: &CvArgs, task: Task) -> Result<GbdtParams> {
-    let mut base = args.model.gbdt_params();
+/// The hyperparameters of the chosen kind.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Params {
+    Gbdt(GbdtParams),
+    Nn(Box<NnParams>),
+}
+
+fn params(args: &CvArgs, task: Task) -> Result<Params> {
+    if let Some(nn) = nn_params(args)? {
+        return Ok(Params::Nn(Box::new(nn)));
+    }
+    let mut base = args.model.gbdt_params().context("a tree kind has GBDT parameters")?;
     base.objective = objective_for(task);
     let mut p = args.gbdt.build(base)?;
     // Splits run in parallel in this process's pool; a private per-fit pool would oversubscribe.
     p.threads = None;
-    Ok(p)
+    Ok(Params::Gbdt(p))
+}
+
+/// The network parameters when the kind is a network (`--nn-config` and `--epochs` applied).
+fn nn_params(args: &CvArgs) -> Result<Option<NnParams>> {
+    let Some(mut p) = args.model.nn_params() else {
+        if args.nn_config.is_some() || args.epochs.is_some() {
+            bail!("--nn-config and --epochs apply to the network kinds (nhits, patchtst)");
+        }
+        return Ok(None);
+    };
+    if args.nn_config.is_some() {
+        p = super::nn::nn_params_from(p, args.nn_config.as_deref())?;
+    }
+    if let Some(e) = args.epochs {
+        p.train.epochs = e;
+    }
+    Ok(Some(p))
 }
 
 /// Load the dataset and work out the default embargo (with a note when it is lowered).
@@ -273,10 +309,15 @@ fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
         };
         return Ok((ds, default, notes));
     }
-    let spec = match &args.spec {
+    let mut spec = match &args.spec {
         Some(p) => FeatureSpec::from_file(p)?,
         None => FeatureSpec::default(),
     };
+    // A network reads its lookback windows from the rows; the window is a causal feature, so
+    // its length also enters the default embargo below.
+    if let Some(nn) = nn_params(args)? {
+        spec = nn.with_window(&spec);
+    }
     let loaded = data::load_many(&args.data, &LoadOptions::default())?;
     let ds = Dataset::from_bars(&loaded.bars, &spec, &args.target)?;
     let five_days = default_embargo_bars(&ds.t0, 5.0, 0);
@@ -303,7 +344,7 @@ fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
 struct CvSummary {
     data: Vec<String>,
     model: ModelKind,
-    params: GbdtParams,
+    params: Params,
     embargo: Embargo,
     load_seconds: f64,
     report: CvReport,
@@ -331,13 +372,16 @@ pub fn run(args: CvArgs) -> Result<()> {
     };
     let opts = CvOptions {
         keep_predictions: args.keep_predictions,
-        parallel_splits: !args.serial_splits,
+        // candle runs its own worker threads inside each network fit: one fit at a time.
+        parallel_splits: !args.serial_splits && matches!(p, Params::Gbdt(_)),
         on_split: Some(&on_split),
         ..CvOptions::default()
     };
-    let mut report = match args.seeds {
-        Some(n) => cross_validate_seeds(&p, &ds, splitter.as_ref(), &opts, n)?.0,
-        None => cross_validate(&p, &ds, splitter.as_ref(), &opts)?,
+    let mut report = match (&p, args.seeds) {
+        (Params::Gbdt(p), Some(n)) => cross_validate_seeds(p, &ds, splitter.as_ref(), &opts, n)?.0,
+        (Params::Gbdt(p), None) => cross_validate(p, &ds, splitter.as_ref(), &opts)?,
+        (Params::Nn(p), Some(n)) => cross_validate_seeds(p.as_ref(), &ds, splitter.as_ref(), &opts, n)?.0,
+        (Params::Nn(p), None) => cross_validate(p.as_ref(), &ds, splitter.as_ref(), &opts)?,
     };
     pb.finish_and_clear();
     report.notes.append(&mut notes);
@@ -350,13 +394,7 @@ pub fn run(args: CvArgs) -> Result<()> {
         report,
     };
     super::emit(args.json, &summary, |s| {
-        println!(
-            "{} model on {} ({} rows), embargo {}",
-            format!("{:?}", s.model).to_lowercase(),
-            s.data.join(", "),
-            s.report.rows,
-            s.embargo
-        );
+        println!("{} model on {} ({} rows), embargo {}", s.model.name(), s.data.join(", "), s.report.rows, s.embargo);
         print!("{}", s.report);
     })
 }

@@ -60,6 +60,35 @@ fn emit<T: serde::Serialize>(json: bool, summary: &T, human: fn(&T)) -> anyhow::
     Ok(())
 }
 
+/// Overlay a TOML table on a serialisable default and read it back: tables merge key by key
+/// (so `[train] epochs = 5` keeps the other training fields), anything else replaces; unknown
+/// keys fail where the target type denies them.
+fn overlay<T: serde::Serialize + serde::de::DeserializeOwned>(
+    base: &T,
+    over: Option<&toml::Value>,
+) -> anyhow::Result<T> {
+    fn merge(into: &mut serde_json::Value, over: serde_json::Value) {
+        match (into, over) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    match a.get_mut(&k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            a.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    let mut value = serde_json::to_value(base)?;
+    if let Some(over) = over {
+        merge(&mut value, serde_json::to_value(over)?);
+    }
+    Ok(serde_json::from_value(value)?)
+}
+
 /// Read GBDT parameters from a TOML file (unknown keys are an error naming the file).
 fn read_params(path: &std::path::Path) -> anyhow::Result<retrain::gbdt::GbdtParams> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -1,15 +1,25 @@
 //! `retrain nn`: train PatchTST or N-HiTS with a progress bar (epoch, batch, loss, validation
-//! loss). `--ett FILE` runs the papers' long-horizon protocol on an ETT-format file and prints
-//! test MSE / MAE.
+//! loss). `--data FILE…` trains the trading model on candles (features → label → chronological
+//! 80/10/10 purged split → fit → calibrated test scores); `--ett FILE` runs the papers'
+//! long-horizon protocol on an ETT-format file and prints test MSE / MAE.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use retrain::data::{self, Dataset, LoadOptions};
+use retrain::features::{Feature, FeatureSpec, LabelSpec};
+use retrain::model::{ModelKind, Predict};
 use retrain::nn::{
-    DeviceChoice, Loss, NetConfig, NhitsConfig, PatchTstConfig, Scaler, Schedule, TrainConfig, TrainEvent,
+    Calibration, DeviceChoice, Loss, NetConfig, NhitsConfig, NnParams, PatchTstConfig, Scaler, Schedule, TrainConfig,
+    TrainEvent,
 };
+use retrain::validation::cross_validate::bars_per_year;
+use retrain::validation::report::{Scores, TradeClock, score};
+use retrain::validation::{Chronological, Splitter, Task};
+use serde::Serialize;
 
 /// Which network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,17 +42,24 @@ pub enum Size {
 /// Arguments of `retrain nn`.
 #[derive(Debug, Args)]
 pub struct NnArgs {
+    /// Candles (CSV/Parquet; repeat for one file per symbol): train the trading model.
+    #[arg(long, num_args = 1.., required_unless_present = "ett", conflicts_with = "ett")]
+    pub data: Vec<PathBuf>,
     /// ETT-format CSV/Parquet (`date` + channels): run the 12/4/4-month protocol.
     #[arg(long)]
-    pub ett: PathBuf,
+    pub ett: Option<PathBuf>,
+    /// `--data`: the label (future_return[:h], direction[:h[:thr[:classes]]], triple_barrier…).
+    #[arg(long, default_value = "direction:12")]
+    pub target: LabelSpec,
     /// Network.
     #[arg(long, value_enum)]
     pub model: NetKind,
-    /// PatchTST size.
+    /// `--ett`: PatchTST size.
     #[arg(long, value_enum, default_value = "small")]
     pub size: Size,
-    /// TOML with `[model]` (network fields) and `[train]` (training fields) overriding the
-    /// protocol defaults; unknown keys are an error.
+    /// TOML overriding the defaults: `[model]` (network fields), `[train]` (training
+    /// fields) and, with `--data`, top-level `lookback`, `horizon`, `inputs`; unknown keys are
+    /// an error.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Epochs (overrides the config).
@@ -51,19 +68,20 @@ pub struct NnArgs {
     /// Cap on batches per epoch (a seeded sample), for quick runs.
     #[arg(long)]
     pub max_batches: Option<usize>,
-    /// Input steps.
-    #[arg(long, default_value_t = 336)]
-    pub lookback: usize,
-    /// Forecast steps.
+    /// Input steps (default 336 with `--ett`, 64 with `--data`).
+    #[arg(long)]
+    pub lookback: Option<usize>,
+    /// `--ett`: forecast steps (with `--data` the label's horizon).
     #[arg(long, default_value_t = 96)]
     pub horizon: usize,
-    /// Seed of weights, shuffling and dropout.
-    #[arg(long, default_value_t = 2021)]
-    pub seed: u64,
+    /// Seed of weights, shuffling and dropout (default 2021 with `--ett`, 42 with `--data`).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// cpu, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Save the trained model (config.json + weights.safetensors) into this directory.
+    /// Save the trained model into this directory (`--ett`: config.json +
+    /// weights.safetensors; `--data`: net.json + weights.safetensors + features.toml).
     #[arg(long)]
     pub save: Option<PathBuf>,
     /// Print the summary as JSON.
@@ -73,7 +91,7 @@ pub struct NnArgs {
 
 /// The protocol defaults of each network (the papers' ETTh1 settings, fewer epochs on CPU).
 fn defaults(args: &NnArgs, channels: usize) -> (NetConfig, TrainConfig) {
-    let (l, h) = (args.lookback, args.horizon);
+    let (l, h) = (args.lookback.unwrap_or(336), args.horizon);
     match args.model {
         NetKind::Patchtst => {
             let cfg = match args.size {
@@ -112,71 +130,78 @@ fn defaults(args: &NnArgs, channels: usize) -> (NetConfig, TrainConfig) {
     }
 }
 
-/// Overlay a TOML table on a serialisable default and read it back (unknown keys fail).
-fn overlay<T: serde::Serialize + serde::de::DeserializeOwned>(base: &T, over: Option<&toml::Value>) -> Result<T> {
-    let Some(over) = over else { return Ok(serde_json::from_value(serde_json::to_value(base)?)?) };
-    let mut value = serde_json::to_value(base)?;
-    let over = serde_json::to_value(over)?;
-    let (Some(obj), Some(over)) = (value.as_object_mut(), over.as_object()) else { bail!("expected a table") };
-    for (k, v) in over {
-        obj.insert(k.clone(), v.clone());
-    }
-    Ok(serde_json::from_value(value)?)
-}
-
-#[derive(serde::Deserialize)]
+/// The `--config` file: network fields, training fields and (for `--data`) the trading
+/// model's own fields.
+#[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     model: Option<toml::Value>,
     train: Option<toml::Value>,
+    lookback: Option<usize>,
+    horizon: Option<usize>,
+    inputs: Option<Vec<Feature>>,
 }
 
-fn channels_of(path: &std::path::Path) -> Result<usize> {
+fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
+    let Some(path) = path else { return Ok(ConfigFile::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Overlay `[model]` on a network configuration.
+fn overlay_net(net: NetConfig, over: Option<&toml::Value>, path: &Path) -> Result<NetConfig> {
+    let ctx = || format!("[model] in {}", path.display());
+    Ok(match net {
+        NetConfig::Patchtst(c) => NetConfig::Patchtst(super::overlay(&c, over).with_context(ctx)?),
+        NetConfig::Nhits(c) => NetConfig::Nhits(super::overlay(&c, over).with_context(ctx)?),
+    })
+}
+
+/// The trading model's parameters for `kind` with a `--config` file applied (the format of
+/// `retrain nn --data --config` and `retrain cv --nn-config`).
+pub(super) fn nn_params_from(mut p: NnParams, path: Option<&Path>) -> Result<NnParams> {
+    let file = read_config(path)?;
+    if let Some(path) = path {
+        p.net = overlay_net(p.net, file.model.as_ref(), path)?;
+        p.train =
+            super::overlay(&p.train, file.train.as_ref()).with_context(|| format!("[train] in {}", path.display()))?;
+    }
+    if let Some(l) = file.lookback {
+        p.lookback = l;
+    }
+    if file.horizon.is_some() {
+        p.horizon = file.horizon;
+    }
+    if let Some(inputs) = file.inputs {
+        p.inputs = inputs;
+    }
+    Ok(p)
+}
+
+fn channels_of(path: &Path) -> Result<usize> {
     let df = retrain::data::io::read_frame(path)?;
     Ok(df.get_column_names().iter().filter(|n| !n.eq_ignore_ascii_case("date")).count())
 }
 
-/// Run `retrain nn`.
-pub fn run(args: NnArgs) -> Result<()> {
-    let device = args.device.parse::<DeviceChoice>()?.open()?;
-    let channels = channels_of(&args.ett)?;
-    let (mut net, mut train) = defaults(&args, channels);
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: ConfigFile = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
-        net = match net {
-            NetConfig::Patchtst(c) => NetConfig::Patchtst(
-                overlay(&c, file.model.as_ref()).with_context(|| format!("[model] in {}", path.display()))?,
-            ),
-            NetConfig::Nhits(c) => NetConfig::Nhits(
-                overlay(&c, file.model.as_ref()).with_context(|| format!("[model] in {}", path.display()))?,
-            ),
-        };
-        train = overlay(&train, file.train.as_ref()).with_context(|| format!("[train] in {}", path.display()))?;
-    }
-    if let Some(e) = args.epochs {
-        train.epochs = e;
-    }
-    if args.max_batches.is_some() {
-        train.max_batches_per_epoch = args.max_batches;
-    }
-    train.seed = args.seed;
-
-    let pb = if args.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
+/// A progress bar and the event callback that drives it (epoch lines go to stderr when
+/// there is no terminal, nothing with `--json`).
+fn progress(json: bool) -> Result<(ProgressBar, impl FnMut(&TrainEvent) -> bool)> {
+    let pb = if json { ProgressBar::hidden() } else { ProgressBar::new(0) };
     pb.set_style(ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] epoch {prefix} {bar:30} {pos}/{len} {msg}",
     )?);
+    let bar = pb.clone();
     let mut val = String::new();
-    let mut on_event = |e: &TrainEvent| {
+    let on_event = move |e: &TrainEvent| {
         match e {
             TrainEvent::Batch { epoch, batch, batches, loss } => {
                 if *batch == 0 {
-                    pb.set_length(*batches as u64);
-                    pb.set_position(0);
-                    pb.set_prefix(format!("{}", epoch + 1));
+                    bar.set_length(*batches as u64);
+                    bar.set_position(0);
+                    bar.set_prefix(format!("{}", epoch + 1));
                 }
-                pb.set_position(*batch as u64 + 1);
-                pb.set_message(format!("loss {loss:.4}{val}"));
+                bar.set_position(*batch as u64 + 1);
+                bar.set_message(format!("loss {loss:.4}{val}"));
             }
             TrainEvent::Epoch(r) => {
                 if let Some(v) = r.val_loss {
@@ -190,19 +215,178 @@ pub fn run(args: NnArgs) -> Result<()> {
                     r.learning_rate,
                     r.seconds
                 );
-                // Without a terminal the bar is hidden; epochs still get a line on stderr.
-                if pb.is_hidden() {
-                    if !args.json {
+                if bar.is_hidden() {
+                    if !json {
                         eprintln!("{line}");
                     }
                 } else {
-                    pb.println(line);
+                    bar.println(line);
                 }
             }
         }
         true
     };
-    let (report, model) = retrain::nn::ett::run(&args.ett, net, &train, args.seed, &device, &mut on_event)?;
+    Ok((pb, on_event))
+}
+
+/// Run `retrain nn`.
+pub fn run(args: NnArgs) -> Result<()> {
+    match &args.ett {
+        Some(ett) => run_ett(&args, ett),
+        None => run_data(&args),
+    }
+}
+
+/// What `retrain nn --data` prints.
+#[derive(Debug, Serialize)]
+struct DataSummary {
+    model: String,
+    data: Vec<String>,
+    label: LabelSpec,
+    task: Task,
+    rows: usize,
+    train_rows: usize,
+    valid_rows: usize,
+    test_rows: usize,
+    purged: usize,
+    train_windows: usize,
+    valid_windows: usize,
+    epochs: usize,
+    best_epoch: usize,
+    seconds: f64,
+    parameters: usize,
+    calibration: Calibration,
+    test: Scores,
+    /// Share of test rows per signal direction (short, flat, long).
+    direction_shares: [f64; 3],
+    params: NnParams,
+}
+
+fn run_data(args: &NnArgs) -> Result<()> {
+    let kind = match args.model {
+        NetKind::Patchtst => ModelKind::Patchtst,
+        NetKind::Nhits => ModelKind::Nhits,
+    };
+    let mut p = nn_params_from(kind.nn_params().context("a network kind")?, args.config.as_deref())?;
+    if let Some(l) = args.lookback {
+        p.lookback = l;
+    }
+    if let Some(e) = args.epochs {
+        p.train.epochs = e;
+    }
+    if args.max_batches.is_some() {
+        p.train.max_batches_per_epoch = args.max_batches;
+    }
+    if let Some(s) = args.seed {
+        p.train.seed = s;
+    }
+    p.device = args.device.parse::<DeviceChoice>()?;
+    // Only the window columns are needed: the network reads nothing else.
+    let spec = FeatureSpec { features: vec![p.window_feature()] };
+    spec.validate()?;
+    let loaded = data::load_many(&args.data, &LoadOptions::default())?;
+    let ds = Dataset::from_bars(&loaded.bars, &spec, &args.target)?;
+    let plan = Chronological::default().plan(&ds.t0, &ds.t1)?;
+    let split = &plan.splits[0];
+    let (train, valid, test) = (ds.select(&split.train)?, ds.select(&split.validation)?, ds.select(&split.test)?);
+    let started = Instant::now();
+    let (pb, mut on_event) = progress(args.json)?;
+    let net = p.fit_observed(&train, Some(&valid), &mut on_event)?;
+    pb.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let out = net.predict(test.x.view())?;
+    let task = net.meta().task;
+    let clock = bars_per_year(&ds.t0).map(|b| TradeClock { bars_per_year: b, horizon: args.target.horizon() as f64 });
+    let y = test.y.to_vec();
+    let scores = score(task, &y, out.view(), test.ret.as_deref(), test.risk.as_deref(), clock);
+    let signals = net.signals(test.x.view())?;
+    let mut shares = [0.0; 3];
+    for s in &signals {
+        shares[(s.direction + 1) as usize] += 1.0 / signals.len().max(1) as f64;
+    }
+    if let Some(dir) = &args.save {
+        net.save(dir)?;
+        retrain::data::io::write_atomic(&dir.join("features.toml"), spec.to_toml().as_bytes())?;
+    }
+    let meta = net.meta();
+    let summary = DataSummary {
+        model: kind.name().into(),
+        data: args.data.iter().map(|d| d.display().to_string()).collect(),
+        label: args.target.clone(),
+        task,
+        rows: ds.n_rows(),
+        train_rows: train.n_rows(),
+        valid_rows: valid.n_rows(),
+        test_rows: test.n_rows(),
+        purged: split.purged,
+        train_windows: meta.train_windows,
+        valid_windows: meta.valid_windows,
+        epochs: meta.report.epochs.len(),
+        best_epoch: meta.report.best_epoch,
+        seconds,
+        parameters: net.model().n_parameters(),
+        calibration: meta.calibration.clone(),
+        test: scores,
+        direction_shares: shares,
+        params: meta.params.clone(),
+    };
+    super::emit(args.json, &summary, |s| {
+        println!(
+            "{} on {} ({} rows: train {}, valid {}, test {}, purged {}), label {}",
+            s.model,
+            s.data.join(", "),
+            s.rows,
+            s.train_rows,
+            s.valid_rows,
+            s.test_rows,
+            s.purged,
+            s.label
+        );
+        println!(
+            "  {} training windows, {} epochs (best {}), {:.1} s, {} parameters",
+            s.train_windows,
+            s.epochs,
+            s.best_epoch + 1,
+            s.seconds,
+            s.parameters
+        );
+        let metrics = serde_json::to_value(&s.test).unwrap_or_default();
+        if let Some(m) = metrics.as_object() {
+            let shown: Vec<String> = m
+                .iter()
+                .filter(|(k, _)| k.as_str() != "rows")
+                .filter_map(|(k, v)| v.as_f64().map(|v| format!("{k} {v:.4}")))
+                .collect();
+            println!("  test: {}", shown.join(", "));
+        }
+        let [short, flat, long] = s.direction_shares;
+        println!("  signals: long {:.1}%, flat {:.1}%, short {:.1}%", long * 100.0, flat * 100.0, short * 100.0);
+    })
+}
+
+fn run_ett(args: &NnArgs, ett: &Path) -> Result<()> {
+    let device = args.device.parse::<DeviceChoice>()?.open()?;
+    let channels = channels_of(ett)?;
+    let (mut net, mut train) = defaults(args, channels);
+    let file = read_config(args.config.as_deref())?;
+    if let Some(path) = &args.config {
+        if file.lookback.is_some() || file.horizon.is_some() || file.inputs.is_some() {
+            bail!("{}: lookback, horizon and inputs are --data settings (use --lookback / --horizon)", path.display());
+        }
+        net = overlay_net(net, file.model.as_ref(), path)?;
+        train =
+            super::overlay(&train, file.train.as_ref()).with_context(|| format!("[train] in {}", path.display()))?;
+    }
+    if let Some(e) = args.epochs {
+        train.epochs = e;
+    }
+    if args.max_batches.is_some() {
+        train.max_batches_per_epoch = args.max_batches;
+    }
+    let seed = args.seed.unwrap_or(2021);
+    train.seed = seed;
+    let (pb, mut on_event) = progress(args.json)?;
+    let (report, model) = retrain::nn::ett::run(ett, net, &train, seed, &device, &mut on_event)?;
     pb.finish_and_clear();
     if let Some(dir) = &args.save {
         model.save(dir)?;

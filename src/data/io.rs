@@ -359,7 +359,7 @@ pub fn write_frame(df: &mut DataFrame, path: impl AsRef<Path>) -> Result<()> {
 }
 
 /// Write `bytes` to `path` atomically (see [`write_atomic_with`]).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     write_atomic_with(path, |f| f.write_all(bytes).map_err(|e| Error::Io { path: path.to_path_buf(), source: e }))
 }

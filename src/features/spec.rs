@@ -172,6 +172,15 @@ pub enum Feature {
     Candle,
     /// `hour_sin`, `hour_cos`, `dow_sin`, `dow_cos` (UTC).
     Calendar,
+    /// The last `length` values of every column of `of`, as `{column}_lag{k}` for `k` in
+    /// `0..length` (lag 0 = the current bar): the lookback window a sequence network reads
+    /// from a row. Causal like its inputs; its lookback adds `length − 1` bars.
+    Window {
+        /// The channels (any non-window items).
+        of: Vec<Feature>,
+        /// Window length in bars.
+        length: usize,
+    },
 }
 
 /// The list of features to compute; [`FeatureSpec::default`] is the full SPEC §2 set.
@@ -260,6 +269,11 @@ impl Feature {
             VolumeZ { period } => vec![format!("volume_z_{period}")],
             Candle => ["body", "upper_shadow", "lower_shadow", "range_pct", "gap"].map(String::from).to_vec(),
             Calendar => ["hour_sin", "hour_cos", "dow_sin", "dow_cos"].map(String::from).to_vec(),
+            Window { of, length } => of
+                .iter()
+                .flat_map(Feature::columns)
+                .flat_map(|c| (0..*length).map(move |k| format!("{c}_lag{k}")))
+                .collect(),
         }
     }
 
@@ -279,6 +293,7 @@ impl Feature {
             VolRatio { short, long } => (*short).max(*long),
             Candle => 1,
             Calendar => 0,
+            Window { of, length } => of.iter().map(Feature::lookback).max().unwrap_or(0) + length.saturating_sub(1),
         }
     }
 
@@ -331,6 +346,19 @@ impl Feature {
             }
             VwapDist { period } | VolumeZ { period } => need("period", *period, 2),
             Candle | Calendar => Ok(()),
+            Window { of, length } => {
+                need("length", *length, 1)?;
+                if of.is_empty() {
+                    return Err(Error::param(format!("features[{at}].of"), "must list at least one channel"));
+                }
+                for f in of {
+                    if matches!(f, Window { .. }) {
+                        return Err(Error::param(format!("features[{at}].of"), "a window cannot hold a window"));
+                    }
+                    f.validate(at)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -402,6 +430,15 @@ impl Feature {
                 vec![b, u, lw, cal::range_pct(h, l, c), cal::gap(o, c)]
             }
             Calendar => cal::calendar(bars.timestamps()).into(),
+            Window { of, length } => {
+                let shift = |col: &Vec<f64>, k: usize| -> Vec<f64> {
+                    (0..col.len()).map(|t| if t >= k { col[t - k] } else { f64::NAN }).collect()
+                };
+                of.iter()
+                    .flat_map(|f| f.compute(bars))
+                    .flat_map(|col| (0..*length).map(|k| shift(&col, k)).collect::<Vec<_>>())
+                    .collect()
+            }
         }
     }
 }
@@ -474,6 +511,40 @@ mod tests {
         s.validate().unwrap();
         assert!(s.columns().len() >= 50, "{}", s.columns().len());
         assert_eq!(s.max_lookback(), 99);
+    }
+
+    #[test]
+    fn window_lags_its_channels() {
+        let close: Vec<f64> = (0..50).map(|i| 100.0 + (i as f64 * 0.7).sin() * 3.0 + i as f64 * 0.1).collect();
+        let bars = crate::data::Bars::new(
+            "X",
+            crate::data::BarColumns {
+                ts: (0..50).map(|i| 1_600_000_000_000 + i * 60_000).collect(),
+                open: close.clone(),
+                high: close.iter().map(|c| c * 1.001).collect(),
+                low: close.iter().map(|c| c * 0.999).collect(),
+                close,
+                volume: vec![1.0; 50],
+            },
+        )
+        .unwrap();
+        let f =
+            Feature::Window { of: vec![Feature::LogReturns { lags: vec![1] }, Feature::Rsi { period: 5 }], length: 4 };
+        f.validate(0).unwrap();
+        assert_eq!(f.columns()[..2], ["logret_1_lag0".to_string(), "logret_1_lag1".to_string()]);
+        assert_eq!(f.columns().len(), 8);
+        assert_eq!(f.lookback(), 5 + 3);
+        let cols = f.compute(&bars);
+        let base = Feature::LogReturns { lags: vec![1] }.compute(&bars).remove(0);
+        for k in 0..4 {
+            for t in 10..50 {
+                assert_eq!(cols[k][t].to_bits(), base[t - k].to_bits());
+            }
+        }
+        let nested = Feature::Window { of: vec![f.clone()], length: 2 };
+        assert!(nested.validate(3).unwrap_err().to_string().contains("features[3].of"));
+        assert!(Feature::Window { of: vec![], length: 2 }.validate(0).is_err());
+        assert!(Feature::Window { of: vec![Feature::Candle], length: 0 }.validate(0).is_err());
     }
 
     #[test]

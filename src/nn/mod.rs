@@ -6,9 +6,13 @@
 //!
 //! [`NnModel`] bundles a network with its variables: build, train, forecast, save
 //! (safetensors + JSON config) and load, with identical outputs after a round trip.
+//! [`NnParams`] / [`TrainedNet`] make either network a trading model on a
+//! [`crate::data::Dataset`] ([`forecaster`]), with a calibrated signal ([`calibration`]).
 
+pub mod calibration;
 pub mod device;
 pub mod ett;
+pub mod forecaster;
 pub mod init;
 pub mod layers;
 pub mod nhits;
@@ -23,7 +27,9 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+pub use calibration::Calibration;
 pub use device::DeviceChoice;
+pub use forecaster::{NnParams, TrainedNet};
 pub use init::SeededVars;
 pub use nhits::{Nhits, NhitsConfig, Scaler};
 pub use patchtst::{NormKind, PatchTst, PatchTstConfig};
@@ -175,29 +181,19 @@ impl NnModel {
         train::evaluate(&self.net, windows, batch_size, &self.device)
     }
 
-    /// Write `config.json` and `weights.safetensors` into `dir` (created if needed), each
-    /// atomically.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
+    /// The variables as safetensors bytes (names sorted, so equal models give equal bytes).
+    pub fn weights_bytes(&self) -> Result<Vec<u8>> {
         let tensors: HashMap<String, Tensor> =
             self.vars.named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
-        let bytes = safetensors_bytes(&tensors)?;
-        crate::data::io::write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
-        let json = serde_json::to_vec_pretty(&self.config).expect("config serialises");
-        crate::data::io::write_atomic(&dir.join(CONFIG_FILE), &json)
+        safetensors_bytes(&tensors)
     }
 
-    /// Load a model saved by [`NnModel::save`]; every variable must be present with its shape.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let cfg_path = dir.join(CONFIG_FILE);
-        let text = std::fs::read(&cfg_path).map_err(|e| Error::Io { path: cfg_path.clone(), source: e })?;
-        let config: NetConfig = serde_json::from_slice(&text)
-            .map_err(|e| Error::CorruptModel { source_name: cfg_path.display().to_string(), reason: e.to_string() })?;
+    /// A model of `config` with the variables in safetensors `bytes`; every variable must be
+    /// present with its shape (`source_name` names the bytes in errors).
+    pub fn from_weights(config: NetConfig, bytes: &[u8], device: &Device, source_name: &str) -> Result<Self> {
         let model = NnModel::new(config, 0, device)?;
-        let w_path = dir.join(WEIGHTS_FILE);
-        let corrupt = |reason: String| Error::CorruptModel { source_name: w_path.display().to_string(), reason };
-        let bytes = std::fs::read(&w_path).map_err(|e| Error::Io { path: w_path.clone(), source: e })?;
-        let loaded = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| corrupt(e.to_string()))?;
+        let corrupt = |reason: String| Error::CorruptModel { source_name: source_name.to_string(), reason };
+        let loaded = candle_core::safetensors::load_buffer(bytes, device).map_err(|e| corrupt(e.to_string()))?;
         let vars = model.vars.named_vars();
         if loaded.len() != vars.len() {
             return Err(corrupt(format!("{} tensors, the configuration needs {}", loaded.len(), vars.len())));
@@ -210,6 +206,26 @@ impl NnModel {
             var.set(&t.to_dtype(var.dtype())?)?;
         }
         Ok(model)
+    }
+
+    /// Write `config.json` and `weights.safetensors` into `dir` (created if needed), each
+    /// atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
+        crate::data::io::write_atomic(&dir.join(WEIGHTS_FILE), &self.weights_bytes()?)?;
+        let json = serde_json::to_vec_pretty(&self.config).expect("config serialises");
+        crate::data::io::write_atomic(&dir.join(CONFIG_FILE), &json)
+    }
+
+    /// Load a model saved by [`NnModel::save`].
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read(&cfg_path).map_err(|e| Error::Io { path: cfg_path.clone(), source: e })?;
+        let config: NetConfig = serde_json::from_slice(&text)
+            .map_err(|e| Error::CorruptModel { source_name: cfg_path.display().to_string(), reason: e.to_string() })?;
+        let w_path = dir.join(WEIGHTS_FILE);
+        let bytes = std::fs::read(&w_path).map_err(|e| Error::Io { path: w_path.clone(), source: e })?;
+        NnModel::from_weights(config, &bytes, device, &w_path.display().to_string())
     }
 }
 

@@ -1,20 +1,29 @@
 //! Sliding windows over a multichannel series: a lookback of `L` steps as input and the
 //! next `H` steps as target, every `stride` steps, with time-respecting row ranges (a
-//! validation or test range never lends a target step to training windows).
+//! validation or test range never lends a target step to training windows). Windows can
+//! also be given as explicit input/target pairs ([`Windows::from_pairs`]), as the trading
+//! adapter cuts them from dataset rows.
 
 use candle_core::{Device, Tensor};
 use ndarray::ArrayView2;
 
 use crate::error::{Error, Result};
 
-/// Windows of one series (rows = time, columns = channels).
+/// Windows of one series (rows = time, columns = channels), or explicit pairs.
 #[derive(Clone, Debug)]
 pub struct Windows {
-    data: Vec<f32>,
+    store: Store,
     channels: usize,
     lookback: usize,
     horizon: usize,
-    starts: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+enum Store {
+    /// One series, windows starting at `starts`.
+    Series { data: Vec<f32>, starts: Vec<usize> },
+    /// `n` inputs `[lookback, channels]` and targets `[horizon, channels]`, row-major.
+    Pairs { x: Vec<f32>, y: Vec<f32>, n: usize },
 }
 
 impl Windows {
@@ -42,17 +51,38 @@ impl Windows {
         let n = series.nrows();
         let starts: Vec<usize> =
             if n >= lookback + horizon { (0..=n - lookback - horizon).step_by(stride).collect() } else { Vec::new() };
-        Ok(Windows { data: series.iter().copied().collect(), channels, lookback, horizon, starts })
+        let data = series.iter().copied().collect();
+        Ok(Windows { store: Store::Series { data, starts }, channels, lookback, horizon })
+    }
+
+    /// `n` explicit windows: `x` holds `n × lookback × channels` inputs and `y` the
+    /// `n × horizon × channels` targets, both row-major; non-finite values are refused.
+    pub fn from_pairs(x: Vec<f32>, y: Vec<f32>, lookback: usize, horizon: usize, channels: usize) -> Result<Self> {
+        if lookback == 0 || horizon == 0 || channels == 0 {
+            return Err(Error::param("windows", "lookback, horizon and channels must be at least 1"));
+        }
+        let n = x.len() / (lookback * channels);
+        if x.len() != n * lookback * channels || y.len() != n * horizon * channels {
+            return Err(Error::Shape { what: "window targets".into(), expected: n * horizon * channels, got: y.len() });
+        }
+        if let Some(i) = x.iter().chain(&y).position(|v| !v.is_finite()) {
+            let window = if i < x.len() { i / (lookback * channels) } else { (i - x.len()) / (horizon * channels) };
+            return Err(Error::param("windows", format!("window {window} holds a non-finite value")));
+        }
+        Ok(Windows { store: Store::Pairs { x, y, n }, channels, lookback, horizon })
     }
 
     /// Number of windows.
     pub fn len(&self) -> usize {
-        self.starts.len()
+        match &self.store {
+            Store::Series { starts, .. } => starts.len(),
+            Store::Pairs { n, .. } => *n,
+        }
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.starts.is_empty()
+        self.len() == 0
     }
 
     /// Channels per step.
@@ -63,12 +93,21 @@ impl Windows {
     /// Inputs `[b, lookback, channels]` and targets `[b, horizon, channels]` of windows `idx`.
     pub fn batch(&self, idx: &[usize], device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
         let c = self.channels;
-        let mut x = Vec::with_capacity(idx.len() * self.lookback * c);
-        let mut y = Vec::with_capacity(idx.len() * self.horizon * c);
+        let (lc, hc) = (self.lookback * c, self.horizon * c);
+        let mut x = Vec::with_capacity(idx.len() * lc);
+        let mut y = Vec::with_capacity(idx.len() * hc);
         for &w in idx {
-            let s = self.starts[w] * c;
-            x.extend_from_slice(&self.data[s..s + self.lookback * c]);
-            y.extend_from_slice(&self.data[s + self.lookback * c..s + (self.lookback + self.horizon) * c]);
+            match &self.store {
+                Store::Series { data, starts } => {
+                    let s = starts[w] * c;
+                    x.extend_from_slice(&data[s..s + lc]);
+                    y.extend_from_slice(&data[s + lc..s + lc + hc]);
+                }
+                Store::Pairs { x: px, y: py, .. } => {
+                    x.extend_from_slice(&px[w * lc..(w + 1) * lc]);
+                    y.extend_from_slice(&py[w * hc..(w + 1) * hc]);
+                }
+            }
         }
         Ok((
             Tensor::from_vec(x, (idx.len(), self.lookback, c), device)?,
@@ -100,5 +139,19 @@ mod tests {
         let err = Windows::new(bad.view(), 0..20, 3, 2, 1).unwrap_err().to_string();
         assert!(err.contains("row 7 column 1"), "{err}");
         assert!(Windows::new(s.view(), 0..30, 3, 2, 1).is_err());
+    }
+
+    #[test]
+    fn pairs_come_back_as_given() {
+        let x: Vec<f32> = (0..2 * 3 * 2).map(|v| v as f32).collect();
+        let y: Vec<f32> = (0..2 * 2 * 2).map(|v| 100.0 + v as f32).collect();
+        let w = Windows::from_pairs(x, y.clone(), 3, 2, 2).unwrap();
+        assert_eq!(w.len(), 2);
+        let (bx, by) = w.batch(&[1], &Device::Cpu).unwrap();
+        assert_eq!(bx.to_vec3::<f32>().unwrap()[0][0], vec![6.0, 7.0]);
+        assert_eq!(by.flatten_all().unwrap().to_vec1::<f32>().unwrap(), y[4..].to_vec());
+        assert!(Windows::from_pairs(vec![0.0; 6], vec![0.0; 3], 3, 2, 2).is_err());
+        let err = Windows::from_pairs(vec![0.0; 12], vec![0.0, 0.0, 0.0, 0.0, 0.0, f32::NAN, 0.0, 0.0], 3, 2, 2);
+        assert!(err.unwrap_err().to_string().contains("window 1"));
     }
 }

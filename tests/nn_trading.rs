@@ -1,0 +1,205 @@
+//! The networks as trading models: fit on a Dataset's window columns, calibrated outputs
+//! that validation scores like the GBDT's, windows never spanning gaps, artifacts that
+//! round-trip through the version store.
+
+use ndarray::Array2;
+use retrain::data::{BarColumns, Bars, Dataset};
+use retrain::features::{Feature, FeatureSpec, LabelSpec};
+use retrain::model::{Fit, ModelKind, Predict};
+use retrain::nn::{NetConfig, NhitsConfig, NnParams, PatchTstConfig, TrainedNet};
+use retrain::rng::Rng;
+use retrain::validation::report::{Task, score};
+use retrain::validation::{Chronological, Cpcv, CvOptions, Embargo, Splitter, cross_validate};
+
+/// Hourly candles whose one-bar log returns follow an AR(1) with coefficient `phi`, so the
+/// next bars' direction is predictable from the window.
+fn ar1_bars(n: usize, phi: f64, seed: u64) -> Bars {
+    let mut rng = Rng::new(seed);
+    let mut c = BarColumns::default();
+    let (mut price, mut r) = (100.0f64, 0.0f64);
+    for i in 0..n {
+        r = phi * r + 0.004 * rng.normal();
+        let open = price;
+        price *= r.exp();
+        c.ts.push(1_600_000_000_000 + i as i64 * 3_600_000);
+        c.open.push(open);
+        c.high.push(open.max(price) * 1.001);
+        c.low.push(open.min(price) * 0.999);
+        c.close.push(price);
+        c.volume.push(1000.0 + rng.next_f64() * 100.0);
+    }
+    Bars::new("AR", c).unwrap()
+}
+
+fn small(kind: ModelKind) -> NnParams {
+    let mut p = kind.nn_params().unwrap();
+    p.lookback = 32;
+    p.net = match p.net {
+        NetConfig::Nhits(c) => NetConfig::Nhits(NhitsConfig { hidden: 32, mlp_layers: 2, ..c }),
+        NetConfig::Patchtst(c) => {
+            NetConfig::Patchtst(PatchTstConfig { d_model: 16, n_heads: 4, d_ff: 32, n_layers: 1, dropout: 0.1, ..c })
+        }
+    };
+    p.train.epochs = 6;
+    p.train.patience = 3;
+    p.train.batch_size = 64;
+    p
+}
+
+fn dataset(p: &NnParams, bars: &Bars, label: &LabelSpec) -> Dataset {
+    let spec = p.with_window(&FeatureSpec { features: vec![Feature::Rsi { period: 14 }] });
+    Dataset::from_bars(std::slice::from_ref(bars), &spec, label).unwrap()
+}
+
+#[test]
+fn both_kinds_learn_a_predictable_direction_and_score_like_any_model() {
+    let bars = ar1_bars(3000, 0.6, 1);
+    let label = LabelSpec::Direction { horizon: 3, threshold: 0.0, classes: 2 };
+    for kind in [ModelKind::Nhits, ModelKind::Patchtst] {
+        let p = small(kind);
+        let ds = dataset(&p, &bars, &label);
+        let plan = Chronological::default().plan(&ds.t0, &ds.t1).unwrap();
+        let s = &plan.splits[0];
+        let (train, valid, test) =
+            (ds.select(&s.train).unwrap(), ds.select(&s.validation).unwrap(), ds.select(&s.test).unwrap());
+        let net = p.fit(&train, Some(&valid)).unwrap();
+        assert!(net.meta().calibrated_on_validation);
+        assert_eq!(net.meta().task, Task::Binary);
+        assert_eq!(net.n_outputs(), 1);
+        let out = net.predict(test.x.view()).unwrap();
+        assert!(out.iter().all(|p| (0.0..=1.0).contains(p)));
+        let y = test.y.to_vec();
+        let scores = score(Task::Binary, &y, out.view(), test.ret.as_deref(), test.risk.as_deref(), None);
+        let auc = scores.auc.unwrap();
+        // AR(1) with phi 0.6: the best possible forecast of the 3-bar return has correlation
+        // 0.54 with it, i.e. AUC 0.5 + asin(0.54)/π ≈ 0.68; chance is 0.5.
+        assert!(auc > 0.62, "{kind:?}: test AUC {auc}");
+        // Signals agree with the outputs and the score's sign.
+        let sig = net.signals(test.x.view()).unwrap();
+        for (s, p) in sig.iter().zip(out.column(0)) {
+            assert_eq!(s.direction, if *p > 0.5 { 1 } else { -1 });
+            assert!(s.probability.unwrap() >= 0.5 && s.expected_return.is_some());
+        }
+    }
+}
+
+#[test]
+fn regression_and_three_class_labels_get_their_outputs() {
+    let bars = ar1_bars(1500, 0.6, 2);
+    let mut p = small(ModelKind::Nhits);
+    p.train.epochs = 2;
+    for (label, k) in [
+        (LabelSpec::FutureReturn { horizon: 4 }, 1),
+        (LabelSpec::Direction { horizon: 4, threshold: 0.002, classes: 3 }, 3),
+    ] {
+        let ds = dataset(&p, &bars, &label);
+        let n = ds.n_rows();
+        let (train, valid) = (
+            ds.select(&(0..n * 4 / 5).collect::<Vec<_>>()).unwrap(),
+            ds.select(&(n * 4 / 5..n).collect::<Vec<_>>()).unwrap(),
+        );
+        let net = p.fit(&train, Some(&valid)).unwrap();
+        let out = net.predict(valid.x.view()).unwrap();
+        assert_eq!(out.ncols(), k, "{label:?}");
+        if k == 3 {
+            for row in out.rows() {
+                assert!((row.sum() - 1.0).abs() < 1e-9);
+            }
+        } else {
+            // The regression output is the calibrated return forecast: same sign as the score.
+            let corr = retrain::validation::metrics::pearson(&out.column(0).to_vec(), &valid.y.to_vec()).unwrap();
+            assert!(corr > 0.2, "return forecast correlation {corr}");
+        }
+    }
+}
+
+#[test]
+fn windows_never_span_a_gap_and_targets_stay_in_the_training_rows() {
+    let bars = ar1_bars(600, 0.3, 3);
+    let label = LabelSpec::FutureReturn { horizon: 5 };
+    let mut p = small(ModelKind::Nhits);
+    p.train.epochs = 1;
+    let ds = dataset(&p, &bars, &label);
+    let n = ds.n_rows();
+    // Two blocks with 40 rows removed between them (as a purged test block would be).
+    let (a, b) = (250, n - 290);
+    let rows: Vec<usize> = (0..a).chain(a + 40..n).collect();
+    let train = ds.select(&rows).unwrap();
+    let net = p.fit(&train, None).unwrap();
+    assert_eq!(net.meta().train_windows, (a - 5) + (b - 5));
+    assert!(!net.meta().calibrated_on_validation);
+    // The whole set pairs every row but the last 5.
+    assert_eq!(p.fit(&ds, None).unwrap().meta().train_windows, n - 5);
+}
+
+#[test]
+fn artifacts_round_trip_through_the_store_with_identical_outputs() {
+    let bars = ar1_bars(800, 0.5, 4);
+    let label = LabelSpec::Direction { horizon: 3, threshold: 0.0, classes: 2 };
+    let mut p = small(ModelKind::Patchtst);
+    p.train.epochs = 2;
+    let ds = dataset(&p, &bars, &label);
+    let n = ds.n_rows();
+    let train = ds.select(&(0..n - 100).collect::<Vec<_>>()).unwrap();
+    let valid = ds.select(&(n - 100..n).collect::<Vec<_>>()).unwrap();
+    let net = p.fit(&train, Some(&valid)).unwrap();
+    let before = net.predict(ds.x.view()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = retrain::store::VersionStore::open(dir.path()).unwrap();
+    let arts: Vec<retrain::store::Artifact> =
+        net.to_artifacts().unwrap().into_iter().map(|(n, b)| retrain::store::Artifact::bytes(n, b)).collect();
+    let meta = retrain::store::VersionMeta::new("patchtst");
+    let tag = store.register("ar-patchtst", meta, &arts, &retrain::store::Change::new("test", "nn artifacts")).unwrap();
+    let m = store.load_artifact("ar-patchtst", &tag, retrain::nn::forecaster::META_ARTIFACT).unwrap();
+    let w = store.load_artifact("ar-patchtst", &tag, retrain::nn::forecaster::WEIGHTS_ARTIFACT).unwrap();
+    let back = TrainedNet::from_artifacts(&m, &w, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(back.predict(ds.x.view()).unwrap(), before);
+
+    // Same seed, same model; another seed, another one.
+    assert_eq!(p.fit(&train, Some(&valid)).unwrap().predict(ds.x.view()).unwrap(), before);
+    assert_ne!(p.with_seed(7).fit(&train, Some(&valid)).unwrap().predict(ds.x.view()).unwrap(), before);
+
+    // Corrupt weights are a typed error naming the artifact.
+    let err = TrainedNet::from_artifacts(&m, &w[..w.len() / 2], &candle_core::Device::Cpu).err().unwrap();
+    assert!(err.to_string().contains("weights.safetensors"), "{err}");
+}
+
+#[test]
+fn missing_windows_and_bad_settings_are_named() {
+    let bars = ar1_bars(300, 0.3, 5);
+    let label = LabelSpec::FutureReturn { horizon: 3 };
+    let p = small(ModelKind::Nhits);
+    let plain = Dataset::from_bars(
+        std::slice::from_ref(&bars),
+        &FeatureSpec { features: vec![Feature::Rsi { period: 14 }] },
+        &label,
+    )
+    .unwrap();
+    let err = p.fit(&plain, None).err().unwrap().to_string();
+    assert!(err.contains("logret_1_lag31") && err.contains("window"), "{err}");
+    let ds = dataset(&p, &bars, &label);
+    let short = NnParams { lookback: 3, ..p.clone() };
+    let ds_short = dataset(&short, &bars, &label);
+    assert!(short.fit(&ds_short, None).err().unwrap().to_string().contains("lookback"));
+    let net = NnParams { train: retrain::nn::TrainConfig { epochs: 1, ..p.train.clone() }, ..p.clone() }
+        .fit(&ds, None)
+        .unwrap();
+    let narrow = Array2::<f32>::zeros((2, 3));
+    assert!(net.predict(narrow.view()).is_err());
+}
+
+#[test]
+fn cpcv_treats_a_network_like_any_model() {
+    let bars = ar1_bars(1200, 0.6, 6);
+    let label = LabelSpec::Direction { horizon: 3, threshold: 0.0, classes: 2 };
+    let mut p = small(ModelKind::Nhits);
+    p.train.epochs = 2;
+    let ds = dataset(&p, &bars, &label);
+    let cpcv = Cpcv::new(6, 2).embargo(Embargo::Bars(p.lookback));
+    let opts = CvOptions { parallel_splits: false, ..CvOptions::default() };
+    let report = cross_validate(&p, &ds, &cpcv, &opts).unwrap();
+    assert_eq!(report.splits.len(), 15);
+    let auc = report.summary.iter().find(|m| m.metric == "auc").unwrap().mean;
+    assert!(auc > 0.6, "mean path AUC {auc}");
+}
