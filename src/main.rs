@@ -12,7 +12,27 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // candle allocates a fresh buffer for every tensor op; with glibc's defaults each
+    // multi-megabyte activation is an mmap/munmap pair whose pages are faulted in and zeroed
+    // again on every step (PatchTST small spent a quarter of its time in the kernel). Keep
+    // freed memory in the heap instead: the largest mmap threshold glibc accepts (32 MiB),
+    // no trimming. A host engine embedding the library picks its own allocator settings.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
     let args = cli::Cli::parse();
+    // candle sizes its own worker pool from CANDLE_NUM_THREADS (else RAYON_NUM_THREADS, else
+    // the cores), not from our rayon pool: pass --threads on so the networks obey it too.
+    if let Some(n) = args.threads
+        && std::env::var_os("CANDLE_NUM_THREADS").is_none()
+    {
+        // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", n.max(1).to_string()) };
+    }
     cli::init_tracing(args.verbose);
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -199,3 +199,28 @@ fn cancellation_keeps_the_best_weights_and_stops() {
     assert!(report.cancelled);
     assert_eq!(seen, 3);
 }
+
+/// The papers' ETTh1 table, full length (PatchTST small ~18 min, N-HiTS ~3 min on 2 cores):
+/// `cargo test --release --test nn -- --ignored etth1`.
+#[test]
+#[ignore]
+fn etth1_reproduction_meets_the_floors() {
+    use retrain::nn::ett::{PaperNet, paper_setup, run};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/ETTh1.csv");
+    if !path.exists() {
+        eprintln!("skipped: {} not found (the shared datasets sit beside the repository)", path.display());
+        return;
+    }
+    for (net, mse_floor, mae_floor) in
+        [(PaperNet::PatchtstSmall, 0.385, 0.410), (PaperNet::Nhits, 0.395, f64::INFINITY)]
+    {
+        let (cfg, mut train) = paper_setup(net, 336, 96, 7);
+        train.seed = 2021;
+        let (r, _) = run(&path, cfg, &train, 2021, &Device::Cpu, &mut |_| true).unwrap();
+        eprintln!(
+            "{net:?}: test MSE {:.4}, MAE {:.4}, {} epochs, {:.0} s",
+            r.test_mse, r.test_mae, r.epochs, r.seconds
+        );
+        assert!(r.test_mse <= mse_floor && r.test_mae <= mae_floor, "{net:?}: {r:?}");
+    }
+}

@@ -12,10 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use retrain::data::{self, Dataset, LoadOptions};
 use retrain::features::{Feature, FeatureSpec, LabelSpec};
 use retrain::model::{ModelKind, Predict};
-use retrain::nn::{
-    Calibration, DeviceChoice, Loss, NetConfig, NhitsConfig, NnParams, PatchTstConfig, Scaler, Schedule, TrainConfig,
-    TrainEvent,
-};
+use retrain::nn::ett::PaperNet;
+use retrain::nn::{Calibration, DeviceChoice, NetConfig, NnParams, TrainConfig, TrainEvent};
 use retrain::validation::cross_validate::bars_per_year;
 use retrain::validation::report::{Scores, TradeClock, score};
 use retrain::validation::{Chronological, Splitter, Task};
@@ -89,45 +87,15 @@ pub struct NnArgs {
     pub json: bool,
 }
 
-/// The protocol defaults of each network (the papers' ETTh1 settings, fewer epochs on CPU).
+/// The protocol defaults of the chosen network.
 fn defaults(args: &NnArgs, channels: usize) -> (NetConfig, TrainConfig) {
     let (l, h) = (args.lookback.unwrap_or(336), args.horizon);
-    match args.model {
-        NetKind::Patchtst => {
-            let cfg = match args.size {
-                Size::Small => PatchTstConfig::small(l, h, channels),
-                Size::Large => PatchTstConfig::large(l, h, channels),
-            };
-            // Official ETTh1 script: Adam lr 1e-4, batch 128, `type3` decay, MSE.
-            let train = TrainConfig {
-                epochs: 10,
-                batch_size: 128,
-                learning_rate: 1e-4,
-                schedule: Schedule::Step { after: 3, every: 1, gamma: 0.9 },
-                clip_norm: None,
-                patience: 3,
-                ..TrainConfig::default()
-            };
-            (NetConfig::Patchtst(cfg), train)
-        }
-        NetKind::Nhits => {
-            // neuralforecast defaults (hidden 512, lr 1e-3, MAE loss) with its `standard`
-            // window scaler: on ETTh1 the unscaled net overfits from the second epoch (test
-            // MSE 0.43 with an MSE loss), the scaled one with MAE reaches 0.394.
-            let train = TrainConfig {
-                epochs: 10,
-                batch_size: 256,
-                learning_rate: 1e-3,
-                loss: Loss::Mae,
-                schedule: Schedule::Step { after: 2, every: 2, gamma: 0.5 },
-                clip_norm: Some(1.0),
-                patience: 3,
-                ..TrainConfig::default()
-            };
-            let cfg = NhitsConfig { scaler: Scaler::Standard, ..NhitsConfig::paper(l, h, channels) };
-            (NetConfig::Nhits(cfg), train)
-        }
-    }
+    let net = match (args.model, args.size) {
+        (NetKind::Patchtst, Size::Small) => PaperNet::PatchtstSmall,
+        (NetKind::Patchtst, Size::Large) => PaperNet::PatchtstLarge,
+        (NetKind::Nhits, _) => PaperNet::Nhits,
+    };
+    retrain::nn::ett::paper_setup(net, l, h, channels)
 }
 
 /// The `--config` file: network fields, training fields and (for `--data`) the trading
