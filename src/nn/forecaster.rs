@@ -222,6 +222,13 @@ struct Scale {
     std: Vec<f64>,
 }
 
+impl Scale {
+    /// `v` of channel `c` in standard units.
+    fn z(&self, v: f32, c: usize) -> f32 {
+        ((f64::from(v) - self.mean[c]) / self.std[c]) as f32
+    }
+}
+
 impl Layout {
     fn find(names: &[String], channels: &[String], lookback: usize) -> Result<Self> {
         let pos: std::collections::HashMap<&str, usize> =
@@ -273,10 +280,7 @@ impl Layout {
     fn inputs(&self, x: ArrayView2<'_, f32>, rows: std::ops::Range<usize>, scale: &Scale) -> Vec<f32> {
         let mut out = Vec::with_capacity(rows.len() * self.index.len());
         for r in rows {
-            for (k, &j) in self.index.iter().enumerate() {
-                let c = k % self.channels;
-                out.push(((f64::from(x[[r, j]]) - scale.mean[c]) / scale.std[c]) as f32);
-            }
+            out.extend(self.index.iter().enumerate().map(|(k, &j)| scale.z(x[[r, j]], k % self.channels)));
         }
         out
     }
@@ -292,7 +296,6 @@ impl Layout {
         }
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let z = |v: f32, ch: usize| ((f64::from(v) - scale.mean[ch]) / scale.std[ch]) as f32;
         for rows in &by_symbol {
             for (p, &i) in rows.iter().enumerate() {
                 let Some(&j) = rows.get(p + horizon) else { break };
@@ -301,8 +304,8 @@ impl Layout {
                 if a[horizon * c..].iter().zip(&b[..(l - horizon) * c]).any(|(u, v)| u.to_bits() != v.to_bits()) {
                     continue;
                 }
-                xs.extend(a.iter().enumerate().map(|(k, &v)| z(v, k % c)));
-                ys.extend(b[(l - horizon) * c..].iter().enumerate().map(|(k, &v)| z(v, k % c)));
+                xs.extend(a.iter().enumerate().map(|(k, &v)| scale.z(v, k % c)));
+                ys.extend(b[(l - horizon) * c..].iter().enumerate().map(|(k, &v)| scale.z(v, k % c)));
             }
         }
         Windows::from_pairs(xs, ys, l, horizon, c)
