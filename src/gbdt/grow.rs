@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use crate::gbdt::binning::{BinData, BinnedMatrix};
 use crate::gbdt::histogram::{self, Bin};
 use crate::gbdt::params::Growth;
+use crate::gbdt::quantize::{self, Packed, Scales};
 use crate::gbdt::split::{self, SplitInfo, SplitParams};
 use crate::gbdt::tree::{Node, Tree};
 use crate::rng::Rng;
@@ -32,7 +33,9 @@ pub struct TreeLearner<'a> {
     free: Vec<usize>,
     indices: Vec<u32>,
     scratch: Vec<u32>,
-    gh_ord: Vec<[f32; 2]>,
+    q: Vec<Packed>,
+    q_ord: Vec<Packed>,
+    scales: Scales,
     ranges: Vec<(usize, usize)>,
     stripes: Vec<Vec<Bin>>,
     leaf_of: Vec<u32>,
@@ -49,8 +52,7 @@ const PART_CHUNK: usize = 1 << 12;
 
 /// Sums and allowed features of a node whose best split is wanted.
 struct Side {
-    g: f64,
-    h: f64,
+    total: Packed,
     count: usize,
     features: Vec<usize>,
 }
@@ -68,8 +70,8 @@ fn block_features(features: &[usize], lo: usize, hi: usize) -> &[usize] {
 struct Leaf {
     begin: usize,
     end: usize,
-    g: f64,
-    h: f64,
+    /// Quantized (gradient, hessian) sums of the leaf's rows.
+    q: Packed,
     depth: u32,
     hist: Option<usize>,
     best: Option<SplitInfo>,
@@ -91,7 +93,9 @@ impl<'a> TreeLearner<'a> {
             free: Vec::new(),
             indices: Vec::new(),
             scratch: Vec::new(),
-            gh_ord: Vec::new(),
+            q: Vec::new(),
+            q_ord: Vec::new(),
+            scales: Scales { g: 1.0, h: 1.0 },
             ranges: Vec::new(),
             stripes: Vec::new(),
             leaf_of: Vec::new(),
@@ -120,7 +124,7 @@ impl<'a> TreeLearner<'a> {
         if let Some(i) = self.free.pop() {
             return i;
         }
-        self.pool.push(vec![[0.0; 2]; self.bins.total_bins()]);
+        self.pool.push(vec![0; self.bins.total_bins()]);
         self.pool.len() - 1
     }
 
@@ -144,15 +148,19 @@ impl<'a> TreeLearner<'a> {
         let m = self.indices.len();
         if self.scratch.len() < m {
             self.scratch.resize(m, 0);
-            self.gh_ord.resize(m, [0.0; 2]);
+            self.q_ord.resize(m, 0);
         }
-        let (g, h) = self.sum_rows(gh, 0, m);
-        let mut leaves = vec![Leaf { begin: 0, end: m, g, h, depth: 0, hist: None, best: None, parent: None }];
+        // Splits are searched on quantized gradients (exact integer histograms); leaf values
+        // below come from the float gradients.
+        self.q.resize(n, 0);
+        self.scales = quantize::quantize(gh, m, rng.next_u64(), &mut self.q);
+        let q = self.sum_rows(0, m);
+        let mut leaves = vec![Leaf { begin: 0, end: m, q, depth: 0, hist: None, best: None, parent: None }];
         if self.can_split(m, 0) {
             let root_hist = self.alloc();
             let feats = self.node_features(features, rng);
-            let side = Side { g, h, count: m, features: feats };
-            let (best, _) = self.build_and_search(gh, 0, m, bag.is_none(), root_hist, None, Some(&side), None);
+            let side = Side { total: q, count: m, features: feats };
+            let (best, _) = self.build_and_search(0, m, bag.is_none(), root_hist, None, Some(&side), None);
             leaves[0].best = best;
             if best.is_some() {
                 leaves[0].hist = Some(root_hist);
@@ -181,7 +189,7 @@ impl<'a> TreeLearner<'a> {
                     .map(|(i, _)| i),
             };
             let Some(li) = pick else { break };
-            self.split_leaf(gh, &mut leaves, li, &mut tree, features, rng);
+            self.split_leaf(&mut leaves, li, &mut tree, features, rng);
         }
         for l in &mut leaves {
             if let Some(b) = l.hist.take() {
@@ -189,12 +197,19 @@ impl<'a> TreeLearner<'a> {
             }
         }
         self.ranges = leaves.iter().map(|l| (l.begin, l.end)).collect();
-        tree.leaf_values = leaves
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let raw =
-                    renew.and_then(|f| f(self.leaf_rows(i))).unwrap_or_else(|| split::leaf_value(l.g, l.h, &self.sp));
+        // Each leaf's value from its rows' float gradients, summed in row order.
+        let this = &*self;
+        tree.leaf_values = (0..leaves.len())
+            .into_par_iter()
+            .map(|i| {
+                let rows = this.leaf_rows(i);
+                let raw = renew.and_then(|f| f(rows)).unwrap_or_else(|| {
+                    let (g, h) = rows.iter().fold((0.0, 0.0), |a, &r| {
+                        let v = gh[r as usize];
+                        (a.0 + v[0] as f64, a.1 + v[1] as f64)
+                    });
+                    split::leaf_value(g, h, &this.sp)
+                });
                 raw * lr
             })
             .collect();
@@ -216,15 +231,7 @@ impl<'a> TreeLearner<'a> {
         count >= 2 * self.sp.min_data.max(1) && self.growth.max_depth().is_none_or(|d| depth < d)
     }
 
-    fn split_leaf(
-        &mut self,
-        gh: &[[f32; 2]],
-        leaves: &mut Vec<Leaf>,
-        li: usize,
-        tree: &mut Tree,
-        features: &[usize],
-        rng: &mut Rng,
-    ) {
+    fn split_leaf(&mut self, leaves: &mut Vec<Leaf>, li: usize, tree: &mut Tree, features: &[usize], rng: &mut Rng) {
         let s = leaves[li].best.take().expect("picked leaves have a split");
         let (b, e) = (leaves[li].begin, leaves[li].end);
         let f = self.bins.used[s.feature];
@@ -259,12 +266,11 @@ impl<'a> TreeLearner<'a> {
         }
         let depth = leaves[li].depth + 1;
         let parent_hist = leaves[li].hist.take();
-        let (pg, ph) = (leaves[li].g, leaves[li].h);
+        let pq = leaves[li].q;
         leaves[li] = Leaf {
             begin: b,
             end: b + nl,
-            g: s.left_g,
-            h: s.left_h,
+            q: s.left,
             depth,
             hist: None,
             best: None,
@@ -273,8 +279,7 @@ impl<'a> TreeLearner<'a> {
         leaves.push(Leaf {
             begin: b + nl,
             end: e,
-            g: pg - s.left_g,
-            h: ph - s.left_h,
+            q: pq - s.left,
             depth,
             hist: None,
             best: None,
@@ -298,8 +303,7 @@ impl<'a> TreeLearner<'a> {
         }
         let side = |c: usize, f: &mut [Option<Vec<usize>>; 2]| {
             f[if c == li { 0 } else { 1 }].take().map(|features| Side {
-                g: leaves[c].g,
-                h: leaves[c].h,
+                total: leaves[c].q,
                 count: leaves[c].end - leaves[c].begin,
                 features,
             })
@@ -309,7 +313,6 @@ impl<'a> TreeLearner<'a> {
         let sb = self.alloc();
         let (sbeg, send) = (leaves[small].begin, leaves[small].end);
         let (best_small, best_large) = self.build_and_search(
-            gh,
             sbeg,
             send,
             false,
@@ -339,7 +342,6 @@ impl<'a> TreeLearner<'a> {
     #[allow(clippy::too_many_arguments)]
     fn build_and_search(
         &mut self,
-        gh: &[[f32; 2]],
         b: usize,
         e: usize,
         identity: bool,
@@ -350,9 +352,10 @@ impl<'a> TreeLearner<'a> {
     ) -> (Option<SplitInfo>, Option<SplitInfo>) {
         let rows: Option<&[u32]> = if identity { None } else { Some(&self.indices[b..e]) };
         let n_rows = e - b;
+        let gh = &self.q[..];
         if let Some(rows) = rows {
-            let ord = &mut self.gh_ord[..n_rows];
-            let gather = |o: &mut [[f32; 2]], r: &[u32]| {
+            let ord = &mut self.q_ord[..n_rows];
+            let gather = |o: &mut [Packed], r: &[u32]| {
                 for (k, (d, &i)) in o.iter_mut().zip(r).enumerate() {
                     if let Some(&ahead) = r.get(k + histogram::PREFETCH_ROWS_LIGHT) {
                         histogram::prefetch(gh.as_ptr().wrapping_add(ahead as usize));
@@ -366,9 +369,9 @@ impl<'a> TreeLearner<'a> {
                 gather(ord, rows);
             }
         }
-        let gh_rows: &[[f32; 2]] = if identity { gh } else { &self.gh_ord[..n_rows] };
+        let gh_rows: &[Packed] = if identity { gh } else { &self.q_ord[..n_rows] };
         let bins = self.bins;
-        let sp = self.sp;
+        let (sp, scales) = (self.sp, self.scales);
         let nu = bins.n_used();
         let threads = rayon::current_num_threads();
         let work = n_rows * nu + 4 * bins.total_bins();
@@ -415,10 +418,10 @@ impl<'a> TreeLearner<'a> {
         let striped = n_rows >= STRIPE_MIN_ROWS;
         let mut stripes = std::mem::take(&mut self.stripes);
         if striped {
-            stripes.resize_with(STRIPES, || vec![[0.0; 2]; bins.total_bins()]);
+            stripes.resize_with(STRIPES, || vec![0; bins.total_bins()]);
             stripes.par_iter_mut().enumerate().for_each(|(s, h)| {
                 let (sb, se) = (s * n_rows / STRIPES, (s + 1) * n_rows / STRIPES);
-                h.fill([0.0; 2]);
+                h.fill(0);
                 let first = if identity { b + sb } else { 0 };
                 histogram::build_range(bins, 0, nu, rows.map(|r| &r[sb..se]), first, &gh_rows[sb..se], h);
             });
@@ -430,12 +433,11 @@ impl<'a> TreeLearner<'a> {
                 hb.copy_from_slice(&stripes_ref[0][base..base + len]);
                 for st in &stripes_ref[1..] {
                     for (d, v) in hb.iter_mut().zip(&st[base..base + len]) {
-                        d[0] += v[0];
-                        d[1] += v[1];
+                        *d += v;
                     }
                 }
             } else {
-                hb.fill([0.0; 2]);
+                hb.fill(0);
                 histogram::build_range(bins, lo, hi, rows, b, gh_rows, hb);
             }
             if let Some(hp) = hp.as_deref_mut() {
@@ -445,7 +447,7 @@ impl<'a> TreeLearner<'a> {
             let search = |side: Option<&Side>, h: &[Bin]| {
                 side.and_then(|s| {
                     let f = block_features(&s.features, lo, hi);
-                    split::best_split(h, base, bins, f, s.g, s.h, s.count, &sp)
+                    split::best_split(h, base, bins, f, s.total, s.count, scales, &sp)
                 })
             };
             (search(a, hb), hp.and_then(|hp| search(sib, hp)))
@@ -456,19 +458,10 @@ impl<'a> TreeLearner<'a> {
         results.into_iter().fold((None, None), |acc, r| (split::better(acc.0, r.0), split::better(acc.1, r.1)))
     }
 
-    /// Gradient and hessian sums over `indices[b..e]`, in fixed chunks combined in order.
-    fn sum_rows(&self, gh: &[[f32; 2]], b: usize, e: usize) -> (f64, f64) {
-        let idx = &self.indices[b..e];
-        let partial: Vec<(f64, f64)> = idx
-            .par_chunks(CHUNK)
-            .map(|c| {
-                c.iter().fold((0.0, 0.0), |a, &r| {
-                    let v = gh[r as usize];
-                    (a.0 + v[0] as f64, a.1 + v[1] as f64)
-                })
-            })
-            .collect();
-        partial.into_iter().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1))
+    /// Quantized sums over `indices[b..e]` (exact: any chunking gives the same integers).
+    fn sum_rows(&self, b: usize, e: usize) -> Packed {
+        let q = &self.q;
+        self.indices[b..e].par_chunks(CHUNK).map(|c| c.iter().map(|&r| q[r as usize]).sum::<Packed>()).sum()
     }
 }
 

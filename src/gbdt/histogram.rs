@@ -1,17 +1,18 @@
 //! Gradient histograms: per used feature and bin, the sums of gradient and hessian of a leaf's
 //! rows. This is the hot loop of training.
 //!
-//! Rows are visited in leaf order with their gradients already gathered into a contiguous
-//! buffer; each row's bins for a block of features are read together (row-major bins), so a
-//! row costs one gradient load and one short byte run. The learner (`grow.rs`) runs feature
-//! blocks in parallel: every bin is summed by exactly one task in row order, so histograms are
-//! bit-identical whatever the number of threads, and no per-thread copies need merging.
-//! The sibling of a built child is never built: it is the parent minus the child.
+//! Rows are visited in leaf order with their quantized gradient pairs (`quantize.rs`: one
+//! packed `i64` per row) already gathered into a contiguous buffer; each row's bins for a
+//! block of features are read together (row-major bins), so a row costs one 8-byte load and
+//! one short byte run, and each of its features one integer add. Integer sums are exact, so
+//! histograms are bit-identical however the learner (`grow.rs`) splits rows and features
+//! among tasks. The sibling of a built child is never built: it is the parent minus the child.
 
 use crate::gbdt::binning::{BinData, BinnedMatrix};
+use crate::gbdt::quantize::Packed;
 
-/// One histogram entry: `[sum of gradients, sum of hessians]`.
-pub type Bin = [f64; 2];
+/// One histogram entry: packed `(Σ quantized gradient, Σ quantized hessian)`.
+pub type Bin = Packed;
 
 /// How many rows ahead a leaf's row gathers prefetch. A small leaf of a large matrix touches
 /// scattered rows; without prefetching each row is a cache miss (measured 2.8× slower at
@@ -39,8 +40,8 @@ pub(crate) fn prefetch<T>(p: *const T) {
 /// Fill `hist` (zeroed here) with the sums over `rows` (or all rows when `None`) for every
 /// feature, on the calling thread; `gh[i]` is the gradient pair of the i-th listed row. The
 /// tree learner builds feature blocks in parallel with [`build_range`] instead.
-pub fn build(bins: &BinnedMatrix, rows: Option<&[u32]>, gh: &[[f32; 2]], hist: &mut [Bin]) {
-    hist.fill([0.0; 2]);
+pub fn build(bins: &BinnedMatrix, rows: Option<&[u32]>, gh: &[Packed], hist: &mut [Bin]) {
+    hist.fill(0);
     build_range(bins, 0, bins.n_used(), rows, 0, gh, hist);
 }
 
@@ -54,7 +55,7 @@ pub fn build_range(
     hi: usize,
     rows: Option<&[u32]>,
     first_row: usize,
-    gh: &[[f32; 2]],
+    gh: &[Packed],
     hist: &mut [Bin],
 ) {
     let nu = bins.n_used();
@@ -74,22 +75,20 @@ fn build_block<T: Copy + Into<usize>>(
     hi: usize,
     rows: Option<&[u32]>,
     first_row: usize,
-    gh: &[[f32; 2]],
+    gh: &[Packed],
     hist: &mut [Bin],
 ) {
-    let base = offsets[lo];
-    let offs: Vec<usize> = offsets[lo..hi].iter().map(|o| o - base).collect();
+    let offs = &offsets[lo..hi];
     let width = hi - lo;
-    let mut add = |r: usize, g: [f32; 2]| {
+    // Indexed by absolute histogram offset: `hist` starts at `offsets[lo]`.
+    let hp = hist.as_mut_ptr().wrapping_sub(offsets[lo]);
+    debug_assert_eq!(hist.len(), offsets[hi] - offsets[lo]);
+    let add = |r: usize, g: Packed| {
         let row = &data[r * nu + lo..r * nu + lo + width];
-        let (g, h) = (g[0] as f64, g[1] as f64);
         for (&o, &b) in offs.iter().zip(row) {
-            let k = o + b.into();
-            // SAFETY: `b` is a bin of this feature (≤ its NaN bin), so `o + b` lies inside the
-            // block's histogram range by construction of `offsets`.
-            let e = unsafe { hist.get_unchecked_mut(k) };
-            e[0] += g;
-            e[1] += h;
+            // SAFETY: `b` is a bin of this feature (≤ its NaN bin), so `o + b` lies in
+            // `offsets[lo]..offsets[hi]`, the range `hist` covers, by construction of `offsets`.
+            unsafe { *hp.add(o + b.into()) += g };
         }
     };
     match rows {
@@ -115,23 +114,21 @@ fn build_block<T: Copy + Into<usize>>(
 /// `parent -= child`, turning the parent's histogram into the sibling's.
 pub fn subtract(parent: &mut [Bin], child: &[Bin]) {
     for (p, c) in parent.iter_mut().zip(child) {
-        p[0] -= c[0];
-        p[1] -= c[1];
+        *p -= c;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gbdt::quantize::pack;
     use ndarray::Array2;
 
-    fn naive(bins: &BinnedMatrix, rows: &[u32], gh_full: &[[f32; 2]]) -> Vec<Bin> {
-        let mut h = vec![[0.0; 2]; bins.total_bins()];
+    fn naive(bins: &BinnedMatrix, rows: &[u32], gh_full: &[Packed]) -> Vec<Bin> {
+        let mut h = vec![0; bins.total_bins()];
         for &r in rows {
             for j in 0..bins.n_used() {
-                let k = bins.offsets[j] + bins.get(r as usize, j);
-                h[k][0] += gh_full[r as usize][0] as f64;
-                h[k][1] += gh_full[r as usize][1] as f64;
+                h[bins.offsets[j] + bins.get(r as usize, j)] += gh_full[r as usize];
             }
         }
         h
@@ -144,32 +141,29 @@ mod tests {
             ((r * (c + 3)) % 97) as f32 + if r % 13 == c { f32::NAN } else { 0.0 }
         });
         let bins = BinnedMatrix::fit(x.view(), 32, 100_000, 1);
-        let gh: Vec<[f32; 2]> = (0..n).map(|r| [((r % 17) as f32 - 8.0) * 0.1, 0.25 + (r % 5) as f32 * 0.1]).collect();
+        let gh: Vec<Packed> = (0..n).map(|r| pack((r % 17) as i64 - 8, 25 + (r % 5) as i64 * 10)).collect();
         let all: Vec<u32> = (0..n as u32).collect();
         let some: Vec<u32> = (0..n as u32).filter(|r| r % 3 == 1).collect();
-        let gh_some: Vec<[f32; 2]> = some.iter().map(|&r| gh[r as usize]).collect();
-        let mut h_all = vec![[0.0; 2]; bins.total_bins()];
-        let mut h_some = vec![[0.0; 2]; bins.total_bins()];
+        let gh_some: Vec<Packed> = some.iter().map(|&r| gh[r as usize]).collect();
+        let mut h_all = vec![0; bins.total_bins()];
+        let mut h_some = vec![0; bins.total_bins()];
         build(&bins, None, &gh, &mut h_all);
         build(&bins, Some(&some), &gh_some, &mut h_some);
         assert_eq!(h_all, naive(&bins, &all, &gh));
         assert_eq!(h_some, naive(&bins, &some, &gh));
         // Feature blocks built separately (as the learner's tasks do) give the same bits, and a
         // stripe of consecutive rows starting at `first_row` reads the right rows.
-        let mut blocks = vec![[0.0; 2]; bins.total_bins()];
+        let mut blocks = vec![0; bins.total_bins()];
         for (lo, hi) in [(0, 2), (2, 5), (5, bins.n_used())] {
             let (a, b) = (bins.offsets[lo], bins.offsets[hi]);
             build_range(&bins, lo, hi, Some(&some), 0, &gh_some, &mut blocks[a..b]);
         }
         assert_eq!(blocks, h_some);
-        let mut stripe = vec![[0.0; 2]; bins.total_bins()];
+        let mut stripe = vec![0; bins.total_bins()];
         build_range(&bins, 0, bins.n_used(), None, 1000, &gh[1000..2000], &mut stripe);
         assert_eq!(stripe, naive(&bins, &(1000..2000).collect::<Vec<u32>>(), &gh));
         let rest: Vec<u32> = (0..n as u32).filter(|r| r % 3 != 1).collect();
         subtract(&mut h_all, &h_some);
-        let sib = naive(&bins, &rest, &gh);
-        for (a, b) in h_all.iter().zip(&sib) {
-            assert!((a[0] - b[0]).abs() < 1e-9 && (a[1] - b[1]).abs() < 1e-9);
-        }
+        assert_eq!(h_all, naive(&bins, &rest, &gh));
     }
 }

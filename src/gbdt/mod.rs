@@ -2,7 +2,7 @@
 //! `xgboost` = depth-wise and `lightgbm` = leaf-wise).
 //!
 //! Pipeline of a fit: [`binning`] (edges from training rows, row-major u8/u16 bins) →
-//! per round [`objective`] gradients → [`grow`] one tree per output ([`histogram`]
+//! per round [`objective`] gradients ([`quantize`]d for the split search) → [`grow`] one tree per output ([`histogram`]
 //! construction with subtraction, [`split`] search with learned NaN direction) → scores.
 //! [`booster`] owns the loop (bagging, feature sampling, early stopping, warm start) and the
 //! fitted [`Gbdt`]; [`flat`] compiles it for low-latency single rows; [`shap`] explains predictions; [`io`] saves and loads; [`interop`] feeds
@@ -29,6 +29,7 @@ pub mod interop;
 pub mod io;
 pub mod objective;
 pub mod params;
+pub mod quantize;
 pub mod shap;
 pub mod split;
 pub mod tree;
