@@ -1,5 +1,6 @@
 //! Network tests on CPU: shapes, gradients reach every variable, small models learn a sine
-//! wave and an AR(1) process, save/load round trip, seeded determinism, typed errors.
+//! wave and an AR(1) process, save/load round trip, seeded determinism (across thread counts
+//! too), typed errors.
 
 use candle_core::{Device, Tensor};
 use ndarray::Array2;
@@ -128,16 +129,20 @@ fn same_seed_same_model_and_save_load_round_trip() {
     let cfg =
         TrainConfig { schedule: Schedule::OneCycle { pct_start: 0.3 }, loss: Loss::Huber { delta: 1.0 }, ..quick(2) };
     for net in configs(32, 4, 2) {
-        let fit = || {
-            let mut m = NnModel::new(net.clone(), 9, &Device::Cpu).unwrap();
-            m.fit(&train, Some(&valid), &cfg, &mut |_| true).unwrap();
-            m
+        // Products are tiled by shape, never by thread count: 1 and 3 threads give the same bits.
+        let fit = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut m = NnModel::new(net.clone(), 9, &Device::Cpu).unwrap();
+                m.fit(&train, Some(&valid), &cfg, &mut |_| true).unwrap();
+                m
+            })
         };
-        let (a, b) = (fit(), fit());
+        let (a, b) = (fit(1), fit(3));
         let x = input(4, 32, 2, 1);
         let ya = a.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let yb = b.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(ya, yb, "{net:?}: same seed, different model");
+        assert_eq!(ya, yb, "{net:?}: same seed, different model (1 vs 3 threads)");
         let dir = tempfile::tempdir().unwrap();
         a.save(dir.path()).unwrap();
         let c = NnModel::load(dir.path(), &Device::Cpu).unwrap();

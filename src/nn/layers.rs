@@ -10,6 +10,7 @@
 use candle_core::{D, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
+use crate::nn::matmul::matmul;
 use crate::rng::Rng;
 
 /// Marker in the names of non-trained state (BatchNorm running statistics).
@@ -40,7 +41,7 @@ impl Linear {
         let dims = x.dims();
         let (last, lead) = dims.split_last().expect("linear input has a dimension");
         let rows: usize = lead.iter().product();
-        let y = x.reshape((rows, *last))?.matmul(&self.weight_t)?.broadcast_add(&self.bias)?;
+        let y = matmul(&x.reshape((rows, *last))?, &self.weight_t)?.broadcast_add(&self.bias)?;
         let mut out = lead.to_vec();
         out.push(self.bias.dim(0)?);
         y.reshape(out)

@@ -15,6 +15,7 @@ pub mod ett;
 pub mod forecaster;
 pub mod init;
 pub mod layers;
+pub mod matmul;
 pub mod nhits;
 pub mod patchtst;
 pub mod revin;

@@ -14,6 +14,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::layers::{Linear, Train, dropout, linear};
+use crate::nn::matmul::matmul;
 use crate::nn::revin::RevIn;
 
 /// N-HiTS hyperparameters.
@@ -164,7 +165,7 @@ impl Block {
         let theta = self.out.forward(&h)?;
         let backcast = theta.narrow(1, 0, self.lookback)?;
         let knots = theta.narrow(1, self.lookback, self.interp.dim(0)?)?;
-        Ok((backcast, knots.matmul(&self.interp)?))
+        Ok((backcast, matmul(&knots, &self.interp)?))
     }
 }
 

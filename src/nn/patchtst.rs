@@ -12,6 +12,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::nn::layers::{BatchNorm, LayerNorm, Linear, Train, dropout, linear};
+use crate::nn::matmul::matmul;
 use crate::nn::revin::RevIn;
 
 /// Normalisation inside the encoder layers.
@@ -204,12 +205,12 @@ impl Attention {
         let q = heads(self.w_q.forward(x)?)?;
         let k = heads(self.w_k.forward(x)?)?.transpose(2, 3)?.contiguous()?;
         let v = heads(self.w_v.forward(x)?)?;
-        let mut scores = (q.matmul(&k)? * self.scale)?;
+        let mut scores = (matmul(&q, &k)? * self.scale)?;
         if let Some(prev) = prev {
             scores = (scores + prev)?;
         }
         let attn = dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, cfg.attn_dropout, train)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((n, p, d))?;
+        let out = matmul(&attn, &v)?.transpose(1, 2)?.contiguous()?.reshape((n, p, d))?;
         let out = dropout(&self.to_out.forward(&out)?, cfg.dropout, train)?;
         Ok((out, scores))
     }
