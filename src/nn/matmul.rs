@@ -64,6 +64,13 @@ struct Dst(*mut f32);
 unsafe impl Send for Dst {}
 unsafe impl Sync for Dst {}
 
+impl Dst {
+    /// The address of output element `i` (a method, so closures capture the whole `Dst`).
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
 impl CustomOp2 for MatMul {
     fn name(&self) -> &'static str {
         "retrain-matmul"
@@ -100,7 +107,6 @@ impl CustomOp2 for MatMul {
         let per_task = (SMALL_ITEM / (m * n * k).max(1)).max(1);
         let dst = Dst(out.as_mut_ptr());
         tiles.par_iter().with_min_len(per_task).for_each(|&(t, r0, rows, c0, cols)| {
-            let dst = dst;
             let lhs = a[oa[t] + r0 * a_rs as usize..].as_ptr();
             let rhs = b[ob[t] + c0 * b_cs as usize..].as_ptr();
             // SAFETY: the pointers address the operands' elements as their layouts describe
@@ -111,7 +117,7 @@ impl CustomOp2 for MatMul {
                     rows,
                     cols,
                     k,
-                    dst.0.add(t * m * n + r0 * n + c0),
+                    dst.at(t * m * n + r0 * n + c0),
                     1,
                     n as isize,
                     false,
