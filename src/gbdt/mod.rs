@@ -2,11 +2,11 @@
 //! `xgboost` = depth-wise and `lightgbm` = leaf-wise).
 //!
 //! Pipeline of a fit: [`binning`] (edges from training rows, row-major u8/u16 bins) →
-//! per round [`objective`] gradients ([`quantize`]d for the split search) → [`grow`] one tree per output ([`histogram`]
-//! construction with subtraction, [`split`] search with learned NaN direction) → scores.
-//! [`booster`] owns the loop (bagging, feature sampling, early stopping, warm start) and the
-//! fitted [`Gbdt`]; [`flat`] compiles it for low-latency single rows; [`shap`] explains predictions; [`io`] saves and loads; [`interop`] feeds
-//! linfa datasets in.
+//! per round [`objective`] gradients, [`quantize`]d for the split search → [`grow`] one tree
+//! per output ([`histogram`] construction with subtraction, [`split`] search with learned NaN
+//! direction) → scores. [`booster`] owns the loop (bagging, feature sampling, early stopping,
+//! warm start) and the fitted [`Gbdt`]; [`flat`] compiles it for low-latency single rows;
+//! [`shap`] explains predictions; [`io`] saves and loads; [`interop`] feeds linfa datasets in.
 //!
 //! ```
 //! use ndarray::Array2;

@@ -4,7 +4,7 @@
 //! the shapes these networks use: a `[1792, 512] × [512, 512]ᵀ` product measured 84 GFLOPS on
 //! one core and the same 84 on two, and a batched product (attention: thousands of `42 × 4`
 //! matrices) is a serial loop of tiny calls. Here the output is cut into tiles — rows (or
-//! columns) in blocks of [`TILE`], and batch items — each computed by a single-threaded `gemm`
+//! columns) in blocks of `TILE` (128), and batch items — each computed by a single-threaded `gemm`
 //! call, the tiles spread over the current rayon pool. Tile boundaries depend only on the
 //! shapes, so the result is bit-identical whatever the thread count. The backward pass is two
 //! more products through the same op. Off CPU (CUDA) or for other dtypes, candle's own
