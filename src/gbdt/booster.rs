@@ -174,9 +174,19 @@ impl GbdtParams {
     }
 }
 
+/// Most rows a fit accepts: a tree's quantized gradient sums need at least one level per sign
+/// (`quantize.rs`), and rows are indexed by `u32`.
+pub const MAX_ROWS: usize = i32::MAX as usize;
+
 fn check_rows(what: &str, d: &TrainData<'_>, n_features: usize, obj: &dyn Objective) -> Result<()> {
     if d.n_rows() == 0 {
         return Err(Error::Empty { source_name: what.into() });
+    }
+    if d.n_rows() > MAX_ROWS {
+        return Err(Error::param(
+            what,
+            format!("{} rows: at most {MAX_ROWS} (row indices and quantized gradient sums are 32-bit)", d.n_rows()),
+        ));
     }
     if d.x.ncols() != n_features {
         return Err(Error::Shape { what: format!("{what} features"), expected: n_features, got: d.x.ncols() });

@@ -38,7 +38,7 @@ pub(crate) fn prefetch<T>(p: *const T) {
 }
 
 /// Fill `hist` (zeroed here) with the sums over `rows` (or all rows when `None`) for every
-/// feature, on the calling thread; `gh[i]` is the gradient pair of the i-th listed row. The
+/// feature, on the calling thread; `gh[i]` is the packed quantized pair of the i-th listed row. The
 /// tree learner builds feature blocks in parallel with [`build_range`] instead.
 pub fn build(bins: &BinnedMatrix, rows: Option<&[u32]>, gh: &[Packed], hist: &mut [Bin]) {
     hist.fill(0);
@@ -47,7 +47,7 @@ pub fn build(bins: &BinnedMatrix, rows: Option<&[u32]>, gh: &[Packed], hist: &mu
 
 /// Fill the histogram block of used features `lo..hi` (`hist` starts at `offsets[lo]`; it must
 /// be zeroed by the caller) from `rows` (when `None`: the consecutive rows starting at
-/// `first_row`, one per entry of `gh`) with gathered gradients `gh`.
+/// `first_row`, one per entry of `gh`) with gathered packed gradients `gh`.
 #[allow(clippy::too_many_arguments)]
 pub fn build_range(
     bins: &BinnedMatrix,

@@ -64,6 +64,7 @@ fn mix(mut z: u64) -> u64 {
 /// Negative hessians (a custom objective's) are treated as zero. Returns the scales.
 pub fn quantize(gh: &[[f32; 2]], m: usize, seed: u64, out: &mut [Packed]) -> Scales {
     assert_eq!(gh.len(), out.len(), "one packed value per row");
+    assert!(m <= i32::MAX as usize, "at most 2³¹−1 rows per tree (checked when a fit starts)");
     let m = m.max(1) as u64;
     let g_levels = (i32::MAX as u64 / m) as f64;
     let h_levels = (u32::MAX as u64 / m) as f64;
