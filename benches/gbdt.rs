@@ -95,6 +95,17 @@ fn bench(c: &mut Criterion) {
             out[0]
         })
     });
+    // The same walk timed as the fastest of 3,000 blocks of the 1,000 rows: on a shared VM
+    // criterion's median carries other tenants' time, the minimum block does not.
+    let mut best = f64::MAX;
+    for _ in 0..3_000 {
+        let t = std::time::Instant::now();
+        for r in &rows {
+            compiled.predict_row_raw(black_box(r), &mut out);
+        }
+        best = best.min(t.elapsed().as_secs_f64() / rows.len() as f64);
+    }
+    println!("single_row_100x63_compiled: fastest block of 1,000 rows {:.0} ns per row", best * 1e9);
     let (xb, _) = gbdt_benchmark(200_000, 50, 3).expect("data");
     g.sample_size(10);
     g.bench_function("batch_200k_100x63", |b| b.iter(|| ours_l.predict_raw(black_box(xb.view())).unwrap()));
