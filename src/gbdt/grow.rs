@@ -352,15 +352,15 @@ impl<'a> TreeLearner<'a> {
     ) -> (Option<SplitInfo>, Option<SplitInfo>) {
         let rows: Option<&[u32]> = if identity { None } else { Some(&self.indices[b..e]) };
         let n_rows = e - b;
-        let gh = &self.q[..];
+        let q = &self.q[..];
         if let Some(rows) = rows {
             let ord = &mut self.q_ord[..n_rows];
             let gather = |o: &mut [Packed], r: &[u32]| {
                 for (k, (d, &i)) in o.iter_mut().zip(r).enumerate() {
                     if let Some(&ahead) = r.get(k + histogram::PREFETCH_ROWS_LIGHT) {
-                        histogram::prefetch(gh.as_ptr().wrapping_add(ahead as usize));
+                        histogram::prefetch(q.as_ptr().wrapping_add(ahead as usize));
                     }
-                    *d = gh[i as usize];
+                    *d = q[i as usize];
                 }
             };
             if n_rows >= CHUNK {
@@ -369,7 +369,7 @@ impl<'a> TreeLearner<'a> {
                 gather(ord, rows);
             }
         }
-        let gh_rows: &[Packed] = if identity { gh } else { &self.q_ord[..n_rows] };
+        let q_rows: &[Packed] = if identity { q } else { &self.q_ord[..n_rows] };
         let bins = self.bins;
         let (sp, scales) = (self.sp, self.scales);
         let nu = bins.n_used();
@@ -423,7 +423,7 @@ impl<'a> TreeLearner<'a> {
                 let (sb, se) = (s * n_rows / STRIPES, (s + 1) * n_rows / STRIPES);
                 h.fill(0);
                 let first = if identity { b + sb } else { 0 };
-                histogram::build_range(bins, 0, nu, rows.map(|r| &r[sb..se]), first, &gh_rows[sb..se], h);
+                histogram::build_range(bins, 0, nu, rows.map(|r| &r[sb..se]), first, &q_rows[sb..se], h);
             });
         }
         let stripes_ref = &stripes;
@@ -438,7 +438,7 @@ impl<'a> TreeLearner<'a> {
                 }
             } else {
                 hb.fill(0);
-                histogram::build_range(bins, lo, hi, rows, b, gh_rows, hb);
+                histogram::build_range(bins, lo, hi, rows, b, q_rows, hb);
             }
             if let Some(hp) = hp.as_deref_mut() {
                 histogram::subtract(hp, hb);

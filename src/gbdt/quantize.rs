@@ -72,7 +72,7 @@ pub fn quantize(gh: &[[f32; 2]], m: usize, seed: u64, out: &mut [Packed]) -> Sca
         .par_chunks(CHUNK)
         .map(|c| c.iter().fold((0f32, 0f32), |(a, b), v| (a.max(v[0].abs()), b.max(v[1]))))
         .reduce(|| (0.0, 0.0), |x, y| (x.0.max(y.0), x.1.max(y.1)));
-    // A zero (or NaN-free empty) range quantizes everything to 0 with any positive scale.
+    // An all-zero gradient (or hessian) column quantizes to 0 under any positive scale.
     let (gmax, hmax) = (if gmax > 0.0 { gmax as f64 } else { 1.0 }, if hmax > 0.0 { hmax as f64 } else { 1.0 });
     let scales = Scales { g: gmax / g_levels, h: hmax / h_levels };
     let (gi, hi) = (g_levels / gmax, h_levels / hmax);
