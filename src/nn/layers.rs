@@ -5,12 +5,15 @@
 //! `candle_nn::LayerNorm` yields no gradient on contiguous input, candle's dropout draws from
 //! the unseedable CPU generator, and BatchNorm must keep running statistics that are saved
 //! with the weights (they live in the same var map under names holding [`RUNNING`], which the
-//! optimizer skips).
+//! optimizer skips). On CPU in f32, dropout, bias + GELU, BatchNorm in training and every
+//! linear layer's bias run as the fused ops of `fused.rs` / `matmul.rs`; elsewhere (CUDA) as
+//! candle ops.
 
 use candle_core::{D, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
-use crate::nn::matmul::matmul;
+use crate::nn::fused;
+use crate::nn::matmul::{linear as linear_op, matmul};
 use crate::rng::Rng;
 
 /// Marker in the names of non-trained state (BatchNorm running statistics).
@@ -41,10 +44,32 @@ impl Linear {
         let dims = x.dims();
         let (last, lead) = dims.split_last().expect("linear input has a dimension");
         let rows: usize = lead.iter().product();
-        let y = matmul(&x.reshape((rows, *last))?, &self.weight_t)?.broadcast_add(&self.bias)?;
+        let y = linear_op(&x.reshape((rows, *last))?, &self.weight_t, &self.bias)?;
         let mut out = lead.to_vec();
         out.push(self.bias.dim(0)?);
         y.reshape(out)
+    }
+
+    /// `gelu(x @ Wᵀ + b)` (exact GELU), with the bias and activation fused on CPU.
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        if !fused::available(x) {
+            return self.forward(x)?.gelu_erf();
+        }
+        let dims = x.dims();
+        let (last, lead) = dims.split_last().expect("linear input has a dimension");
+        let rows: usize = lead.iter().product();
+        let y = fused::bias_gelu(&matmul(&x.reshape((rows, *last))?, &self.weight_t)?, &self.bias)?;
+        let mut out = lead.to_vec();
+        out.push(self.bias.dim(0)?);
+        y.reshape(out)
+    }
+
+    /// `x @ [W₁; W₂; …]ᵀ + [b₁; b₂; …]`: several layers over the same input in one product,
+    /// their outputs side by side in the last dimension.
+    pub fn forward_concat(parts: &[&Linear], x: &Tensor) -> Result<Tensor> {
+        let w = Tensor::cat(&parts.iter().map(|l| &l.weight_t).collect::<Vec<_>>(), 1)?;
+        let b = Tensor::cat(&parts.iter().map(|l| &l.bias).collect::<Vec<_>>(), 0)?;
+        Linear { weight_t: w, bias: b }.forward(x)
     }
 }
 
@@ -59,6 +84,9 @@ pub fn dropout(x: &Tensor, p: f64, train: &mut Option<Train<'_>>) -> Result<Tens
     let Some(t) = train else { return Ok(x.clone()) };
     if p <= 0.0 {
         return Ok(x.clone());
+    }
+    if fused::available(x) {
+        return fused::dropout(x, p, t.rng.next_u64());
     }
     let keep = (1.0 / (1.0 - p)) as f32;
     let mask: Vec<f32> = (0..x.elem_count()).map(|_| if t.rng.next_f64() < p { 0.0 } else { keep }).collect();
@@ -121,20 +149,32 @@ impl BatchNorm {
         })
     }
 
+    /// Move the running statistics towards a batch's mean and biased variance over `count`
+    /// rows (the variance made unbiased first, as PyTorch does).
+    fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
+        let m = self.momentum;
+        let count = count as f64;
+        let unbiased = (var * (count / (count - 1.0).max(1.0)))?;
+        let new_mean = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;
+        let new_var = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+        self.running_mean.set(&new_mean)?;
+        self.running_var.set(&new_var)
+    }
+
     /// Normalise `x` (`[n, len, dim]`): batch statistics in training, running ones otherwise.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train && fused::available(x) {
+            let count = x.elem_count() / x.dim(D::Minus1)?.max(1);
+            let (y, mean, var) = fused::batch_norm(x, &self.weight, &self.bias, self.eps)?;
+            self.update_running(&Tensor::new(mean, x.device())?, &Tensor::new(var, x.device())?, count)?;
+            return Ok(y);
+        }
         let (mean, var) = if train {
             let (n, len, _) = x.dims3()?;
             let count = (n * len) as f64;
             let mean = x.mean_keepdim((0, 1))?;
             let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim((0, 1))?;
-            // Running statistics use the unbiased variance, as PyTorch does.
-            let m = self.momentum;
-            let unbiased = (var.detach() * (count / (count - 1.0).max(1.0)))?.flatten_all()?;
-            let new_mean = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach().flatten_all()? * m)?)?;
-            let new_var = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
-            self.running_mean.set(&new_mean)?;
-            self.running_var.set(&new_var)?;
+            self.update_running(&mean.detach().flatten_all()?, &var.detach().flatten_all()?, count as usize)?;
             (mean, var)
         } else {
             (self.running_mean.as_tensor().reshape((1, 1, ()))?, self.running_var.as_tensor().reshape((1, 1, ()))?)

@@ -7,10 +7,11 @@
 //! columns) in blocks of `TILE` (128), and batch items — each computed by a single-threaded `gemm`
 //! call, the tiles spread over the current rayon pool. Tile boundaries depend only on the
 //! shapes, so the result is bit-identical whatever the thread count. The backward pass is two
-//! more products through the same op. Off CPU (CUDA) or for other dtypes, candle's own
+//! more products through the same op. [`linear`] is a layer's `x @ W + b` in one op: the
+//! bias is the output's starting value and its gradient a parallel column sum. Off CPU (CUDA) or for other dtypes, candle's own
 //! `matmul` runs.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Output rows (or columns) per tile.
@@ -77,66 +78,7 @@ impl CustomOp2 for MatMul {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
-            candle_core::bail!("retrain-matmul: f32 operands expected");
-        };
-        let (da, db) = (l1.dims(), l2.dims());
-        let r = da.len();
-        let (m, k, n) = (da[r - 2], da[r - 1], db[r - 1]);
-        let (sa, sb) = (l1.stride(), l2.stride());
-        let (a_rs, a_cs, b_rs, b_cs) = (sa[r - 2] as isize, sa[r - 1] as isize, sb[r - 2] as isize, sb[r - 1] as isize);
-        let (oa, ob) = (batch_offsets(l1), batch_offsets(l2));
-        let batch = oa.len();
-        let mut out = vec![0f32; batch * m * n];
-        let mut dims = da[..r - 2].to_vec();
-        dims.extend([m, n]);
-        if m == 0 || n == 0 || batch == 0 {
-            return Ok((CpuStorage::F32(out), Shape::from(dims)));
-        }
-        // Tiles: (batch item, first row, rows, first column, columns).
-        let mut tiles = Vec::new();
-        for t in 0..batch {
-            if m >= n && m > TILE {
-                tiles.extend((0..m).step_by(TILE).map(|r0| (t, r0, TILE.min(m - r0), 0, n)));
-            } else if n > TILE {
-                tiles.extend((0..n).step_by(TILE).map(|c0| (t, 0, m, c0, TILE.min(n - c0))));
-            } else {
-                tiles.push((t, 0, m, 0, n));
-            }
-        }
-        let per_task = (SMALL_ITEM / (m * n * k).max(1)).max(1);
-        let dst = Dst(out.as_mut_ptr());
-        tiles.par_iter().with_min_len(per_task).for_each(|&(t, r0, rows, c0, cols)| {
-            let lhs = a[oa[t] + r0 * a_rs as usize..].as_ptr();
-            let rhs = b[ob[t] + c0 * b_cs as usize..].as_ptr();
-            // SAFETY: the pointers address the operands' elements as their layouts describe
-            // (offsets and strides from candle), and `dst` this tile's disjoint block of the
-            // contiguous `[batch, m, n]` output, which is alive for the whole loop.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    cols,
-                    k,
-                    dst.at(t * m * n + r0 * n + c0),
-                    1,
-                    n as isize,
-                    false,
-                    lhs,
-                    a_cs,
-                    a_rs,
-                    rhs,
-                    b_cs,
-                    b_rs,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from(dims)))
+        product(s1, l1, s2, l2, None)
     }
 
     fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -144,6 +86,153 @@ impl CustomOp2 for MatMul {
         let gb = matmul(&a.t()?, grad)?;
         Ok((Some(ga), Some(gb)))
     }
+}
+
+/// `x @ w + bias` for a matrix `x` (`[rows, in]`), `w` (`[in, out]`) and `bias` (`[out]`),
+/// with gradients: a linear layer in one op (the bias is the product's starting value, and
+/// its gradient one parallel column sum), instead of a product and a broadcast add whose
+/// backward is a serial reduction.
+pub fn linear(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if crate::nn::fused::available(x)
+        && w.dtype() == DType::F32
+        && x.rank() == 2
+        && w.rank() == 2
+        && bias.rank() == 1
+        && x.dims()[1] == w.dims()[0]
+    {
+        return x.apply_op3(w, &bias.contiguous()?, Linear);
+    }
+    matmul(x, w)?.broadcast_add(bias)
+}
+
+/// The custom op of [`linear`].
+struct Linear;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "retrain-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(b) = s3 else { candle_core::bail!("retrain-linear: f32 bias expected") };
+        let Some((lo, hi)) = l3.contiguous_offsets() else {
+            candle_core::bail!("retrain-linear: contiguous bias expected")
+        };
+        product(s1, l1, s2, l2, Some(&b[lo..hi]))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let gx = matmul(grad, &w.t()?)?;
+        let gw = matmul(&x.t()?, grad)?;
+        Ok((Some(gx), Some(gw), Some(crate::nn::fused::column_sum(grad)?)))
+    }
+}
+
+/// The tiled product `a @ b` (`+ bias` over the last dimension when given) on CPU.
+fn product(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    bias: Option<&[f32]>,
+) -> Result<(CpuStorage, Shape)> {
+    let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
+        candle_core::bail!("retrain-matmul: f32 operands expected");
+    };
+    let (da, db) = (l1.dims(), l2.dims());
+    let r = da.len();
+    let (m, k, n) = (da[r - 2], da[r - 1], db[r - 1]);
+    let (sa, sb) = (l1.stride(), l2.stride());
+    let (a_rs, a_cs, b_rs, b_cs) = (sa[r - 2] as isize, sa[r - 1] as isize, sb[r - 2] as isize, sb[r - 1] as isize);
+    let (oa, ob) = (batch_offsets(l1), batch_offsets(l2));
+    let batch = oa.len();
+    let len = batch * m * n;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    let mut dims = da[..r - 2].to_vec();
+    dims.extend([m, n]);
+    if m == 0 || n == 0 || batch == 0 {
+        return Ok((CpuStorage::F32(out), Shape::from(dims)));
+    }
+    if let Some(bias) = bias {
+        if bias.len() != n {
+            candle_core::bail!("retrain-linear: bias of {} for {n} outputs", bias.len());
+        }
+        // The bias is each output row's starting value; `gemm` then adds the product.
+        for _ in 0..batch * m {
+            out.extend_from_slice(bias);
+        }
+    } else if k == 0 {
+        out.resize(len, 0.0);
+    }
+    if k == 0 {
+        return Ok((CpuStorage::F32(out), Shape::from(dims)));
+    }
+    let read_dst = bias.is_some();
+    // Tiles: (batch item, first row, rows, first column, columns).
+    let mut tiles = Vec::new();
+    for t in 0..batch {
+        if m >= n && m > TILE {
+            tiles.extend((0..m).step_by(TILE).map(|r0| (t, r0, TILE.min(m - r0), 0, n)));
+        } else if n > TILE {
+            tiles.extend((0..n).step_by(TILE).map(|c0| (t, 0, m, c0, TILE.min(n - c0))));
+        } else {
+            tiles.push((t, 0, m, 0, n));
+        }
+    }
+    let per_task = (SMALL_ITEM / (m * n * k).max(1)).max(1);
+    let dst = Dst(out.as_mut_ptr());
+    tiles.par_iter().with_min_len(per_task).for_each(|&(t, r0, rows, c0, cols)| {
+        let lhs = a[oa[t] + r0 * a_rs as usize..].as_ptr();
+        let rhs = b[ob[t] + c0 * b_cs as usize..].as_ptr();
+        // SAFETY: the pointers address the operands' elements as their layouts describe
+        // (offsets and strides from candle), and `dst` this tile's disjoint block of the
+        // contiguous `[batch, m, n]` output, which is alive for the whole loop.
+        unsafe {
+            gemm::gemm(
+                rows,
+                cols,
+                k,
+                dst.at(t * m * n + r0 * n + c0),
+                1,
+                n as isize,
+                read_dst,
+                lhs,
+                a_cs,
+                a_rs,
+                rhs,
+                b_cs,
+                b_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
+    if !read_dst {
+        // SAFETY: the tiles cover every element of the `len`-element buffer and `gemm`
+        // (with `read_dst` false) wrote each of them above without reading it; f32 has no
+        // invalid bit patterns. Skipping the zero-fill saves a pass over every output.
+        unsafe { out.set_len(len) };
+    }
+    Ok((CpuStorage::F32(out), Shape::from(dims)))
 }
 
 #[cfg(test)]
@@ -179,6 +268,27 @@ mod tests {
                 assert!(close(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-3, "gradient {ad:?} {bd:?}");
             }
         }
+    }
+
+    #[test]
+    fn linear_equals_product_plus_bias_forward_and_backward() {
+        let d = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (300, 20), &d).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (9, 20), &d).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 9, &d).unwrap()).unwrap();
+        let wt = w.t().unwrap();
+        let ours = linear(&x, &wt, &b).unwrap();
+        let want = x.matmul(&wt).unwrap().broadcast_add(&b).unwrap();
+        assert!(close(&ours, &want) < 1e-4);
+        let m = Tensor::randn(0f32, 1.0, (300, 9), &d).unwrap();
+        let g1 = (ours * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (want * &m).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [x.as_tensor(), w.as_tensor(), b.as_tensor()] {
+            assert!(close(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-3);
+        }
+        // A wrong bias length is an error, not a silent broadcast.
+        let short = Tensor::zeros(4, DType::F32, &d).unwrap();
+        assert!(linear(&x, &wt, &short).is_err());
     }
 
     #[test]

@@ -9,11 +9,14 @@
 //! [`NnParams`] / [`TrainedNet`] make either network a trading model on a
 //! [`crate::data::Dataset`] ([`forecaster`]), with a calibrated signal ([`calibration`]).
 
+pub mod attention;
 pub mod calibration;
 pub mod device;
 pub mod ett;
 pub mod forecaster;
+pub mod fused;
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod matmul;
 pub mod nhits;

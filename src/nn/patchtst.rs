@@ -7,10 +7,11 @@
 //!
 //! Shapes: input `[batch, lookback, channels]` → forecast `[batch, horizon, channels]`.
 
-use candle_core::{D, Device, Result, Tensor};
+use candle_core::{D, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::nn::attention::fused_attention;
 use crate::nn::layers::{BatchNorm, LayerNorm, Linear, Train, dropout, linear};
 use crate::nn::matmul::matmul;
 use crate::nn::revin::RevIn;
@@ -191,16 +192,25 @@ impl Attention {
         })
     }
 
-    /// `x`: `[n, patches, d]` → (output `[n, patches, d]`, pre-softmax scores).
+    /// `x`: `[n, patches, d]` → (output `[n, patches, d]`, pre-softmax scores). The scores'
+    /// layout depends on `fused` (`[n, patches, heads·patches]` from the fused op, else
+    /// `[n, heads, patches, patches]`); one forward pass uses one path for every layer.
     fn forward(
         &self,
         x: &Tensor,
         prev: Option<&Tensor>,
         cfg: &PatchTstConfig,
+        fused: bool,
         train: &mut Option<Train<'_>>,
     ) -> Result<(Tensor, Tensor)> {
         let (n, p, d) = x.dims3()?;
         let h = self.n_heads;
+        if fused {
+            let qkv = Linear::forward_concat(&[&self.w_q, &self.w_k, &self.w_v], x)?;
+            let (out, scores) = fused_attention(&qkv, prev, h, self.scale)?;
+            let out = dropout(&self.to_out.forward(&out)?, cfg.dropout, train)?;
+            return Ok((out, scores));
+        }
         let heads = |t: Tensor| t.reshape((n, p, h, d / h))?.transpose(1, 2)?.contiguous();
         let q = heads(self.w_q.forward(x)?)?;
         let k = heads(self.w_k.forward(x)?)?.transpose(2, 3)?.contiguous()?;
@@ -264,12 +274,13 @@ impl EncoderLayer {
         x: &Tensor,
         prev: Option<&Tensor>,
         cfg: &PatchTstConfig,
+        fused: bool,
         train: &mut Option<Train<'_>>,
     ) -> Result<(Tensor, Tensor)> {
         let is_train = train.is_some();
-        let (a, scores) = self.attn.forward(x, prev, cfg, train)?;
+        let (a, scores) = self.attn.forward(x, prev, cfg, fused, train)?;
         let x = self.norm_attn.forward(&(x + dropout(&a, cfg.dropout, train)?)?, is_train)?;
-        let f = dropout(&self.ff1.forward(&x)?.gelu_erf()?, cfg.dropout, train)?;
+        let f = dropout(&self.ff1.forward_gelu(&x)?, cfg.dropout, train)?;
         let f = self.ff2.forward(&f)?;
         let x = self.norm_ffn.forward(&(x + dropout(&f, cfg.dropout, train)?)?, is_train)?;
         Ok((x, scores))
@@ -329,6 +340,13 @@ impl PatchTst {
     /// Forecast `[batch, horizon, channels]` from `x` (`[batch, lookback, channels]`);
     /// `train` = `Some` enables dropout and batch statistics.
     pub fn forward(&self, x: &Tensor, train: &mut Option<Train<'_>>) -> Result<Tensor> {
+        // The fused attention op runs on CPU in f32 and has no attention-weight dropout.
+        let fused = x.device().is_cpu() && x.dtype() == DType::F32 && (train.is_none() || self.cfg.attn_dropout == 0.0);
+        self.forward_with(x, train, fused)
+    }
+
+    /// [`PatchTst::forward`] with the attention path chosen by the caller.
+    fn forward_with(&self, x: &Tensor, train: &mut Option<Train<'_>>, fused: bool) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (b, _, c) = x.dims3()?;
         let x = x.transpose(1, 2)?.contiguous()?; // [b, c, L]
@@ -346,7 +364,7 @@ impl PatchTst {
         let mut z = dropout(&u, cfg.dropout, train)?;
         let mut prev: Option<Tensor> = None;
         for layer in &self.layers {
-            let (out, scores) = layer.forward(&z, prev.as_ref(), cfg, train)?;
+            let (out, scores) = layer.forward(&z, prev.as_ref(), cfg, fused, train)?;
             z = out;
             if cfg.res_attention {
                 prev = Some(scores);
@@ -365,5 +383,23 @@ impl PatchTst {
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         self.w_pos.device()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::init::SeededVars;
+
+    #[test]
+    fn fused_and_candle_attention_paths_agree() {
+        let cfg = PatchTstConfig { d_model: 16, n_heads: 4, d_ff: 32, ..PatchTstConfig::small(48, 5, 2) };
+        let vars = SeededVars::new(3);
+        let net = PatchTst::new(&cfg, vars.builder(&Device::Cpu)).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (6, 48, 2), &Device::Cpu).unwrap();
+        let a = net.forward_with(&x, &mut None, true).unwrap();
+        let b = net.forward_with(&x, &mut None, false).unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "{diff}");
     }
 }
