@@ -4,6 +4,15 @@
 //! stream id (round, fold, …), never on thread scheduling, so samplers derive a fresh
 //! generator per stream with [`Rng::stream`] instead of sharing one.
 
+/// SplitMix64's finaliser: a well-mixed 64-bit hash of `z`. Samplers that must not depend on
+/// the order of draws (parallel loops) hash (seed, index) with it instead of drawing in turn.
+#[inline(always)]
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// SplitMix64: fast, statistically solid for sampling, and trivially reproducible.
 #[derive(Clone, Debug)]
 pub struct Rng {
@@ -27,10 +36,7 @@ impl Rng {
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.state)
     }
 
     /// Uniform in [0, 1).

@@ -13,6 +13,8 @@
 
 use rayon::prelude::*;
 
+use crate::rng::mix;
+
 /// A packed histogram entry or row value: `Σ quantized gradient` in the high 32 bits (signed),
 /// `Σ quantized hessian` in the low 32 bits (non-negative).
 pub type Packed = i64;
@@ -50,14 +52,6 @@ impl Scales {
         let (g, h) = unpack(v);
         (g as f64 * self.g, h as f64 * self.h)
     }
-}
-
-/// SplitMix64's finaliser: a well-mixed 64-bit hash of `x`.
-#[inline(always)]
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Quantize every row of `gh` into `out` (same length) for trees over at most `m` rows.

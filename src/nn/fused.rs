@@ -16,6 +16,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Re
 use rayon::prelude::*;
 
 use crate::nn::kernels::exp_approx;
+use crate::rng::mix;
 
 /// Elements per parallel task in element-wise loops.
 const CHUNK: usize = 1 << 14;
@@ -35,14 +36,6 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
         Some((a, b)) => Ok(&d[a..b]),
         None => candle_core::bail!("fused op: {what} must be contiguous"),
     }
-}
-
-/// SplitMix64's finaliser.
-#[inline(always)]
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Inverted dropout of `x` with drop probability `p`; the mask is a function of `seed` and
