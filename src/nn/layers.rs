@@ -41,13 +41,7 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
 impl Linear {
     /// `x @ Wᵀ + b` over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims();
-        let (last, lead) = dims.split_last().expect("linear input has a dimension");
-        let rows: usize = lead.iter().product();
-        let y = linear_op(&x.reshape((rows, *last))?, &self.weight_t, &self.bias)?;
-        let mut out = lead.to_vec();
-        out.push(self.bias.dim(0)?);
-        y.reshape(out)
+        self.over_rows(x, |m| linear_op(m, &self.weight_t, &self.bias))
     }
 
     /// `gelu(x @ Wᵀ + b)` (exact GELU), with the bias and activation fused on CPU.
@@ -55,10 +49,16 @@ impl Linear {
         if !fused::available(x) {
             return self.forward(x)?.gelu_erf();
         }
+        self.over_rows(x, |m| fused::bias_gelu(&matmul(m, &self.weight_t)?, &self.bias))
+    }
+
+    /// Apply `f` to `x` flattened to one `[rows, in]` matrix and give its `[rows, out]`
+    /// result `x`'s leading dimensions back.
+    fn over_rows(&self, x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
         let dims = x.dims();
         let (last, lead) = dims.split_last().expect("linear input has a dimension");
         let rows: usize = lead.iter().product();
-        let y = fused::bias_gelu(&matmul(&x.reshape((rows, *last))?, &self.weight_t)?, &self.bias)?;
+        let y = f(&x.reshape((rows, *last))?)?;
         let mut out = lead.to_vec();
         out.push(self.bias.dim(0)?);
         y.reshape(out)
