@@ -20,6 +20,7 @@ pub mod kernels;
 pub mod layers;
 pub mod matmul;
 pub mod nhits;
+pub mod optim;
 pub mod patchtst;
 pub mod revin;
 pub mod train;

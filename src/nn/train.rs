@@ -6,12 +6,12 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::nn::init::SeededVars;
 use crate::nn::layers::{RUNNING, Train};
+use crate::nn::optim::Adam;
 use crate::nn::windows::Windows;
 use crate::rng::Rng;
 
@@ -276,26 +276,6 @@ fn validation_loss(net: &impl Network, windows: &Windows, cfg: &TrainConfig, dev
     Ok(total / n.max(1) as f64)
 }
 
-/// Scale every gradient so that their global norm is at most `max`.
-fn clip(grads: &mut candle_core::backprop::GradStore, vars: &[Var], max: f64) -> candle_core::Result<()> {
-    let mut sq = 0.0;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        }
-    }
-    let norm = sq.sqrt();
-    if norm > max {
-        let s = max / (norm + 1e-6);
-        for v in vars {
-            if let Some(g) = grads.remove(v.as_tensor()) {
-                grads.insert(v.as_tensor(), (g * s)?);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Copies of every variable (weights and running statistics).
 fn snapshot(vars: &[(String, Var)]) -> candle_core::Result<Vec<Tensor>> {
     vars.iter().map(|(_, v)| v.as_tensor().copy()).collect()
@@ -325,8 +305,7 @@ pub fn fit(
     }
     let all = vars.named_vars();
     let trainable: Vec<Var> = all.iter().filter(|(n, _)| !n.contains(RUNNING)).map(|(_, v)| v.clone()).collect();
-    let params = ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() };
-    let mut opt = AdamW::new(trainable.clone(), params)?;
+    let mut opt = Adam::new(trainable, cfg.learning_rate, cfg.weight_decay)?;
     let per_epoch = train.len().div_ceil(cfg.batch_size);
     let batches = cfg.max_batches_per_epoch.map_or(per_epoch, |m| m.min(per_epoch));
     let total_steps = batches * cfg.epochs;
@@ -355,11 +334,7 @@ pub fn fit(
                     format!("loss became {value} at epoch {epoch} batch {b}; lower the learning rate"),
                 ));
             }
-            let mut grads = l.backward()?;
-            if let Some(max) = cfg.clip_norm {
-                clip(&mut grads, &trainable, max)?;
-            }
-            opt.step(&grads)?;
+            opt.step(&mut l.backward()?, cfg.clip_norm)?;
             sum += value;
             if !on_event(&TrainEvent::Batch { epoch, batch: b, batches, loss: value }) {
                 report.cancelled = true;
