@@ -205,6 +205,53 @@ impl CustomOp3 for BiasGeluBwd {
     }
 }
 
+/// Backward of a ReLU layer with a bias: from its output `y` and the gradient `grad` (both
+/// `[rows, cols]`), the gradient before the ReLU (`grad` where `y > 0`, else 0) and its column
+/// sums (the bias's gradient), in one pass. No gradient of its own.
+pub fn relu_backward(y: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (rows, cols) = y.dims2()?;
+    let g = y.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &ReluBwd)?;
+    Ok((g.narrow(0, 0, rows)?, g.narrow(0, rows, 1)?.reshape(cols)?))
+}
+
+/// See [`relu_backward`]: output `[rows + 1, cols]`, the masked gradient then its column sums.
+struct ReluBwd;
+
+impl CustomOp2 for ReluBwd {
+    fn name(&self) -> &'static str {
+        "retrain-relu-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (y, g) = (slice(s1, l1, "ReLU output")?, slice(s2, l2, "ReLU gradient")?);
+        let (rows, cols) = l1.shape().dims2()?;
+        if g.len() != y.len() {
+            candle_core::bail!("fused op: ReLU gradient has {} elements, output {}", g.len(), y.len());
+        }
+        let mut out = vec![0f32; (rows + 1) * cols];
+        if cols == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((rows + 1, cols))));
+        }
+        let (dh, db) = out.split_at_mut(rows * cols);
+        let partial: Vec<Vec<f32>> = dh
+            .par_chunks_mut(ROWS * cols)
+            .zip(y.par_chunks(ROWS * cols).zip(g.par_chunks(ROWS * cols)))
+            .map(|(o, (y, g))| {
+                let mut sums = vec![0f32; cols];
+                for ((o, y), g) in o.chunks_exact_mut(cols).zip(y.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
+                    for (((o, &y), &g), s) in o.iter_mut().zip(y).zip(g).zip(sums.iter_mut()) {
+                        *o = if y > 0.0 { g } else { 0.0 };
+                        *s += *o;
+                    }
+                }
+                sums
+            })
+            .collect();
+        add_in_order(&partial, db);
+        Ok((CpuStorage::F32(out), Shape::from((rows + 1, cols))))
+    }
+}
+
 /// Column sums of `x` over every leading dimension (`[…, cols]` → `[cols]`), no gradient.
 pub fn column_sum(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1_no_bwd(&ColumnSum)
@@ -260,7 +307,11 @@ struct BatchNorm {
 }
 
 /// Per-column sums over fixed row chunks of `f(row)` written into `k` accumulators per column.
-fn column_sums<const K: usize>(x: &[f32], cols: usize, f: impl Fn(usize, &mut [[f64; K]]) + Sync) -> Vec<[f64; K]> {
+pub(crate) fn column_sums<const K: usize>(
+    x: &[f32],
+    cols: usize,
+    f: impl Fn(usize, &mut [[f64; K]]) + Sync,
+) -> Vec<[f64; K]> {
     let rows = x.len() / cols;
     let chunks: Vec<Vec<[f64; K]>> = (0..rows.div_ceil(ROWS))
         .into_par_iter()

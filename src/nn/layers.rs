@@ -6,14 +6,14 @@
 //! the unseedable CPU generator, and BatchNorm must keep running statistics that are saved
 //! with the weights (they live in the same var map under names holding [`RUNNING`], which the
 //! optimizer skips). On CPU in f32, dropout, bias + GELU, BatchNorm in training and every
-//! linear layer's bias run as the fused ops of `fused.rs` / `matmul.rs`; elsewhere (CUDA) as
+//! linear layer's bias (and ReLU) run as the fused ops of `fused.rs` / `matmul.rs`; elsewhere (CUDA) as
 //! candle ops.
 
 use candle_core::{D, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 use crate::nn::fused;
-use crate::nn::matmul::{linear as linear_op, matmul};
+use crate::nn::matmul::{linear as linear_op, linear_relu, matmul};
 use crate::rng::Rng;
 
 /// Marker in the names of non-trained state (BatchNorm running statistics).
@@ -39,9 +39,20 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
 }
 
 impl Linear {
+    /// A layer over existing tensors: `weight` `[out, in]` and `bias` `[out]` (e.g. views of
+    /// a larger variable).
+    pub fn from_parts(weight: &Tensor, bias: Tensor) -> Result<Linear> {
+        Ok(Linear { weight_t: weight.t()?, bias })
+    }
+
     /// `x @ Wᵀ + b` over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.over_rows(x, |m| linear_op(m, &self.weight_t, &self.bias))
+    }
+
+    /// `relu(x @ Wᵀ + b)`, the ReLU fused into the product (forward and backward).
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.over_rows(x, |m| linear_relu(m, &self.weight_t, &self.bias))
     }
 
     /// `gelu(x @ Wᵀ + b)` (exact GELU), with the bias and activation fused on CPU.

@@ -20,6 +20,7 @@ pub mod kernels;
 pub mod layers;
 pub mod matmul;
 pub mod nhits;
+pub mod nhits_block;
 pub mod optim;
 pub mod patchtst;
 pub mod revin;

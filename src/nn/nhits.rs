@@ -5,16 +5,20 @@
 //! interpolated onto the horizon (PyTorch's `interpolate(mode="linear")`, a constant matrix
 //! here because candle has no interpolation with a backward pass), the backcast is removed
 //! from the residual passed on, and the forecast starts from the last observed value.
-//! Channels are independent series through one shared network.
+//! Channels are independent series through one shared network. Each block's weights are one
+//! flat variable (`blocks.{i}.params`: every layer's `[out, in]` weight then its bias), so on
+//! CPU the whole block runs as one fused op with its own backward (`nhits_block.rs`).
 //!
 //! Shapes: input `[batch, lookback, channels]` → forecast `[batch, horizon, channels]`.
 
-use candle_core::{D, Device, Result, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::nn::layers::{Linear, Train, dropout, linear};
+use crate::nn::fused;
+use crate::nn::layers::{Linear, Train, dropout};
 use crate::nn::matmul::matmul;
+use crate::nn::nhits_block::{self, BlockShape};
 use crate::nn::revin::RevIn;
 
 /// N-HiTS hyperparameters.
@@ -118,14 +122,17 @@ pub fn interpolation_matrix(knots: usize, horizon: usize) -> Vec<f32> {
     m
 }
 
-/// One block: pool → MLP → (backcast, forecast knots) → interpolation.
+/// One block: pool → MLP → (backcast, forecast knots) → interpolation. Its weights are one
+/// flat variable (`params`: each layer's `[out, in]` weight then its bias, layers in order),
+/// so that on CPU the whole block is one fused op (`nhits_block.rs`); elsewhere the layers
+/// are views of it run as candle ops.
 #[derive(Clone, Debug)]
 struct Block {
-    kernel: usize,
+    params: Tensor,
+    shape: BlockShape,
     layers: Vec<Linear>,
     out: Linear,
     interp: Tensor,
-    lookback: usize,
 }
 
 impl Block {
@@ -133,38 +140,65 @@ impl Block {
         let kernel = cfg.pool_kernels[stack];
         let pooled = cfg.lookback.div_ceil(kernel);
         let knots = (cfg.horizon / cfg.freq_downsample[stack]).max(1);
-        let mut layers = vec![linear(pooled, cfg.hidden, vb.pp("mlp.0"))?];
-        for l in 0..cfg.mlp_layers {
-            layers.push(linear(cfg.hidden, cfg.hidden, vb.pp(format!("mlp.{}", l + 1)))?);
-        }
-        let interp = Tensor::from_vec(interpolation_matrix(knots, cfg.horizon), (knots, cfg.horizon), vb.device())?;
-        Ok(Block {
-            kernel,
-            layers,
-            out: linear(cfg.hidden, cfg.lookback + knots, vb.pp("out"))?,
-            interp,
+        let mut dims = vec![(pooled, cfg.hidden)];
+        dims.extend(std::iter::repeat_n((cfg.hidden, cfg.hidden), cfg.mlp_layers));
+        dims.push((cfg.hidden, cfg.lookback + knots));
+        let shape = BlockShape {
             lookback: cfg.lookback,
-        })
+            horizon: cfg.horizon,
+            kernel,
+            layers: dims.clone(),
+            interp: interpolation_matrix(knots, cfg.horizon),
+        };
+        let (offsets, total) = shape.offsets();
+        let fresh = !vb.contains_tensor("params");
+        let params = vb.get_with_hints(total, "params", Init::Uniform { lo: -1.0, up: 1.0 })?;
+        if fresh {
+            // PyTorch's nn.Linear initialisation, U(±1/√in) for weight and bias: the draws
+            // are U(±1), scaled per layer.
+            for (&(din, dout), &(w, _)) in dims.iter().zip(&offsets) {
+                let piece = (params.narrow(0, w, din * dout + dout)? / (din as f64).sqrt())?;
+                params.slice_set(&piece, 0, w)?;
+            }
+        }
+        let mut linears = dims
+            .iter()
+            .zip(&offsets)
+            .map(|(&(din, dout), &(w, b))| {
+                Linear::from_parts(&params.narrow(0, w, din * dout)?.reshape((dout, din))?, params.narrow(0, b, dout)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = linears.pop().expect("an output layer");
+        let interp = Tensor::from_vec(shape.interp.clone(), (knots, cfg.horizon), vb.device())?;
+        Ok(Block { params, shape, layers: linears, out, interp })
     }
 
-    /// `x`: `[n, lookback]` → (backcast `[n, lookback]`, forecast `[n, horizon]`).
+    /// `x`: `[n, lookback]` → (backcast `[n, lookback]`, forecast `[n, horizon]`), as candle ops.
     fn forward(&self, x: &Tensor, p: f64, train: &mut Option<Train<'_>>) -> Result<(Tensor, Tensor)> {
         let n = x.dim(0)?;
-        let pooled = if self.kernel > 1 {
-            // Ceil mode: repeating the last value fills the partial window without changing its max.
-            let pad = self.lookback.div_ceil(self.kernel) * self.kernel - self.lookback;
-            let x = if pad > 0 { x.pad_with_same(D::Minus1, 0, pad)? } else { x.clone() };
-            x.reshape((n, 1, 1, ()))?.max_pool2d_with_stride((1, self.kernel), (1, self.kernel))?.reshape((n, ()))?
+        let (kernel, lookback) = (self.shape.kernel, self.shape.lookback);
+        let pooled = if kernel > 1 {
+            // Ceil mode: −∞ fills the partial window without changing its max or taking any
+            // of its gradient. A max over [n, windows, kernel] rather than candle's
+            // `max_pool2d`, whose backward scales the gradient by 1 / kernel (candle 0.11
+            // multiplies by the share of maxima in the window instead of dividing by it).
+            let pad = lookback.div_ceil(kernel) * kernel - lookback;
+            let x = if pad > 0 {
+                Tensor::cat(&[x, &Tensor::full(f32::NEG_INFINITY, (n, pad), x.device())?.to_dtype(x.dtype())?], 1)?
+            } else {
+                x.clone()
+            };
+            x.reshape((n, lookback.div_ceil(kernel), kernel))?.max(2)?
         } else {
             x.clone()
         };
         let mut h = self.layers[0].forward(&pooled)?;
         for layer in &self.layers[1..] {
-            h = dropout(&layer.forward(&h)?.relu()?, p, train)?;
+            h = dropout(&layer.forward_relu(&h)?, p, train)?;
         }
         let theta = self.out.forward(&h)?;
-        let backcast = theta.narrow(1, 0, self.lookback)?;
-        let knots = theta.narrow(1, self.lookback, self.interp.dim(0)?)?;
+        let backcast = theta.narrow(1, 0, lookback)?;
+        let knots = theta.narrow(1, lookback, self.interp.dim(0)?)?;
         Ok((backcast, matmul(&knots, &self.interp)?))
     }
 }
@@ -209,6 +243,13 @@ impl Nhits {
 
     /// Forecast `[batch, horizon, channels]` from `x` (`[batch, lookback, channels]`).
     pub fn forward(&self, x: &Tensor, train: &mut Option<Train<'_>>) -> Result<Tensor> {
+        // The fused block runs on CPU in f32 and has no dropout.
+        let fused = fused::available(x) && (train.is_none() || self.cfg.dropout <= 0.0);
+        self.forward_with(x, train, fused)
+    }
+
+    /// [`Nhits::forward`] with the block implementation chosen by the caller.
+    fn forward_with(&self, x: &Tensor, train: &mut Option<Train<'_>>, fused: bool) -> Result<Tensor> {
         let (b, l, c) = x.dims3()?;
         let x = x.transpose(1, 2)?.contiguous()?; // [b, c, L]
         let (x, stats) = match &self.scaler {
@@ -222,10 +263,19 @@ impl Nhits {
         // neuralforecast feeds the blocks the time-reversed series and starts from the last value.
         let mut residual = series.index_select(&self.flip, 1)?;
         let mut forecast = series.narrow(1, l - 1, 1)?.broadcast_as((b * c, self.cfg.horizon))?.contiguous()?;
-        for block in &self.blocks {
-            let (backcast, f) = block.forward(&residual, self.cfg.dropout, train)?;
-            residual = (residual - backcast)?;
-            forecast = (forecast + f)?;
+        if fused {
+            // One op per block over the packed state [residual | forecast].
+            let mut state = Tensor::cat(&[&residual, &forecast], 1)?;
+            for block in &self.blocks {
+                state = nhits_block::block(&state, &block.params, &block.shape)?;
+            }
+            forecast = state.narrow(1, l, self.cfg.horizon)?;
+        } else {
+            for block in &self.blocks {
+                let (backcast, f) = block.forward(&residual, self.cfg.dropout, train)?;
+                residual = (residual - backcast)?;
+                forecast = (forecast + f)?;
+            }
         }
         let forecast = forecast.reshape((b, c, self.cfg.horizon))?;
         let forecast = match (&self.scaler, &stats) {
@@ -261,6 +311,91 @@ mod tests {
             for (g, w) in got.iter().zip(want) {
                 assert!((g - w).abs() < 1e-6, "{k}→{h}: {got:?}");
             }
+        }
+    }
+
+    /// The fused block and the candle-op block give the same forecasts and gradients, with
+    /// and without pooling (kernels 3 with a partial window, 2, 1).
+    #[test]
+    fn fused_and_candle_blocks_agree_forward_and_backward() {
+        use crate::nn::init::SeededVars;
+        let cfg = NhitsConfig {
+            pool_kernels: vec![3, 2, 1],
+            freq_downsample: vec![4, 2, 1],
+            hidden: 24,
+            mlp_layers: 2,
+            ..NhitsConfig::paper(20, 8, 3)
+        };
+        let vars = SeededVars::new(5);
+        let net = Nhits::new(&cfg, vars.builder(&Device::Cpu)).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (70, 20, 3), &Device::Cpu).unwrap();
+        let target = Tensor::randn(0f32, 1.0, (70, 8, 3), &Device::Cpu).unwrap();
+        let run = |fused: bool| {
+            let y = net.forward_with(&x, &mut None, fused).unwrap();
+            let grads = (&y - &target).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let g: Vec<Vec<f32>> = vars
+                .named_vars()
+                .iter()
+                .map(|(_, v)| grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect();
+            (y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g)
+        };
+        let (ya, ga) = run(true);
+        let (yb, gb) = run(false);
+        let max = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(max(&ya, &yb) < 1e-4, "forecast {}", max(&ya, &yb));
+        assert_eq!(ga.len(), 3, "one flat variable per block");
+        for (a, b) in ga.iter().zip(&gb) {
+            let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+            assert!(max(a, b) < 1e-4 * scale, "gradient {} (scale {scale})", max(a, b));
+            assert!(a.iter().any(|v| *v != 0.0));
+        }
+    }
+
+    #[test]
+    fn fused_block_is_identical_whatever_the_thread_count() {
+        use crate::nn::init::SeededVars;
+        let cfg = NhitsConfig { hidden: 64, ..NhitsConfig::paper(96, 24, 2) };
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let vars = SeededVars::new(9);
+                let net = Nhits::new(&cfg, vars.builder(&Device::Cpu)).unwrap();
+                let x = Tensor::arange(0f32, (300 * 96 * 2) as f32, &Device::Cpu)
+                    .unwrap()
+                    .affine(1e-3, 0.0)
+                    .unwrap()
+                    .sin()
+                    .unwrap()
+                    .reshape((300, 96, 2))
+                    .unwrap();
+                let y = net.forward(&x, &mut None).unwrap();
+                let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                let mut out = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for (_, v) in vars.named_vars() {
+                    out.extend(grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                }
+                out
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+
+    #[test]
+    fn weights_follow_pytorch_linear_initialisation() {
+        use crate::nn::init::SeededVars;
+        let cfg = NhitsConfig { hidden: 32, ..NhitsConfig::paper(40, 8, 1) };
+        let vars = SeededVars::new(1);
+        let net = Nhits::new(&cfg, vars.builder(&Device::Cpu)).unwrap();
+        let block = &net.blocks[0];
+        let params = block.params.to_vec1::<f32>().unwrap();
+        let (offsets, total) = block.shape.offsets();
+        assert_eq!(params.len(), total);
+        for (&(din, dout), &(w, _)) in block.shape.layers.iter().zip(&offsets) {
+            let bound = 1.0 / (din as f32).sqrt();
+            let piece = &params[w..w + din * dout + dout];
+            let top = piece.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(top <= bound && top > 0.8 * bound, "layer {din}→{dout}: max {top}, bound {bound}");
         }
     }
 }
