@@ -149,6 +149,7 @@ impl Block {
             kernel,
             layers: dims.clone(),
             interp: interpolation_matrix(knots, cfg.horizon),
+            forecast_only: stack + 1 == cfg.pool_kernels.len(),
         };
         let (offsets, total) = shape.offsets();
         let fresh = !vb.contains_tensor("params");

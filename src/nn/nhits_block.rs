@@ -8,7 +8,8 @@
 //! flat vector, each layer's `[out, in]` weight then its bias): it max-pools the residual
 //! (ceil mode), runs the MLP (first linear, then linear + ReLU layers), splits the output
 //! into backcast and forecast knots, interpolates the knots onto the horizon, and returns
-//! `[residual − backcast | forecast + interpolated knots]`. The forward keeps the layer
+//! `[residual − backcast | forecast + interpolated knots]` — the last block skips its
+//! backcast, which nothing reads (a sixth of its products). The forward keeps the layer
 //! activations for the backward, which computes every gradient with our own buffers. Products
 //! run through [`gemm_into`], column sums over fixed row chunks, so results are identical
 //! whatever the thread count. Dropout inside the block is not fused: a block with dropout in
@@ -39,6 +40,9 @@ pub struct BlockShape {
     pub layers: Vec<(usize, usize)>,
     /// `[knots, horizon]` interpolation weights.
     pub interp: Vec<f32>,
+    /// Skip the backcast (the last block's, which nothing reads): the output's residual half
+    /// is then the input's, and the backcast rows of the output layer get zero gradient.
+    pub forecast_only: bool,
 }
 
 impl BlockShape {
@@ -138,6 +142,14 @@ impl BlockShape {
         Ok(state.len() / width)
     }
 
+    /// Weight offset, bias offset and output rows computed of layer `i`: all of them, except
+    /// the backcast rows of the output layer when `forecast_only`.
+    fn rows(&self, i: usize, offs: &[(usize, usize)], din: usize, dout: usize) -> (usize, usize, usize) {
+        let (w, b) = offs[i];
+        let skip = if self.forecast_only && i == self.layers.len() - 1 { self.lookback } else { 0 };
+        (w + skip * din, b + skip, dout - skip)
+    }
+
     /// Forward pass: the new state and what the backward needs.
     fn forward(&self, state: &[f32], params: &[f32]) -> Result<(Vec<f32>, Saved)> {
         let n = self.check(state, params)?;
@@ -158,7 +170,8 @@ impl BlockShape {
         let last = self.layers.len() - 1;
         let mut hidden: Vec<Vec<f32>> = Vec::with_capacity(last);
         let mut theta = Vec::new();
-        for (i, (&(din, dout), &(w_off, b_off))) in self.layers.iter().zip(&offs).enumerate() {
+        for (i, &(din, dout)) in self.layers.iter().enumerate() {
+            let (w_off, b_off, dout) = self.rows(i, &offs, din, dout);
             let (input, in_rs): (&[f32], usize) = match i {
                 0 if self.kernel > 1 => (&pooled, p),
                 0 => (state, width),
@@ -178,17 +191,24 @@ impl BlockShape {
         }
         // New state: residual − backcast, forecast + knots @ interp.
         let k = self.knots();
-        let t_w = l + k;
+        let back = if self.forecast_only { 0 } else { l };
+        let t_w = back + k;
         let mut next = by_rows(n, width, |r, o| {
-            let (s, t) = (&state[r * width..(r + 1) * width], &theta[r * t_w..r * t_w + l]);
-            for ((o, &s), &t) in o[..l].iter_mut().zip(&s[..l]).zip(t) {
-                o.write(s - t);
+            let (s, t) = (&state[r * width..(r + 1) * width], &theta[r * t_w..r * t_w + back]);
+            if self.forecast_only {
+                for (o, &s) in o[..l].iter_mut().zip(&s[..l]) {
+                    o.write(s);
+                }
+            } else {
+                for ((o, &s), &t) in o[..l].iter_mut().zip(&s[..l]).zip(t) {
+                    o.write(s - t);
+                }
             }
             for (o, &s) in o[l..].iter_mut().zip(&s[l..]) {
                 o.write(s);
             }
         });
-        gemm_into(&mut next[l..], width, (n, k, h), &theta[l..], (t_w, 1), &self.interp, (h, 1), true)?;
+        gemm_into(&mut next[l..], width, (n, k, h), &theta[back..], (t_w, 1), &self.interp, (h, 1), true)?;
         Ok((next, Saved { pooled, hidden }))
     }
 
@@ -209,23 +229,27 @@ impl BlockShape {
         }
         let (offs, total) = self.offsets();
         let (k, p) = (self.knots(), self.pooled());
-        let t_w = l + k;
+        // Zero-filled: the skipped backcast rows' gradients stay zero.
         let mut out = vec![0f32; n * width + total];
         let (d_state, d_params) = out.split_at_mut(n * width);
-        // dθ = [−g_residual | g_forecast @ interpᵀ].
+        // dθ = [−g_residual | g_forecast @ interpᵀ] (the knots part alone when forecast_only).
         let knots_grad = gemm_new((n, h, k), &grad[l..], (width, 1), &self.interp, (1, h))?;
-        let mut d = by_rows(n, t_w, |r, d| {
-            for (d, &g) in d[..l].iter_mut().zip(&grad[r * width..r * width + l]) {
-                d.write(-g);
-            }
-            for (d, &g) in d[l..].iter_mut().zip(&knots_grad[r * k..(r + 1) * k]) {
-                d.write(g);
-            }
-        });
+        let mut d = if self.forecast_only {
+            knots_grad
+        } else {
+            by_rows(n, l + k, |r, d| {
+                for (d, &g) in d[..l].iter_mut().zip(&grad[r * width..r * width + l]) {
+                    d.write(-g);
+                }
+                for (d, &g) in d[l..].iter_mut().zip(&knots_grad[r * k..(r + 1) * k]) {
+                    d.write(g);
+                }
+            })
+        };
         let last = self.layers.len() - 1;
         for i in (0..=last).rev() {
             let (din, dout) = self.layers[i];
-            let (w_off, b_off) = offs[i];
+            let (w_off, b_off, dout) = self.rows(i, &offs, din, dout);
             if i > 0 && i < last {
                 // Through the ReLU: the gradient where the output was positive.
                 let y = &saved.hidden[i];
@@ -239,7 +263,16 @@ impl BlockShape {
                 _ => (&saved.hidden[i - 1], din),
             };
             // dW = dᵀ @ input ([out, n] × [n, in]); db = column sums of d.
-            gemm_into(&mut d_params[w_off..b_off], din, (dout, n, din), &d, (1, dout), input, (in_rs, 1), false)?;
+            gemm_into(
+                &mut d_params[w_off..w_off + dout * din],
+                din,
+                (dout, n, din),
+                &d,
+                (1, dout),
+                input,
+                (in_rs, 1),
+                false,
+            )?;
             let sums = column_sums::<1>(&d, dout, |r, acc| {
                 for (a, &v) in acc.iter_mut().zip(&d[r * dout..(r + 1) * dout]) {
                     a[0] += v as f64;
