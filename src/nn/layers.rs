@@ -6,8 +6,8 @@
 //! the unseedable CPU generator, and BatchNorm must keep running statistics that are saved
 //! with the weights (they live in the same var map under names holding [`RUNNING`], which the
 //! optimizer skips). On CPU in f32, dropout, bias + GELU, BatchNorm in training and every
-//! linear layer's bias (and ReLU) run as the fused ops of `fused.rs` / `matmul.rs`; elsewhere (CUDA) as
-//! candle ops.
+//! linear layer's bias (and ReLU) run as the fused ops of `fused.rs` / `matmul.rs`; elsewhere
+//! (CUDA) as candle ops.
 
 use candle_core::{D, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};

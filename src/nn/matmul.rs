@@ -334,7 +334,7 @@ pub(crate) fn gemm_new(
 /// `dst` must be valid for writes of `dst_len` elements (and reads, when `accumulate`, of
 /// initialised ones) and not alias `a` or `b`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_raw(
+unsafe fn gemm_raw(
     dst: *mut f32,
     dst_len: usize,
     dst_rs: usize,
