@@ -30,7 +30,7 @@ pub fn available(x: &Tensor) -> bool {
 }
 
 /// The contiguous f32 data of an operand.
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(d) = s else { candle_core::bail!("fused op: {what} must be f32") };
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&d[a..b]),
@@ -181,27 +181,7 @@ impl CustomOp3 for BiasGeluBwd {
         if g.len() != h.len() {
             candle_core::bail!("fused op: GELU gradient has {} elements, input {}", g.len(), h.len());
         }
-        let mut out = vec![0f32; (rows + 1) * cols];
-        if cols == 0 {
-            return Ok((CpuStorage::F32(out), Shape::from((rows + 1, cols))));
-        }
-        let (dh, db) = out.split_at_mut(rows * cols);
-        let partial: Vec<Vec<f32>> = dh
-            .par_chunks_mut(ROWS * cols)
-            .zip(h.par_chunks(ROWS * cols).zip(g.par_chunks(ROWS * cols)))
-            .map(|(o, (h, g))| {
-                let mut sums = vec![0f32; cols];
-                for ((o, h), g) in o.chunks_exact_mut(cols).zip(h.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
-                    for ((((o, &h), &b), &g), s) in o.iter_mut().zip(h).zip(b).zip(g).zip(sums.iter_mut()) {
-                        *o = g * gelu_and_slope(h + b).1;
-                        *s += *o;
-                    }
-                }
-                sums
-            })
-            .collect();
-        add_in_order(&partial, db);
-        Ok((CpuStorage::F32(out), Shape::from((rows + 1, cols))))
+        Ok(gradient_and_column_sums(h, g, rows, cols, |h, c, g| g * gelu_and_slope(h + b[c]).1))
     }
 }
 
@@ -228,28 +208,41 @@ impl CustomOp2 for ReluBwd {
         if g.len() != y.len() {
             candle_core::bail!("fused op: ReLU gradient has {} elements, output {}", g.len(), y.len());
         }
-        let mut out = vec![0f32; (rows + 1) * cols];
-        if cols == 0 {
-            return Ok((CpuStorage::F32(out), Shape::from((rows + 1, cols))));
-        }
-        let (dh, db) = out.split_at_mut(rows * cols);
-        let partial: Vec<Vec<f32>> = dh
-            .par_chunks_mut(ROWS * cols)
-            .zip(y.par_chunks(ROWS * cols).zip(g.par_chunks(ROWS * cols)))
-            .map(|(o, (y, g))| {
-                let mut sums = vec![0f32; cols];
-                for ((o, y), g) in o.chunks_exact_mut(cols).zip(y.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
-                    for (((o, &y), &g), s) in o.iter_mut().zip(y).zip(g).zip(sums.iter_mut()) {
-                        *o = if y > 0.0 { g } else { 0.0 };
-                        *s += *o;
-                    }
-                }
-                sums
-            })
-            .collect();
-        add_in_order(&partial, db);
-        Ok((CpuStorage::F32(out), Shape::from((rows + 1, cols))))
+        Ok(gradient_and_column_sums(y, g, rows, cols, |y, _, g| if y > 0.0 { g } else { 0.0 }))
     }
+}
+
+/// `[rows + 1, cols]`: the element-wise gradient `f(x, column, g)` of a `[rows, cols]` layer
+/// input `x` from its output gradient `g`, then that gradient's column sums (a bias's
+/// gradient; partial sums over fixed row chunks added in order).
+fn gradient_and_column_sums(
+    x: &[f32],
+    g: &[f32],
+    rows: usize,
+    cols: usize,
+    f: impl Fn(f32, usize, f32) -> f32 + Sync,
+) -> (CpuStorage, Shape) {
+    let mut out = vec![0f32; (rows + 1) * cols];
+    if cols == 0 {
+        return (CpuStorage::F32(out), Shape::from((rows + 1, cols)));
+    }
+    let (dx, db) = out.split_at_mut(rows * cols);
+    let partial: Vec<Vec<f32>> = dx
+        .par_chunks_mut(ROWS * cols)
+        .zip(x.par_chunks(ROWS * cols).zip(g.par_chunks(ROWS * cols)))
+        .map(|(o, (x, g))| {
+            let mut sums = vec![0f32; cols];
+            for ((o, x), g) in o.chunks_exact_mut(cols).zip(x.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
+                for (c, (((o, &x), &g), s)) in o.iter_mut().zip(x).zip(g).zip(sums.iter_mut()).enumerate() {
+                    *o = f(x, c, g);
+                    *s += *o;
+                }
+            }
+            sums
+        })
+        .collect();
+    add_in_order(&partial, db);
+    (CpuStorage::F32(out), Shape::from((rows + 1, cols)))
 }
 
 /// Column sums of `x` over every leading dimension (`[…, cols]` → `[cols]`), no gradient.

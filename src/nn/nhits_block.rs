@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::nn::fused::column_sums;
+use crate::nn::fused::{column_sums, slice as data};
 use crate::nn::matmul::{gemm_into, gemm_new};
 
 /// Rows per parallel task in row-wise loops.
@@ -89,15 +89,6 @@ struct Saved {
 struct BlockOp {
     shape: Arc<BlockShape>,
     saved: Arc<Mutex<Option<Saved>>>,
-}
-
-/// The data of a contiguous f32 operand.
-fn data<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(d) = s else { candle_core::bail!("N-HiTS block: {what} must be f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&d[a..b]),
-        None => candle_core::bail!("N-HiTS block: {what} must be contiguous"),
-    }
 }
 
 /// A new `[rows, width]` buffer whose rows are written by `f(row, row_buffer)`, in parallel
