@@ -35,6 +35,12 @@ fn main() -> std::process::ExitCode {
         // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", n.max(1).to_string()) };
     }
+    // candle's element-wise pool spins 25,000 times before its workers sleep, taking a core
+    // from our rayon workers between ops on a 2-core machine: sleep after ~200 (5–10 µs).
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200") };
+    }
     cli::init_tracing(args.verbose);
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
