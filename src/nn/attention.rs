@@ -20,7 +20,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::nn::kernels::{axpy, dot, exp_approx, max, sum};
+use crate::nn::kernels::{axpy, dot, exp_approx, max, sum, wide};
 
 /// Attention over the packed projection `qkv` (`[n, p, 3·d]`, f32 on CPU), adding `prev`
 /// (`[n, p, heads·p]`, the previous layer's scores) to the scores. Returns (output
@@ -140,45 +140,20 @@ fn softmax_row(scores: &[f32], a: &mut [f32]) {
 }
 
 /// Run `f(sample, output chunk)` for every sample in parallel over an `[n, p, width]` output,
-/// compiled for AVX2 where the CPU has it (the kernels are plain loops the compiler widens;
-/// the arithmetic and its order are the same either way, so results do not depend on it).
+/// compiled for AVX2 where the CPU has it ([`wide`]: the kernels are plain loops the compiler
+/// widens; the arithmetic and its order are the same either way, so results do not depend on
+/// it).
 fn per_sample<F: Fn(usize, &mut [f32]) + Sync>(dm: Dims, width: usize, f: F) -> (CpuStorage, Shape) {
     let mut out = vec![0f32; dm.n * dm.p * width];
     if dm.p * width > 0 {
-        let wide = avx2();
         out.par_chunks_mut(dm.p * width).enumerate().for_each(|(s, o)| {
-            if wide {
-                // SAFETY: `avx2()` checked that this CPU has AVX2.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    call_avx2(&f, s, o)
-                }
-            } else {
-                call(&f, s, o)
-            }
+            wide(
+                #[inline(always)]
+                || f(s, o),
+            )
         });
     }
     (CpuStorage::F32(out), Shape::from((dm.n, dm.p, width)))
-}
-
-/// Whether the CPU has AVX2 (always false off x86-64).
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-#[inline(always)]
-fn call<F: Fn(usize, &mut [f32])>(f: &F, s: usize, o: &mut [f32]) {
-    f(s, o)
-}
-
-/// [`call`] compiled with AVX2 (the kernel closure is inlined into it).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn call_avx2<F: Fn(usize, &mut [f32])>(f: &F, s: usize, o: &mut [f32]) {
-    f(s, o)
 }
 
 /// `scores = Q·Kᵀ·scale (+ prev)`.

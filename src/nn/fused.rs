@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::nn::kernels::exp_approx;
+use crate::nn::kernels::{exp_approx, wide};
 use crate::rng::mix;
 
 /// Elements per parallel task in element-wise loops.
@@ -141,11 +141,16 @@ impl CustomOp2 for BiasGelu {
         if let Some(per) = CHUNK.checked_div(cols) {
             let per = per.max(1) * cols;
             out.par_chunks_mut(per).zip(h.par_chunks(per)).for_each(|(o, h)| {
-                for (o, h) in o.chunks_exact_mut(cols).zip(h.chunks_exact(cols)) {
-                    for ((o, &h), &b) in o.iter_mut().zip(h).zip(b) {
-                        *o = gelu_and_slope(h + b).0;
-                    }
-                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        for (o, h) in o.chunks_exact_mut(cols).zip(h.chunks_exact(cols)) {
+                            for ((o, &h), &b) in o.iter_mut().zip(h).zip(b) {
+                                *o = gelu_and_slope(h + b).0;
+                            }
+                        }
+                    },
+                )
             });
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -181,7 +186,14 @@ impl CustomOp3 for BiasGeluBwd {
         if g.len() != h.len() {
             candle_core::bail!("fused op: GELU gradient has {} elements, input {}", g.len(), h.len());
         }
-        Ok(gradient_and_column_sums(h, g, rows, cols, |h, c, g| g * gelu_and_slope(h + b[c]).1))
+        Ok(gradient_and_column_sums(
+            h,
+            g,
+            rows,
+            cols,
+            #[inline(always)]
+            |h, c, g| g * gelu_and_slope(h + b[c]).1,
+        ))
     }
 }
 
@@ -208,7 +220,14 @@ impl CustomOp2 for ReluBwd {
         if g.len() != y.len() {
             candle_core::bail!("fused op: ReLU gradient has {} elements, output {}", g.len(), y.len());
         }
-        Ok(gradient_and_column_sums(y, g, rows, cols, |y, _, g| if y > 0.0 { g } else { 0.0 }))
+        Ok(gradient_and_column_sums(
+            y,
+            g,
+            rows,
+            cols,
+            #[inline(always)]
+            |y, _, g| if y > 0.0 { g } else { 0.0 },
+        ))
     }
 }
 
@@ -232,12 +251,17 @@ fn gradient_and_column_sums(
         .zip(x.par_chunks(ROWS * cols).zip(g.par_chunks(ROWS * cols)))
         .map(|(o, (x, g))| {
             let mut sums = vec![0f32; cols];
-            for ((o, x), g) in o.chunks_exact_mut(cols).zip(x.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
-                for (c, (((o, &x), &g), s)) in o.iter_mut().zip(x).zip(g).zip(sums.iter_mut()).enumerate() {
-                    *o = f(x, c, g);
-                    *s += *o;
-                }
-            }
+            wide(
+                #[inline(always)]
+                || {
+                    for ((o, x), g) in o.chunks_exact_mut(cols).zip(x.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
+                        for (c, (((o, &x), &g), s)) in o.iter_mut().zip(x).zip(g).zip(sums.iter_mut()).enumerate() {
+                            *o = f(x, c, g);
+                            *s += *o;
+                        }
+                    }
+                },
+            );
             sums
         })
         .collect();

@@ -98,6 +98,26 @@ pub fn exp_approx(x: f32) -> f32 {
     if x > HI { f32::INFINITY } else { out }
 }
 
+/// Run `f` compiled for AVX2 when the CPU has it: a closure marked `#[inline(always)]` is
+/// inlined into the AVX2 copy, so its plain loops are widened to 8 lanes. No FMA is enabled,
+/// so the arithmetic, and every result bit, is the same either way.
+#[inline(always)]
+pub fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { run_avx2(f) };
+    }
+    f()
+}
+
+/// [`wide`]'s AVX2 copy.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
