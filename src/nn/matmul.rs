@@ -435,44 +435,34 @@ mod tests {
     }
 
     #[test]
-    fn linear_equals_product_plus_bias_forward_and_backward() {
-        let d = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (300, 20), &d).unwrap()).unwrap();
-        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (9, 20), &d).unwrap()).unwrap();
-        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 9, &d).unwrap()).unwrap();
-        let wt = w.t().unwrap();
-        let ours = linear(&x, &wt, &b).unwrap();
-        let want = x.matmul(&wt).unwrap().broadcast_add(&b).unwrap();
-        assert!(close(&ours, &want) < 1e-4);
-        let m = Tensor::randn(0f32, 1.0, (300, 9), &d).unwrap();
-        let g1 = (ours * &m).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (want * &m).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in [x.as_tensor(), w.as_tensor(), b.as_tensor()] {
-            assert!(close(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-3);
-        }
-        // A wrong bias length is an error, not a silent broadcast.
-        let short = Tensor::zeros(4, DType::F32, &d).unwrap();
-        assert!(linear(&x, &wt, &short).is_err());
-    }
-
-    #[test]
-    fn linear_relu_equals_product_bias_relu_forward_and_backward() {
+    fn linear_and_linear_relu_equal_candle_ops_forward_and_backward() {
         let d = Device::Cpu;
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (600, 30), &d).unwrap()).unwrap();
         let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (140, 30), &d).unwrap()).unwrap();
         let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 140, &d).unwrap()).unwrap();
         let wt = w.t().unwrap();
-        let ours = linear_relu(&x, &wt, &b).unwrap();
-        let want = x.matmul(&wt).unwrap().broadcast_add(&b).unwrap().relu().unwrap();
-        assert!(close(&ours, &want) < 1e-4);
-        let zeros = ours.eq(0f32).unwrap().to_dtype(DType::F32).unwrap().mean_all().unwrap();
-        assert!(zeros.to_scalar::<f32>().unwrap() > 0.3, "about half the outputs are clipped");
-        let m = Tensor::randn(0f32, 1.0, (600, 140), &d).unwrap();
-        let g1 = (ours * &m).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (want * &m).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in [x.as_tensor(), w.as_tensor(), b.as_tensor()] {
-            assert!(close(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-3);
+        for relu in [false, true] {
+            let (ours, want) = if relu {
+                (linear_relu(&x, &wt, &b).unwrap(), x.matmul(&wt).unwrap().broadcast_add(&b).unwrap().relu().unwrap())
+            } else {
+                (linear(&x, &wt, &b).unwrap(), x.matmul(&wt).unwrap().broadcast_add(&b).unwrap())
+            };
+            assert!(close(&ours, &want) < 1e-4, "relu {relu}");
+            if relu {
+                let zeros = ours.eq(0f32).unwrap().to_dtype(DType::F32).unwrap().mean_all().unwrap();
+                assert!(zeros.to_scalar::<f32>().unwrap() > 0.3, "about half the outputs are clipped");
+            }
+            let m = Tensor::randn(0f32, 1.0, (600, 140), &d).unwrap();
+            let g1 = (ours * &m).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (want * &m).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [x.as_tensor(), w.as_tensor(), b.as_tensor()] {
+                assert!(close(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-3, "relu {relu}");
+            }
         }
+        // A wrong bias length is an error, not a silent broadcast.
+        let short = Tensor::zeros(4, DType::F32, &d).unwrap();
+        assert!(linear(&x, &wt, &short).is_err());
+        assert!(linear_relu(&x, &wt, &short).is_err());
     }
 
     #[test]

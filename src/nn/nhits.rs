@@ -11,6 +11,8 @@
 //!
 //! Shapes: input `[batch, lookback, channels]` → forecast `[batch, horizon, channels]`.
 
+use std::sync::Arc;
+
 use candle_core::{Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -129,7 +131,7 @@ pub fn interpolation_matrix(knots: usize, horizon: usize) -> Vec<f32> {
 #[derive(Clone, Debug)]
 struct Block {
     params: Tensor,
-    shape: BlockShape,
+    shape: Arc<BlockShape>,
     layers: Vec<Linear>,
     out: Linear,
     interp: Tensor,
@@ -171,7 +173,7 @@ impl Block {
             .collect::<Result<Vec<_>>>()?;
         let out = linears.pop().expect("an output layer");
         let interp = Tensor::from_vec(shape.interp.clone(), (knots, cfg.horizon), vb.device())?;
-        Ok(Block { params, shape, layers: linears, out, interp })
+        Ok(Block { params, shape: Arc::new(shape), layers: linears, out, interp })
     }
 
     /// `x`: `[n, lookback]` → (backcast `[n, lookback]`, forecast `[n, horizon]`), as candle ops.

@@ -73,8 +73,8 @@ impl BlockShape {
 }
 
 /// `block(state, params)` (see the module docs); `state` is `[n, lookback + horizon]`.
-pub fn block(state: &Tensor, params: &Tensor, shape: &BlockShape) -> Result<Tensor> {
-    let op = BlockOp { shape: Arc::new(shape.clone()), saved: Arc::new(Mutex::new(None)) };
+pub fn block(state: &Tensor, params: &Tensor, shape: &Arc<BlockShape>) -> Result<Tensor> {
+    let op = BlockOp { shape: shape.clone(), saved: Arc::new(Mutex::new(None)) };
     state.contiguous()?.apply_op2(&params.contiguous()?, op)
 }
 

@@ -7,11 +7,12 @@
 //!
 //! Shapes: input `[batch, lookback, channels]` → forecast `[batch, horizon, channels]`.
 
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::{D, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::nn::attention::fused_attention;
+use crate::nn::fused;
 use crate::nn::layers::{BatchNorm, LayerNorm, Linear, Train, dropout, linear};
 use crate::nn::matmul::matmul;
 use crate::nn::revin::RevIn;
@@ -341,7 +342,7 @@ impl PatchTst {
     /// `train` = `Some` enables dropout and batch statistics.
     pub fn forward(&self, x: &Tensor, train: &mut Option<Train<'_>>) -> Result<Tensor> {
         // The fused attention op runs on CPU in f32 and has no attention-weight dropout.
-        let fused = x.device().is_cpu() && x.dtype() == DType::F32 && (train.is_none() || self.cfg.attn_dropout == 0.0);
+        let fused = fused::available(x) && (train.is_none() || self.cfg.attn_dropout == 0.0);
         self.forward_with(x, train, fused)
     }
 
