@@ -7,7 +7,10 @@
 //! GBDT_ROWS=1000000 cargo bench --bench gbdt
 //! ```
 //! Test AUCs of every fitted model are printed once before timing, so speed is never
-//! compared between models of different quality.
+//! compared between models of different quality. Before criterion's groups, ours and
+//! hessboost are also timed in interleaved pairs (`GBDT_PAIRS`, default 7) and the median of
+//! the per-pair ratios is printed: on a shared VM a slow spell then hits both sides of a pair,
+//! where criterion's back-to-back groups can land on different spells.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -63,15 +66,37 @@ fn bench(c: &mut Criterion) {
         auc(&ours_l)
     );
 
+    let hb_fit = || {
+        let d = DMatrix::from_dense(black_box(&x_rm), n, 50).and_then(|d| d.with_labels(&y32)).unwrap();
+        train(&hb_params(), &d, 100).unwrap()
+    };
+    let pairs: usize = std::env::var("GBDT_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    if pairs > 0 {
+        let time = |f: &dyn Fn()| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        };
+        let mut ratios: Vec<f64> = (0..pairs)
+            .map(|_| {
+                let ours = time(&|| drop(black_box(depth.fit_data(black_box(&data), None).unwrap())));
+                let peer = time(&|| drop(black_box(hb_fit())));
+                ours / peer
+            })
+            .collect();
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "fit ours depth-wise 6 / hessboost depth 6, {pairs} interleaved pairs: median {:.3} ({})",
+            ratios[pairs / 2],
+            each.join(", ")
+        );
+    }
+
     let mut g = c.benchmark_group(format!("gbdt_fit_{n}x50"));
     g.sample_size(10).measurement_time(Duration::from_secs(if n > 200_000 { 120 } else { 30 }));
     g.bench_function("ours_depthwise_6", |b| b.iter(|| depth.fit_data(black_box(&data), None).unwrap()));
-    g.bench_function("hessboost_depth_6", |b| {
-        b.iter(|| {
-            let d = DMatrix::from_dense(black_box(&x_rm), n, 50).and_then(|d| d.with_labels(&y32)).unwrap();
-            train(&hb_params(), &d, 100).unwrap()
-        })
-    });
+    g.bench_function("hessboost_depth_6", |b| b.iter(hb_fit));
     g.bench_function("ours_leafwise_63", |b| b.iter(|| leaves.fit_data(black_box(&data), None).unwrap()));
     g.finish();
 

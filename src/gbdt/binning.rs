@@ -227,16 +227,13 @@ impl BinnedMatrix {
             })
             .collect();
         let nu = used.len();
+        let lookups: Vec<Lookup> = used.iter().map(|&f| Lookup::new(&mappers[f])).collect();
         let (data, by_col) = if wide {
-            let mut out = vec![0u16; n * nu];
-            fill(&mut out, &cols, &used, &mappers, |b| b as u16);
-            let t = transpose(&out, n, nu);
-            (BinData::U16(out), BinData::U16(t))
+            let by_col = bin_columns(&cols, &lookups, n, |b| b as u16);
+            (BinData::U16(to_row_major(&by_col, n, nu)), BinData::U16(by_col))
         } else {
-            let mut out = vec![0u8; n * nu];
-            fill(&mut out, &cols, &used, &mappers, |b| b as u8);
-            let t = transpose(&out, n, nu);
-            (BinData::U8(out), BinData::U8(t))
+            let by_col = bin_columns(&cols, &lookups, n, |b| b as u8);
+            (BinData::U8(to_row_major(&by_col, n, nu)), BinData::U8(by_col))
         };
         BinnedMatrix { n_rows: n, used, mappers, offsets, data, cols: by_col }
     }
@@ -262,41 +259,110 @@ impl BinnedMatrix {
     }
 }
 
-/// Column-major copy of a row-major `n × nu` matrix, one column per task.
-fn transpose<T: Copy + Default + Send + Sync>(data: &[T], n: usize, nu: usize) -> Vec<T> {
-    let mut out = vec![T::default(); n * nu];
-    if n > 0 {
-        out.par_chunks_mut(n).enumerate().for_each(|(j, col)| {
-            for (r, c) in col.iter_mut().enumerate() {
-                *c = data[r * nu + j];
+/// Column-major bins (`nu × n`), one task per (feature, row block): each task reads one
+/// contiguous stretch of a column and writes one contiguous stretch of bins.
+fn bin_columns<T: Copy + Default + Send + Sync>(
+    cols: &[std::borrow::Cow<'_, [f32]>],
+    lookups: &[Lookup],
+    n: usize,
+    cast: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::default(); n * cols.len()];
+    if n == 0 {
+        return out;
+    }
+    out.par_chunks_mut(n).zip(cols.par_iter().zip(lookups.par_iter())).for_each(|(dst, (col, lk))| {
+        dst.par_chunks_mut(BIN_BLOCK).zip(col.par_chunks(BIN_BLOCK)).for_each(|(d, c)| {
+            for (o, &v) in d.iter_mut().zip(c) {
+                *o = cast(lk.bin(v));
             }
         });
-    }
+    });
     out
 }
 
-fn fill<T: Copy + Send + Sync>(
-    out: &mut [T],
-    cols: &[std::borrow::Cow<'_, [f32]>],
-    used: &[usize],
-    mappers: &[BinMapper],
-    cast: impl Fn(usize) -> T + Sync,
-) {
-    let nu = used.len();
+/// Row-major copy (`n × nu`) of column-major bins, one block of rows per task (the block's
+/// stretch of every column stays in cache while its rows are written).
+fn to_row_major<T: Copy + Default + Send + Sync>(by_col: &[T], n: usize, nu: usize) -> Vec<T> {
+    let mut out = vec![T::default(); n * nu];
     if nu == 0 {
-        return;
+        return out;
     }
     out.par_chunks_mut(BIN_BLOCK * nu).enumerate().for_each(|(blk, chunk)| {
         let r0 = blk * BIN_BLOCK;
         let rows = chunk.len() / nu;
-        for (j, &f) in used.iter().enumerate() {
-            let m = &mappers[f];
-            let col = &cols[j][r0..r0 + rows];
-            for (i, &v) in col.iter().enumerate() {
-                chunk[i * nu + j] = cast(m.bin(v));
+        for j in 0..nu {
+            let col = &by_col[j * n + r0..j * n + r0 + rows];
+            for (i, &b) in col.iter().enumerate() {
+                chunk[i * nu + j] = b;
             }
         }
     });
+    out
+}
+
+/// Fast [`BinMapper::bin`]: the finite bounds' range cut into equal-width buckets, each
+/// knowing the first bin that can hold its values, so a value costs one multiply, a table
+/// read and (almost always) at most one or two bound compares instead of an eight-step binary
+/// search. The answer is checked against the bounds on both sides, so rounding in the bucket
+/// index can never change it: every result equals `BinMapper::bin`.
+struct Lookup<'m> {
+    bounds: &'m [f32],
+    lo: f64,
+    inv_width: f64,
+    /// `first[i]`: bins below it all have upper bound < the start of bucket `i`.
+    first: Vec<u32>,
+}
+
+impl<'m> Lookup<'m> {
+    /// Buckets per value bin: enough that a bucket rarely spans more than one bin where the
+    /// bins are dense (the middle of a bell-shaped feature).
+    const BUCKETS_PER_BIN: usize = 4;
+
+    fn new(m: &'m BinMapper) -> Lookup<'m> {
+        let b = &m.bounds[..];
+        let finite = &b[..b.len() - 1]; // the last bound is +∞
+        let (lo, hi) = match (finite.first(), finite.last()) {
+            (Some(&lo), Some(&hi)) if (hi as f64 - lo as f64).is_finite() && hi > lo => (lo as f64, hi as f64),
+            _ => return Lookup { bounds: b, lo: 0.0, inv_width: 0.0, first: vec![0] },
+        };
+        let n_buckets = Self::BUCKETS_PER_BIN * b.len();
+        let width = (hi - lo) / n_buckets as f64;
+        let first = (0..=n_buckets)
+            .map(|i| {
+                let start = lo + i as f64 * width;
+                finite.partition_point(|&u| (u as f64) < start) as u32
+            })
+            .collect();
+        Lookup { bounds: b, lo, inv_width: 1.0 / width, first }
+    }
+
+    /// Same result as [`BinMapper::bin`].
+    #[inline]
+    fn bin(&self, x: f32) -> usize {
+        let b = self.bounds;
+        if x.is_nan() {
+            return b.len();
+        }
+        // Saturating float → int cast: values below the range land in bucket 0, above it in
+        // the last; ±∞ included.
+        let i = (((x as f64 - self.lo) * self.inv_width) as usize).min(self.first.len() - 1);
+        let mut k = self.first[i] as usize;
+        let end = self.first[(i + 1).min(self.first.len() - 1)] as usize;
+        if end > k + 8 {
+            // A bucket spanning many bins (a feature with a long tail): binary search in it.
+            k += b[k..end].partition_point(|&u| u < x);
+        }
+        // Forward to the first bound ≥ x (the last bound is +∞, so this stops).
+        while b[k] < x {
+            k += 1;
+        }
+        // Back while the previous bound is still ≥ x (only after rounding at a bucket edge).
+        while k > 0 && b[k - 1] >= x {
+            k -= 1;
+        }
+        k
+    }
 }
 
 #[cfg(test)]
@@ -355,6 +421,31 @@ mod tests {
         let m = BinMapper::fit(&mut v.clone(), 16);
         let b = m.bin(42.5);
         assert!(v.iter().filter(|&&x| x != 42.5).all(|&x| m.bin(x) != b), "{:?}", m.bounds);
+    }
+
+    #[test]
+    fn lookup_agrees_with_binary_search_everywhere() {
+        let mut r = crate::rng::Rng::new(3);
+        let shapes: Vec<Vec<f32>> = vec![
+            (0..50_000).map(|_| r.normal() as f32).collect(),
+            (0..50_000).map(|_| (r.normal() * 3.0).exp() as f32).collect(), // long tail
+            (0..5_000).map(|i| (i % 7) as f32).collect(),
+            vec![2.0; 100],
+            vec![1.0, 1.0 + f32::EPSILON, -0.0, 0.0, 1e-40, -1e38, 1e38],
+        ];
+        for vals in shapes {
+            for max_bin in [2usize, 16, 255, 1000] {
+                let m = BinMapper::fit(&mut vals.clone(), max_bin);
+                let lk = Lookup::new(&m);
+                let probes = vals.iter().copied().chain(m.bounds.iter().flat_map(|&u| {
+                    [u, f32::from_bits(u.to_bits().wrapping_add(1)), f32::from_bits(u.to_bits().wrapping_sub(1))]
+                }));
+                let extremes = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN, 0.0, -0.0];
+                for x in probes.chain(extremes) {
+                    assert_eq!(lk.bin(x), m.bin(x), "x = {x:e}, bounds {:?}", &m.bounds[..m.bounds.len().min(5)]);
+                }
+            }
+        }
     }
 
     #[test]

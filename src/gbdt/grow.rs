@@ -67,6 +67,24 @@ fn block_features(features: &[usize], lo: usize, hi: usize) -> &[usize] {
     &features[a..b]
 }
 
+/// A node whose histogram is to be built (rows `indices[begin..end]`), with what to do with
+/// its parent's buffer and whose splits to search; `small`/`large` are the leaves that
+/// receive the results.
+struct Job {
+    begin: usize,
+    end: usize,
+    /// The rows are `0..n` in order (the root without bagging): no gather needed.
+    identity: bool,
+    buf: usize,
+    parent: Option<usize>,
+    /// Turn the parent's buffer into the sibling's histogram (the sibling will be searched).
+    subtract: bool,
+    a: Option<Side>,
+    sib: Option<Side>,
+    small: usize,
+    large: usize,
+}
+
 struct Leaf {
     begin: usize,
     end: usize,
@@ -153,43 +171,56 @@ impl<'a> TreeLearner<'a> {
         // Splits are searched on quantized gradients (exact integer histograms); leaf values
         // below come from the float gradients.
         self.q.resize(n, 0);
-        self.scales = quantize::quantize(gh, m, rng.next_u64(), &mut self.q);
+        self.scales = quantize::quantize(gh, bag, m, &mut self.q);
         let q = self.sum_rows(0, m);
         let mut leaves = vec![Leaf { begin: 0, end: m, q, depth: 0, hist: None, best: None, parent: None }];
         if self.can_split(m, 0) {
-            let root_hist = self.alloc();
+            let buf = self.alloc();
             let feats = self.node_features(features, rng);
-            let side = Side { total: q, count: m, features: feats };
-            let (best, _) = self.build_and_search(0, m, bag.is_none(), root_hist, None, Some(&side), None);
-            leaves[0].best = best;
-            if best.is_some() {
-                leaves[0].hist = Some(root_hist);
-            } else {
-                self.free.push(root_hist);
-            }
+            let job = Job {
+                begin: 0,
+                end: m,
+                identity: bag.is_none(),
+                buf,
+                parent: None,
+                subtract: false,
+                a: Some(Side { total: q, count: m, features: feats }),
+                sib: None,
+                small: 0,
+                large: 0,
+            };
+            self.run_jobs(vec![job], &mut leaves);
         }
         let mut tree = Tree::default();
         let max_leaves = self.growth.max_leaves();
         while leaves.len() < max_leaves {
-            let pick = match self.growth {
-                Growth::LeafWise { .. } => leaves
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, l)| l.best.map(|b| (i, b.gain)))
-                    .fold(None, |acc: Option<(usize, f64)>, (i, gain)| match acc {
-                        Some((_, g)) if g >= gain => acc,
-                        _ => Some((i, gain)),
-                    })
-                    .map(|(i, _)| i),
-                Growth::DepthWise { .. } => leaves
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, l)| l.best.is_some())
-                    .min_by_key(|(i, l)| (l.depth, *i))
-                    .map(|(i, _)| i),
-            };
-            let Some(li) = pick else { break };
-            self.split_leaf(&mut leaves, li, &mut tree, features, rng);
+            match self.growth {
+                Growth::LeafWise { .. } => {
+                    let pick = leaves
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, l)| l.best.map(|b| (i, b.gain)))
+                        .fold(None, |acc: Option<(usize, f64)>, (i, gain)| match acc {
+                            Some((_, g)) if g >= gain => acc,
+                            _ => Some((i, gain)),
+                        })
+                        .map(|(i, _)| i);
+                    let Some(li) = pick else { break };
+                    self.split_leaves(&mut leaves, &[li], &mut tree, features, rng);
+                }
+                Growth::DepthWise { .. } => {
+                    // The whole shallowest level at once, in leaf order: the same splits, nodes
+                    // and leaf numbering as splitting its leaves one by one, with the row work
+                    // of all of them in one parallel pass. A level never overshoots the leaf
+                    // cap: a tree of depth d has at most 2^d leaves.
+                    let Some(depth) = leaves.iter().filter(|l| l.best.is_some()).map(|l| l.depth).min() else {
+                        break;
+                    };
+                    let level: Vec<usize> =
+                        (0..leaves.len()).filter(|&i| leaves[i].best.is_some() && leaves[i].depth == depth).collect();
+                    self.split_leaves(&mut leaves, &level, &mut tree, features, rng);
+                }
+            }
         }
         for l in &mut leaves {
             if let Some(b) = l.hist.take() {
@@ -231,20 +262,60 @@ impl<'a> TreeLearner<'a> {
         count >= 2 * self.sp.min_data.max(1) && self.growth.max_depth().is_none_or(|d| depth < d)
     }
 
-    fn split_leaf(&mut self, leaves: &mut Vec<Leaf>, li: usize, tree: &mut Tree, features: &[usize], rng: &mut Rng) {
-        let s = leaves[li].best.take().expect("picked leaves have a split");
+    /// Split the leaves `lis` (ascending, each with a best split): partition their rows (in
+    /// parallel across leaves), record the nodes and children in `lis` order (so node and leaf
+    /// numbering, and the feature-sampling draws, are those of splitting them one by one), then
+    /// build and search all children in one parallel pass.
+    fn split_leaves(
+        &mut self,
+        leaves: &mut Vec<Leaf>,
+        lis: &[usize],
+        tree: &mut Tree,
+        features: &[usize],
+        rng: &mut Rng,
+    ) {
+        let splits: Vec<SplitInfo> =
+            lis.iter().map(|&li| leaves[li].best.take().expect("picked leaves split")).collect();
+        let ranges: Vec<(usize, usize)> = lis.iter().map(|&li| (leaves[li].begin, leaves[li].end)).collect();
+        let bins = self.bins;
+        let lefts: Vec<usize> = {
+            let parts =
+                disjoint_mut(&mut self.indices, &ranges).into_iter().zip(disjoint_mut(&mut self.scratch, &ranges));
+            let work: Vec<_> = parts.zip(&splits).collect();
+            let run = |((idx, scratch), s): ((&mut [u32], &mut [u32]), &SplitInfo)| {
+                let nan_bin = bins.mappers[bins.used[s.feature]].nan_bin();
+                partition(idx, scratch, bins, s.feature, nan_bin, s.bin, s.default_left)
+            };
+            if work.len() == 1 { work.into_iter().map(run).collect() } else { work.into_par_iter().map(run).collect() }
+        };
+        let mut jobs = Vec::new();
+        for ((&li, s), nl) in lis.iter().zip(&splits).zip(lefts) {
+            if let Some(job) = self.record_split(leaves, li, s, nl, tree, features, rng) {
+                jobs.push(job);
+            }
+        }
+        if !jobs.is_empty() {
+            self.run_jobs(jobs, leaves);
+        }
+    }
+
+    /// Record the split of leaf `li` (its rows already partitioned, `nl` going left): the tree
+    /// node, the two children (left keeps `li`, right is appended), and what remains to be
+    /// built and searched, if anything.
+    #[allow(clippy::too_many_arguments)]
+    fn record_split(
+        &mut self,
+        leaves: &mut Vec<Leaf>,
+        li: usize,
+        s: &SplitInfo,
+        nl: usize,
+        tree: &mut Tree,
+        features: &[usize],
+        rng: &mut Rng,
+    ) -> Option<Job> {
         let (b, e) = (leaves[li].begin, leaves[li].end);
         let f = self.bins.used[s.feature];
         let mapper = &self.bins.mappers[f];
-        let nl = partition(
-            &mut self.indices[b..e],
-            &mut self.scratch[..e - b],
-            self.bins,
-            s.feature,
-            mapper.nan_bin(),
-            s.bin,
-            s.default_left,
-        );
         let node_idx = tree.nodes.len() as i32;
         let ri = leaves.len();
         tree.nodes.push(Node {
@@ -265,7 +336,7 @@ impl<'a> TreeLearner<'a> {
             }
         }
         let depth = leaves[li].depth + 1;
-        let parent_hist = leaves[li].hist.take();
+        let parent_hist = leaves[li].hist.take().expect("a splittable leaf has a histogram");
         let pq = leaves[li].q;
         leaves[li] = Leaf {
             begin: b,
@@ -289,10 +360,9 @@ impl<'a> TreeLearner<'a> {
         let (small, large) = if small_is_left { (li, ri) } else { (ri, li) };
         let need_small = self.can_split(if small_is_left { nl } else { nr }, depth);
         let need_large = self.can_split(if small_is_left { nr } else { nl }, depth);
-        let parent_hist = parent_hist.expect("a splittable leaf has a histogram");
         if !(need_small || need_large) {
             self.free.push(parent_hist);
-            return;
+            return None;
         }
         // Feature sampling in a fixed order (left child, then right) keeps the RNG stream stable.
         let mut feats = [None, None];
@@ -301,159 +371,233 @@ impl<'a> TreeLearner<'a> {
                 feats[slot] = Some(self.node_features(features, rng));
             }
         }
-        let side = |c: usize, f: &mut [Option<Vec<usize>>; 2]| {
-            f[if c == li { 0 } else { 1 }].take().map(|features| Side {
+        let mut side = |c: usize| {
+            feats[if c == li { 0 } else { 1 }].take().map(|features| Side {
                 total: leaves[c].q,
                 count: leaves[c].end - leaves[c].begin,
                 features,
             })
         };
-        let small_side = side(small, &mut feats);
-        let large_side = side(large, &mut feats);
-        let sb = self.alloc();
-        let (sbeg, send) = (leaves[small].begin, leaves[small].end);
-        let (best_small, best_large) = self.build_and_search(
-            sbeg,
-            send,
-            false,
-            sb,
-            need_large.then_some(parent_hist),
-            small_side.as_ref(),
-            large_side.as_ref(),
-        );
-        leaves[small].best = best_small;
-        leaves[large].best = best_large;
-        if best_small.is_some() {
-            leaves[small].hist = Some(sb);
-        } else {
-            self.free.push(sb);
+        let (a, sib) = (side(small), side(large));
+        Some(Job {
+            begin: leaves[small].begin,
+            end: leaves[small].end,
+            identity: false,
+            buf: self.alloc(),
+            parent: Some(parent_hist),
+            subtract: need_large,
+            a,
+            sib,
+            small,
+            large,
+        })
+    }
+
+    /// Build each job's histogram (turning the parent's buffer into the sibling's by
+    /// subtraction where wanted), search the best splits, and store them and the buffers in
+    /// `leaves`. Large nodes (by row stripes) run one at a time, parallel inside; all other
+    /// jobs are cut into feature blocks and every block of every job is one task of a single
+    /// parallel pass, which keeps both threads busy on the many small nodes of deep levels.
+    /// Integer histograms and the block-order reduction of [`split::better`] make every
+    /// result independent of the cut.
+    fn run_jobs(&mut self, jobs: Vec<Job>, leaves: &mut [Leaf]) {
+        self.gather(&jobs);
+        let threads = rayon::current_num_threads();
+        let bins = self.bins;
+        let nu = bins.n_used();
+        let work = |j: &Job| (j.end - j.begin) * nu + 4 * bins.total_bins();
+        let total_work: usize = jobs.iter().map(work).sum();
+        let mut results = vec![(None, None); jobs.len()];
+        let mut blocked = Vec::new();
+        for (ji, j) in jobs.iter().enumerate() {
+            if j.end - j.begin >= STRIPE_MIN_ROWS {
+                results[ji] = self.striped(j);
+            } else {
+                // Feature blocks: as many as the job's share of the pass's work is worth, up
+                // to one per thread for mid-size nodes and two for large ones (better balance);
+                // one when the work is too small to fork for. Smaller, L1-sized blocks were
+                // measured slower: each block re-reads the rows.
+                let cap = if j.end - j.begin >= CHUNK { 2 * threads } else { threads };
+                let n_blocks = if threads == 1 || work(j) < PARALLEL_MIN_WORK {
+                    1
+                } else {
+                    (2 * threads * work(j)).div_ceil(total_work).clamp(1, cap).min(nu)
+                };
+                blocked.push((ji, n_blocks.max(1)));
+            }
         }
-        if best_large.is_some() {
-            leaves[large].hist = Some(parent_hist);
-        } else {
-            self.free.push(parent_hist);
+        if !blocked.is_empty() {
+            let (pool, indices, q_ord, q) = (&mut self.pool, &self.indices, &self.q_ord, &self.q);
+            let (sp, scales) = (self.sp, self.scales);
+            let mut slots: Vec<Option<&mut Vec<Bin>>> = pool.iter_mut().map(Some).collect();
+            // Tasks: (job, block lo, block hi, built block, parent block).
+            let mut tasks = Vec::new();
+            for &(ji, n_blocks) in &blocked {
+                let j = &jobs[ji];
+                let mut rest_b = slots[j.buf].take().expect("one buffer per job").as_mut_slice();
+                let mut rest_p = if j.subtract {
+                    Some(
+                        slots[j.parent.expect("subtraction needs the parent")].take().expect("distinct").as_mut_slice(),
+                    )
+                } else {
+                    None
+                };
+                for k in 0..n_blocks {
+                    let (lo, hi) = (k * nu / n_blocks, (k + 1) * nu / n_blocks);
+                    let len = bins.offsets[hi] - bins.offsets[lo];
+                    let (hb, tb) = rest_b.split_at_mut(len);
+                    rest_b = tb;
+                    let hp = rest_p.take().map(|p| {
+                        let (hp, tp) = p.split_at_mut(len);
+                        rest_p = Some(tp);
+                        hp
+                    });
+                    tasks.push((ji, lo, hi, hb, hp));
+                }
+            }
+            let jobs_ref = &jobs;
+            let run = |(ji, lo, hi, hb, mut hp): (usize, usize, usize, &mut [Bin], Option<&mut [Bin]>)| {
+                let j = &jobs_ref[ji];
+                let (rows, q_rows) = if j.identity {
+                    (None, &q[j.begin..j.end])
+                } else {
+                    (Some(&indices[j.begin..j.end]), &q_ord[j.begin..j.end])
+                };
+                hb.fill(0);
+                histogram::build_range(bins, lo, hi, rows, j.begin, q_rows, hb);
+                if let Some(hp) = hp.as_deref_mut() {
+                    histogram::subtract(hp, hb);
+                }
+                let base = bins.offsets[lo];
+                let search = |side: Option<&Side>, h: &[Bin]| {
+                    side.and_then(|s| {
+                        let f = block_features(&s.features, lo, hi);
+                        split::best_split(h, base, bins, f, s.total, s.count, scales, &sp)
+                    })
+                };
+                (ji, search(j.a.as_ref(), hb), hp.and_then(|hp| search(j.sib.as_ref(), hp)))
+            };
+            let found: Vec<_> = if tasks.len() == 1 {
+                tasks.into_iter().map(run).collect()
+            } else {
+                tasks.into_par_iter().map(run).collect()
+            };
+            // Tasks are in job order, blocks in feature order: fold each job's blocks in order.
+            for (ji, a, b) in found {
+                let r = &mut results[ji];
+                *r = (split::better(r.0, a), split::better(r.1, b));
+            }
+        }
+        for (j, (best_a, best_b)) in jobs.into_iter().zip(results) {
+            leaves[j.small].best = best_a;
+            if best_a.is_some() {
+                leaves[j.small].hist = Some(j.buf);
+            } else {
+                self.free.push(j.buf);
+            }
+            if let Some(p) = j.parent {
+                if j.subtract && best_b.is_some() {
+                    leaves[j.large].best = best_b;
+                    leaves[j.large].hist = Some(p);
+                } else {
+                    self.free.push(p);
+                }
+            }
         }
     }
 
-    /// Build the histogram of rows `indices[b..e]` into buffer `buf`; if `sub` is given, turn
-    /// that buffer (the parent's) into the sibling's by subtraction; search the best split of
-    /// the built node (`a`) and of the sibling (`b`). One parallel task per feature block does
-    /// all three for its features, so a split costs a single fork-join.
-    #[allow(clippy::too_many_arguments)]
-    fn build_and_search(
-        &mut self,
-        b: usize,
-        e: usize,
-        identity: bool,
-        buf: usize,
-        sub: Option<usize>,
-        a: Option<&Side>,
-        sib: Option<&Side>,
-    ) -> (Option<SplitInfo>, Option<SplitInfo>) {
-        let rows: Option<&[u32]> = if identity { None } else { Some(&self.indices[b..e]) };
-        let n_rows = e - b;
-        let q = &self.q[..];
-        if let Some(rows) = rows {
-            let ord = &mut self.q_ord[..n_rows];
-            let gather = |o: &mut [Packed], r: &[u32]| {
-                for (k, (d, &i)) in o.iter_mut().zip(r).enumerate() {
-                    if let Some(&ahead) = r.get(k + histogram::PREFETCH_ROWS_LIGHT) {
-                        histogram::prefetch(q.as_ptr().wrapping_add(ahead as usize));
-                    }
-                    *d = q[i as usize];
+    /// Gradients of each job's rows gathered into leaf order (`q_ord[begin..end]`), in
+    /// parallel across jobs and, for large ones, across fixed row chunks.
+    fn gather(&mut self, jobs: &[Job]) {
+        let ranges: Vec<(usize, usize)> = jobs.iter().filter(|j| !j.identity).map(|j| (j.begin, j.end)).collect();
+        if ranges.is_empty() {
+            return;
+        }
+        let (q, indices) = (&self.q[..], &self.indices);
+        let gather = |o: &mut [Packed], r: &[u32]| {
+            for (k, (d, &i)) in o.iter_mut().zip(r).enumerate() {
+                if let Some(&ahead) = r.get(k + histogram::PREFETCH_ROWS_LIGHT) {
+                    histogram::prefetch(q.as_ptr().wrapping_add(ahead as usize));
                 }
-            };
-            if n_rows >= CHUNK {
-                ord.par_chunks_mut(CHUNK).zip(rows.par_chunks(CHUNK)).for_each(|(o, r)| gather(o, r));
-            } else {
-                gather(ord, rows);
+                *d = q[i as usize];
             }
-        }
-        let q_rows: &[Packed] = if identity { q } else { &self.q_ord[..n_rows] };
-        let bins = self.bins;
-        let (sp, scales) = (self.sp, self.scales);
-        let nu = bins.n_used();
-        let threads = rayon::current_num_threads();
-        let work = n_rows * nu + 4 * bins.total_bins();
-        // Feature blocks: one per thread for mid-size nodes, two per thread for large ones (better
-        // balance). Smaller, L1-sized blocks were measured slower: each block re-reads the rows.
-        let n_blocks = if threads == 1 || work < PARALLEL_MIN_WORK {
-            1
-        } else if n_rows >= CHUNK {
-            (2 * threads).min(nu)
+        };
+        let work: Vec<_> = disjoint_mut(&mut self.q_ord, &ranges).into_iter().zip(&ranges).collect();
+        let one = |(o, &(b, e)): (&mut [Packed], &(usize, usize))| {
+            let r = &indices[b..e];
+            if e - b >= CHUNK {
+                o.par_chunks_mut(CHUNK).zip(r.par_chunks(CHUNK)).for_each(|(o, r)| gather(o, r));
+            } else {
+                gather(o, r);
+            }
+        };
+        if work.len() == 1 {
+            work.into_iter().for_each(one);
         } else {
-            threads.min(nu)
+            work.into_par_iter().for_each(one);
         }
-        .max(1);
-        // Disjoint per-block views of the built buffer and (optionally) the parent buffer.
-        let (built, parent) = match sub {
-            Some(p) => {
-                let (x, y) = two_mut(&mut self.pool, buf, p);
+    }
+
+    /// Build and search a large job: rows in STRIPES fixed stripes, each stripe's full
+    /// histogram built by one task (every row's bins are read from memory once), then summed
+    /// in stripe order per feature block. The stripe count and the switch depend only on the
+    /// row count, never on the thread count, so results stay bit-identical.
+    fn striped(&mut self, j: &Job) -> (Option<SplitInfo>, Option<SplitInfo>) {
+        let bins = self.bins;
+        let nu = bins.n_used();
+        let n_rows = j.end - j.begin;
+        let rows: Option<&[u32]> = if j.identity { None } else { Some(&self.indices[j.begin..j.end]) };
+        let q_rows: &[Packed] = if j.identity { &self.q[j.begin..j.end] } else { &self.q_ord[j.begin..j.end] };
+        let mut stripes = std::mem::take(&mut self.stripes);
+        stripes.resize_with(STRIPES, || vec![0; bins.total_bins()]);
+        stripes.par_iter_mut().enumerate().for_each(|(s, h)| {
+            let (sb, se) = (s * n_rows / STRIPES, (s + 1) * n_rows / STRIPES);
+            h.fill(0);
+            histogram::build_range(bins, 0, nu, rows.map(|r| &r[sb..se]), j.begin + sb, &q_rows[sb..se], h);
+        });
+        let n_blocks = (2 * rayon::current_num_threads()).min(nu).max(1);
+        let (built, parent) = match (j.subtract, j.parent) {
+            (true, Some(p)) => {
+                let (x, y) = two_mut(&mut self.pool, j.buf, p);
                 (x.as_mut_slice(), Some(y.as_mut_slice()))
             }
-            None => (self.pool[buf].as_mut_slice(), None),
+            _ => (self.pool[j.buf].as_mut_slice(), None),
         };
         let mut tasks = Vec::with_capacity(n_blocks);
         let (mut rest_b, mut rest_p) = (built, parent);
         for k in 0..n_blocks {
-            let lo = k * nu / n_blocks;
-            let hi = (k + 1) * nu / n_blocks;
+            let (lo, hi) = (k * nu / n_blocks, (k + 1) * nu / n_blocks);
             let len = bins.offsets[hi] - bins.offsets[lo];
             let (hb, tb) = rest_b.split_at_mut(len);
             rest_b = tb;
-            let hp = match rest_p.take() {
-                Some(p) => {
-                    let (hp, tp) = p.split_at_mut(len);
-                    rest_p = Some(tp);
-                    Some(hp)
-                }
-                None => None,
-            };
+            let hp = rest_p.take().map(|p| {
+                let (hp, tp) = p.split_at_mut(len);
+                rest_p = Some(tp);
+                hp
+            });
             tasks.push((lo, hi, hb, hp));
         }
-        // Large nodes: rows in STRIPES fixed stripes, each stripe's full histogram built by one
-        // task (every row's bins are read from memory once), then summed in stripe order per
-        // block below. The stripe count and the switch depend only on the row count, never on
-        // the thread count, so results stay bit-identical.
-        let striped = n_rows >= STRIPE_MIN_ROWS;
-        let mut stripes = std::mem::take(&mut self.stripes);
-        if striped {
-            stripes.resize_with(STRIPES, || vec![0; bins.total_bins()]);
-            stripes.par_iter_mut().enumerate().for_each(|(s, h)| {
-                let (sb, se) = (s * n_rows / STRIPES, (s + 1) * n_rows / STRIPES);
-                h.fill(0);
-                let first = if identity { b + sb } else { 0 };
-                histogram::build_range(bins, 0, nu, rows.map(|r| &r[sb..se]), first, &q_rows[sb..se], h);
-            });
-        }
+        let (sp, scales) = (self.sp, self.scales);
         let stripes_ref = &stripes;
         let run = |(lo, hi, hb, mut hp): (usize, usize, &mut [Bin], Option<&mut [Bin]>)| {
-            if striped {
-                let (base, len) = (bins.offsets[lo], hb.len());
-                hb.copy_from_slice(&stripes_ref[0][base..base + len]);
-                for st in &stripes_ref[1..] {
-                    for (d, v) in hb.iter_mut().zip(&st[base..base + len]) {
-                        *d += v;
-                    }
+            let (base, len) = (bins.offsets[lo], hb.len());
+            hb.copy_from_slice(&stripes_ref[0][base..base + len]);
+            for st in &stripes_ref[1..] {
+                for (d, v) in hb.iter_mut().zip(&st[base..base + len]) {
+                    *d += v;
                 }
-            } else {
-                hb.fill(0);
-                histogram::build_range(bins, lo, hi, rows, b, q_rows, hb);
             }
             if let Some(hp) = hp.as_deref_mut() {
                 histogram::subtract(hp, hb);
             }
-            let base = bins.offsets[lo];
             let search = |side: Option<&Side>, h: &[Bin]| {
                 side.and_then(|s| {
-                    let f = block_features(&s.features, lo, hi);
-                    split::best_split(h, base, bins, f, s.total, s.count, scales, &sp)
+                    split::best_split(h, base, bins, block_features(&s.features, lo, hi), s.total, s.count, scales, &sp)
                 })
             };
-            (search(a, hb), hp.and_then(|hp| search(sib, hp)))
+            (search(j.a.as_ref(), hb), hp.and_then(|hp| search(j.sib.as_ref(), hp)))
         };
-        let results: Vec<(Option<SplitInfo>, Option<SplitInfo>)> =
-            if n_blocks == 1 { tasks.into_iter().map(run).collect() } else { tasks.into_par_iter().map(run).collect() };
+        let results: Vec<_> = tasks.into_par_iter().map(run).collect();
         self.stripes = stripes;
         results.into_iter().fold((None, None), |acc, r| (split::better(acc.0, r.0), split::better(acc.1, r.1)))
     }
@@ -474,6 +618,24 @@ fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
         let (lo, hi) = v.split_at_mut(a);
         (&mut hi[0], &mut lo[b])
     }
+}
+
+/// Mutable views of the disjoint `ranges` of `v`, in the order given.
+fn disjoint_mut<'v, T>(v: &'v mut [T], ranges: &[(usize, usize)]) -> Vec<&'v mut [T]> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| ranges[i].0);
+    let mut out: Vec<Option<&'v mut [T]>> = (0..ranges.len()).map(|_| None).collect();
+    let (mut rest, mut at) = (v, 0);
+    for i in order {
+        let (b, e) = ranges[i];
+        assert!(b >= at && e >= b, "ranges overlap");
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(b - at);
+        let (mine, tail) = tail.split_at_mut(e - b);
+        out[i] = Some(mine);
+        rest = tail;
+        at = e;
+    }
+    out.into_iter().map(|s| s.expect("every range visited")).collect()
 }
 
 /// Stable partition of `idx` into rows going left then rows going right; returns the left count.

@@ -159,7 +159,7 @@ mod tests {
     /// Quantized rows, their scales and the full histogram of all rows.
     fn quantized_hist(bins: &BinnedMatrix, gh: &[[f32; 2]]) -> (Vec<Packed>, Scales, Vec<Bin>) {
         let mut q = vec![0; gh.len()];
-        let sc = quantize::quantize(gh, gh.len(), 3, &mut q);
+        let sc = quantize::quantize(gh, None, gh.len(), &mut q);
         let mut hist = vec![0; bins.total_bins()];
         histogram::build(bins, None, &q, &mut hist);
         (q, sc, hist)
