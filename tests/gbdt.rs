@@ -144,27 +144,46 @@ fn early_stopping_keeps_the_best_round() {
 
 #[test]
 fn same_seed_same_model_for_1_2_and_4_threads() {
-    // 70k rows: the root takes the striped (large-node) histogram path, children the blocked one.
+    // 70k rows: roots and large nodes take the column-wise histogram path, small ones the
+    // row-wise one; depth-wise levels run all their nodes in one parallel pass.
     let x = features(70_000, 8, 10);
     let y: Vec<f64> = (0..70_000).map(|r| ((x[[r, 0]] * x[[r, 3]] - x[[r, 5]]).sin() > 0.0) as u8 as f64).collect();
-    let mut models = Vec::new();
-    for threads in [1, 2, 4] {
-        let p = GbdtParams::lightgbm()
-            .rounds(15)
-            .num_leaves(31)
-            .bagging(0.7, 1)
-            .feature_fraction(0.8, 0.8)
-            .seed(42)
-            .threads(threads);
-        let m = p.fit_data(&TrainData::new(x.view(), &y).unwrap(), None).unwrap();
-        models.push(Gbdt { params: GbdtParams { threads: None, ..m.params.clone() }, ..m }.to_json());
+    let data = TrainData::new(x.view(), &y).unwrap();
+    let leafwise = GbdtParams::lightgbm().rounds(15).num_leaves(31).bagging(0.7, 1).feature_fraction(0.8, 0.8);
+    let depthwise = GbdtParams::xgboost().rounds(8).max_depth(6).feature_fraction(1.0, 0.8);
+    for base in [leafwise, depthwise] {
+        let mut models = Vec::new();
+        for threads in [1, 2, 4] {
+            let m = base.clone().seed(42).threads(threads).fit_data(&data, None).unwrap();
+            models.push(Gbdt { params: GbdtParams { threads: None, ..m.params.clone() }, ..m }.to_json());
+        }
+        assert_eq!(models[0], models[1]);
+        assert_eq!(models[0], models[2]);
+        // A different seed gives a different model (sampling is live).
+        let m = base.clone().seed(43).fit_data(&data, None).unwrap();
+        assert_ne!(
+            Gbdt { params: GbdtParams { seed: 42, threads: None, ..m.params.clone() }, ..m }.to_json(),
+            models[0]
+        );
     }
+}
+
+#[test]
+fn striped_histograms_give_the_same_model_for_1_and_3_threads() {
+    // A bag of 24 % of 280k rows: a root of over 65,536 rows holding under a quarter of the
+    // matrix, built row-wise by fixed row stripes.
+    let x = features(280_000, 4, 12);
+    let y: Vec<f64> = (0..280_000).map(|r| (x[[r, 1]] - x[[r, 2]] > 0.1) as u8 as f64).collect();
+    let data = TrainData::new(x.view(), &y).unwrap();
+    let models: Vec<String> = [1, 3]
+        .into_iter()
+        .map(|threads| {
+            let p = GbdtParams::lightgbm().rounds(2).num_leaves(8).bagging(0.24, 1).seed(5).threads(threads);
+            let m = p.fit_data(&data, None).unwrap();
+            Gbdt { params: GbdtParams { threads: None, ..m.params.clone() }, ..m }.to_json()
+        })
+        .collect();
     assert_eq!(models[0], models[1]);
-    assert_eq!(models[0], models[2]);
-    // A different seed gives a different model (sampling is live).
-    let other = GbdtParams::lightgbm().rounds(15).bagging(0.7, 1).feature_fraction(0.8, 0.8).seed(43);
-    let m = other.fit_data(&TrainData::new(x.view(), &y).unwrap(), None).unwrap();
-    assert_ne!(Gbdt { params: GbdtParams { seed: 42, ..m.params.clone() }, ..m }.to_json(), models[0]);
 }
 
 #[test]

@@ -41,7 +41,11 @@ pub struct TreeLearner<'a> {
     leaf_of: Vec<u32>,
 }
 
-/// Nodes with at least this many rows build their histogram by row stripes.
+/// Nodes holding at least 1/COLUMN_WISE_SHARE of the rows build their histograms column-wise
+/// (see `histogram.rs` for the measurements behind the switch).
+const COLUMN_WISE_SHARE: usize = 4;
+
+/// Row-wise nodes with at least this many rows build their histogram by row stripes.
 const STRIPE_MIN_ROWS: usize = 1 << 16;
 
 /// Row stripes of a large node (fixed: the summation order must not depend on threads).
@@ -395,7 +399,7 @@ impl<'a> TreeLearner<'a> {
 
     /// Build each job's histogram (turning the parent's buffer into the sibling's by
     /// subtraction where wanted), search the best splits, and store them and the buffers in
-    /// `leaves`. Large nodes (by row stripes) run one at a time, parallel inside; all other
+    /// `leaves`. Large row-wise nodes (by row stripes) run one at a time, parallel inside; all other
     /// jobs are cut into feature blocks and every block of every job is one task of a single
     /// parallel pass, which keeps both threads busy on the many small nodes of deep levels.
     /// Integer histograms and the block-order reduction of [`split::better`] make every
@@ -406,11 +410,12 @@ impl<'a> TreeLearner<'a> {
         let bins = self.bins;
         let nu = bins.n_used();
         let work = |j: &Job| (j.end - j.begin) * nu + 4 * bins.total_bins();
+        let by_columns = |j: &Job| (j.end - j.begin) * COLUMN_WISE_SHARE >= bins.n_rows;
         let total_work: usize = jobs.iter().map(work).sum();
         let mut results = vec![(None, None); jobs.len()];
         let mut blocked = Vec::new();
         for (ji, j) in jobs.iter().enumerate() {
-            if j.end - j.begin >= STRIPE_MIN_ROWS {
+            if !by_columns(j) && j.end - j.begin >= STRIPE_MIN_ROWS {
                 results[ji] = self.striped(j);
             } else {
                 // Feature blocks: as many as the job's share of the pass's work is worth, up
@@ -464,7 +469,11 @@ impl<'a> TreeLearner<'a> {
                     (Some(&indices[j.begin..j.end]), &q_ord[j.begin..j.end])
                 };
                 hb.fill(0);
-                histogram::build_range(bins, lo, hi, rows, j.begin, q_rows, hb);
+                if by_columns(j) {
+                    histogram::build_range_cols(bins, lo, hi, rows, j.begin, q_rows, hb);
+                } else {
+                    histogram::build_range(bins, lo, hi, rows, j.begin, q_rows, hb);
+                }
                 if let Some(hp) = hp.as_deref_mut() {
                     histogram::subtract(hp, hb);
                 }

@@ -2,11 +2,22 @@
 //! rows. This is the hot loop of training.
 //!
 //! Rows are visited in leaf order with their quantized gradient pairs (`quantize.rs`: one
-//! packed `i64` per row) already gathered into a contiguous buffer; each row's bins for a
-//! block of features are read together (row-major bins), so a row costs one 8-byte load and
-//! one short byte run, and each of its features one integer add. Integer sums are exact, so
-//! histograms are bit-identical however the learner (`grow.rs`) splits rows and features
-//! among tasks. The sibling of a built child is never built: it is the parent minus the child.
+//! packed `i64` per row) already gathered into a contiguous buffer. Two layouts, chosen per
+//! node by its shape (`grow.rs`):
+//! - row-wise ([`build_range`]): each row's bins for a block of features are read together
+//!   (row-major bins), so a row costs one 8-byte load and one short byte run, and each of its
+//!   features one integer add into the block's histogram. Best for nodes holding a small share
+//!   of the rows: one scattered row read serves every feature.
+//! - column-wise ([`build_range_cols`]): one feature at a time over the node's rows, reading
+//!   that feature's column (column-major bins) in row order into a 2 KB histogram that stays
+//!   in L1. Best for nodes holding a large share of the rows, whose column reads are nearly
+//!   sequential: measured 35 % faster than row-wise for all rows of a 100k or 1M × 50 matrix,
+//!   8–15 % for a half to an eighth of them, slower below that (each feature's read then
+//!   touches a cache line per row).
+//!
+//! Integer sums are exact, so histograms are bit-identical however the learner splits rows
+//! and features among tasks and whichever layout it picks. The sibling of a built child is
+//! never built: it is the parent minus the child.
 
 use crate::gbdt::binning::{BinData, BinnedMatrix};
 use crate::gbdt::quantize::Packed;
@@ -111,6 +122,55 @@ fn build_block<T: Copy + Into<usize>>(
     }
 }
 
+/// [`build_range`] one feature at a time from the column-major bins: the same sums.
+pub fn build_range_cols(
+    bins: &BinnedMatrix,
+    lo: usize,
+    hi: usize,
+    rows: Option<&[u32]>,
+    first_row: usize,
+    gh: &[Packed],
+    hist: &mut [Bin],
+) {
+    let n = bins.n_rows;
+    match &bins.cols {
+        BinData::U8(d) => build_cols(d, n, &bins.offsets, lo, hi, rows, first_row, gh, hist),
+        BinData::U16(d) => build_cols(d, n, &bins.offsets, lo, hi, rows, first_row, gh, hist),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn build_cols<T: Copy + Into<usize>>(
+    cols: &[T],
+    n: usize,
+    offsets: &[usize],
+    lo: usize,
+    hi: usize,
+    rows: Option<&[u32]>,
+    first_row: usize,
+    gh: &[Packed],
+    hist: &mut [Bin],
+) {
+    debug_assert_eq!(hist.len(), offsets[hi] - offsets[lo]);
+    for j in lo..hi {
+        let col = &cols[j * n..(j + 1) * n];
+        let h = &mut hist[offsets[j] - offsets[lo]..offsets[j + 1] - offsets[lo]];
+        match rows {
+            None => {
+                for (&b, &g) in col[first_row..first_row + gh.len()].iter().zip(gh) {
+                    h[b.into()] += g;
+                }
+            }
+            Some(rows) => {
+                for (&r, &g) in rows.iter().zip(gh) {
+                    h[col[r as usize].into()] += g;
+                }
+            }
+        }
+    }
+}
+
 /// `parent -= child`, turning the parent's histogram into the sibling's.
 pub fn subtract(parent: &mut [Bin], child: &[Bin]) {
     for (p, c) in parent.iter_mut().zip(child) {
@@ -159,6 +219,16 @@ mod tests {
             build_range(&bins, lo, hi, Some(&some), 0, &gh_some, &mut blocks[a..b]);
         }
         assert_eq!(blocks, h_some);
+        // Column-wise builds give the same bits, for listed rows and for a stripe.
+        for (lo, hi) in [(0, 3), (3, bins.n_used())] {
+            let (a, b) = (bins.offsets[lo], bins.offsets[hi]);
+            let mut part = vec![0; b - a];
+            build_range_cols(&bins, lo, hi, Some(&some), 0, &gh_some, &mut part);
+            assert_eq!(part, h_some[a..b]);
+        }
+        let mut by_col = vec![0; bins.total_bins()];
+        build_range_cols(&bins, 0, bins.n_used(), None, 1000, &gh[1000..2000], &mut by_col);
+        assert_eq!(by_col, naive(&bins, &(1000..2000).collect::<Vec<u32>>(), &gh));
         let mut stripe = vec![0; bins.total_bins()];
         build_range(&bins, 0, bins.n_used(), None, 1000, &gh[1000..2000], &mut stripe);
         assert_eq!(stripe, naive(&bins, &(1000..2000).collect::<Vec<u32>>(), &gh));
