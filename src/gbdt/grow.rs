@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::gbdt::binning::{BinData, BinnedMatrix};
-use crate::gbdt::histogram::{self, Bin};
+use crate::gbdt::histogram::{self, Bin, Layout};
 use crate::gbdt::params::Growth;
 use crate::gbdt::quantize::{self, Packed, Scales};
 use crate::gbdt::split::{self, SplitInfo, SplitParams};
@@ -439,26 +439,16 @@ impl<'a> TreeLearner<'a> {
             let mut tasks = Vec::new();
             for &(ji, n_blocks) in &blocked {
                 let j = &jobs[ji];
-                let mut rest_b = slots[j.buf].take().expect("one buffer per job").as_mut_slice();
-                let mut rest_p = if j.subtract {
+                let built = slots[j.buf].take().expect("one buffer per job").as_mut_slice();
+                let parent = if j.subtract {
                     Some(
                         slots[j.parent.expect("subtraction needs the parent")].take().expect("distinct").as_mut_slice(),
                     )
                 } else {
                     None
                 };
-                for k in 0..n_blocks {
-                    let (lo, hi) = (k * nu / n_blocks, (k + 1) * nu / n_blocks);
-                    let len = bins.offsets[hi] - bins.offsets[lo];
-                    let (hb, tb) = rest_b.split_at_mut(len);
-                    rest_b = tb;
-                    let hp = rest_p.take().map(|p| {
-                        let (hp, tp) = p.split_at_mut(len);
-                        rest_p = Some(tp);
-                        hp
-                    });
-                    tasks.push((ji, lo, hi, hb, hp));
-                }
+                let blocks = feature_blocks(&bins.offsets, n_blocks, built, parent);
+                tasks.extend(blocks.into_iter().map(|(lo, hi, hb, hp)| (ji, lo, hi, hb, hp)));
             }
             let jobs_ref = &jobs;
             let run = |(ji, lo, hi, hb, mut hp): (usize, usize, usize, &mut [Bin], Option<&mut [Bin]>)| {
@@ -469,11 +459,8 @@ impl<'a> TreeLearner<'a> {
                     (Some(&indices[j.begin..j.end]), &q_ord[j.begin..j.end])
                 };
                 hb.fill(0);
-                if by_columns(j) {
-                    histogram::build_range_cols(bins, lo, hi, rows, j.begin, q_rows, hb);
-                } else {
-                    histogram::build_range(bins, lo, hi, rows, j.begin, q_rows, hb);
-                }
+                let layout = if by_columns(j) { Layout::Columns } else { Layout::Rows };
+                histogram::build_range(bins, lo, hi, rows, j.begin, q_rows, hb, layout);
                 if let Some(hp) = hp.as_deref_mut() {
                     histogram::subtract(hp, hb);
                 }
@@ -562,7 +549,16 @@ impl<'a> TreeLearner<'a> {
         stripes.par_iter_mut().enumerate().for_each(|(s, h)| {
             let (sb, se) = (s * n_rows / STRIPES, (s + 1) * n_rows / STRIPES);
             h.fill(0);
-            histogram::build_range(bins, 0, nu, rows.map(|r| &r[sb..se]), j.begin + sb, &q_rows[sb..se], h);
+            histogram::build_range(
+                bins,
+                0,
+                nu,
+                rows.map(|r| &r[sb..se]),
+                j.begin + sb,
+                &q_rows[sb..se],
+                h,
+                Layout::Rows,
+            );
         });
         let n_blocks = (2 * rayon::current_num_threads()).min(nu).max(1);
         let (built, parent) = match (j.subtract, j.parent) {
@@ -572,23 +568,10 @@ impl<'a> TreeLearner<'a> {
             }
             _ => (self.pool[j.buf].as_mut_slice(), None),
         };
-        let mut tasks = Vec::with_capacity(n_blocks);
-        let (mut rest_b, mut rest_p) = (built, parent);
-        for k in 0..n_blocks {
-            let (lo, hi) = (k * nu / n_blocks, (k + 1) * nu / n_blocks);
-            let len = bins.offsets[hi] - bins.offsets[lo];
-            let (hb, tb) = rest_b.split_at_mut(len);
-            rest_b = tb;
-            let hp = rest_p.take().map(|p| {
-                let (hp, tp) = p.split_at_mut(len);
-                rest_p = Some(tp);
-                hp
-            });
-            tasks.push((lo, hi, hb, hp));
-        }
+        let tasks = feature_blocks(&bins.offsets, n_blocks, built, parent);
         let (sp, scales) = (self.sp, self.scales);
         let stripes_ref = &stripes;
-        let run = |(lo, hi, hb, mut hp): (usize, usize, &mut [Bin], Option<&mut [Bin]>)| {
+        let run = |(lo, hi, hb, mut hp): Block<'_>| {
             let (base, len) = (bins.offsets[lo], hb.len());
             hb.copy_from_slice(&stripes_ref[0][base..base + len]);
             for st in &stripes_ref[1..] {
@@ -627,6 +610,36 @@ fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
         let (lo, hi) = v.split_at_mut(a);
         (&mut hi[0], &mut lo[b])
     }
+}
+
+/// A feature block: used features `lo..hi`, its stretch of the built histogram and of the
+/// parent's (when the parent becomes the sibling).
+type Block<'b> = (usize, usize, &'b mut [Bin], Option<&'b mut [Bin]>);
+
+/// Cut the used features (histogram `offsets`) into `n_blocks` even blocks and the two
+/// histograms into the matching disjoint stretches.
+fn feature_blocks<'b>(
+    offsets: &[usize],
+    n_blocks: usize,
+    built: &'b mut [Bin],
+    parent: Option<&'b mut [Bin]>,
+) -> Vec<Block<'b>> {
+    let nu = offsets.len() - 1;
+    let (mut rest_b, mut rest_p) = (built, parent);
+    (0..n_blocks)
+        .map(|k| {
+            let (lo, hi) = (k * nu / n_blocks, (k + 1) * nu / n_blocks);
+            let len = offsets[hi] - offsets[lo];
+            let (hb, tb) = std::mem::take(&mut rest_b).split_at_mut(len);
+            rest_b = tb;
+            let hp = rest_p.take().map(|p| {
+                let (hp, tp) = p.split_at_mut(len);
+                rest_p = Some(tp);
+                hp
+            });
+            (lo, hi, hb, hp)
+        })
+        .collect()
 }
 
 /// Mutable views of the disjoint `ranges` of `v`, in the order given.
