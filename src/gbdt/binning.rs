@@ -1,4 +1,4 @@
-//! Feature discretisation: bin edges from training rows only, then a row-major bin matrix.
+//! Feature discretisation: bin edges from training rows only, then the binned matrix.
 //!
 //! Edges come from the training rows (all of them up to `bin_sample`, so small sets get exact
 //! quantiles; a seeded uniform sample beyond). A feature with at most `max_bin` distinct values
@@ -7,9 +7,11 @@
 //! NaN always has its own bin (the last one) so every split can learn where missing values go.
 //! Features with a single value and no NaN are dropped from the split search.
 //!
-//! The matrix is row-major (`bins[row * n_used + j]`): histogram construction reads one row's
-//! bins for all features after loading that row's gradient once, which suits dense data with
-//! tens of features (LightGBM's "row-wise" mode); u8 storage up to 255 value bins, u16 beyond.
+//! Values are binned column by column through a bucket table (`Lookup`: the same bins as the
+//! binary search of [`BinMapper::bin`]) and kept twice: column-major (partitions read one
+//! feature of a leaf's rows; column-wise histograms of large nodes) and row-major
+//! (`bins[row * n_used + j]`: row-wise histograms of small nodes read one row's bins for all
+//! features after loading its gradient once). u8 storage up to 255 value bins, u16 beyond.
 
 use ndarray::ArrayView2;
 use rayon::prelude::*;
@@ -173,10 +175,11 @@ pub struct BinnedMatrix {
     pub mappers: Vec<BinMapper>,
     /// Histogram offset of each used feature; the last entry is the total bin count.
     pub offsets: Vec<usize>,
-    /// Row-major bins, `n_rows × used.len()` (histograms read whole rows).
+    /// Row-major bins, `n_rows × used.len()` (row-wise histograms read whole rows).
     pub data: BinData,
     /// The same bins column-major, `used.len() × n_rows`: partitioning a leaf reads one
-    /// feature of each of its rows, one byte per row instead of one cache line per row.
+    /// feature of each of its rows, one byte per row instead of one cache line per row, and
+    /// column-wise histograms read one feature at a time.
     pub cols: BinData,
 }
 

@@ -7,8 +7,10 @@
 //! parent's minus the smaller's, computed in the parent's buffer. Buffers come from a pool
 //! reused across trees, so training allocates per tree at most, never per row.
 //!
-//! Depth-wise growth splits the shallowest splittable leaf first; because a leaf's best split
-//! depends only on its own rows, this produces exactly XGBoost's level-wise trees.
+//! Depth-wise growth splits the whole shallowest level at once (its partitions, then every
+//! feature block of every child as one parallel pass); because a leaf's best split depends only
+//! on its own rows, this produces exactly XGBoost's level-wise trees. Each node's histogram is
+//! built row-wise or column-wise by its share of the rows (`histogram.rs`).
 
 use rayon::prelude::*;
 
