@@ -183,17 +183,15 @@ impl CustomOp3 for BiasGeluBwd {
     ) -> Result<(CpuStorage, Shape)> {
         let (h, b, g) = (slice(s1, l1, "GELU input")?, slice(s2, l2, "GELU bias")?, slice(s3, l3, "GELU gradient")?);
         let (rows, cols) = rows_cols(l1, b.len(), "the GELU input")?;
-        if g.len() != h.len() {
-            candle_core::bail!("fused op: GELU gradient has {} elements, input {}", g.len(), h.len());
-        }
-        Ok(gradient_and_column_sums(
+        gradient_and_column_sums(
+            "GELU",
             h,
             g,
             rows,
             cols,
             #[inline(always)]
             |h, c, g| g * gelu_and_slope(h + b[c]).1,
-        ))
+        )
     }
 }
 
@@ -217,33 +215,36 @@ impl CustomOp2 for ReluBwd {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (y, g) = (slice(s1, l1, "ReLU output")?, slice(s2, l2, "ReLU gradient")?);
         let (rows, cols) = l1.shape().dims2()?;
-        if g.len() != y.len() {
-            candle_core::bail!("fused op: ReLU gradient has {} elements, output {}", g.len(), y.len());
-        }
-        Ok(gradient_and_column_sums(
+        gradient_and_column_sums(
+            "ReLU",
             y,
             g,
             rows,
             cols,
             #[inline(always)]
             |y, _, g| if y > 0.0 { g } else { 0.0 },
-        ))
+        )
     }
 }
 
 /// `[rows + 1, cols]`: the element-wise gradient `f(x, column, g)` of a `[rows, cols]` layer
 /// input `x` from its output gradient `g`, then that gradient's column sums (a bias's
-/// gradient; partial sums over fixed row chunks added in order).
+/// gradient; partial sums over fixed row chunks added in order). `what` names the layer in
+/// the error when `g` and `x` differ in length.
 fn gradient_and_column_sums(
+    what: &str,
     x: &[f32],
     g: &[f32],
     rows: usize,
     cols: usize,
     f: impl Fn(f32, usize, f32) -> f32 + Sync,
-) -> (CpuStorage, Shape) {
+) -> Result<(CpuStorage, Shape)> {
+    if g.len() != x.len() {
+        candle_core::bail!("fused op: {what} gradient has {} elements, its layer {}", g.len(), x.len());
+    }
     let mut out = vec![0f32; (rows + 1) * cols];
     if cols == 0 {
-        return (CpuStorage::F32(out), Shape::from((rows + 1, cols)));
+        return Ok((CpuStorage::F32(out), Shape::from((rows + 1, cols))));
     }
     let (dx, db) = out.split_at_mut(rows * cols);
     let partial: Vec<Vec<f32>> = dx
@@ -266,7 +267,7 @@ fn gradient_and_column_sums(
         })
         .collect();
     add_in_order(&partial, db);
-    (CpuStorage::F32(out), Shape::from((rows + 1, cols)))
+    Ok((CpuStorage::F32(out), Shape::from((rows + 1, cols))))
 }
 
 /// Column sums of `x` over every leading dimension (`[…, cols]` → `[cols]`), no gradient.
