@@ -239,7 +239,7 @@ fn fit_impl(
         }
     }
     let n = train.n_rows();
-    let bins = BinnedMatrix::fit(train.x, p.max_bin, p.bin_sample, p.seed);
+    let bins = BinnedMatrix::fit(train.x, p.max_bin, p.bin_block);
     let mut used_of = vec![usize::MAX; nf];
     for (j, &f) in bins.used.iter().enumerate() {
         used_of[f] = j;

@@ -743,7 +743,7 @@ mod tests {
     fn partition_is_stable_for_small_and_chunked_leaves() {
         for n in [100usize, 3 * PART_CHUNK + 17] {
             let x = Array2::from_shape_fn((n, 2), |(r, c)| ((r * (c + 5)) % 11) as f32);
-            let bins = BinnedMatrix::fit(x.view(), 255, n + 1, 0);
+            let bins = BinnedMatrix::fit(x.view(), 255, n + 1);
             let mut idx: Vec<u32> = (0..n as u32).filter(|r| r % 5 != 0).collect();
             let orig = idx.clone();
             let mut scratch = vec![0; idx.len()];

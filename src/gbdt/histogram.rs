@@ -195,7 +195,7 @@ mod tests {
         let x = Array2::from_shape_fn((n, 7), |(r, c)| {
             ((r * (c + 3)) % 97) as f32 + if r % 13 == c { f32::NAN } else { 0.0 }
         });
-        let bins = BinnedMatrix::fit(x.view(), 32, 100_000, 1);
+        let bins = BinnedMatrix::fit(x.view(), 32, 100_000);
         let gh: Vec<Packed> = (0..n).map(|r| pack((r % 17) as i64 - 8, 25 + (r % 5) as i64 * 10)).collect();
         let all: Vec<u32> = (0..n as u32).collect();
         let some: Vec<u32> = (0..n as u32).filter(|r| r % 3 == 1).collect();

@@ -1,7 +1,8 @@
 //! Native histogram gradient boosting: one engine, two growth policies (SPEC §3 kinds
 //! `xgboost` = depth-wise and `lightgbm` = leaf-wise).
 //!
-//! Pipeline of a fit: [`binning`] (edges from training rows, row-major u8/u16 bins) →
+//! Pipeline of a fit: [`binning`] (edges from training rows — exact, or a [`sketch`] for
+//! large sets — and u8/u16 bins) →
 //! per round [`objective`] gradients, [`quantize`]d for the split search → [`grow`] one tree
 //! per output ([`histogram`] construction with subtraction, [`split`] search with learned NaN
 //! direction) → scores. [`booster`] owns the loop (bagging, feature sampling, early stopping,
@@ -31,6 +32,7 @@ pub mod objective;
 pub mod params;
 pub mod quantize;
 pub mod shap;
+pub mod sketch;
 pub mod split;
 pub mod tree;
 

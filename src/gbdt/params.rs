@@ -135,9 +135,12 @@ pub struct GbdtParams {
     pub feature_fraction: f64,
     /// Fraction of the tree's features available at each node.
     pub feature_fraction_bynode: f64,
-    /// Rows sampled to place bin edges (all rows when the training set is smaller: exact quantiles).
-    pub bin_sample: usize,
-    /// Seed for bagging, feature sampling and the bin-edge sample.
+    /// Rows up to which bin edges are exact quantiles; larger training sets are summarised in
+    /// blocks of this many rows merged by a quantile sketch (every row counts, no sampling).
+    /// Read as `bin_sample` too (its name before the sketch replaced row sampling).
+    #[serde(alias = "bin_sample")]
+    pub bin_block: usize,
+    /// Seed for bagging and feature sampling.
     pub seed: u64,
     /// Stop when the validation loss has not improved for this many rounds (needs a validation set).
     pub early_stopping_rounds: Option<usize>,
@@ -169,7 +172,7 @@ impl GbdtParams {
             bagging_freq: 0,
             feature_fraction: 1.0,
             feature_fraction_bynode: 1.0,
-            bin_sample: 200_000,
+            bin_block: 200_000,
             seed: 0,
             early_stopping_rounds: None,
             threads: None,
@@ -335,8 +338,8 @@ impl GbdtParams {
         fraction("bagging_fraction", self.bagging_fraction)?;
         fraction("feature_fraction", self.feature_fraction)?;
         fraction("feature_fraction_bynode", self.feature_fraction_bynode)?;
-        if self.bin_sample < 2 {
-            return Err(Error::param("bin_sample", "must be at least 2"));
+        if self.bin_block < 2 {
+            return Err(Error::param("bin_block", "must be at least 2"));
         }
         if self.early_stopping_rounds == Some(0) {
             return Err(Error::param("early_stopping_rounds", "must be at least 1 when set"));
@@ -396,6 +399,8 @@ mod tests {
         assert!(
             matches!(GbdtParams::from_toml_str("rounds = 0"), Err(Error::InvalidParam { ref field, .. }) if field == "rounds")
         );
+        // Files and saved models written before the sketch still load.
+        assert_eq!(GbdtParams::from_toml_str("bin_sample = 5000").unwrap().bin_block, 5000);
     }
 
     #[test]

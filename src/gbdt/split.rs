@@ -174,7 +174,7 @@ mod tests {
             let v = ((r * 31 + c * 17) % 23) as f32;
             if (r + c) % 11 == 0 { f32::NAN } else { v }
         });
-        let bins = BinnedMatrix::fit(x.view(), 255, 10_000, 0);
+        let bins = BinnedMatrix::fit(x.view(), 255, 10_000);
         let gh: Vec<[f32; 2]> =
             (0..n).map(|r| [(((r * 7) % 13) as f32 - 6.0) / 3.0, 0.5 + ((r % 4) as f32) / 4.0]).collect();
         let p = SplitParams { lambda_l1: 0.1, lambda_l2: 1.0, min_data: 5, min_hess: 1e-3, min_gain: 0.0 };
@@ -218,7 +218,7 @@ mod tests {
         // Feature: NaN rows all have strongly negative gradients, the rest split on value.
         let n = 200;
         let x = Array2::from_shape_fn((n, 1), |(r, _)| if r < 50 { f32::NAN } else { r as f32 });
-        let bins = BinnedMatrix::fit(x.view(), 255, 10_000, 0);
+        let bins = BinnedMatrix::fit(x.view(), 255, 10_000);
         let gh: Vec<[f32; 2]> = (0..n).map(|r| [if !(50..150).contains(&r) { -1.0 } else { 1.0 }, 1.0]).collect();
         let p = SplitParams { lambda_l1: 0.0, lambda_l2: 0.0, min_data: 1, min_hess: 0.0, min_gain: 0.0 };
         let (q, sc, hist) = quantized_hist(&bins, &gh);
