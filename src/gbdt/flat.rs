@@ -12,6 +12,14 @@
 //! every second step, from the step itself: an absorbed lane does not move), so shallow
 //! paths of deep trees are not walked to the deepest leaf.
 //!
+//! The model (≈ 110 KB for 100 trees × 63 leaves) lives in L2, not L1, so each new cache
+//! line a step touches costs an L2 round trip. Nodes are therefore laid out in 64-byte lines
+//! ([`flatten`]): a tree starts on a fresh line holding its first three levels, and every
+//! node's children share its line while room remains, the nodes that saw the most training
+//! rows claiming that room first — a walk loads a new line about every 2.5 steps instead of
+//! every step below level 3 (measured 6 % faster than plain breadth-first slots; the
+//! row-count priority adds about 1 %).
+//!
 //! Every node asks the same question, `k > t` on unsigned order keys ([`key`]: integers that
 //! compare like the floats, NaN lowest): a node whose NaN goes left compares the row's key
 //! with its threshold's (NaN fails and lands on the first slot = left child); a node whose
@@ -26,7 +34,8 @@
 //! chain); 8, 12 or 14 lanes 4–10 % slower than 10; prefetching both possible next nodes
 //! 10 % slower; AVX2 gathers (Zen 3) 2× slower; refilling finished lanes with the next tree
 //! walks fewer steps but costs more per step and came out even; grouping trees of similar
-//! depth does not shorten the lockstep walk.
+//! depth does not shorten the lockstep walk; prefetching the next group's root lines while
+//! a group is walked was 4 % slower.
 
 use std::mem::MaybeUninit;
 
@@ -58,7 +67,21 @@ const LE: u32 = 1 << 31;
 /// step loads the second word, masks and shifts it, and compares the first in memory.
 #[derive(Clone, Debug)]
 struct Packed {
-    words: Vec<[u32; 2]>,
+    lines: Vec<Line>,
+}
+
+/// [`LINE`] packed nodes, aligned to a cache line so that the nodes [`flatten`] groups
+/// together share one.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line([[u32; 2]; LINE]);
+
+impl Packed {
+    /// Every node, in slot order.
+    fn words(&self) -> &[[u32; 2]] {
+        // SAFETY: `Line` is `repr(C)` and holds exactly `LINE` `[u32; 2]` with no padding.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.lines.len() * LINE) }
+    }
 }
 
 /// Bits of a node's second word holding the child index (8,388,608 nodes).
@@ -102,37 +125,63 @@ pub struct CompiledGbdt {
     model: Gbdt,
 }
 
+/// Nodes per 64-byte cache line in the packed layout.
+const LINE: usize = 8;
+
+/// Append `tree` to `nodes`, starting on a fresh cache line, and return its root. Slots are
+/// handed out breadth-first, but an internal node's two children go into its own line while
+/// two adjacent slots remain there (else into a new line): a line then holds a node, its
+/// children and grandchildren, and a root-to-leaf walk loads about one line per 2.5 steps
+/// instead of one per step below the first three levels.
 fn flatten(tree: &Tree, nodes: &mut Vec<FlatNode>, values: &mut Vec<f64>) -> u32 {
-    let leaf = |slot: u32| FlatNode { threshold: f32::INFINITY, feature: 0, child: slot };
-    let root = nodes.len() as u32;
-    // Slots are allocated breadth-first; each internal node reserves two adjacent slots.
-    let mut queue: Vec<(i32, u32)> = vec![(if tree.nodes.is_empty() { !0 } else { 0 }, root)];
-    nodes.push(leaf(root));
-    values.push(0.0);
-    let mut head = 0;
-    while head < queue.len() {
-        let (src, slot) = queue[head];
-        head += 1;
-        if src < 0 {
-            nodes[slot as usize] = leaf(slot);
-            values[slot as usize] = tree.leaf_values[!src as usize];
-            continue;
+    // Lines are added whole; their unused slots are absorbing leaves that nothing reaches.
+    let first_line = nodes.len().div_ceil(LINE);
+    let mut fill: Vec<usize> = Vec::new();
+    let new_line = |nodes: &mut Vec<FlatNode>, values: &mut Vec<f64>, fill: &mut Vec<usize>| {
+        while nodes.len() < (first_line + fill.len() + 1) * LINE {
+            nodes.push(FlatNode { threshold: f32::INFINITY, feature: 0, child: nodes.len() as u32 });
+            values.push(0.0);
         }
-        let n = &tree.nodes[src as usize];
-        let child = nodes.len() as u32;
-        nodes.extend([leaf(child), leaf(child + 1)]);
-        values.extend([0.0, 0.0]);
-        nodes[slot as usize] = if n.default_left {
-            // x > t goes right; NaN fails and goes left (first slot).
-            queue.extend([(n.left, child), (n.right, child + 1)]);
-            FlatNode { threshold: n.threshold, feature: n.feature, child }
-        } else {
-            // x ≤ t goes left (second slot); NaN fails and goes right.
-            queue.extend([(n.right, child), (n.left, child + 1)]);
-            FlatNode { threshold: n.threshold, feature: n.feature | LE, child }
+        fill.push(0);
+        first_line + fill.len() - 1
+    };
+    // `n` adjacent slots in `line`, or in a new line when it has no room.
+    let mut alloc = |line: Option<usize>, n: usize, nodes: &mut Vec<FlatNode>, values: &mut Vec<f64>| {
+        let line = match line {
+            Some(l) if fill[l - first_line] + n <= LINE => l,
+            _ => new_line(nodes, values, &mut fill),
         };
+        let slot = line * LINE + fill[line - first_line];
+        fill[line - first_line] += n;
+        slot
+    };
+    let root = alloc(None, 1, nodes, values);
+    // Level by level; within a level the nodes that saw the most training rows claim the room
+    // left in their lines first, so the likeliest paths stay inside one line longest.
+    let mut level: Vec<(i32, usize)> = vec![(if tree.nodes.is_empty() { !0 } else { 0 }, root)];
+    while !level.is_empty() {
+        level.sort_by_key(|&(src, _)| std::cmp::Reverse(if src < 0 { 0 } else { tree.nodes[src as usize].count }));
+        let mut next = Vec::with_capacity(2 * level.len());
+        for (src, slot) in level {
+            if src < 0 {
+                values[slot] = tree.leaf_values[!src as usize];
+                continue;
+            }
+            let child = alloc(Some(slot / LINE), 2, nodes, values);
+            let n = &tree.nodes[src as usize];
+            nodes[slot] = if n.default_left {
+                // x > t goes right; NaN fails and goes left (first slot).
+                next.extend([(n.left, child), (n.right, child + 1)]);
+                FlatNode { threshold: n.threshold, feature: n.feature, child: child as u32 }
+            } else {
+                // x ≤ t goes left (second slot); NaN fails and goes right.
+                next.extend([(n.right, child), (n.left, child + 1)]);
+                FlatNode { threshold: n.threshold, feature: n.feature | LE, child: child as u32 }
+            };
+        }
+        level = next;
     }
-    root
+    root as u32
 }
 
 /// Pack the nodes into two-word nodes when the model fits the limits of the layout. A node
@@ -163,7 +212,11 @@ fn pack(nodes: &[FlatNode], n_features: usize) -> Option<Packed> {
         }
         words.push([t, n.child << FEATURE_BITS | f]);
     }
-    Some(Packed { words })
+    // Pad the last line with absorbing leaves.
+    while !words.len().is_multiple_of(LINE) {
+        words.push([u32::MAX, (words.len() as u32) << FEATURE_BITS]);
+    }
+    Some(Packed { lines: words.chunks_exact(LINE).map(|c| Line(c.try_into().expect("a full line"))).collect() })
 }
 
 impl CompiledGbdt {
@@ -213,6 +266,7 @@ impl CompiledGbdt {
         assert_eq!(out.len(), self.num_outputs, "output buffer length");
         match &self.packed {
             Some(p) => {
+                let words = p.words();
                 let mut buf = [MaybeUninit::<u32>::uninit(); 2 * MAX_FAST_FEATURES];
                 let nf = self.n_features;
                 for (f, &x) in row[..nf].iter().enumerate() {
@@ -225,7 +279,7 @@ impl CompiledGbdt {
                 self.walk(out, |i| {
                     // SAFETY: `pack` checked that every child index is a node and every
                     // feature index lies inside the keyed row (2·n_features entries).
-                    let w = unsafe { p.words.get_unchecked(i) };
+                    let w = unsafe { words.get_unchecked(i) };
                     let x = unsafe { *ext.get_unchecked((w[1] & FEATURE_MASK) as usize) };
                     (w[1] >> FEATURE_BITS) as usize + usize::from(w[0] < x)
                 });
@@ -330,6 +384,34 @@ mod tests {
             assert_eq!(a[0].to_bits(), b[0].to_bits(), "packed, row {r}");
             assert_eq!(a[0].to_bits(), c[0].to_bits(), "general, row {r}");
         }
+    }
+
+    #[test]
+    fn trees_start_on_cache_lines_and_children_share_their_parents_line() {
+        let (x, y) = crate::data::synthetic::gbdt_benchmark(3_000, 16, 5).unwrap();
+        let model = GbdtParams::lightgbm()
+            .num_leaves(31)
+            .rounds(7)
+            .fit_data(&TrainData::new(x.view(), &y).unwrap(), None)
+            .unwrap();
+        let c = model.compile();
+        assert_eq!(c.packed.as_ref().unwrap().words().as_ptr() as usize % 64, 0);
+        let (mut same, mut internal) = (0, 0);
+        for &r in &c.roots[..c.n_trees] {
+            assert_eq!(r as usize % LINE, 0);
+            let root = c.nodes[r as usize];
+            // Root, children and grandchildren fill the tree's first line.
+            assert_eq!(root.child as usize / LINE, r as usize / LINE);
+        }
+        for (i, n) in c.nodes.iter().enumerate() {
+            if n.child as usize != i {
+                internal += 1;
+                same += usize::from(n.child as usize / LINE == i / LINE);
+            }
+        }
+        // A line holds a pair of siblings, their children and one pair of grandchildren: most
+        // internal nodes (the pair's two) find their children in their own line.
+        assert!(2 * same >= internal, "{same} of {internal}");
     }
 
     /// A one-split model on feature `feature` of `n_features`: left leaf −1, right leaf +1.
