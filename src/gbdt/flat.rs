@@ -12,7 +12,7 @@
 //! every second step, from the step itself: an absorbed lane does not move), so shallow
 //! paths of deep trees are not walked to the deepest leaf.
 //!
-//! The model (≈ 110 KB for 100 trees × 63 leaves) lives in L2, not L1, so each new cache
+//! The model (≈ 0.1 MB for 100 trees × 63 leaves) lives in L2, not L1, so each new cache
 //! line a step touches costs an L2 round trip. Nodes are therefore laid out in 64-byte lines
 //! ([`flatten`]): a tree starts on a fresh line holding its first three levels, and every
 //! node's children share its line while room remains, the nodes that saw the most training
@@ -355,6 +355,15 @@ mod tests {
     use super::*;
     use crate::gbdt::{GbdtParams, TrainData};
 
+    /// A 31-leaf leaf-wise model of `rounds` trees.
+    fn leaf_wise(x: &ndarray::Array2<f32>, y: &[f64], rounds: usize) -> Gbdt {
+        GbdtParams::lightgbm()
+            .num_leaves(31)
+            .rounds(rounds)
+            .fit_data(&TrainData::new(x.view(), y).unwrap(), None)
+            .unwrap()
+    }
+
     #[test]
     fn packed_and_general_walks_equal_the_model_bit_for_bit() {
         let (mut x, y) = crate::data::synthetic::gbdt_benchmark(2_000, 16, 4).unwrap();
@@ -363,11 +372,7 @@ mod tests {
         }
         x[[3, 0]] = f32::INFINITY;
         x[[4, 1]] = f32::NEG_INFINITY;
-        let model = GbdtParams::lightgbm()
-            .num_leaves(31)
-            .rounds(13)
-            .fit_data(&TrainData::new(x.view(), &y).unwrap(), None)
-            .unwrap();
+        let model = leaf_wise(&x, &y, 13);
         let packed = model.compile();
         assert!(packed.packed.is_some());
         let mut general = packed.clone();
@@ -389,12 +394,7 @@ mod tests {
     #[test]
     fn trees_start_on_cache_lines_and_children_share_their_parents_line() {
         let (x, y) = crate::data::synthetic::gbdt_benchmark(3_000, 16, 5).unwrap();
-        let model = GbdtParams::lightgbm()
-            .num_leaves(31)
-            .rounds(7)
-            .fit_data(&TrainData::new(x.view(), &y).unwrap(), None)
-            .unwrap();
-        let c = model.compile();
+        let c = leaf_wise(&x, &y, 7).compile();
         assert_eq!(c.packed.as_ref().unwrap().words().as_ptr() as usize % 64, 0);
         let (mut same, mut internal) = (0, 0);
         for &r in &c.roots[..c.n_trees] {
