@@ -37,6 +37,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod clock;
+pub mod config;
 pub mod data;
 pub mod error;
 pub mod features;

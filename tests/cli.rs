@@ -347,3 +347,28 @@ fn store_commands_put_promote_rollback_history_verify_gc() {
     let rep: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rep["findings"][0]["tag"], v2.as_str());
 }
+
+#[test]
+fn policy_prints_its_defaults_and_checks_files() {
+    let d = tempfile::tempdir().unwrap();
+    let o = retrain().args(["policy", "--print-default"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed = String::from_utf8(o.stdout).unwrap();
+    assert!(printed.contains("schedule_interval_days = 7"), "{printed}");
+    // The printed document is a valid policy equal to the default.
+    let file = d.path().join("retrain.toml");
+    std::fs::write(&file, &printed).unwrap();
+    assert_eq!(retrain::config::Policy::from_file(&file).unwrap(), retrain::config::Policy::default());
+    // --check fills in the defaults around an edited key; --json prints JSON.
+    std::fs::write(&file, "batch_size = 4\n").unwrap();
+    let o = retrain().args(["policy", "--json", "--check"]).arg(&file).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["batch_size"].as_u64(), v["ks_retrain"].as_f64()), (Some(4), Some(0.2)));
+    // A misspelt key fails, naming the file and the key.
+    std::fs::write(&file, "batch_sise = 4\n").unwrap();
+    let o = retrain().args(["policy", "--check"]).arg(&file).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("retrain.toml") && err.contains("batch_sise"), "{err}");
+}

@@ -4,6 +4,7 @@ mod cv;
 mod features;
 mod gbdt;
 mod nn;
+mod policy;
 mod store;
 
 use anyhow::Context;
@@ -48,6 +49,8 @@ pub enum Command {
     /// Version store maintenance: put, promote, retire, show, list, verify, gc.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Print the default lifecycle policy (`--print-default`) or check a policy file.
+    Policy(policy::PolicyArgs),
 }
 
 /// Print a command's summary: pretty JSON on stdout with `--json`, else the human form.
@@ -125,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollback(args) => store::rollback(args),
         Command::History(args) => store::history(args),
         Command::Store(cmd) => store::run(cmd),
+        Command::Policy(args) => policy::run(args),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());
             Ok(())

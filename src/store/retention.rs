@@ -27,6 +27,17 @@ impl Default for RetentionPolicy {
     }
 }
 
+impl From<&crate::config::Policy> for RetentionPolicy {
+    /// The retention part of a lifecycle policy.
+    fn from(p: &crate::config::Policy) -> Self {
+        RetentionPolicy {
+            max_versions: p.max_versions,
+            max_non_deployed: p.max_non_deployed,
+            trash_grace: SignedDuration::from_hours(p.trash_grace_hours as i64),
+        }
+    }
+}
+
 impl RetentionPolicy {
     /// Reject settings that would delete everything.
     pub fn check(&self) -> Result<()> {
@@ -144,5 +155,7 @@ mod tests {
         assert_eq!((p.max_versions, p.max_non_deployed), (10, 5));
         p.check().unwrap();
         assert!(RetentionPolicy { max_versions: 0, ..p }.check().is_err());
+        // The lifecycle policy's defaults give the same retention.
+        assert_eq!(RetentionPolicy::from(&crate::config::Policy::default()), p);
     }
 }

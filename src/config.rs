@@ -1,0 +1,409 @@
+//! The lifecycle [`Policy`]: every threshold of SPEC §5 and §7 in one serde document (TOML or
+//! JSON), defaulting to the SPEC numbers, with unknown keys rejected (a misspelt threshold
+//! must never silently fall back to its default).
+//!
+//! Keys are flat, as SPEC §7 names them (`schedule_interval_days = 7`, `ks_alert = 0.1`,
+//! `max_versions = 10`, …), so a policy file reads like the specification. Where SPEC leaves
+//! a number open (the PSI threshold, the canary fraction, the decision floors) the default is
+//! stated on the field. `retrain policy --print-default` prints the whole default document.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Every lifecycle threshold (SPEC §5, §7). `Default` is the SPEC's numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    // --- Health (the supervisor): alert thresholds.
+    /// Health alert when the win rate falls below this (SPEC: 45 %).
+    pub health_min_win_rate: f64,
+    /// Health alert when the calibration error exceeds this (SPEC: 0.15).
+    pub health_max_calibration_error: f64,
+    /// Health alert when inference latency (p95) exceeds this many milliseconds (SPEC: 500).
+    pub health_max_latency_ms: f64,
+    /// Health alert when longs ÷ shorts exceeds this (SPEC: 3.0).
+    pub health_max_long_short_ratio: f64,
+    /// Health alert when longs ÷ shorts falls below this (SPEC: 0.33).
+    pub health_min_long_short_ratio: f64,
+
+    // --- Performance triggers.
+    /// Retrain (HIGH) when the live win rate falls below this (SPEC: 50 %).
+    pub min_win_rate: f64,
+    /// Retrain (HIGH) a classifier whose live accuracy falls below this (SPEC: 0.70).
+    pub min_accuracy: f64,
+    /// IC-decay trigger: rolling IC below this … (SPEC: 0.02)
+    pub ic_decay_threshold: f64,
+    /// … for this many consecutive trading days (SPEC: 10).
+    pub ic_decay_days: usize,
+
+    // --- Drift.
+    /// Feature KS statistic that raises a drift alert (SPEC: 0.1).
+    pub ks_alert: f64,
+    /// Feature KS statistic that triggers a retrain (SPEC: 0.2).
+    pub ks_retrain: f64,
+    /// KS p-value below which (after Benjamini–Hochberg across features) a feature has drifted
+    /// (SPEC: 0.05).
+    pub ks_p_value: f64,
+    /// PSI above which a feature has drifted. SPEC leaves the number open; 0.25 is the usual
+    /// "significant shift" rule of thumb (0.1–0.25 moderate).
+    pub psi_threshold: f64,
+    /// Reference-quantile bins of the PSI (issue 6: 10).
+    pub psi_bins: usize,
+    /// Recent window compared with the training distribution, in trading days (SPEC: 20).
+    pub drift_window_days: usize,
+
+    // --- Regime and time triggers.
+    /// A regime change triggers (MEDIUM) once sustained this many days (SPEC: 3).
+    pub regime_sustain_days: usize,
+    /// Periodic retrain this many days after the last deployment (SPEC: 7).
+    pub schedule_interval_days: usize,
+
+    // --- Plan.
+    /// Labelled rows needed since the active version's training window ended (SPEC: 1000).
+    pub min_new_samples: usize,
+    /// Training window of a performance- or IC-triggered job, in days (design notes: 60).
+    pub window_performance_days: usize,
+    /// Training window of a drift-triggered job, in days (design notes: 60, the feature-drift
+    /// lookback).
+    pub window_drift_days: usize,
+    /// Training window of a regime-triggered job, in days (design notes: 30).
+    pub window_regime_days: usize,
+    /// Training window of a periodic job, in days (design notes: 90).
+    pub window_time_days: usize,
+    /// Training window of a monthly scheduled job, in days (issue 6: 3 years).
+    pub window_monthly_days: usize,
+    /// Training window of a manual job unless the operator gives one, in days (default 90).
+    pub window_manual_days: usize,
+
+    // --- Execution.
+    /// Jobs run at the same time (SPEC: 3).
+    pub batch_size: usize,
+    /// Worker threads of the training pool (SPEC: 2).
+    pub threads: usize,
+    /// Memory a job may need, checked before it starts, in MiB (`None`: no check).
+    pub memory_budget_mb: Option<u64>,
+    /// Per-job time limit in minutes (SPEC: 60).
+    pub max_training_minutes: u64,
+
+    // --- Deployment decision.
+    /// Weight of the relative win-rate change in the improvement score (SPEC: 0.35).
+    pub weight_win_rate: f64,
+    /// Weight of the relative average-R change (SPEC: 0.35).
+    pub weight_avg_r: f64,
+    /// Weight of the relative calibration change (SPEC: 0.30).
+    pub weight_calibration: f64,
+    /// Denominator floor of the relative win-rate change (default 0.05).
+    pub floor_win_rate: f64,
+    /// Denominator floor of the relative average-R change (SPEC's example: 0.05).
+    pub floor_avg_r: f64,
+    /// Denominator floor of the relative calibration change (default 0.05).
+    pub floor_calibration: f64,
+    /// A candidate is safe only with at least this win rate (SPEC: 0.50) …
+    pub safe_min_win_rate: f64,
+    /// … this average R (SPEC: 0.0) …
+    pub safe_min_avg_r: f64,
+    /// … and this calibration (SPEC: 0.70).
+    pub safe_min_calibration: f64,
+    /// Improvement from which a safe candidate deploys (SPEC: 5 %).
+    pub min_improvement: f64,
+    /// Improvement from which a safe candidate goes to canary (SPEC: 2 %); below it, REVIEW
+    /// down to 0 and KEEP_OLD below 0.
+    pub canary_threshold: f64,
+
+    // --- Shadow and canary.
+    /// Paired samples before a shadow test is evaluated (SPEC: 1000).
+    pub min_samples: usize,
+    /// Improvement on the key metrics needed to promote a shadow (SPEC: 5 %).
+    pub promotion_threshold: f64,
+    /// Largest drawdown deterioration a promoted shadow may show (SPEC: 3 %).
+    pub max_drawdown_worsening: f64,
+    /// Hours without new shadow samples before a "stuck" alert (SPEC: 24).
+    pub shadow_stuck_hours: u64,
+    /// Fraction of decisions a canary routes to the candidate (SPEC: configurable; default 10 %).
+    pub canary_fraction: f64,
+
+    // --- Versions, rollback, retirement.
+    /// Most recent versions kept per model (SPEC: 10).
+    pub max_versions: usize,
+    /// Never-deployed versions kept beyond those (SPEC: 5).
+    pub max_non_deployed: usize,
+    /// Hours a trashed version waits before garbage collection purges it (default 24).
+    pub trash_grace_hours: u64,
+    /// Automatic rollback when a new deployment's live score is this far below its
+    /// predecessor's (SPEC: 5 %).
+    pub rollback_threshold: f64,
+    /// Retire a model whose IC stays below 0 for this many consecutive trading days (SPEC: 30).
+    pub retire_ic_days: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            health_min_win_rate: 0.45,
+            health_max_calibration_error: 0.15,
+            health_max_latency_ms: 500.0,
+            health_max_long_short_ratio: 3.0,
+            health_min_long_short_ratio: 0.33,
+            min_win_rate: 0.50,
+            min_accuracy: 0.70,
+            ic_decay_threshold: 0.02,
+            ic_decay_days: 10,
+            ks_alert: 0.1,
+            ks_retrain: 0.2,
+            ks_p_value: 0.05,
+            psi_threshold: 0.25,
+            psi_bins: 10,
+            drift_window_days: 20,
+            regime_sustain_days: 3,
+            schedule_interval_days: 7,
+            min_new_samples: 1000,
+            window_performance_days: 60,
+            window_drift_days: 60,
+            window_regime_days: 30,
+            window_time_days: 90,
+            window_monthly_days: 3 * 365,
+            window_manual_days: 90,
+            batch_size: 3,
+            threads: 2,
+            memory_budget_mb: None,
+            max_training_minutes: 60,
+            weight_win_rate: 0.35,
+            weight_avg_r: 0.35,
+            weight_calibration: 0.30,
+            floor_win_rate: 0.05,
+            floor_avg_r: 0.05,
+            floor_calibration: 0.05,
+            safe_min_win_rate: 0.50,
+            safe_min_avg_r: 0.0,
+            safe_min_calibration: 0.70,
+            min_improvement: 0.05,
+            canary_threshold: 0.02,
+            min_samples: 1000,
+            promotion_threshold: 0.05,
+            max_drawdown_worsening: 0.03,
+            shadow_stuck_hours: 24,
+            canary_fraction: 0.10,
+            max_versions: 10,
+            max_non_deployed: 5,
+            trash_grace_hours: 24,
+            rollback_threshold: 0.05,
+            retire_ic_days: 30,
+        }
+    }
+}
+
+impl Policy {
+    /// Parse a TOML document (`source_name` names it in errors) and validate it.
+    pub fn from_toml_str(s: &str, source_name: &str) -> Result<Policy> {
+        let p: Policy =
+            toml::from_str(s).map_err(|e| Error::Config { source_name: source_name.into(), message: e.to_string() })?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Parse a JSON document (`source_name` names it in errors) and validate it.
+    pub fn from_json_str(s: &str, source_name: &str) -> Result<Policy> {
+        let p: Policy = serde_json::from_str(s)
+            .map_err(|e| Error::Config { source_name: source_name.into(), message: e.to_string() })?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Read a policy file: JSON when the name ends in `.json`, TOML otherwise.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Policy> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        let name = path.display().to_string();
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+            Policy::from_json_str(&text, &name)
+        } else {
+            Policy::from_toml_str(&text, &name)
+        }
+    }
+
+    /// The policy as a TOML document (every key, in declaration order).
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string(self).expect("a policy always serialises")
+    }
+
+    /// Check every value: fractions in [0, 1], counts ≥ 1, thresholds in a sensible order,
+    /// decision weights summing to 1. The error names the field.
+    pub fn validate(&self) -> Result<()> {
+        let fraction = |field: &str, v: f64| -> Result<()> {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::param(field, format!("must be in [0, 1], got {v}")));
+            }
+            Ok(())
+        };
+        for (field, v) in [
+            ("health_min_win_rate", self.health_min_win_rate),
+            ("health_max_calibration_error", self.health_max_calibration_error),
+            ("min_win_rate", self.min_win_rate),
+            ("min_accuracy", self.min_accuracy),
+            ("ks_alert", self.ks_alert),
+            ("ks_retrain", self.ks_retrain),
+            ("ks_p_value", self.ks_p_value),
+            ("weight_win_rate", self.weight_win_rate),
+            ("weight_avg_r", self.weight_avg_r),
+            ("weight_calibration", self.weight_calibration),
+            ("safe_min_win_rate", self.safe_min_win_rate),
+            ("safe_min_calibration", self.safe_min_calibration),
+            ("max_drawdown_worsening", self.max_drawdown_worsening),
+            ("canary_fraction", self.canary_fraction),
+            ("rollback_threshold", self.rollback_threshold),
+        ] {
+            fraction(field, v)?;
+        }
+        for (field, v) in [
+            ("health_max_latency_ms", self.health_max_latency_ms),
+            ("health_max_long_short_ratio", self.health_max_long_short_ratio),
+            ("health_min_long_short_ratio", self.health_min_long_short_ratio),
+            ("psi_threshold", self.psi_threshold),
+            ("floor_win_rate", self.floor_win_rate),
+            ("floor_avg_r", self.floor_avg_r),
+            ("floor_calibration", self.floor_calibration),
+            ("min_improvement", self.min_improvement),
+            ("canary_threshold", self.canary_threshold),
+            ("promotion_threshold", self.promotion_threshold),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::param(field, format!("must be a positive number, got {v}")));
+            }
+        }
+        if !self.ic_decay_threshold.is_finite() || !self.safe_min_avg_r.is_finite() {
+            let field = if self.ic_decay_threshold.is_finite() { "safe_min_avg_r" } else { "ic_decay_threshold" };
+            return Err(Error::param(field, "must be a finite number"));
+        }
+        for (field, v) in [
+            ("ic_decay_days", self.ic_decay_days),
+            ("psi_bins", self.psi_bins),
+            ("drift_window_days", self.drift_window_days),
+            ("regime_sustain_days", self.regime_sustain_days),
+            ("schedule_interval_days", self.schedule_interval_days),
+            ("min_new_samples", self.min_new_samples),
+            ("window_performance_days", self.window_performance_days),
+            ("window_drift_days", self.window_drift_days),
+            ("window_regime_days", self.window_regime_days),
+            ("window_time_days", self.window_time_days),
+            ("window_monthly_days", self.window_monthly_days),
+            ("window_manual_days", self.window_manual_days),
+            ("batch_size", self.batch_size),
+            ("threads", self.threads),
+            ("min_samples", self.min_samples),
+            ("max_versions", self.max_versions),
+            ("retire_ic_days", self.retire_ic_days),
+        ] {
+            if v == 0 {
+                return Err(Error::param(field, "must be at least 1"));
+            }
+        }
+        if self.max_training_minutes == 0 {
+            return Err(Error::param("max_training_minutes", "must be at least 1"));
+        }
+        if self.psi_bins < 2 {
+            return Err(Error::param("psi_bins", "must be at least 2"));
+        }
+        if self.ks_alert > self.ks_retrain {
+            return Err(Error::param("ks_alert", format!("must not exceed ks_retrain ({})", self.ks_retrain)));
+        }
+        if self.canary_threshold > self.min_improvement {
+            return Err(Error::param(
+                "canary_threshold",
+                format!("must not exceed min_improvement ({})", self.min_improvement),
+            ));
+        }
+        if self.health_min_long_short_ratio >= self.health_max_long_short_ratio {
+            return Err(Error::param(
+                "health_min_long_short_ratio",
+                format!("must be below health_max_long_short_ratio ({})", self.health_max_long_short_ratio),
+            ));
+        }
+        let weights = self.weight_win_rate + self.weight_avg_r + self.weight_calibration;
+        if (weights - 1.0).abs() > 1e-9 {
+            return Err(Error::param(
+                "weight_win_rate",
+                format!("the three decision weights must sum to 1, got {weights}"),
+            ));
+        }
+        if self.memory_budget_mb == Some(0) {
+            return Err(Error::param("memory_budget_mb", "must be at least 1 when set"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_spec_numbers_and_validate() {
+        let p = Policy::default();
+        p.validate().unwrap();
+        // SPEC §7's named examples.
+        assert_eq!(p.schedule_interval_days, 7);
+        assert_eq!(p.min_samples, 1000);
+        assert_eq!((p.min_improvement, p.canary_threshold), (0.05, 0.02));
+        assert_eq!((p.ks_alert, p.ks_retrain), (0.1, 0.2));
+        assert_eq!((p.max_versions, p.max_non_deployed), (10, 5));
+        assert_eq!((p.rollback_threshold, p.max_training_minutes, p.threads), (0.05, 60, 2));
+        // SPEC §5's decision rule and health alerts.
+        assert_eq!((p.weight_win_rate, p.weight_avg_r, p.weight_calibration), (0.35, 0.35, 0.30));
+        assert_eq!((p.safe_min_win_rate, p.safe_min_avg_r, p.safe_min_calibration), (0.50, 0.0, 0.70));
+        assert_eq!(
+            (p.health_min_win_rate, p.health_max_calibration_error, p.health_max_latency_ms),
+            (0.45, 0.15, 500.0)
+        );
+        assert_eq!((p.ic_decay_threshold, p.ic_decay_days, p.retire_ic_days), (0.02, 10, 30));
+        assert_eq!((p.batch_size, p.min_new_samples, p.drift_window_days), (3, 1000, 20));
+    }
+
+    #[test]
+    fn toml_and_json_round_trip_and_partial_documents_keep_the_other_defaults() {
+        let p = Policy { batch_size: 5, memory_budget_mb: Some(2048), ..Policy::default() };
+        assert_eq!(Policy::from_toml_str(&p.to_toml_string(), "t").unwrap(), p);
+        assert_eq!(Policy::from_json_str(&serde_json::to_string(&p).unwrap(), "j").unwrap(), p);
+        let q = Policy::from_toml_str("ks_alert = 0.15\nthreads = 4\n", "t").unwrap();
+        assert_eq!(q, Policy { ks_alert: 0.15, threads: 4, ..Policy::default() });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_that_name_them() {
+        match Policy::from_toml_str("ks_alrt = 0.1\n", "retrain.toml") {
+            Err(Error::Config { source_name, message }) => {
+                assert_eq!(source_name, "retrain.toml");
+                assert!(message.contains("ks_alrt"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(Policy::from_json_str("{\"batch\": 3}", "p.json"), Err(Error::Config { .. })));
+        let field = |doc: &str| match Policy::from_toml_str(doc, "t") {
+            Err(Error::InvalidParam { field, .. }) => field,
+            other => panic!("{doc}: {other:?}"),
+        };
+        assert_eq!(field("batch_size = 0"), "batch_size");
+        assert_eq!(field("ks_alert = 0.3"), "ks_alert");
+        assert_eq!(field("canary_fraction = 1.5"), "canary_fraction");
+        assert_eq!(field("canary_threshold = 0.06"), "canary_threshold");
+        assert_eq!(field("weight_avg_r = 0.5"), "weight_win_rate");
+        assert_eq!(field("psi_threshold = nan"), "psi_threshold");
+        assert_eq!(field("psi_bins = 1"), "psi_bins");
+        assert_eq!(field("health_min_long_short_ratio = 3.5"), "health_min_long_short_ratio");
+        assert_eq!(field("memory_budget_mb = 0"), "memory_budget_mb");
+    }
+
+    #[test]
+    fn files_are_read_by_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("retrain.toml");
+        std::fs::write(&toml_path, "min_new_samples = 500\n").unwrap();
+        assert_eq!(Policy::from_file(&toml_path).unwrap().min_new_samples, 500);
+        let json_path = dir.path().join("retrain.json");
+        std::fs::write(&json_path, "{\"min_new_samples\": 700}").unwrap();
+        assert_eq!(Policy::from_file(&json_path).unwrap().min_new_samples, 700);
+        assert!(Policy::from_file(dir.path().join("missing.toml")).is_err());
+    }
+}
