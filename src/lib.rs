@@ -10,7 +10,7 @@
 //! → a model ([`gbdt`]) → [`validation`] (purged splits and CPCV, out-of-sample metrics,
 //! comparison and overfitting statistics) → [`store`] (the crash-safe version store:
 //! statuses, aliases, rollback, retention, audit log). Time comes from an injected
-//! [`clock::Clock`].
+//! [`clock::Clock`]; every lifecycle threshold lives in one [`config::Policy`].
 //!
 //! ## Quick start
 //! ```
