@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -198,30 +199,23 @@ impl Default for Policy {
 impl Policy {
     /// Parse a TOML document (`source_name` names it in errors) and validate it.
     pub fn from_toml_str(s: &str, source_name: &str) -> Result<Policy> {
-        let p: Policy =
-            toml::from_str(s).map_err(|e| Error::Config { source_name: source_name.into(), message: e.to_string() })?;
+        let p: Policy = parse_toml(s, source_name)?;
         p.validate()?;
         Ok(p)
     }
 
     /// Parse a JSON document (`source_name` names it in errors) and validate it.
     pub fn from_json_str(s: &str, source_name: &str) -> Result<Policy> {
-        let p: Policy = serde_json::from_str(s)
-            .map_err(|e| Error::Config { source_name: source_name.into(), message: e.to_string() })?;
+        let p: Policy = parse_json(s, source_name)?;
         p.validate()?;
         Ok(p)
     }
 
     /// Read a policy file: JSON when the name ends in `.json`, TOML otherwise.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Policy> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-        let name = path.display().to_string();
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
-            Policy::from_json_str(&text, &name)
-        } else {
-            Policy::from_toml_str(&text, &name)
-        }
+        let p: Policy = read_document(path.as_ref())?;
+        p.validate()?;
+        Ok(p)
     }
 
     /// The policy as a TOML document (every key, in declaration order).
@@ -277,7 +271,7 @@ impl Policy {
             let field = if self.ic_decay_threshold.is_finite() { "safe_min_avg_r" } else { "ic_decay_threshold" };
             return Err(Error::param(field, "must be a finite number"));
         }
-        for (field, v) in [
+        at_least_one(&[
             ("ic_decay_days", self.ic_decay_days),
             ("psi_bins", self.psi_bins),
             ("drift_window_days", self.drift_window_days),
@@ -295,11 +289,7 @@ impl Policy {
             ("min_samples", self.min_samples),
             ("max_versions", self.max_versions),
             ("retire_ic_days", self.retire_ic_days),
-        ] {
-            if v == 0 {
-                return Err(Error::param(field, "must be at least 1"));
-            }
-        }
+        ])?;
         if self.max_training_minutes == 0 {
             return Err(Error::param("max_training_minutes", "must be at least 1"));
         }
@@ -332,6 +322,37 @@ impl Policy {
             return Err(Error::param("memory_budget_mb", "must be at least 1 when set"));
         }
         Ok(())
+    }
+}
+
+/// Parse a TOML document into `T` (unknown keys fail where `T` denies them); errors name
+/// `source_name`.
+pub fn parse_toml<T: DeserializeOwned>(s: &str, source_name: &str) -> Result<T> {
+    toml::from_str(s).map_err(|e| Error::Config { source_name: source_name.into(), message: e.to_string() })
+}
+
+/// Parse a JSON document into `T`; errors name `source_name`.
+pub fn parse_json<T: DeserializeOwned>(s: &str, source_name: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Config { source_name: source_name.into(), message: e.to_string() })
+}
+
+/// Read a configuration file into `T`: JSON when its name ends in `.json` (any case), TOML
+/// otherwise; errors name the file.
+pub fn read_document<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let name = path.display().to_string();
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+        parse_json(&text, &name)
+    } else {
+        parse_toml(&text, &name)
+    }
+}
+
+/// A typed error naming the first field whose count is 0.
+pub fn at_least_one(fields: &[(&str, usize)]) -> Result<()> {
+    match fields.iter().find(|f| f.1 == 0) {
+        Some((field, _)) => Err(Error::param(*field, "must be at least 1")),
+        None => Ok(()),
     }
 }
 

@@ -446,25 +446,16 @@ impl Feature {
 impl FeatureSpec {
     /// Parse a TOML spec (unknown keys are errors); `source` names it in messages.
     pub fn from_toml_str(s: &str, source: &str) -> Result<Self> {
-        let spec: FeatureSpec =
-            toml::from_str(s).map_err(|e| Error::Config { source_name: source.to_string(), message: e.to_string() })?;
+        let spec: FeatureSpec = crate::config::parse_toml(s, source)?;
         spec.validate()?;
         Ok(spec)
     }
 
     /// Read a spec from a `.toml` or `.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-        let name = path.display().to_string();
-        if path.extension().is_some_and(|e| e == "json") {
-            let spec: FeatureSpec =
-                serde_json::from_str(&text).map_err(|e| Error::Config { source_name: name, message: e.to_string() })?;
-            spec.validate()?;
-            Ok(spec)
-        } else {
-            Self::from_toml_str(&text, &name)
-        }
+        let spec: FeatureSpec = crate::config::read_document(path.as_ref())?;
+        spec.validate()?;
+        Ok(spec)
     }
 
     /// Serialise to TOML (the form stored with model versions).

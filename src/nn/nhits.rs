@@ -86,16 +86,12 @@ impl NhitsConfig {
     /// Check the values; the error names the field.
     pub fn validate(&self) -> crate::error::Result<()> {
         use crate::error::Error;
-        for (field, v) in [
+        crate::config::at_least_one(&[
             ("lookback", self.lookback),
             ("horizon", self.horizon),
             ("channels", self.channels),
             ("hidden", self.hidden),
-        ] {
-            if v == 0 {
-                return Err(Error::param(field, "must be at least 1"));
-            }
-        }
+        ])?;
         if self.pool_kernels.is_empty() || self.pool_kernels.contains(&0) {
             return Err(Error::param("pool_kernels", "needs one kernel ≥ 1 per stack"));
         }
