@@ -32,7 +32,7 @@ pub struct BinMapper {
 
 impl BinMapper {
     /// Exact edges from all of a feature's training values (NaN allowed).
-    pub fn fit(values: &mut [f32], max_bin: usize) -> BinMapper {
+    pub fn fit(values: &[f32], max_bin: usize) -> BinMapper {
         let has_nan = values.iter().any(|v| v.is_nan());
         let mut finite: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
         sort_total(&mut finite);
@@ -255,7 +255,10 @@ impl BinnedMatrix {
             .map(|f| {
                 let col = x.column(f);
                 if n <= exact_rows {
-                    BinMapper::fit(&mut col.to_vec(), max_bin)
+                    match col.as_slice() {
+                        Some(values) => BinMapper::fit(values, max_bin),
+                        None => BinMapper::fit(&col.to_vec(), max_bin),
+                    }
                 } else {
                     BinMapper::sketch(col, max_bin, exact_rows)
                 }
@@ -458,8 +461,8 @@ mod tests {
 
     #[test]
     fn few_distinct_values_get_one_bin_each() {
-        let mut v = vec![3.0, 1.0, 2.0, 2.0, f32::NAN, 1.0];
-        let m = BinMapper::fit(&mut v, 255);
+        let v = vec![3.0, 1.0, 2.0, 2.0, f32::NAN, 1.0];
+        let m = BinMapper::fit(&v, 255);
         assert_eq!(m.bounds, vec![1.5, 2.5, f32::INFINITY]);
         assert!(m.has_nan);
         assert_eq!([m.bin(1.0), m.bin(1.5), m.bin(2.0), m.bin(3.0), m.bin(99.0), m.bin(-5.0)], [0, 0, 1, 2, 2, 0]);
@@ -469,7 +472,7 @@ mod tests {
     #[test]
     fn quantile_bins_are_balanced_and_monotone() {
         let mut v: Vec<f32> = (0..10_000).map(|i| ((i * 7919) % 10_000) as f32).collect();
-        let m = BinMapper::fit(&mut v.clone(), 16);
+        let m = BinMapper::fit(&v, 16);
         assert_eq!(m.n_value_bins(), 16);
         let mut counts = vec![0usize; 17];
         for &x in &v {
@@ -479,7 +482,7 @@ mod tests {
         assert!(m.bounds.windows(2).all(|w| w[0] < w[1]));
         // A value repeated by half the rows keeps a bin of its own.
         v.iter_mut().take(5000).for_each(|x| *x = 42.5);
-        let m = BinMapper::fit(&mut v.clone(), 16);
+        let m = BinMapper::fit(&v, 16);
         let b = m.bin(42.5);
         assert!(v.iter().filter(|&&x| x != 42.5).all(|&x| m.bin(x) != b), "{:?}", m.bounds);
     }
@@ -490,7 +493,7 @@ mod tests {
         let col =
             ndarray::Array1::from_shape_fn(7_000, |i| if i % 97 == 0 { f32::NAN } else { ((i * 31) % 60) as f32 });
         for max_bin in [16, 255] {
-            assert_eq!(BinMapper::sketch(col.view(), max_bin, 1_000), BinMapper::fit(&mut col.to_vec(), max_bin));
+            assert_eq!(BinMapper::sketch(col.view(), max_bin, 1_000), BinMapper::fit(&col.to_vec(), max_bin));
         }
     }
 
@@ -510,7 +513,7 @@ mod tests {
             c
         };
         for max_bin in [63, 255] {
-            let exact = BinMapper::fit(&mut col.to_vec(), max_bin);
+            let exact = BinMapper::fit(&col.to_vec(), max_bin);
             let sketched = BinMapper::sketch(col.view(), max_bin, 40_000);
             assert_eq!(sketched.n_value_bins(), exact.n_value_bins(), "max_bin {max_bin}");
             let (a, b) = (counts(&exact), counts(&sketched));
@@ -550,7 +553,7 @@ mod tests {
         ];
         for vals in shapes {
             for max_bin in [2usize, 16, 255, 1000] {
-                let m = BinMapper::fit(&mut vals.clone(), max_bin);
+                let m = BinMapper::fit(&vals, max_bin);
                 let lk = Lookup::new(&m);
                 let probes = vals.iter().copied().chain(m.bounds.iter().flat_map(|&u| {
                     [u, f32::from_bits(u.to_bits().wrapping_add(1)), f32::from_bits(u.to_bits().wrapping_sub(1))]
@@ -569,8 +572,8 @@ mod tests {
         let b = f32::from_bits(a.to_bits() + 1);
         let m = midpoint(a, b);
         assert!(m >= a && m < b);
-        let mut v = vec![a, b];
-        let mp = BinMapper::fit(&mut v, 255);
+        let v = vec![a, b];
+        let mp = BinMapper::fit(&v, 255);
         assert_ne!(mp.bin(a), mp.bin(b));
     }
 

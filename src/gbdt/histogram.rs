@@ -79,28 +79,30 @@ pub fn build_range(
     hist: &mut [Bin],
     layout: Layout,
 ) {
-    let (nu, n, o) = (bins.n_used(), bins.n_rows, &bins.offsets);
+    let job = Sums { offsets: &bins.offsets, lo, hi, rows, first_row, gh };
     match (layout, &bins.data, &bins.cols) {
-        (Layout::Rows, BinData::U8(d), _) => build_block(d, nu, o, lo, hi, rows, first_row, gh, hist),
-        (Layout::Rows, BinData::U16(d), _) => build_block(d, nu, o, lo, hi, rows, first_row, gh, hist),
-        (Layout::Columns, _, BinData::U8(d)) => build_cols(d, n, o, lo, hi, rows, first_row, gh, hist),
-        (Layout::Columns, _, BinData::U16(d)) => build_cols(d, n, o, lo, hi, rows, first_row, gh, hist),
+        (Layout::Rows, BinData::U8(d), _) => build_block(d, bins.n_used(), &job, hist),
+        (Layout::Rows, BinData::U16(d), _) => build_block(d, bins.n_used(), &job, hist),
+        (Layout::Columns, _, BinData::U8(d)) => build_cols(d, bins.n_rows, &job, hist),
+        (Layout::Columns, _, BinData::U16(d)) => build_cols(d, bins.n_rows, &job, hist),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn build_block<T: Copy + Into<usize>>(
-    data: &[T],
-    nu: usize,
-    offsets: &[usize],
+/// What a histogram kernel sums: the used features `lo..hi` (histogram offsets `offsets`)
+/// over `rows` (or the consecutive rows from `first_row`), one packed pair of `gh` per row.
+struct Sums<'a> {
+    offsets: &'a [usize],
     lo: usize,
     hi: usize,
-    rows: Option<&[u32]>,
+    rows: Option<&'a [u32]>,
     first_row: usize,
-    gh: &[Packed],
-    hist: &mut [Bin],
-) {
+    gh: &'a [Packed],
+}
+
+/// Row-wise kernel over row-major `data` (`nu` bins per row).
+#[inline(never)]
+fn build_block<T: Copy + Into<usize>>(data: &[T], nu: usize, job: &Sums<'_>, hist: &mut [Bin]) {
+    let &Sums { offsets, lo, hi, rows, first_row, gh } = job;
     let offs = &offsets[lo..hi];
     let width = hi - lo;
     // Indexed by absolute histogram offset: `hist` starts at `offsets[lo]`.
@@ -134,19 +136,10 @@ fn build_block<T: Copy + Into<usize>>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Column-wise kernel over column-major `cols` (`n` rows per column).
 #[inline(never)]
-fn build_cols<T: Copy + Into<usize>>(
-    cols: &[T],
-    n: usize,
-    offsets: &[usize],
-    lo: usize,
-    hi: usize,
-    rows: Option<&[u32]>,
-    first_row: usize,
-    gh: &[Packed],
-    hist: &mut [Bin],
-) {
+fn build_cols<T: Copy + Into<usize>>(cols: &[T], n: usize, job: &Sums<'_>, hist: &mut [Bin]) {
+    let &Sums { offsets, lo, hi, rows, first_row, gh } = job;
     debug_assert_eq!(hist.len(), offsets[hi] - offsets[lo]);
     for j in lo..hi {
         let col = &cols[j * n..(j + 1) * n];
