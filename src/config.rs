@@ -55,6 +55,10 @@ pub struct Policy {
     pub psi_bins: usize,
     /// Recent window compared with the training distribution, in trading days (SPEC: 20).
     pub drift_window_days: usize,
+    /// Share of drifted features from which drift is HIGH (retrain all models; default 25 %).
+    pub drift_high_fraction: f64,
+    /// Share of drifted features from which drift is CRITICAL (stop-trading alarm; default 50 %).
+    pub drift_critical_fraction: f64,
 
     // --- Regime and time triggers.
     /// A regime change triggers (MEDIUM) once sustained this many days (SPEC: 3).
@@ -158,6 +162,8 @@ impl Default for Policy {
             psi_threshold: 0.25,
             psi_bins: 10,
             drift_window_days: 20,
+            drift_high_fraction: 0.25,
+            drift_critical_fraction: 0.5,
             regime_sustain_days: 3,
             schedule_interval_days: 7,
             min_new_samples: 1000,
@@ -240,6 +246,8 @@ impl Policy {
             ("ks_alert", self.ks_alert),
             ("ks_retrain", self.ks_retrain),
             ("ks_p_value", self.ks_p_value),
+            ("drift_high_fraction", self.drift_high_fraction),
+            ("drift_critical_fraction", self.drift_critical_fraction),
             ("weight_win_rate", self.weight_win_rate),
             ("weight_avg_r", self.weight_avg_r),
             ("weight_calibration", self.weight_calibration),
@@ -295,6 +303,12 @@ impl Policy {
         }
         if self.psi_bins < 2 {
             return Err(Error::param("psi_bins", "must be at least 2"));
+        }
+        if self.drift_high_fraction > self.drift_critical_fraction {
+            return Err(Error::param(
+                "drift_high_fraction",
+                format!("must not exceed drift_critical_fraction ({})", self.drift_critical_fraction),
+            ));
         }
         if self.ks_alert > self.ks_retrain {
             return Err(Error::param("ks_alert", format!("must not exceed ks_retrain ({})", self.ks_retrain)));

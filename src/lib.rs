@@ -42,6 +42,7 @@ pub mod data;
 pub mod error;
 pub mod features;
 pub mod gbdt;
+pub mod lifecycle;
 pub mod model;
 pub mod nn;
 pub mod rng;

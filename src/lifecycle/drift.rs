@@ -1,0 +1,384 @@
+//! Feature drift: the training distribution of every feature (its [`ReferenceStats`], saved
+//! with each model version) against a recent window, by the two-sample KS test (p-values as
+//! scipy's `ks_2samp`), the population stability index over reference-quantile bins, and
+//! Benjamini–Hochberg across features. The [`DriftReport`] carries a severity that maps to
+//! SPEC §5's response: LOW log only, MEDIUM retrain the model, HIGH retrain all models,
+//! CRITICAL also raise a stop-trading alarm.
+//!
+//! Severity rule (thresholds in [`Policy`]): a feature *alerts* when its KS statistic exceeds
+//! `ks_alert` or its BH-adjusted p-value is below `ks_p_value`; it has *drifted* when its KS
+//! statistic exceeds `ks_retrain`, its PSI exceeds `psi_threshold`, or it alerts on both
+//! counts (KS > `ks_alert` and significant). No alert → no drift; alerts without drifted
+//! features → LOW; drifted features → MEDIUM, HIGH from `drift_high_fraction` of the features,
+//! CRITICAL from `drift_critical_fraction`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Policy;
+use crate::error::{Error, Result};
+use crate::lifecycle::ks::{self, KsResult};
+
+/// Fractions that replace an empty PSI bin (either side) so the logarithm stays finite.
+pub const PSI_EPSILON: f64 = 1e-4;
+
+/// Quantile points kept per feature: the reference ECDF is known to 1/(`REFERENCE_QUANTILES` − 1).
+pub const REFERENCE_QUANTILES: usize = 1001;
+
+/// One feature's training distribution, compact enough to store with a model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureReference {
+    /// Feature name.
+    pub name: String,
+    /// Finite training values summarised.
+    pub n: usize,
+    /// Quantiles at probabilities 0, 1/(q−1), …, 1 (linear interpolation, numpy's default).
+    pub quantiles: Vec<f64>,
+    /// Inner PSI bin edges (reference quantiles at 1/bins, …, (bins−1)/bins).
+    pub psi_edges: Vec<f64>,
+    /// Share of the reference in each PSI bin (`psi_edges.len() + 1` values).
+    pub psi_expected: Vec<f64>,
+}
+
+/// Every feature's [`FeatureReference`]: what a drift check needs instead of the training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceStats {
+    /// One entry per feature, in the model's column order.
+    pub features: Vec<FeatureReference>,
+}
+
+/// numpy's default (linear) quantile of sorted values.
+fn quantile_sorted(s: &[f64], p: f64) -> f64 {
+    let pos = p * (s.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(s.len() - 1);
+    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+/// Bin index of `v` among ascending inner `edges` (a value equal to an edge goes right).
+fn bin_of(edges: &[f64], v: f64) -> usize {
+    edges.partition_point(|&e| e <= v)
+}
+
+fn finite_sorted(x: &[f64]) -> Vec<f64> {
+    let mut s: Vec<f64> = x.iter().copied().filter(|v| v.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+impl FeatureReference {
+    /// Summarise one feature's training values (non-finite values are skipped; at least one
+    /// finite value is needed).
+    pub fn from_values(name: &str, values: &[f64], psi_bins: usize) -> Result<Self> {
+        let s = finite_sorted(values);
+        if s.is_empty() {
+            return Err(Error::param(format!("reference.{name}"), "no finite training values"));
+        }
+        if psi_bins < 2 {
+            return Err(Error::param("psi_bins", format!("must be at least 2, got {psi_bins}")));
+        }
+        let q = REFERENCE_QUANTILES;
+        let quantiles = (0..q).map(|i| quantile_sorted(&s, i as f64 / (q - 1) as f64)).collect();
+        let mut psi_edges: Vec<f64> = (1..psi_bins).map(|i| quantile_sorted(&s, i as f64 / psi_bins as f64)).collect();
+        psi_edges.dedup();
+        let mut counts = vec![0usize; psi_edges.len() + 1];
+        for &v in &s {
+            counts[bin_of(&psi_edges, v)] += 1;
+        }
+        let psi_expected = counts.iter().map(|&c| c as f64 / s.len() as f64).collect();
+        Ok(FeatureReference { name: name.into(), n: s.len(), quantiles, psi_edges, psi_expected })
+    }
+
+    /// The reference ECDF at `x`, read off the stored quantiles.
+    fn cdf(&self, x: f64) -> f64 {
+        let q = &self.quantiles;
+        if x < q[0] {
+            return 0.0;
+        }
+        if x >= q[q.len() - 1] {
+            return 1.0;
+        }
+        // Last quantile point ≤ x, then interpolate to the next one.
+        let i = q.partition_point(|&v| v <= x) - 1;
+        let step = 1.0 / (q.len() - 1) as f64;
+        let (lo, hi) = (q[i], q[i + 1]);
+        let frac = if hi > lo { (x - lo) / (hi - lo) } else { 1.0 };
+        (i as f64 + frac) * step
+    }
+
+    /// KS statistic of the recent sorted values against the reference: the largest gap
+    /// between the two ECDFs, checked at every recent value and every stored quantile.
+    fn ks_statistic(&self, recent: &[f64]) -> f64 {
+        let m = recent.len() as f64;
+        let mut d = 0.0f64;
+        for (i, &v) in recent.iter().enumerate() {
+            if i + 1 < recent.len() && recent[i + 1] == v {
+                continue;
+            }
+            let f = self.cdf(v);
+            let lo = recent.partition_point(|&r| r < v) as f64 / m;
+            d = d.max((f - (i + 1) as f64 / m).abs()).max((f - lo).abs());
+        }
+        for &qv in &self.quantiles {
+            let g = recent.partition_point(|&r| r <= qv) as f64 / m;
+            d = d.max((self.cdf(qv) - g).abs());
+        }
+        d
+    }
+
+    /// Population stability index of the recent values over the reference bins.
+    pub fn psi(&self, recent: &[f64]) -> f64 {
+        let mut counts = vec![0usize; self.psi_expected.len()];
+        for &v in recent {
+            counts[bin_of(&self.psi_edges, v)] += 1;
+        }
+        let m = recent.len().max(1) as f64;
+        counts
+            .iter()
+            .zip(&self.psi_expected)
+            .map(|(&c, &e)| {
+                let a = (c as f64 / m).max(PSI_EPSILON);
+                let e = e.max(PSI_EPSILON);
+                (a - e) * (a / e).ln()
+            })
+            .sum()
+    }
+}
+
+impl ReferenceStats {
+    /// Summarise the training matrix, column by column (`columns[j]` holds feature `j`).
+    pub fn from_columns(names: &[String], columns: &[Vec<f64>], psi_bins: usize) -> Result<Self> {
+        if names.len() != columns.len() {
+            return Err(Error::Shape { what: "reference columns".into(), expected: names.len(), got: columns.len() });
+        }
+        let features = names
+            .iter()
+            .zip(columns)
+            .map(|(n, c)| FeatureReference::from_values(n, c, psi_bins))
+            .collect::<Result<_>>()?;
+        Ok(ReferenceStats { features })
+    }
+
+    /// Summarise a [`crate::data::Dataset`]'s feature columns.
+    pub fn from_dataset(ds: &crate::data::Dataset, psi_bins: usize) -> Result<Self> {
+        let cols: Vec<Vec<f64>> =
+            (0..ds.n_features()).map(|j| ds.x.column(j).iter().map(|&v| f64::from(v)).collect()).collect();
+        Self::from_columns(&ds.feature_names, &cols, psi_bins)
+    }
+}
+
+/// Drift severity (SPEC §5): what the host should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Severity {
+    /// Nothing moved.
+    None,
+    /// Log only.
+    Low,
+    /// Retrain the affected model.
+    Medium,
+    /// Retrain all models.
+    High,
+    /// Retrain all models and raise a stop-trading alarm.
+    Critical,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::None => "NONE",
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        })
+    }
+}
+
+/// One feature's drift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDrift {
+    /// Feature name.
+    pub name: String,
+    /// Recent finite values compared.
+    pub n_recent: usize,
+    /// KS statistic and raw p-value.
+    pub ks: KsResult,
+    /// Benjamini–Hochberg adjusted p-value across the report's features.
+    pub p_adjusted: f64,
+    /// Population stability index.
+    pub psi: f64,
+    /// KS above `ks_alert` or BH-significant.
+    pub alert: bool,
+    /// Retrain-worthy (see the module docs).
+    pub drifted: bool,
+}
+
+/// The drift of every feature of one model and the resulting severity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    /// Per feature, in column order.
+    pub features: Vec<FeatureDrift>,
+    /// Features alerting.
+    pub alerts: usize,
+    /// Features drifted.
+    pub drifted: usize,
+    /// The largest KS statistic.
+    pub max_ks: f64,
+    /// Overall severity.
+    pub severity: Severity,
+}
+
+impl DriftReport {
+    /// Names of the drifted features.
+    pub fn drifted_features(&self) -> Vec<&str> {
+        self.features.iter().filter(|f| f.drifted).map(|f| f.name.as_str()).collect()
+    }
+}
+
+/// Benjamini–Hochberg adjusted p-values (as `scipy.stats.false_discovery_control(p, method='bh')`).
+pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut out = vec![0.0; m];
+    let mut running = 1.0f64;
+    for rank in (0..m).rev() {
+        let i = order[rank];
+        running = running.min(p[i] * m as f64 / (rank + 1) as f64);
+        out[i] = running.min(1.0);
+    }
+    out
+}
+
+/// Compare recent feature values (`recent[j]` = column `j`, same order as the reference) with
+/// the reference under `policy`'s thresholds.
+pub fn check_drift(reference: &ReferenceStats, recent: &[Vec<f64>], policy: &Policy) -> Result<DriftReport> {
+    if recent.len() != reference.features.len() {
+        return Err(Error::Shape {
+            what: "recent feature columns".into(),
+            expected: reference.features.len(),
+            got: recent.len(),
+        });
+    }
+    let mut rows = Vec::with_capacity(recent.len());
+    for (r, col) in reference.features.iter().zip(recent) {
+        let s = finite_sorted(col);
+        if s.is_empty() {
+            return Err(Error::param(format!("recent.{}", r.name), "no finite recent values"));
+        }
+        let d = r.ks_statistic(&s);
+        let ks = ks::ks_p_value(d, r.n, s.len());
+        let psi = r.psi(&s);
+        rows.push((r.name.clone(), s.len(), ks, psi));
+    }
+    let adjusted = benjamini_hochberg(&rows.iter().map(|r| r.2.p_value).collect::<Vec<_>>());
+    let features: Vec<FeatureDrift> = rows
+        .into_iter()
+        .zip(adjusted)
+        .map(|((name, n_recent, ks, psi), p_adjusted)| {
+            let big = ks.statistic > policy.ks_alert;
+            let significant = p_adjusted < policy.ks_p_value;
+            FeatureDrift {
+                name,
+                n_recent,
+                ks,
+                p_adjusted,
+                psi,
+                alert: big || significant,
+                drifted: ks.statistic > policy.ks_retrain || psi > policy.psi_threshold || (big && significant),
+            }
+        })
+        .collect();
+    Ok(summarise(features, policy))
+}
+
+fn summarise(features: Vec<FeatureDrift>, policy: &Policy) -> DriftReport {
+    let alerts = features.iter().filter(|f| f.alert).count();
+    let drifted = features.iter().filter(|f| f.drifted).count();
+    let max_ks = features.iter().map(|f| f.ks.statistic).fold(0.0, f64::max);
+    let share = drifted as f64 / features.len().max(1) as f64;
+    let severity = if drifted == 0 {
+        if alerts == 0 { Severity::None } else { Severity::Low }
+    } else if share >= policy.drift_critical_fraction {
+        Severity::Critical
+    } else if share >= policy.drift_high_fraction {
+        Severity::High
+    } else {
+        Severity::Medium
+    };
+    DriftReport { features, alerts, drifted, max_ks, severity }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn normal(rng: &mut Rng, n: usize, shift: f64) -> Vec<f64> {
+        (0..n).map(|_| rng.normal() + shift).collect()
+    }
+
+    #[test]
+    fn bh_matches_hand_computation() {
+        // p sorted: .01 .02 .03 .5 with m = 4 → .04 .04 .04 .5
+        let adj = benjamini_hochberg(&[0.03, 0.5, 0.01, 0.02]);
+        for (a, e) in adj.iter().zip([0.04, 0.5, 0.04, 0.04]) {
+            assert!((a - e).abs() < 1e-12, "{adj:?}");
+        }
+    }
+
+    #[test]
+    fn reference_ks_tracks_the_raw_two_sample_statistic() {
+        let mut rng = Rng::new(7);
+        let train = normal(&mut rng, 20_000, 0.0);
+        let recent = normal(&mut rng, 480, 0.3);
+        let r = FeatureReference::from_values("x", &train, 10).unwrap();
+        let mut s = recent.clone();
+        s.sort_by(f64::total_cmp);
+        let approx = r.ks_statistic(&s);
+        let exact = ks::ks_2samp(&train, &recent).unwrap().statistic;
+        assert!((approx - exact).abs() < 2.0 / (REFERENCE_QUANTILES - 1) as f64, "{approx} vs {exact}");
+    }
+
+    #[test]
+    fn psi_is_zero_for_the_reference_itself_and_grows_with_shift() {
+        let mut rng = Rng::new(3);
+        let train = normal(&mut rng, 10_000, 0.0);
+        let r = FeatureReference::from_values("x", &train, 10).unwrap();
+        assert!(r.psi(&train) < 1e-9);
+        assert_eq!(r.psi_expected.len(), 10);
+        let small = r.psi(&normal(&mut rng, 2000, 0.1));
+        let big = r.psi(&normal(&mut rng, 2000, 1.0));
+        assert!(small < 0.1 && big > 0.25 && big > small, "{small} {big}");
+    }
+
+    #[test]
+    fn severity_follows_the_share_of_drifted_features() {
+        let mut rng = Rng::new(11);
+        let policy = Policy::default();
+        let names: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
+        let train: Vec<Vec<f64>> = (0..8).map(|_| normal(&mut rng, 5000, 0.0)).collect();
+        let reference = ReferenceStats::from_columns(&names, &train, 10).unwrap();
+        let check = |shifted: usize, rng: &mut Rng| {
+            let recent: Vec<Vec<f64>> = (0..8).map(|j| normal(rng, 500, if j < shifted { 1.5 } else { 0.0 })).collect();
+            check_drift(&reference, &recent, &policy).unwrap()
+        };
+        assert_eq!(check(0, &mut rng).severity, Severity::None);
+        let one = check(1, &mut rng);
+        assert_eq!((one.severity, one.drifted), (Severity::Medium, 1));
+        assert_eq!(one.drifted_features(), ["f0"]);
+        assert_eq!(check(2, &mut rng).severity, Severity::High);
+        assert_eq!(check(4, &mut rng).severity, Severity::Critical);
+    }
+
+    #[test]
+    fn shape_and_empty_inputs_are_typed_errors() {
+        let r = ReferenceStats::from_columns(&["a".into()], &[vec![1.0, 2.0]], 10).unwrap();
+        assert!(matches!(check_drift(&r, &[], &Policy::default()), Err(Error::Shape { .. })));
+        let e = check_drift(&r, &[vec![f64::NAN]], &Policy::default()).unwrap_err().to_string();
+        assert!(e.contains("recent.a"), "{e}");
+        assert!(FeatureReference::from_values("z", &[f64::NAN], 10).is_err());
+    }
+}
