@@ -112,6 +112,12 @@ pub struct Policy {
     pub safe_min_avg_r: f64,
     /// … and this calibration (SPEC: 0.70).
     pub safe_min_calibration: f64,
+    /// Safety also requires no overfitting flag of SPEC §4 (Sharpe gap, weak IC, seed
+    /// instability) (default on).
+    pub gate_overfitting: bool,
+    /// With a deployed version, safety also requires a significantly higher IC on the same
+    /// paths (SPEC §4: ΔIC > 0.01, p < 0.05) (default on).
+    pub gate_significance: bool,
     /// Improvement from which a safe candidate deploys (SPEC: 5 %).
     pub min_improvement: f64,
     /// Improvement from which a safe candidate goes to canary (SPEC: 2 %); below it, REVIEW
@@ -186,6 +192,8 @@ impl Default for Policy {
             safe_min_win_rate: 0.50,
             safe_min_avg_r: 0.0,
             safe_min_calibration: 0.70,
+            gate_overfitting: true,
+            gate_significance: true,
             min_improvement: 0.05,
             canary_threshold: 0.02,
             min_samples: 1000,

@@ -3,7 +3,9 @@
 //! priorities, the plan, isolated parallel jobs, the deployment decision, shadow and canary
 //! tests, retirement and automatic rollback — behind one front door, the `Retrainer`.
 
+pub mod decision;
 pub mod drift;
+pub mod events;
 pub mod ks;
 
 pub use drift::{DriftReport, FeatureDrift, FeatureReference, ReferenceStats, Severity, check_drift};

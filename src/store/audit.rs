@@ -41,6 +41,13 @@ pub enum AuditKind {
     Decision,
     /// The preceding record(s) with this model and generation were never committed.
     Aborted,
+    /// A lifecycle trigger fired (priority and reason in `details`).
+    Trigger,
+    /// A retraining job finished: COMPLETED, FAILED, DEFERRED or CANCELLED, with its duration
+    /// in `details` (the plan's duration estimates come from these).
+    Job,
+    /// A lifecycle alert (drift, degraded health, stuck shadow test, stop-trading alarm).
+    Alert,
 }
 
 /// One line of the audit log.
@@ -72,6 +79,9 @@ pub struct AuditRecord {
     /// A related path (decision report, trash location).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// Structured details of lifecycle records (trigger priority, job status and duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl AuditRecord {
@@ -88,6 +98,7 @@ impl AuditRecord {
             reason: reason.into(),
             generation: None,
             reference: None,
+            details: None,
         }
     }
 }

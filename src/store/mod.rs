@@ -675,11 +675,34 @@ impl VersionStore {
         })
     }
 
-    /// A model's committed audit history, oldest first.
+    /// A model's committed audit history, oldest first (`NotFound` for a model the store has
+    /// never heard of).
     pub fn history(&self, model_id: &str) -> Result<Vec<AuditRecord>> {
-        let s = self.existing_state(model_id)?;
+        let s = self.read_state(model_id)?;
         let log = audit::read_model(&self.layout.audit(), model_id)?;
-        Ok(audit::committed(log.records, model_id, s.generation))
+        let out = audit::committed(log.records, model_id, s.generation);
+        if out.is_empty() && s.generation == 0 {
+            return Err(Error::NotFound { model_id: model_id.into(), what: "model".into() });
+        }
+        Ok(out)
+    }
+
+    /// Append a lifecycle record (trigger, job, alert) about `model_id` to the audit log; it
+    /// changes no version, so it carries no generation.
+    pub fn log_event(
+        &self,
+        model_id: &str,
+        event: AuditKind,
+        change: &Change,
+        details: Option<serde_json::Value>,
+    ) -> Result<()> {
+        check_model_id(model_id)?;
+        self.locked(|| {
+            let mut r = AuditRecord::new(self.clock.now(), event, &change.actor, &change.reason);
+            r.model = Some(model_id.into());
+            r.details = details;
+            audit::append(&self.layout.audit(), &[r])
+        })
     }
 }
 

@@ -1,0 +1,345 @@
+//! The deployment decision of SPEC §5: a candidate against the deployed version, both scored
+//! on the same CPCV paths.
+//!
+//! improvement = w_wr·Δwin-rate + w_r·Δavg-R + w_cal·Δcalibration, each Δ a relative change
+//! (new − old) / max(|old|, floor). A candidate is *safe* when win rate ≥ 0.50, avg R ≥ 0,
+//! calibration ≥ 0.70, no overfitting flag is raised and (with an incumbent) its IC is
+//! significantly higher (§4: ΔIC > 0.01, p < 0.05) — each gate switchable in the [`Policy`].
+//! Not safe → KEEP_OLD; improvement ≥ 5 % → DEPLOY; 2–5 % → CANARY; 0–2 % → REVIEW;
+//! < 0 → KEEP_OLD. With no deployed version a safe candidate deploys. Boundaries belong to
+//! the upper band (exactly 5 % deploys, exactly 2 % goes to canary, exactly 0 to review),
+//! compared with a 1e-12 tolerance so that 0.525 vs 0.5 counts as the 5 % it is.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Policy;
+use crate::validation::compare::IcDifference;
+use crate::validation::overfit::OverfitFlags;
+
+/// Tolerance of the band boundaries (floating-point noise in the relative changes).
+const BOUNDARY_EPS: f64 = 1e-12;
+
+/// What to do with a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Decision {
+    /// Make it the active version.
+    Deploy,
+    /// Route a fraction of decisions to it (registered as SHADOW).
+    Canary,
+    /// Keep the deployed version; the candidate is retired unused.
+    KeepOld,
+    /// Marginal: an operator decides (registered as SHADOW to collect evidence).
+    Review,
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Decision::Deploy => "DEPLOY",
+            Decision::Canary => "CANARY",
+            Decision::KeepOld => "KEEP_OLD",
+            Decision::Review => "REVIEW",
+        })
+    }
+}
+
+/// The three metrics the rule weighs, out of sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DecisionMetrics {
+    /// Share of winning trades.
+    pub win_rate: f64,
+    /// Average return per unit of risk.
+    pub avg_r: f64,
+    /// 1 − expected calibration error.
+    pub calibration: f64,
+}
+
+impl DecisionMetrics {
+    /// The means over a CV report's backtest paths (`None` when a metric is missing).
+    pub fn from_report(r: &crate::validation::report::CvReport) -> Option<Self> {
+        let m = |name: &str| r.metric(name).map(|s| s.mean).filter(|v| v.is_finite());
+        Some(DecisionMetrics { win_rate: m("win_rate")?, avg_r: m("avg_r")?, calibration: m("calibration")? })
+    }
+}
+
+/// Everything the rule looks at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionInput {
+    /// The candidate's metrics (`None` when validation could not produce them: unsafe).
+    pub candidate: Option<DecisionMetrics>,
+    /// The deployed version's metrics on the same paths (`None`: no deployed version).
+    pub incumbent: Option<DecisionMetrics>,
+    /// The candidate's overfitting flags.
+    pub flags: Option<OverfitFlags>,
+    /// Candidate IC minus incumbent IC per path, tested (with an incumbent).
+    pub ic_difference: Option<IcDifference>,
+}
+
+/// One weighted relative change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Component {
+    /// Metric name.
+    pub metric: String,
+    /// Candidate value.
+    pub new: f64,
+    /// Incumbent value.
+    pub old: f64,
+    /// (new − old) / max(|old|, floor).
+    pub relative: f64,
+    /// Its weight.
+    pub weight: f64,
+}
+
+/// The decision with everything that led to it (persisted as the decision report).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionReport {
+    /// The outcome.
+    pub decision: Decision,
+    /// Whether the candidate passed every safety gate.
+    pub safe: bool,
+    /// Weighted relative improvement (`None` without an incumbent).
+    pub improvement: Option<f64>,
+    /// The weighted components.
+    pub components: Vec<Component>,
+    /// Why this outcome.
+    pub reasons: Vec<String>,
+    /// Failed gates and other worries.
+    pub concerns: Vec<String>,
+    /// The inputs.
+    pub input: DecisionInput,
+}
+
+impl std::fmt::Display for DecisionReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.decision)?;
+        if let Some(i) = self.improvement {
+            write!(f, " (improvement {:+.2}%)", 100.0 * i)?;
+        }
+        if !self.reasons.is_empty() {
+            write!(f, ": {}", self.reasons.join("; "))?;
+        }
+        if !self.concerns.is_empty() {
+            write!(f, " [concerns: {}]", self.concerns.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The weighted relative improvement of `new` over `old` and its components.
+pub fn improvement(new: &DecisionMetrics, old: &DecisionMetrics, p: &Policy) -> (f64, Vec<Component>) {
+    let rel = |n: f64, o: f64, floor: f64| (n - o) / o.abs().max(floor);
+    let comps = vec![
+        Component {
+            metric: "win_rate".into(),
+            new: new.win_rate,
+            old: old.win_rate,
+            relative: rel(new.win_rate, old.win_rate, p.floor_win_rate),
+            weight: p.weight_win_rate,
+        },
+        Component {
+            metric: "avg_r".into(),
+            new: new.avg_r,
+            old: old.avg_r,
+            relative: rel(new.avg_r, old.avg_r, p.floor_avg_r),
+            weight: p.weight_avg_r,
+        },
+        Component {
+            metric: "calibration".into(),
+            new: new.calibration,
+            old: old.calibration,
+            relative: rel(new.calibration, old.calibration, p.floor_calibration),
+            weight: p.weight_calibration,
+        },
+    ];
+    (comps.iter().map(|c| c.weight * c.relative).sum(), comps)
+}
+
+/// Apply the SPEC rule (see the module docs).
+pub fn decide(input: DecisionInput, p: &Policy) -> DecisionReport {
+    let mut concerns = Vec::new();
+    let mut reasons = Vec::new();
+    match &input.candidate {
+        None => concerns.push("validation produced no win rate / avg R / calibration".to_string()),
+        Some(c) => {
+            if c.win_rate.is_nan() || c.win_rate < p.safe_min_win_rate {
+                concerns.push(format!("win rate {:.4} < {}", c.win_rate, p.safe_min_win_rate));
+            }
+            if c.avg_r.is_nan() || c.avg_r < p.safe_min_avg_r {
+                concerns.push(format!("avg R {:.4} < {}", c.avg_r, p.safe_min_avg_r));
+            }
+            if c.calibration.is_nan() || c.calibration < p.safe_min_calibration {
+                concerns.push(format!("calibration {:.4} < {}", c.calibration, p.safe_min_calibration));
+            }
+        }
+    }
+    if p.gate_overfitting {
+        match &input.flags {
+            Some(f) => {
+                if f.sharpe_gap_flag {
+                    concerns.push(format!(
+                        "overfitting: in- minus out-of-sample Sharpe {:.3}",
+                        f.sharpe_gap.unwrap_or(0.0)
+                    ));
+                }
+                if f.weak_ic {
+                    concerns.push(format!("overfitting: out-of-sample IC {} too weak", fmt_opt(f.ic)));
+                }
+                if f.unstable {
+                    concerns.push(format!("overfitting: seed variance {} too high", fmt_opt(f.seed_variance)));
+                }
+            }
+            None => concerns.push("overfitting checks did not run".to_string()),
+        }
+    }
+    if p.gate_significance && input.incumbent.is_some() {
+        match &input.ic_difference {
+            Some(d) if d.significant => {}
+            Some(d) => concerns
+                .push(format!("IC not significantly better: mean ΔIC {:+.4}, p = {:.3}", d.test.mean, d.test.p_value)),
+            None => concerns.push("IC difference against the deployed version could not be tested".to_string()),
+        }
+    }
+    let safe = concerns.is_empty();
+    let (improvement, components) = match (&input.candidate, &input.incumbent) {
+        (Some(c), Some(o)) => {
+            let (i, comps) = improvement(c, o, p);
+            (Some(i), comps)
+        }
+        _ => (None, Vec::new()),
+    };
+    let decision = match (safe, improvement) {
+        (false, _) => {
+            reasons.push("candidate is not safe".to_string());
+            Decision::KeepOld
+        }
+        (true, None) => {
+            reasons.push("no deployed version; the candidate is safe".to_string());
+            Decision::Deploy
+        }
+        (true, Some(i)) if i.is_nan() => {
+            reasons.push("improvement is undefined".to_string());
+            Decision::KeepOld
+        }
+        (true, Some(i)) => {
+            let pct = |v: f64| format!("{:.2}%", 100.0 * v);
+            let (d, why) = if i >= p.min_improvement - BOUNDARY_EPS {
+                (Decision::Deploy, format!("improvement {} ≥ {}", pct(i), pct(p.min_improvement)))
+            } else if i >= p.canary_threshold - BOUNDARY_EPS {
+                (
+                    Decision::Canary,
+                    format!("improvement {} in [{}, {})", pct(i), pct(p.canary_threshold), pct(p.min_improvement)),
+                )
+            } else if i >= -BOUNDARY_EPS {
+                (Decision::Review, format!("improvement {} in [0, {})", pct(i), pct(p.canary_threshold)))
+            } else {
+                (Decision::KeepOld, format!("improvement {} < 0", pct(i)))
+            };
+            reasons.push(why);
+            d
+        }
+    };
+    DecisionReport { decision, safe, improvement, components, reasons, concerns, input }
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("n/a".to_string(), |v| format!("{v:.4}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validation::compare::TestResult;
+
+    fn m(win_rate: f64, avg_r: f64, calibration: f64) -> DecisionMetrics {
+        DecisionMetrics { win_rate, avg_r, calibration }
+    }
+    fn clean() -> OverfitFlags {
+        OverfitFlags {
+            sharpe_gap: Some(0.1),
+            sharpe_gap_flag: false,
+            ic: Some(0.05),
+            weak_ic: false,
+            seed_variance: None,
+            unstable: false,
+        }
+    }
+    fn sig(significant: bool) -> IcDifference {
+        IcDifference { test: TestResult { mean: 0.02, statistic: 3.0, p_value: 0.01, n: 5 }, significant }
+    }
+    fn run(new: DecisionMetrics, old: Option<DecisionMetrics>) -> DecisionReport {
+        let input = DecisionInput {
+            candidate: Some(new),
+            incumbent: old,
+            flags: Some(clean()),
+            ic_difference: Some(sig(true)),
+        };
+        decide(input, &Policy::default())
+    }
+    /// A candidate whose only change is win rate `0.5·(1 + r/0.35)`: improvement = r exactly.
+    fn by(r: f64) -> DecisionReport {
+        run(m(0.5 * (1.0 + r / 0.35), 0.2, 0.8), Some(m(0.5, 0.2, 0.8)))
+    }
+
+    #[test]
+    fn bands_and_their_boundaries() {
+        assert_eq!(by(0.08).decision, Decision::Deploy);
+        assert_eq!(by(0.05).decision, Decision::Deploy, "exactly 5 % deploys");
+        assert_eq!(by(0.0499).decision, Decision::Canary);
+        assert_eq!(by(0.02).decision, Decision::Canary, "exactly 2 % is canary");
+        assert_eq!(by(0.0199).decision, Decision::Review);
+        assert_eq!(by(0.0).decision, Decision::Review, "exactly 0 is review");
+        assert_eq!(by(-0.001).decision, Decision::KeepOld);
+        let r = by(0.05);
+        assert!((r.improvement.unwrap() - 0.05).abs() < 1e-12);
+        assert_eq!(r.components.len(), 3);
+    }
+
+    #[test]
+    fn the_weighted_formula_with_floors() {
+        // avg R 0.01 → 0.02 with floor 0.05: +0.2 relative, not +100 %.
+        let (i, c) = improvement(&m(0.55, 0.02, 0.84), &m(0.5, 0.01, 0.8), &Policy::default());
+        let want = 0.35 * (0.05 / 0.5) + 0.35 * (0.01 / 0.05) + 0.30 * (0.04 / 0.8);
+        assert!((i - want).abs() < 1e-12, "{i} vs {want}");
+        assert!((c[1].relative - 0.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn unsafe_candidates_keep_the_old_version() {
+        for bad in [m(0.49, 0.3, 0.9), m(0.6, -0.01, 0.9), m(0.6, 0.3, 0.69)] {
+            let r = run(bad, Some(m(0.5, 0.0, 0.7)));
+            assert_eq!(r.decision, Decision::KeepOld, "{r}");
+            assert!(!r.safe && r.concerns.len() == 1, "{r}");
+        }
+        let mut flags = clean();
+        flags.weak_ic = true;
+        let input = DecisionInput {
+            candidate: Some(m(0.6, 0.3, 0.9)),
+            incumbent: None,
+            flags: Some(flags),
+            ic_difference: None,
+        };
+        assert_eq!(decide(input.clone(), &Policy::default()).decision, Decision::KeepOld);
+        let lax = Policy { gate_overfitting: false, ..Policy::default() };
+        assert_eq!(decide(input, &lax).decision, Decision::Deploy);
+        let input = DecisionInput {
+            candidate: Some(m(0.6, 0.3, 0.9)),
+            incumbent: Some(m(0.5, 0.1, 0.8)),
+            flags: Some(clean()),
+            ic_difference: Some(sig(false)),
+        };
+        let r = decide(input, &Policy::default());
+        assert_eq!(r.decision, Decision::KeepOld);
+        assert!(r.concerns[0].contains("IC not significantly better"), "{r}");
+        let missing = DecisionInput { candidate: None, incumbent: None, flags: Some(clean()), ic_difference: None };
+        assert_eq!(decide(missing, &Policy::default()).decision, Decision::KeepOld);
+    }
+
+    #[test]
+    fn first_deployment() {
+        let r = run(m(0.52, 0.01, 0.75), None);
+        assert_eq!(r.decision, Decision::Deploy);
+        assert!(r.improvement.is_none() && r.reasons[0].contains("no deployed version"));
+        assert_eq!(run(m(0.45, 0.01, 0.75), None).decision, Decision::KeepOld);
+    }
+}
