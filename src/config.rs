@@ -30,6 +30,11 @@ pub struct Policy {
     /// Health alert when longs ÷ shorts falls below this (SPEC: 0.33).
     pub health_min_long_short_ratio: f64,
 
+    /// Resolved predictions needed before performance alerts are raised (default 50).
+    pub health_min_outcomes: usize,
+    /// Trading days in the rolling IC of the health report (default 5).
+    pub health_ic_window_days: usize,
+
     // --- Performance triggers.
     /// Retrain (HIGH) when the live win rate falls below this (SPEC: 50 %).
     pub min_win_rate: f64,
@@ -158,6 +163,8 @@ impl Default for Policy {
             health_max_latency_ms: 500.0,
             health_max_long_short_ratio: 3.0,
             health_min_long_short_ratio: 0.33,
+            health_min_outcomes: 50,
+            health_ic_window_days: 5,
             min_win_rate: 0.50,
             min_accuracy: 0.70,
             ic_decay_threshold: 0.02,
@@ -289,6 +296,8 @@ impl Policy {
         }
         at_least_one(&[
             ("ic_decay_days", self.ic_decay_days),
+            ("health_min_outcomes", self.health_min_outcomes),
+            ("health_ic_window_days", self.health_ic_window_days),
             ("psi_bins", self.psi_bins),
             ("drift_window_days", self.drift_window_days),
             ("regime_sustain_days", self.regime_sustain_days),

@@ -100,6 +100,13 @@ pub enum Error {
         source: polars::error::PolarsError,
     },
 
+    /// Work was cancelled (by the caller or its time limit) before it finished.
+    #[error("cancelled: {reason}")]
+    Cancelled {
+        /// Who or what stopped it.
+        reason: String,
+    },
+
     /// A saved model file is truncated, corrupt or of an unknown version.
     #[error("{source_name}: not a valid model file: {reason}")]
     CorruptModel {

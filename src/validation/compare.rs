@@ -27,7 +27,8 @@ pub struct TestResult {
     pub n: usize,
 }
 
-fn t_p_value(t: f64, df: f64) -> f64 {
+/// Two-sided p-value of a t statistic with `df` degrees of freedom.
+pub fn t_p_value(t: f64, df: f64) -> f64 {
     if t.is_nan() {
         return f64::NAN;
     }

@@ -1,0 +1,481 @@
+//! Model health, the "supervisor" of SPEC §5: from a log of a model's live predictions and
+//! their realised outcomes, the win rate, average R, accuracy, calibration, long/short
+//! ratio, latency percentiles, coverage, rolling IC and trend, and a status.
+//!
+//! Definitions. A prediction *resolves* once its outcome (the realised return over the
+//! label horizon) is logged. Win: a non-flat call whose direction matches the outcome's
+//! sign. Accuracy: resolved calls (flat included) whose sign matches the outcome's. Average
+//! R: mean of direction × outcome ÷ risk (risk 1 when not logged). Calibration error: the
+//! expected calibration error (10 bins) of the logged probability against the win.
+//! Coverage: share of predictions that are not flat. Rolling IC: Spearman correlation of
+//! score and outcome over the trailing `health_ic_window_days` trading days, one value per
+//! day. Trend: OLS slope of the daily win rate against the day index, two-sided t-test at
+//! 5 % (needs 5 days): a significant negative slope is DEGRADING, positive IMPROVING, else
+//! STABLE. Status: each alert of the policy (win rate, calibration error, latency p95,
+//! long/short ratio) counts one; none → HEALTHY, one → DEGRADED, two or more → CRITICAL.
+//! With fewer than `health_min_outcomes` resolved predictions no performance alert is
+//! raised (the report says so).
+//!
+//! The log is an in-memory [`PredictionLog`] or a JSONL file of [`PredictionRecord`]s.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Policy;
+use crate::error::{Error, Result};
+use crate::validation::metrics::{expected_calibration_error, spearman};
+
+/// One live prediction and, once known, its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionRecord {
+    /// When the prediction was made.
+    pub ts: Timestamp,
+    /// The model (and optionally `model@tag`) that made it.
+    pub model: String,
+    /// −1 short, 0 flat, +1 long.
+    pub direction: i8,
+    /// Probability of that direction, when the model gives one.
+    #[serde(default)]
+    pub probability: Option<f64>,
+    /// The model's continuous score (for the IC); default the signed probability.
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// Realised return over the horizon, once known.
+    #[serde(default)]
+    pub outcome: Option<f64>,
+    /// Risk unit of the trade (stop distance) for average R; default 1.
+    #[serde(default)]
+    pub risk: Option<f64>,
+    /// Inference latency in milliseconds.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+}
+
+/// A model's prediction log (records in time order per model).
+#[derive(Debug, Clone, Default)]
+pub struct PredictionLog {
+    records: Vec<PredictionRecord>,
+}
+
+impl PredictionLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        PredictionLog::default()
+    }
+
+    /// Add a record (checked: direction in {−1, 0, 1}, finite numbers, probability in [0, 1]).
+    pub fn push(&mut self, r: PredictionRecord) -> Result<()> {
+        check_record(&r, self.records.len() + 1, "<memory>")?;
+        self.records.push(r);
+        Ok(())
+    }
+
+    /// Read a JSONL file (one [`PredictionRecord`] per line; blank lines skipped).
+    pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let name = path.display().to_string();
+        let mut records = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let r: PredictionRecord = serde_json::from_str(line)
+                .map_err(|e| Error::Config { source_name: format!("{name}:{}", i + 1), message: e.to_string() })?;
+            check_record(&r, i + 1, &name)?;
+            records.push(r);
+        }
+        Ok(PredictionLog { records })
+    }
+
+    /// Every record.
+    pub fn records(&self) -> &[PredictionRecord] {
+        &self.records
+    }
+
+    /// The model names in the log (before any `@tag`), sorted.
+    pub fn models(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.records.iter().map(|r| base_model(&r.model).to_string()).collect();
+        m.sort();
+        m.dedup();
+        m
+    }
+
+    /// The records of one model, in time order.
+    pub fn of(&self, model: &str) -> Vec<&PredictionRecord> {
+        let mut v: Vec<&PredictionRecord> = self.records.iter().filter(|r| base_model(&r.model) == model).collect();
+        v.sort_by_key(|r| r.ts);
+        v
+    }
+}
+
+fn base_model(m: &str) -> &str {
+    m.split('@').next().unwrap_or(m)
+}
+
+fn check_record(r: &PredictionRecord, line: usize, source: &str) -> Result<()> {
+    let bad = |what: &str, why: String| Error::InvalidBar {
+        source_name: source.to_string(),
+        row: line,
+        column: what.to_string(),
+        reason: why,
+    };
+    if !(-1..=1).contains(&r.direction) {
+        return Err(bad("direction", format!("must be -1, 0 or 1, got {}", r.direction)));
+    }
+    if let Some(p) = r.probability
+        && !(0.0..=1.0).contains(&p)
+    {
+        return Err(bad("probability", format!("must be in [0, 1], got {p}")));
+    }
+    for (name, v) in [("score", r.score), ("outcome", r.outcome), ("risk", r.risk), ("latency_ms", r.latency_ms)] {
+        if let Some(v) = v
+            && !v.is_finite()
+        {
+            return Err(bad(name, format!("must be finite, got {v}")));
+        }
+    }
+    if r.risk.is_some_and(|v| v <= 0.0) {
+        return Err(bad("risk", "must be positive".into()));
+    }
+    Ok(())
+}
+
+/// HEALTHY / DEGRADED / CRITICAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthStatus {
+    /// No alert.
+    Healthy,
+    /// One alert.
+    Degraded,
+    /// Two or more alerts.
+    Critical,
+}
+
+impl std::fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            HealthStatus::Healthy => "HEALTHY",
+            HealthStatus::Degraded => "DEGRADED",
+            HealthStatus::Critical => "CRITICAL",
+        })
+    }
+}
+
+/// Direction of the daily win rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Trend {
+    /// Significant upward slope.
+    Improving,
+    /// No significant slope (or too few days).
+    Stable,
+    /// Significant downward slope.
+    Degrading,
+}
+
+/// A model's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// The model.
+    pub model: String,
+    /// Predictions logged.
+    pub predictions: usize,
+    /// Predictions with an outcome.
+    pub resolved: usize,
+    /// Win rate of resolved non-flat calls.
+    pub win_rate: Option<f64>,
+    /// Sign accuracy of resolved calls.
+    pub accuracy: Option<f64>,
+    /// Mean direction × outcome ÷ risk.
+    pub avg_r: Option<f64>,
+    /// Expected calibration error of the probabilities.
+    pub calibration_error: Option<f64>,
+    /// Longs ÷ shorts.
+    pub long_short_ratio: Option<f64>,
+    /// Latency percentiles (ms): p50, p95, p99.
+    pub latency_ms: Option<[f64; 3]>,
+    /// Share of non-flat predictions.
+    pub coverage: f64,
+    /// Rolling IC per trading day (UTC date, IC).
+    pub rolling_ic: Vec<(String, f64)>,
+    /// Daily win-rate trend.
+    pub trend: Trend,
+    /// The status.
+    pub status: HealthStatus,
+    /// The alerts raised.
+    pub alerts: Vec<String>,
+    /// Caveats (too little data, …).
+    pub notes: Vec<String>,
+}
+
+impl HealthReport {
+    /// Trailing consecutive trading days whose rolling IC is below `threshold`.
+    pub fn ic_days_below(&self, threshold: f64) -> usize {
+        self.rolling_ic.iter().rev().take_while(|(_, ic)| *ic < threshold).count()
+    }
+
+    /// Trailing consecutive trading days whose rolling IC is below zero (retirement).
+    pub fn negative_ic_days(&self) -> usize {
+        self.ic_days_below(0.0)
+    }
+}
+
+/// Linear-interpolation percentile of sorted values.
+fn percentile(s: &[f64], q: f64) -> f64 {
+    let pos = q * (s.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(s.len() - 1);
+    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+fn day_of(ts: Timestamp) -> String {
+    ts.strftime("%Y-%m-%d").to_string()
+}
+
+/// Assess one model from its records (time order).
+pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> HealthReport {
+    let mut notes = Vec::new();
+    let resolved: Vec<&&PredictionRecord> = records.iter().filter(|r| r.outcome.is_some()).collect();
+    let calls: Vec<&&&PredictionRecord> = resolved.iter().filter(|r| r.direction != 0).collect();
+    let outcome = |r: &PredictionRecord| r.outcome.unwrap_or(0.0);
+    let win = |r: &PredictionRecord| f64::from(r.direction) * outcome(r) > 0.0;
+    let win_rate = (!calls.is_empty()).then(|| calls.iter().filter(|r| win(r)).count() as f64 / calls.len() as f64);
+    let accuracy = (!resolved.is_empty()).then(|| {
+        resolved
+            .iter()
+            .filter(|r| {
+                f64::from(r.direction).signum() == outcome(r).signum() || (r.direction == 0 && outcome(r) == 0.0)
+            })
+            .count() as f64
+            / resolved.len() as f64
+    });
+    let avg_r = (!resolved.is_empty()).then(|| {
+        resolved.iter().map(|r| f64::from(r.direction) * outcome(r) / r.risk.unwrap_or(1.0)).sum::<f64>()
+            / resolved.len() as f64
+    });
+    let with_p: Vec<(f64, f64)> =
+        calls.iter().filter_map(|r| r.probability.map(|p| (if win(r) { 1.0 } else { 0.0 }, p))).collect();
+    let calibration_error = (!with_p.is_empty()).then(|| {
+        let (y, p): (Vec<f64>, Vec<f64>) = with_p.into_iter().unzip();
+        expected_calibration_error(&y, &p).unwrap_or(f64::NAN)
+    });
+    let longs = records.iter().filter(|r| r.direction > 0).count();
+    let shorts = records.iter().filter(|r| r.direction < 0).count();
+    let long_short_ratio = (shorts > 0).then(|| longs as f64 / shorts as f64);
+    let mut lat: Vec<f64> = records.iter().filter_map(|r| r.latency_ms).collect();
+    lat.sort_by(f64::total_cmp);
+    let latency_ms = (!lat.is_empty()).then(|| [percentile(&lat, 0.5), percentile(&lat, 0.95), percentile(&lat, 0.99)]);
+    let coverage = if records.is_empty() { 0.0 } else { (longs + shorts) as f64 / records.len() as f64 };
+
+    // Per trading day (UTC dates with resolved predictions), oldest first.
+    let mut days: BTreeMap<String, Vec<&PredictionRecord>> = BTreeMap::new();
+    for r in &resolved {
+        days.entry(day_of(r.ts)).or_default().push(r);
+    }
+    let day_list: Vec<(&String, &Vec<&PredictionRecord>)> = days.iter().collect();
+    let w = policy.health_ic_window_days.max(1);
+    let mut rolling_ic = Vec::new();
+    for i in 0..day_list.len() {
+        let from = (i + 1).saturating_sub(w);
+        let rows: Vec<&PredictionRecord> = day_list[from..=i].iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        let score: Vec<f64> = rows
+            .iter()
+            .map(|r| r.score.unwrap_or_else(|| f64::from(r.direction) * r.probability.unwrap_or(1.0)))
+            .collect();
+        let out: Vec<f64> = rows.iter().map(|r| outcome(r)).collect();
+        if let Ok(ic) = spearman(&score, &out)
+            && ic.is_finite()
+        {
+            rolling_ic.push((day_list[i].0.clone(), ic));
+        }
+    }
+    let daily_wr: Vec<f64> = day_list
+        .iter()
+        .filter_map(|(_, v)| {
+            let c: Vec<_> = v.iter().filter(|r| r.direction != 0).collect();
+            (!c.is_empty()).then(|| c.iter().filter(|r| win(r)).count() as f64 / c.len() as f64)
+        })
+        .collect();
+    let trend = trend_of(&daily_wr);
+
+    let mut alerts = Vec::new();
+    if resolved.len() < policy.health_min_outcomes {
+        notes.push(format!(
+            "{} resolved predictions (< {}): performance alerts need more outcomes",
+            resolved.len(),
+            policy.health_min_outcomes
+        ));
+    } else {
+        if let Some(w) = win_rate.filter(|&w| w < policy.health_min_win_rate) {
+            alerts.push(format!("win rate {:.1}% < {:.0}%", 100.0 * w, 100.0 * policy.health_min_win_rate));
+        }
+        if let Some(c) = calibration_error.filter(|&c| c > policy.health_max_calibration_error) {
+            alerts.push(format!("calibration error {c:.3} > {}", policy.health_max_calibration_error));
+        }
+    }
+    if let Some([_, p95, _]) = latency_ms.filter(|l| l[1] > policy.health_max_latency_ms) {
+        alerts.push(format!("latency p95 {p95:.0} ms > {} ms", policy.health_max_latency_ms));
+    }
+    if records.len() >= policy.health_min_outcomes {
+        match long_short_ratio {
+            Some(r) if r > policy.health_max_long_short_ratio || r < policy.health_min_long_short_ratio => {
+                alerts.push(format!(
+                    "long/short ratio {r:.2} outside [{}, {}]",
+                    policy.health_min_long_short_ratio, policy.health_max_long_short_ratio
+                ))
+            }
+            None if longs > 0 => alerts.push("only long calls (long/short ratio infinite)".into()),
+            _ => {}
+        }
+    }
+    let status = match alerts.len() {
+        0 => HealthStatus::Healthy,
+        1 => HealthStatus::Degraded,
+        _ => HealthStatus::Critical,
+    };
+    HealthReport {
+        model: model.to_string(),
+        predictions: records.len(),
+        resolved: resolved.len(),
+        win_rate,
+        accuracy,
+        avg_r,
+        calibration_error,
+        long_short_ratio,
+        latency_ms,
+        coverage,
+        rolling_ic,
+        trend,
+        status,
+        alerts,
+        notes,
+    }
+}
+
+/// OLS slope of `y` on 0..n with a two-sided t-test at 5 % (Stable below 5 points).
+fn trend_of(y: &[f64]) -> Trend {
+    let n = y.len();
+    if n < 5 {
+        return Trend::Stable;
+    }
+    let nf = n as f64;
+    let xm = (nf - 1.0) / 2.0;
+    let ym = y.iter().sum::<f64>() / nf;
+    let sxx: f64 = (0..n).map(|i| (i as f64 - xm).powi(2)).sum();
+    let sxy: f64 = y.iter().enumerate().map(|(i, v)| (i as f64 - xm) * (v - ym)).sum();
+    let slope = sxy / sxx;
+    let resid: f64 = y.iter().enumerate().map(|(i, v)| (v - ym - slope * (i as f64 - xm)).powi(2)).sum();
+    let se = (resid / (nf - 2.0) / sxx).sqrt();
+    if se == 0.0 {
+        return if slope > 0.0 {
+            Trend::Improving
+        } else if slope < 0.0 {
+            Trend::Degrading
+        } else {
+            Trend::Stable
+        };
+    }
+    let p = crate::validation::compare::t_p_value(slope / se, nf - 2.0);
+    match (p < 0.05, slope) {
+        (true, s) if s < 0.0 => Trend::Degrading,
+        (true, s) if s > 0.0 => Trend::Improving,
+        _ => Trend::Stable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(day: i64, hour: i64, dir: i8, p: f64, outcome: f64) -> PredictionRecord {
+        PredictionRecord {
+            ts: Timestamp::from_second(1_767_225_600 + day * 86_400 + hour * 3600).unwrap(),
+            model: "m".into(),
+            direction: dir,
+            probability: Some(p),
+            score: None,
+            outcome: Some(outcome),
+            risk: None,
+            latency_ms: Some(5.0 + hour as f64),
+        }
+    }
+
+    /// `days` days of 24 calls each, alternating long/short, winning with share `win(day)`.
+    fn log(days: i64, win: impl Fn(i64) -> f64) -> PredictionLog {
+        let mut l = PredictionLog::new();
+        for d in 0..days {
+            let wins = (win(d) * 24.0).round() as i64;
+            for h in 0..24 {
+                let dir = if h % 2 == 0 { 1 } else { -1 };
+                let sign = if h < wins { 1.0 } else { -1.0 };
+                l.push(rec(d, h, dir, 0.6, sign * f64::from(dir) * 0.01 * (1.0 + h as f64 / 24.0))).unwrap();
+            }
+        }
+        l
+    }
+
+    #[test]
+    fn a_good_model_is_healthy_and_a_losing_one_is_not() {
+        let p = Policy::default();
+        let good = log(10, |_| 0.6);
+        let h = assess("m", &good.of("m"), &p);
+        assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
+        assert!((h.win_rate.unwrap() - 14.0 / 24.0).abs() < 1e-12);
+        assert_eq!(h.long_short_ratio, Some(1.0));
+        assert_eq!(h.coverage, 1.0);
+        assert_eq!(h.trend, Trend::Stable);
+        let bad = log(10, |_| 0.25);
+        let h = assess("m", &bad.of("m"), &p);
+        assert_eq!(h.status, HealthStatus::Critical, "win rate and calibration both alert: {h:?}");
+        assert_eq!(h.alerts.len(), 2);
+    }
+
+    #[test]
+    fn a_falling_win_rate_is_a_degrading_trend() {
+        let h = assess("m", &log(12, |d| 0.8 - 0.04 * d as f64).of("m"), &Policy::default());
+        assert_eq!(h.trend, Trend::Degrading);
+        let h = assess("m", &log(12, |d| 0.3 + 0.04 * d as f64).of("m"), &Policy::default());
+        assert_eq!(h.trend, Trend::Improving);
+    }
+
+    #[test]
+    fn latency_and_small_samples() {
+        let mut l = PredictionLog::new();
+        for i in 0..10 {
+            let mut r = rec(0, i, 1, 0.6, 0.01);
+            r.latency_ms = Some(600.0);
+            l.push(r).unwrap();
+        }
+        let h = assess("m", &l.of("m"), &Policy::default());
+        assert_eq!(h.status, HealthStatus::Degraded, "{h:?}");
+        assert!(h.alerts[0].contains("latency"));
+        assert!(h.notes[0].contains("resolved predictions"));
+    }
+
+    #[test]
+    fn bad_records_are_typed_errors_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        std::fs::write(&path, "{\"ts\":\"2026-01-01T00:00:00Z\",\"model\":\"m\",\"direction\":1}\n{\"ts\":\"2026-01-01T01:00:00Z\",\"model\":\"m\",\"direction\":2}\n").unwrap();
+        let e = PredictionLog::read_jsonl(&path).unwrap_err().to_string();
+        assert!(e.contains("row 2") && e.contains("direction"), "{e}");
+        std::fs::write(&path, "{\"ts\":\"2026-01-01T00:00:00Z\",\"model\":\"m\",\"direction\":1,\"oops\":1}\n")
+            .unwrap();
+        let e = PredictionLog::read_jsonl(&path).unwrap_err().to_string();
+        assert!(e.contains("log.jsonl:1") && e.contains("oops"), "{e}");
+    }
+
+    #[test]
+    fn ic_decay_days_count_the_trailing_run() {
+        let mut h = assess("m", &log(3, |_| 0.6).of("m"), &Policy::default());
+        h.rolling_ic = vec![("a".into(), 0.05), ("b".into(), 0.01), ("c".into(), -0.01), ("d".into(), 0.0)];
+        assert_eq!(h.ic_days_below(0.02), 3);
+        assert_eq!(h.negative_ic_days(), 0);
+    }
+}
