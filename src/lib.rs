@@ -9,8 +9,10 @@
 //! end time `t1` → [`data::Dataset`] (column-major `f32` matrix, target, `t0`/`t1`, symbol)
 //! → a model ([`gbdt`]) → [`validation`] (purged splits and CPCV, out-of-sample metrics,
 //! comparison and overfitting statistics) → [`store`] (the crash-safe version store:
-//! statuses, aliases, rollback, retention, audit log). Time comes from an injected
-//! [`clock::Clock`]; every lifecycle threshold lives in one [`config::Policy`].
+//! statuses, aliases, rollback, retention, audit log) → [`lifecycle`] (health, drift,
+//! triggers, plans, isolated jobs, the deployment decision, events, and the
+//! [`lifecycle::Retrainer`] front door). Time comes from an injected [`clock::Clock`];
+//! every lifecycle threshold lives in one [`config::Policy`].
 //!
 //! ## Quick start
 //! ```

@@ -5,6 +5,7 @@ mod features;
 mod gbdt;
 mod nn;
 mod policy;
+mod run;
 mod store;
 
 use anyhow::Context;
@@ -49,6 +50,11 @@ pub enum Command {
     /// Version store maintenance: put, promote, retire, show, list, verify, gc.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// The main job: retrain each model kind on candles (CPCV, decision against the active
+    /// version, stored with its decision report) and print a table.
+    Run(Box<run::RunArgs>),
+    /// Active versions, their CPCV metrics and the last jobs of every model in a store.
+    Status(run::StatusArgs),
     /// Print the default lifecycle policy (`--print-default`) or check a policy file.
     Policy(policy::PolicyArgs),
 }
@@ -129,6 +135,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => store::history(args),
         Command::Store(cmd) => store::run(cmd),
         Command::Policy(args) => policy::run(args),
+        Command::Run(args) => run::run(*args, cli.threads),
+        Command::Status(args) => run::status(args),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());
             Ok(())

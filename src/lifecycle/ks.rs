@@ -147,6 +147,8 @@ fn outer_prob_inside(m: u64, n: u64, g: u64, h: u64) -> f64 {
 const E128: i32 = 128;
 const EP128: f64 = 3.402_823_669_209_385e38; // 2^128
 const EM128: f64 = 2.938_735_877_055_719e-39; // 2^-128
+// scipy's coefficients verbatim (more digits than f64 keeps; kept for comparison).
+#[allow(clippy::excessive_precision)]
 const STIRLING: [f64; 8] = [
     -2.955065359477124183e-2,
     6.4102564102564102564e-3,

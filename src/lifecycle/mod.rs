@@ -1,15 +1,26 @@
 //! The retraining lifecycle of SPEC §5, in-process: model health from logged predictions,
 //! feature drift against reference statistics stored with each version, triggers and their
-//! priorities, the plan, isolated parallel jobs, the deployment decision, shadow and canary
-//! tests, retirement and automatic rollback — behind one front door, the `Retrainer`.
+//! priorities, the plan, isolated parallel jobs, the deployment decision and the audit trail
+//! — behind one front door, [`Retrainer`].
 
 pub mod cancel;
 pub mod decision;
 pub mod drift;
 pub mod events;
 pub mod health;
+pub mod job;
 pub mod ks;
+pub mod orchestrator;
+pub mod plan;
 pub mod trigger;
 
+pub use cancel::CancelToken;
+pub use decision::{Decision, DecisionReport, decide};
 pub use drift::{DriftReport, FeatureDrift, FeatureReference, ReferenceStats, Severity, check_drift};
+pub use events::{CallbackSink, ChannelSink, Event, EventKind, EventSink, JsonlSink, NullSink};
+pub use health::{HealthReport, HealthStatus, PredictionLog, PredictionRecord, Trend, assess};
+pub use job::{JobReport, JobStatus, ModelSpec};
 pub use ks::{KsResult, ks_2samp};
+pub use orchestrator::{ActiveModel, Retrainer};
+pub use plan::{Plan, PlannedJob};
+pub use trigger::{Priority, Trigger, TriggerKind};

@@ -80,8 +80,9 @@ pub fn default_embargo_bars(t0: &[i64], days: f64, feature_lookback: usize) -> u
     by_days.max(feature_lookback)
 }
 
-/// Rows of `train` kept for fitting and the early-stopping slice (both ascending).
-fn early_stopping_slice(ds: &Dataset, train: &[usize], fraction: f64) -> (Vec<usize>, Vec<usize>) {
+/// Rows of `train` kept for fitting and the early-stopping slice (the latest `fraction` of
+/// them, with the rows whose label reaches into it purged; both ascending).
+pub fn early_stopping_slice(ds: &Dataset, train: &[usize], fraction: f64) -> (Vec<usize>, Vec<usize>) {
     let k = ((train.len() as f64) * fraction).round() as usize;
     if k == 0 || k >= train.len() {
         return (train.to_vec(), Vec::new());

@@ -1,0 +1,202 @@
+//! `retrain run` (the main job: for each model kind a full retraining job — features → CPCV →
+//! fit → candidate → decision against the active version → store — with progress and a final
+//! table) and `retrain status` (active versions and the last jobs).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use retrain::config::Policy;
+use retrain::data::{LoadOptions, load};
+use retrain::lifecycle::events::{CallbackSink, Event, EventKind};
+use retrain::lifecycle::{JobReport, ModelSpec, Retrainer, Trigger};
+use retrain::model::ModelKind;
+use serde::Serialize;
+
+/// Arguments of `retrain run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Candles (CSV/Parquet).
+    #[arg(long, default_value = "datasets/btcusd_coinbase_1h.csv")]
+    data: PathBuf,
+    /// Lifecycle policy (TOML, or JSON by name); default the SPEC numbers.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Version store directory.
+    #[arg(long, default_value = "models")]
+    store: PathBuf,
+    /// Model kinds, comma-separated: xgboost, lightgbm, nhits, patchtst.
+    #[arg(long, value_delimiter = ',', default_value = "xgboost,lightgbm")]
+    models: Vec<ModelKind>,
+    /// Model id prefix (ids are `<prefix>_<kind>`); default the data file's stem.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Train on the last N days only (default: every bar).
+    #[arg(long)]
+    window_days: Option<usize>,
+    /// Why (recorded in the audit log).
+    #[arg(long, default_value = "retrain run")]
+    reason: String,
+    /// Print the reports as JSON (no progress).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct RunSummary {
+    data: String,
+    store: String,
+    seconds: f64,
+    jobs: Vec<JobReport>,
+}
+
+/// Run `retrain run`.
+pub fn run(a: RunArgs, threads: Option<usize>) -> Result<()> {
+    let started = Instant::now();
+    let mut policy = match &a.policy {
+        Some(p) => Policy::from_file(p).with_context(|| format!("reading the policy {}", p.display()))?,
+        None => Policy::default(),
+    };
+    if let Some(t) = threads {
+        policy.threads = t;
+    }
+    let loaded = load(&a.data, &LoadOptions::default()).with_context(|| format!("loading {}", a.data.display()))?;
+    anyhow::ensure!(
+        loaded.bars.len() == 1,
+        "{}: `run` trains on one symbol, found {}",
+        a.data.display(),
+        loaded.bars.len()
+    );
+    let bars = loaded.bars.into_iter().next().expect("one symbol");
+    let prefix = a.prefix.clone().unwrap_or_else(|| {
+        a.data.file_stem().map(|s| s.to_string_lossy().replace(['.', ' '], "_")).unwrap_or_else(|| "model".into())
+    });
+    let pb = if a.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    pb.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")?);
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    let pb2 = pb.clone();
+    let sink = CallbackSink(move |e: &Event| {
+        let m = e.model.as_deref().unwrap_or("");
+        match &e.kind {
+            EventKind::TrainingStarted { kind, .. } => {
+                pb2.set_message(format!("{m}: training {kind} (CPCV 15 fits + final fit)"))
+            }
+            EventKind::Registered { tag, decision } => pb2.println(format!("  {m}: stored {tag} → {decision}")),
+            EventKind::TrainingCompleted { ok: false, error, .. } => {
+                pb2.println(format!("  {m}: FAILED: {}", error.as_deref().unwrap_or("?")))
+            }
+            _ => {}
+        }
+    });
+    let mut r = Retrainer::open(&a.store, policy)?.with_events(sink);
+    let mut triggers = Vec::new();
+    for kind in &a.models {
+        let id = format!("{prefix}_{}", kind.name());
+        r = r.with_model(&id, ModelSpec::new(*kind))?;
+        let mut t = Trigger::manual(&a.reason);
+        if let Some(d) = a.window_days {
+            t = t.with_window_days(d);
+        }
+        triggers.push((id, t));
+    }
+    let plan = r.plan(&triggers);
+    let jobs = r.execute(&plan, &|_| Ok(bars.clone()));
+    pb.finish_and_clear();
+    let summary = RunSummary {
+        data: a.data.display().to_string(),
+        store: a.store.display().to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+        jobs,
+    };
+    let failed = summary.jobs.iter().filter(|j| j.error.is_some() && j.tag.is_none()).count();
+    super::emit(a.json, &summary, print_run)?;
+    if failed == summary.jobs.len() && failed > 0 {
+        anyhow::bail!("every job failed");
+    }
+    Ok(())
+}
+
+fn fmt(v: Option<&f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+fn print_run(s: &RunSummary) {
+    println!("retrain run on {} into {} ({:.1} s)", s.data, s.store, s.seconds);
+    println!(
+        "{:<34} {:<9} {:<10} {:<9} {:>8} {:>8} {:>8} {:>8} {:>7}  {:<18} {:<18}",
+        "model", "status", "decision", "improve", "auc", "win", "avg_r", "calib", "secs", "version", "was active"
+    );
+    for j in &s.jobs {
+        let d = j.decision.as_ref();
+        println!(
+            "{:<34} {:<9} {:<10} {:<9} {:>8} {:>8} {:>8} {:>8} {:>7.1}  {:<18} {:<18}",
+            j.model_id,
+            j.status.to_string(),
+            d.map_or("-".into(), |d| d.decision.to_string()),
+            d.and_then(|d| d.improvement).map_or("-".into(), |i| format!("{:+.2}%", 100.0 * i)),
+            fmt(j.metrics.get("auc")),
+            fmt(j.metrics.get("win_rate")),
+            fmt(j.metrics.get("avg_r")),
+            fmt(j.metrics.get("calibration")),
+            j.seconds,
+            j.tag.as_deref().unwrap_or("-"),
+            j.incumbent.as_deref().unwrap_or("-"),
+        );
+    }
+    for j in &s.jobs {
+        if let Some(d) = &j.decision {
+            println!("{}: {}", j.model_id, d);
+        }
+        if let Some(e) = &j.error {
+            println!("{}: {}", j.model_id, e);
+        }
+        for n in &j.notes {
+            println!("{}: note: {n}", j.model_id);
+        }
+    }
+}
+
+/// Arguments of `retrain status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Version store directory.
+    #[arg(long, default_value = "models")]
+    store: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `retrain status`.
+pub fn status(a: StatusArgs) -> Result<()> {
+    let store = retrain::store::VersionStore::open_existing(&a.store)?;
+    let rows = retrain::lifecycle::orchestrator::status(&store)?;
+    super::emit(a.json, &rows, |rows| {
+        for m in rows {
+            println!(
+                "{}: active {} ({}), shadow {}, deployed {}",
+                m.model_id,
+                m.active.as_deref().unwrap_or("-"),
+                m.kind.as_deref().unwrap_or("-"),
+                m.shadow.as_deref().unwrap_or("-"),
+                m.deployed_at.map_or("-".into(), |t| t.to_string())
+            );
+            let keys = ["auc", "win_rate", "avg_r", "calibration", "ic_spearman"];
+            let metrics: Vec<String> =
+                keys.iter().filter_map(|k| m.metrics.get(*k).map(|v| format!("{k} {v:.4}"))).collect();
+            if !metrics.is_empty() {
+                println!("  CPCV: {}", metrics.join(", "));
+            }
+            for j in &m.last_jobs {
+                println!(
+                    "  job {} {} {:.1}s {}",
+                    j["ts"].as_str().unwrap_or("?"),
+                    j["status"].as_str().unwrap_or("?"),
+                    j["seconds"].as_f64().unwrap_or(0.0),
+                    j["decision"].as_str().unwrap_or(j["error"].as_str().unwrap_or(""))
+                );
+            }
+        }
+    })
+}

@@ -1,0 +1,590 @@
+//! One retraining job (SPEC §5 "Plan and execution"): data window → features and labels →
+//! CPCV → final fit → decision against the deployed version → the candidate stored with its
+//! decision report. Hyperparameters, feature spec and label are inherited from the active
+//! version when it is of the same kind, else taken from the caller's [`ModelSpec`].
+//!
+//! Candidate and incumbent are compared on the same CPCV paths: the deployed model, frozen,
+//! predicts each path's rows that came after its own training data (so neither model has
+//! seen them); when no path has [`COMPARE_MIN_ROWS`] such rows (the incumbent was trained on
+//! this very window) the incumbent's own stored per-path CPCV scores stand in, and the report
+//! says so.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::config::Policy;
+use crate::data::{Bars, Dataset};
+use crate::error::{Error, Result};
+use crate::features::{FeatureSpec, LabelSpec};
+use crate::gbdt::{FitOptions, Gbdt, GbdtParams, ObjectiveKind, TrainData};
+use crate::lifecycle::cancel::CancelToken;
+use crate::lifecycle::decision::{DecisionInput, DecisionMetrics, DecisionReport, decide};
+use crate::lifecycle::drift::ReferenceStats;
+use crate::lifecycle::events::{Event, EventKind, EventSink};
+use crate::lifecycle::trigger::Trigger;
+use crate::model::{Fit, ModelKind, Predict};
+use crate::nn::{NnParams, TrainedNet};
+use crate::store::{Artifact, Change, DataRange, Status, VersionMeta, VersionStore};
+use crate::validation::compare::{IcSignificance, ic_difference};
+use crate::validation::cross_validate::{default_embargo_bars, early_stopping_slice};
+use crate::validation::report::{Scores, score};
+use crate::validation::{Cpcv, CvOptions, CvReport, Embargo, Task, cross_validate};
+
+/// Rows per path the frozen incumbent must not have seen for the like-for-like comparison.
+pub const COMPARE_MIN_ROWS: usize = 100;
+/// The model artifact of a GBDT version.
+pub const GBDT_ARTIFACT: &str = "model.bin";
+/// The reference statistics artifact (drift checks).
+pub const REFERENCE_ARTIFACT: &str = "reference.json";
+
+/// What a model id trains when no active version says otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// The model kind.
+    pub kind: ModelKind,
+    /// Feature spec.
+    pub features: FeatureSpec,
+    /// Label.
+    pub label: LabelSpec,
+}
+
+impl ModelSpec {
+    /// `kind` with the full default feature set and the 12-bar up/down label (a classifier,
+    /// so the decision's calibration is defined).
+    pub fn new(kind: ModelKind) -> Self {
+        let label = LabelSpec::Direction { horizon: 12, threshold: 0.0, classes: 2 };
+        ModelSpec { kind, features: FeatureSpec::default(), label }
+    }
+}
+
+/// Hyperparameters of either engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Recipe {
+    /// The native GBDT.
+    Gbdt(GbdtParams),
+    /// A network.
+    Nn(Box<NnParams>),
+}
+
+impl Recipe {
+    /// The kind's defaults for `task`.
+    pub fn defaults(kind: ModelKind, task: Task) -> Recipe {
+        match (kind.gbdt_params(), kind.nn_params()) {
+            (Some(mut p), _) => {
+                p.objective = match task {
+                    Task::Binary => ObjectiveKind::Binary,
+                    Task::Multiclass { classes } => ObjectiveKind::Multiclass { num_class: classes },
+                    Task::Regression => ObjectiveKind::Regression,
+                };
+                Recipe::Gbdt(p)
+            }
+            (None, Some(p)) => Recipe::Nn(Box::new(p)),
+            (None, None) => unreachable!("every kind has parameters"),
+        }
+    }
+
+    /// Read stored hyperparameters of `kind`.
+    pub fn from_value(kind: ModelKind, v: &serde_json::Value) -> Result<Recipe> {
+        let bad = |e: serde_json::Error| Error::param("hyperparameters", e.to_string());
+        Ok(if kind.gbdt_params().is_some() {
+            Recipe::Gbdt(serde_json::from_value(v.clone()).map_err(bad)?)
+        } else {
+            Recipe::Nn(Box::new(serde_json::from_value(v.clone()).map_err(bad)?))
+        })
+    }
+}
+
+/// A fitted model of either engine.
+pub enum Fitted {
+    /// GBDT.
+    Gbdt(Box<Gbdt>),
+    /// Network.
+    Nn(Box<TrainedNet>),
+}
+
+impl Predict for Fitted {
+    fn n_outputs(&self) -> usize {
+        match self {
+            Fitted::Gbdt(m) => m.n_outputs(),
+            Fitted::Nn(m) => m.n_outputs(),
+        }
+    }
+    fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
+        match self {
+            Fitted::Gbdt(m) => Predict::predict(m.as_ref(), x),
+            Fitted::Nn(m) => m.predict(x),
+        }
+    }
+}
+
+impl Fitted {
+    /// The files that store it.
+    pub fn artifacts(&self) -> Result<Vec<Artifact>> {
+        Ok(match self {
+            Fitted::Gbdt(m) => vec![Artifact::bytes(GBDT_ARTIFACT, m.to_bytes())],
+            Fitted::Nn(m) => m.to_artifacts()?.into_iter().map(|(n, b)| Artifact::bytes(n, b)).collect(),
+        })
+    }
+
+    /// Load version `tag` of `model_id` (a `kind` model) from the store, checksums verified.
+    pub fn load(store: &VersionStore, model_id: &str, tag: &str, kind: ModelKind) -> Result<Fitted> {
+        if kind.gbdt_params().is_some() {
+            let bytes = store.load_artifact(model_id, tag, GBDT_ARTIFACT)?;
+            return Ok(Fitted::Gbdt(Box::new(Gbdt::from_bytes(&bytes, &format!("{model_id}/{tag}/{GBDT_ARTIFACT}"))?)));
+        }
+        let meta = store.load_artifact(model_id, tag, crate::nn::forecaster::META_ARTIFACT)?;
+        let weights = store.load_artifact(model_id, tag, crate::nn::forecaster::WEIGHTS_ARTIFACT)?;
+        Ok(Fitted::Nn(Box::new(TrainedNet::from_artifacts(&meta, &weights, &candle_core::Device::Cpu)?)))
+    }
+}
+
+/// A recipe whose fits stop when the job's [`CancelToken`] fires (every boosting round,
+/// every network batch).
+#[derive(Clone)]
+struct Guarded {
+    recipe: Recipe,
+    cancel: CancelToken,
+}
+
+impl Fit for Guarded {
+    type Model = Fitted;
+    fn fit(&self, train: &Dataset, valid: Option<&Dataset>) -> Result<Fitted> {
+        self.cancel.check()?;
+        let out = match &self.recipe {
+            Recipe::Gbdt(p) => {
+                let t = TrainData::from_dataset(train)?;
+                let v = valid.map(TrainData::from_dataset).transpose()?;
+                let cancel = self.cancel.clone();
+                let mut on_round = move |_: &crate::gbdt::RoundEval| !cancel.is_stopped();
+                let opts = FitOptions { on_round: Some(&mut on_round), ..FitOptions::default() };
+                let mut m = p.fit_with(&t, v.as_ref(), opts)?;
+                m.feature_names = train.feature_names.clone();
+                Fitted::Gbdt(Box::new(m))
+            }
+            Recipe::Nn(p) => {
+                let cancel = self.cancel.clone();
+                Fitted::Nn(Box::new(p.fit_observed(train, valid, &mut |_| !cancel.is_stopped())?))
+            }
+        };
+        // A stopped loop returns its partial model: it must not pass for a finished one.
+        self.cancel.check()?;
+        Ok(out)
+    }
+    fn uses_validation(&self) -> bool {
+        match &self.recipe {
+            Recipe::Gbdt(p) => p.uses_validation(),
+            Recipe::Nn(p) => p.uses_validation(),
+        }
+    }
+    fn with_seed(&self, seed: u64) -> Self {
+        let recipe = match &self.recipe {
+            Recipe::Gbdt(p) => Recipe::Gbdt(p.with_seed(seed)),
+            Recipe::Nn(p) => Recipe::Nn(Box::new(p.with_seed(seed))),
+        };
+        Guarded { recipe, cancel: self.cancel.clone() }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    /// Trained, validated, stored, decided.
+    Completed,
+    /// Not enough new data: nothing trained.
+    Deferred,
+    /// An error or a panic.
+    Failed,
+    /// Cancelled or over its time limit.
+    Cancelled,
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            JobStatus::Completed => "COMPLETED",
+            JobStatus::Deferred => "DEFERRED",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelled => "CANCELLED",
+        })
+    }
+}
+
+/// What a job did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReport {
+    /// The model id.
+    pub model_id: String,
+    /// Its kind (when known).
+    pub kind: Option<ModelKind>,
+    /// The (highest-priority) trigger.
+    pub trigger: Trigger,
+    /// Every trigger reason grouped into this job.
+    pub reasons: Vec<String>,
+    /// How it ended.
+    pub status: JobStatus,
+    /// The stored candidate.
+    pub tag: Option<String>,
+    /// The version active before the job.
+    pub incumbent: Option<String>,
+    /// The decision.
+    pub decision: Option<DecisionReport>,
+    /// Mean CPCV path metrics of the candidate.
+    pub metrics: BTreeMap<String, f64>,
+    /// Dataset rows (after warm-up and label drops).
+    pub rows: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Error message (FAILED / CANCELLED) or deferral reason.
+    pub error: Option<String>,
+    /// Caveats.
+    pub notes: Vec<String>,
+}
+
+/// What a job needs from its surroundings.
+pub struct JobContext<'a> {
+    /// The store.
+    pub store: &'a VersionStore,
+    /// The policy.
+    pub policy: &'a Policy,
+    /// Event sink.
+    pub events: &'a dyn EventSink,
+    /// Time.
+    pub clock: &'a dyn Clock,
+    /// Cancellation (with the job's time limit).
+    pub cancel: CancelToken,
+}
+
+impl JobContext<'_> {
+    fn emit(&self, model: &str, kind: EventKind) {
+        self.events.emit(&Event { ts: self.clock.now(), model: Some(model.to_string()), kind });
+    }
+}
+
+/// The last `days` of `bars` (all of them for `None`).
+pub fn window(bars: &Bars, days: Option<usize>) -> Result<Bars> {
+    let Some(days) = days else { return Ok(bars.clone()) };
+    let ts = bars.timestamps();
+    let Some(&last) = ts.last() else { return Ok(bars.clone()) };
+    let from = last - days as i64 * 86_400_000;
+    let start = ts.partition_point(|&t| t < from);
+    bars.slice(start, ts.len())
+}
+
+/// Per-path metrics used by the decision, as stored in `cv_summary.paths`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PathMetrics {
+    win_rate: Option<f64>,
+    avg_r: Option<f64>,
+    calibration: Option<f64>,
+    ic_spearman: Option<f64>,
+}
+
+impl PathMetrics {
+    fn of(s: &Scores) -> Self {
+        PathMetrics { win_rate: s.win_rate, avg_r: s.avg_r, calibration: s.calibration, ic_spearman: s.ic_spearman }
+    }
+}
+
+fn mean_metrics(paths: &[PathMetrics]) -> Option<DecisionMetrics> {
+    let mean = |f: fn(&PathMetrics) -> Option<f64>| {
+        let v: Vec<f64> = paths.iter().filter_map(f).filter(|x| x.is_finite()).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    Some(DecisionMetrics {
+        win_rate: mean(|p| p.win_rate)?,
+        avg_r: mean(|p| p.avg_r)?,
+        calibration: mean(|p| p.calibration)?,
+    })
+}
+
+/// Run one job for `model_id` on `bars` (see the module docs). Errors inside the job are
+/// returned; the caller ([`crate::lifecycle::orchestrator`]) turns them into FAILED reports.
+pub fn run_job(
+    ctx: &JobContext<'_>,
+    model_id: &str,
+    spec: Option<&ModelSpec>,
+    bars: &Bars,
+    trigger: &Trigger,
+    reasons: Vec<String>,
+) -> Result<JobReport> {
+    let started = Instant::now();
+    let policy = ctx.policy;
+    let incumbent = ctx.store.active(model_id)?;
+    let mut notes = Vec::new();
+    // Inherit from the active version when it is of the requested kind.
+    let inherited = match (&incumbent, spec) {
+        (Some(inc), s) => {
+            let kind: ModelKind = inc.meta.model_kind.parse()?;
+            if s.is_some_and(|s| s.kind != kind) {
+                None
+            } else {
+                let features: FeatureSpec = match &inc.meta.feature_spec {
+                    Some(v) => serde_json::from_value(v.clone())
+                        .map_err(|e| Error::param("feature_spec", format!("active version {}: {e}", inc.tag)))?,
+                    None => spec.map(|s| s.features.clone()).unwrap_or_default(),
+                };
+                let label: LabelSpec = match &inc.meta.label_spec {
+                    Some(v) => serde_json::from_value(v.clone())
+                        .map_err(|e| Error::param("label_spec", format!("active version {}: {e}", inc.tag)))?,
+                    None => spec.map(|s| s.label.clone()).unwrap_or_default(),
+                };
+                let recipe = inc.meta.hyperparameters.as_ref().map(|v| Recipe::from_value(kind, v)).transpose()?;
+                Some((ModelSpec { kind, features, label }, recipe))
+            }
+        }
+        (None, _) => None,
+    };
+    let (spec, inherited_recipe) = match (inherited, spec) {
+        (Some((s, r)), _) => {
+            notes.push(format!(
+                "hyperparameters, features and label inherited from {}",
+                incumbent.as_ref().unwrap().tag
+            ));
+            (s, r)
+        }
+        (None, Some(s)) => (s.clone(), None),
+        (None, None) => {
+            return Err(Error::param(
+                "model_id",
+                format!("`{model_id}` has no active version and no model spec: declare its kind first"),
+            ));
+        }
+    };
+    let report_for = |status, error: Option<String>| JobReport {
+        model_id: model_id.to_string(),
+        kind: Some(spec.kind),
+        trigger: trigger.clone(),
+        reasons: reasons.clone(),
+        status,
+        tag: None,
+        incumbent: incumbent.as_ref().map(|i| i.tag.clone()),
+        decision: None,
+        metrics: BTreeMap::new(),
+        rows: 0,
+        seconds: started.elapsed().as_secs_f64(),
+        error,
+        notes: Vec::new(),
+    };
+
+    // Data window and the new-data rule.
+    let bars = window(bars, trigger.window(policy))?;
+    if let Some(end) = incumbent.as_ref().and_then(|i| i.meta.data_range).map(|r| r.end.as_millisecond()) {
+        let new_rows = bars.timestamps().iter().filter(|&&t| t > end).count().saturating_sub(spec.label.horizon());
+        if new_rows < policy.min_new_samples {
+            let why = format!(
+                "{new_rows} new labelled rows since the active version's data ended (needs {})",
+                policy.min_new_samples
+            );
+            if !trigger.force {
+                return Ok(report_for(JobStatus::Deferred, Some(why)));
+            }
+            notes.push(format!("{why}; forced by the trigger"));
+        }
+    }
+    ctx.emit(model_id, EventKind::DataFetchCompleted { bars: bars.len() });
+    ctx.emit(model_id, EventKind::TrainingStarted { kind: spec.kind.name().into(), reason: trigger.reason.clone() });
+    ctx.cancel.check()?;
+
+    let features = match spec.kind.nn_params() {
+        Some(_) => match &inherited_recipe {
+            Some(Recipe::Nn(p)) => p.with_window(&spec.features),
+            _ => spec.kind.nn_params().expect("network").with_window(&spec.features),
+        },
+        None => spec.features.clone(),
+    };
+    let ds = Dataset::from_bars(std::slice::from_ref(&bars), &features, &spec.label)?;
+    let task = Task::of(&ds);
+    let mut recipe = inherited_recipe.unwrap_or_else(|| Recipe::defaults(spec.kind, task));
+    if let Recipe::Gbdt(p) = &mut recipe {
+        // Fits run inside the orchestrator's bounded pool.
+        p.threads = None;
+    }
+    let guarded = Guarded { recipe: recipe.clone(), cancel: ctx.cancel.clone() };
+    let embargo = default_embargo_bars(&ds.t0, 5.0, features.max_lookback());
+    let cpcv = Cpcv::new(6, 2).embargo(Embargo::Bars(embargo));
+    let opts = CvOptions {
+        keep_predictions: true,
+        parallel_splits: matches!(recipe, Recipe::Gbdt(_)),
+        ..CvOptions::default()
+    };
+    let cv = cross_validate(&guarded, &ds, &cpcv, &opts)?;
+    ctx.cancel.check()?;
+
+    // Final fit on every row (the latest 10 % steer early stopping where the model uses it).
+    let all: Vec<usize> = (0..ds.n_rows()).collect();
+    let (fit_rows, es_rows) =
+        if guarded.uses_validation() { early_stopping_slice(&ds, &all, 0.1) } else { (all, Vec::new()) };
+    let train = ds.select(&fit_rows)?;
+    let valid = if es_rows.is_empty() { None } else { Some(ds.select(&es_rows)?) };
+    let model = guarded.fit(&train, valid.as_ref())?;
+    drop((train, valid));
+    let reference = ReferenceStats::from_dataset(&ds, policy.psi_bins)?;
+
+    // Compare with the deployed version on the same paths.
+    let cand_paths: Vec<PathMetrics> = cv.paths.iter().map(|p| PathMetrics::of(&p.scores)).collect();
+    let (incumbent_paths, how) = match &incumbent {
+        None => (None, None),
+        Some(inc) => incumbent_on_paths(ctx, model_id, inc, &spec, &ds, &cv, &mut notes)?,
+    };
+    let (cand_cmp, inc_cmp) = match &how {
+        Some(Comparison::Frozen { candidate, .. }) => (candidate.clone(), incumbent_paths.clone().unwrap_or_default()),
+        _ => (cand_paths.clone(), incumbent_paths.clone().unwrap_or_default()),
+    };
+    let ic_diff = if incumbent.is_some() && cand_cmp.len() == inc_cmp.len() && cand_cmp.len() >= 2 {
+        let a: Vec<f64> = cand_cmp.iter().map(|p| p.ic_spearman.unwrap_or(f64::NAN)).collect();
+        let b: Vec<f64> = inc_cmp.iter().map(|p| p.ic_spearman.unwrap_or(f64::NAN)).collect();
+        ic_difference(&a, &b, IcSignificance::default()).ok()
+    } else {
+        None
+    };
+    let input = DecisionInput {
+        candidate: mean_metrics(&cand_cmp),
+        incumbent: incumbent.as_ref().and_then(|_| mean_metrics(&inc_cmp)),
+        flags: Some(cv.flags),
+        ic_difference: ic_diff,
+    };
+    let mut decision = decide(input, policy);
+    if let Some(Comparison::Stored) = how {
+        decision.concerns.push("incumbent scored by its own stored CPCV paths (it has seen this window)".into());
+    }
+    if incumbent.is_some() && decision.input.incumbent.is_none() {
+        decision.concerns.push("the deployed version has no comparable metrics".into());
+    }
+
+    // Store the candidate with the status its decision gives it.
+    let status = match decision.decision {
+        crate::lifecycle::decision::Decision::Deploy => Status::Active,
+        crate::lifecycle::decision::Decision::Canary | crate::lifecycle::decision::Decision::Review => Status::Shadow,
+        crate::lifecycle::decision::Decision::KeepOld => Status::Retired,
+    };
+    let mut meta = VersionMeta::new(spec.kind.name());
+    meta.status = status;
+    meta.data_range = match (bars.timestamps().first(), bars.timestamps().last()) {
+        (Some(&a), Some(&b)) => Some(DataRange {
+            start: jiff::Timestamp::from_millisecond(a).map_err(|e| Error::param("bars", e.to_string()))?,
+            end: jiff::Timestamp::from_millisecond(b).map_err(|e| Error::param("bars", e.to_string()))?,
+        }),
+        _ => None,
+    };
+    meta.n_samples = Some(ds.n_rows() as u64);
+    meta.n_features = Some(ds.n_features() as u64);
+    meta.feature_spec = Some(serde_json::to_value(&spec.features).expect("spec serialises"));
+    meta.label_spec = Some(serde_json::to_value(&spec.label).expect("label serialises"));
+    meta.hyperparameters = Some(serde_json::to_value(&recipe).expect("params serialise"));
+    meta.validation_metrics =
+        cv.summary.iter().filter(|s| s.mean.is_finite()).map(|s| (s.metric.clone(), s.mean)).collect();
+    meta.cv_summary = Some(serde_json::json!({
+        "method": cv.method,
+        "rows": cv.rows,
+        "embargo_bars": embargo,
+        "flags": cv.flags,
+        "paths": cand_paths,
+    }));
+    meta.parent_version = incumbent.as_ref().map(|i| i.tag.clone());
+    meta.seed = match &recipe {
+        Recipe::Gbdt(p) => Some(p.seed),
+        Recipe::Nn(p) => Some(p.train.seed),
+    };
+    let mut files = model.artifacts()?;
+    files.push(Artifact::bytes(REFERENCE_ARTIFACT, serde_json::to_vec(&reference).expect("reference serialises")));
+    ctx.cancel.check()?;
+    let change = Change::new("lifecycle", format!("{} ({}): {}", trigger.reason, trigger.priority, decision));
+    let tag = ctx.store.register(model_id, meta, &files, &change)?;
+    ctx.store.record_decision(
+        model_id,
+        &tag,
+        &serde_json::to_value(&decision).expect("decision serialises"),
+        &Change::new("lifecycle", decision.decision.to_string()),
+    )?;
+    ctx.emit(model_id, EventKind::Registered { tag: tag.clone(), decision: decision.decision.to_string() });
+    if status == Status::Active {
+        ctx.emit(model_id, EventKind::Promoted { tag: tag.clone(), reason: decision.to_string() });
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    ctx.emit(model_id, EventKind::TrainingCompleted { ok: true, seconds, error: None });
+    Ok(JobReport {
+        metrics: cv.summary.iter().filter(|s| s.mean.is_finite()).map(|s| (s.metric.clone(), s.mean)).collect(),
+        rows: ds.n_rows(),
+        tag: Some(tag),
+        decision: Some(decision),
+        seconds,
+        notes,
+        ..report_for(JobStatus::Completed, None)
+    })
+}
+
+/// How the incumbent was scored.
+enum Comparison {
+    /// The frozen model on rows it never saw (the candidate's per-path scores on the same rows).
+    Frozen { candidate: Vec<PathMetrics> },
+    /// Its stored per-path CPCV scores.
+    Stored,
+}
+
+/// The incumbent's per-path metrics and how they were obtained.
+fn incumbent_on_paths(
+    ctx: &JobContext<'_>,
+    model_id: &str,
+    inc: &crate::store::VersionInfo,
+    spec: &ModelSpec,
+    ds: &Dataset,
+    cv: &CvReport,
+    notes: &mut Vec<String>,
+) -> Result<(Option<Vec<PathMetrics>>, Option<Comparison>)> {
+    let same_recipe = inc.meta.model_kind == spec.kind.name()
+        && inc.meta.feature_spec.as_ref() == Some(&serde_json::to_value(&spec.features).expect("spec serialises"))
+        && inc.meta.label_spec.as_ref() == Some(&serde_json::to_value(&spec.label).expect("label serialises"));
+    let end = inc.meta.data_range.map(|r| r.end.as_millisecond());
+    if same_recipe && let Some(end) = end {
+        let unseen = |rows: &[usize]| rows.iter().filter(|&&r| ds.t0[r] > end).count();
+        let paths: Vec<(Vec<usize>, Array2<f64>)> = (0..cv.paths.len()).filter_map(|p| cv.path_outputs(p)).collect();
+        if paths.len() == cv.paths.len() && paths.iter().all(|(rows, _)| unseen(rows) >= COMPARE_MIN_ROWS) {
+            let old = Fitted::load(ctx.store, model_id, &inc.tag, spec.kind)?;
+            let y = ds.y.as_slice().ok_or_else(|| Error::param("dataset.y", "labels must be contiguous"))?;
+            let mut cand = Vec::new();
+            let mut olds = Vec::new();
+            for (rows, out) in &paths {
+                let keep: Vec<usize> = (0..rows.len()).filter(|&i| ds.t0[rows[i]] > end).collect();
+                let sel: Vec<usize> = keep.iter().map(|&i| rows[i]).collect();
+                let ys: Vec<f64> = sel.iter().map(|&r| y[r]).collect();
+                let ret = ds.ret.as_ref().map(|v| sel.iter().map(|&r| v[r]).collect::<Vec<_>>());
+                let risk = ds.risk.as_ref().map(|v| sel.iter().map(|&r| v[r]).collect::<Vec<_>>());
+                let cand_out = out.select(ndarray::Axis(0), &keep);
+                let sub = ds.select(&sel)?;
+                let old_out = old.predict(sub.x.view())?;
+                let task = cv.task;
+                cand.push(PathMetrics::of(&score(
+                    task,
+                    &ys,
+                    cand_out.view(),
+                    ret.as_deref(),
+                    risk.as_deref(),
+                    cv.clock,
+                )));
+                olds.push(PathMetrics::of(&score(
+                    task,
+                    &ys,
+                    old_out.view(),
+                    ret.as_deref(),
+                    risk.as_deref(),
+                    cv.clock,
+                )));
+            }
+            notes.push(format!("compared with {} on the CPCV paths' rows after its training data", inc.tag));
+            return Ok((Some(olds), Some(Comparison::Frozen { candidate: cand })));
+        }
+    }
+    let stored = inc
+        .meta
+        .cv_summary
+        .as_ref()
+        .and_then(|v| v.get("paths"))
+        .and_then(|p| serde_json::from_value::<Vec<PathMetrics>>(p.clone()).ok());
+    Ok((stored, Some(Comparison::Stored)))
+}

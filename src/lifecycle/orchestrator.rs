@@ -1,0 +1,382 @@
+//! [`Retrainer`]: the library's front door (DESIGN.md "Core API shape"). It owns the store,
+//! the policy, a bounded rayon pool (never the host's global one), the event sink and the
+//! clock; runs plans `batch_size` jobs at a time, each isolated (an error or a panic is a
+//! FAILED job, a time limit or cancellation a CANCELLED one; the others carry on), and
+//! records every trigger and job in the audit log.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Policy;
+use crate::data::{Bars, Dataset};
+use crate::error::{Error, Result};
+use crate::features::{FeatureSpec, LabelSpec};
+use crate::lifecycle::cancel::CancelToken;
+use crate::lifecycle::events::{Event, EventKind, EventSink, NullSink};
+use crate::lifecycle::job::{Fitted, JobContext, JobReport, JobStatus, ModelSpec, run_job};
+use crate::lifecycle::plan::{Plan, plan};
+use crate::lifecycle::trigger::Trigger;
+use crate::model::{ModelKind, Predict, Signal};
+use crate::store::{AuditKind, Change, Status, StatusChange, VersionInfo, VersionStore};
+use crate::validation::Task;
+
+/// The deployed version of a model, loaded and ready to predict.
+pub struct ActiveModel {
+    /// Its store record.
+    pub info: VersionInfo,
+    /// Its kind.
+    pub kind: ModelKind,
+    /// The feature columns it reads (its stored spec, plus a network's lookback window):
+    /// inference recomputes exactly these.
+    pub features: FeatureSpec,
+    /// Its label.
+    pub label: LabelSpec,
+    model: Fitted,
+}
+
+impl ActiveModel {
+    /// The model's call on the last bar of `bars` (features computed causally from them).
+    pub fn predict_latest(&self, bars: &Bars) -> Result<Signal> {
+        let frame = crate::features::compute(bars, &self.features)?;
+        let seg = frame.segments.first().ok_or_else(|| Error::Empty { source_name: "predict_latest bars".into() })?;
+        let last =
+            seg.len().checked_sub(1).ok_or_else(|| Error::Empty { source_name: "predict_latest bars".into() })?;
+        let row: Vec<f32> = seg.columns.iter().map(|c| c[last] as f32).collect();
+        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+            return Err(Error::param(
+                format!("features.{}", frame.names[j]),
+                format!("not defined on the last bar: give at least {} bars", self.features.max_lookback() + 1),
+            ));
+        }
+        let x = ndarray::Array2::from_shape_vec((1, row.len()), row).expect("one row");
+        let out = self.model.predict(x.view())?;
+        let task = match self.label.classes() {
+            Some(2) => Task::Binary,
+            Some(k) => Task::Multiclass { classes: k as usize },
+            None => Task::Regression,
+        };
+        Ok(Signal::from_outputs(task, out.row(0).as_slice().expect("contiguous"), f64::NAN))
+    }
+
+    /// Outputs for a prepared dataset's rows.
+    pub fn predict(&self, ds: &Dataset) -> Result<ndarray::Array2<f64>> {
+        self.model.predict(ds.x.view())
+    }
+}
+
+/// Active versions, the last jobs and their outcomes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelStatus {
+    /// The model id.
+    pub model_id: String,
+    /// Active tag.
+    pub active: Option<String>,
+    /// Shadow tag.
+    pub shadow: Option<String>,
+    /// Kind of the active version.
+    pub kind: Option<String>,
+    /// When the active version was deployed.
+    pub deployed_at: Option<jiff::Timestamp>,
+    /// Its validation metrics.
+    pub metrics: BTreeMap<String, f64>,
+    /// The last jobs (newest first): time, status, seconds, reason.
+    pub last_jobs: Vec<serde_json::Value>,
+}
+
+/// The front door.
+pub struct Retrainer {
+    store: VersionStore,
+    policy: Policy,
+    pool: rayon::ThreadPool,
+    events: Arc<dyn EventSink>,
+    clock: Arc<dyn Clock>,
+    specs: BTreeMap<String, ModelSpec>,
+    cancel: CancelToken,
+}
+
+impl Retrainer {
+    /// Open (or create) the store at `root` under `policy` (validated), with a pool of
+    /// `policy.threads` threads.
+    pub fn open(root: impl AsRef<Path>, policy: Policy) -> Result<Self> {
+        policy.validate()?;
+        let pool = build_pool(policy.threads)?;
+        Ok(Retrainer {
+            store: VersionStore::open(root)?,
+            policy,
+            pool,
+            events: Arc::new(NullSink),
+            clock: Arc::new(SystemClock),
+            specs: BTreeMap::new(),
+            cancel: CancelToken::new(),
+        })
+    }
+
+    /// Use `n` worker threads (rebuilds the pool).
+    pub fn with_threads(mut self, n: usize) -> Result<Self> {
+        self.pool = build_pool(n)?;
+        self.policy.threads = n;
+        Ok(self)
+    }
+
+    /// Send events to `sink`.
+    pub fn with_events(mut self, sink: impl EventSink + 'static) -> Self {
+        self.events = Arc::new(sink);
+        self
+    }
+
+    /// Take time from `clock` (the store's version tags and audit records too).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.store = self.store.with_clock(clock.clone());
+        self.clock = clock;
+        self
+    }
+
+    /// Declare what `model_id` trains until it has an active version to inherit from.
+    pub fn with_model(mut self, model_id: &str, spec: ModelSpec) -> Result<Self> {
+        crate::store::check_model_id(model_id)?;
+        self.specs.insert(model_id.to_string(), spec);
+        Ok(self)
+    }
+
+    /// The token that cancels every running and future job of this retrainer.
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &VersionStore {
+        &self.store
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn emit(&self, model: Option<&str>, kind: EventKind) {
+        self.events.emit(&Event { ts: self.clock.now(), model: model.map(str::to_string), kind });
+    }
+
+    /// Group `(model_id, trigger)` pairs into a plan (estimates from the audit log).
+    pub fn plan(&self, triggers: &[(String, Trigger)]) -> Plan {
+        plan(triggers, &self.policy, Some(&self.store))
+    }
+
+    /// Retrain one model now (a one-job plan).
+    pub fn retrain(&self, model_id: &str, bars: &Bars, trigger: Trigger) -> Result<JobReport> {
+        let p = self.plan(&[(model_id.to_string(), trigger)]);
+        let mut reports = self.execute(&p, &|_| Ok(bars.clone()));
+        Ok(reports.remove(0))
+    }
+
+    /// Run every job of `plan`, `batch_size` at a time in the bounded pool; `bars_for` gives
+    /// each model's candles. Always returns one report per job, in plan order.
+    pub fn execute(&self, plan: &Plan, bars_for: &(dyn Fn(&str) -> Result<Bars> + Sync)) -> Vec<JobReport> {
+        let started = Instant::now();
+        self.emit(None, EventKind::RetrainingStarted { jobs: plan.jobs.len() });
+        let limit = Duration::from_secs(60 * self.policy.max_training_minutes);
+        let mut reports = Vec::with_capacity(plan.jobs.len());
+        for batch in plan.jobs.chunks(self.policy.batch_size.max(1)) {
+            let out: Vec<JobReport> = self.pool.install(|| {
+                use rayon::prelude::*;
+                batch
+                    .par_iter()
+                    .map(|job| {
+                        let _ = self.store.log_event(
+                            &job.model_id,
+                            AuditKind::Trigger,
+                            &Change::new("lifecycle", &job.trigger.reason),
+                            Some(serde_json::json!({"priority": job.trigger.priority, "kind": job.trigger.kind, "reasons": job.reasons})),
+                        );
+                        let token = self.cancel.with_limit(limit);
+                        self.run_isolated(&job.model_id, &job.trigger, job.reasons.clone(), &token, bars_for)
+                    })
+                    .collect()
+            });
+            reports.extend(out);
+        }
+        let failed = reports.iter().filter(|r| matches!(r.status, JobStatus::Failed | JobStatus::Cancelled)).count();
+        let completed = reports.iter().filter(|r| r.status == JobStatus::Completed).count();
+        self.emit(None, EventKind::RetrainingCompleted { completed, failed, seconds: started.elapsed().as_secs_f64() });
+        reports
+    }
+
+    /// One job with its error, panic and time limit turned into a report, and audited.
+    fn run_isolated(
+        &self,
+        model_id: &str,
+        trigger: &Trigger,
+        reasons: Vec<String>,
+        token: &CancelToken,
+        bars_for: &(dyn Fn(&str) -> Result<Bars> + Sync),
+    ) -> JobReport {
+        let started = Instant::now();
+        let ctx = JobContext {
+            store: &self.store,
+            policy: &self.policy,
+            events: self.events.as_ref(),
+            clock: self.clock.as_ref(),
+            cancel: token.clone(),
+        };
+        let spec = self.specs.get(model_id);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let bars = bars_for(model_id)?;
+            run_job(&ctx, model_id, spec, &bars, trigger, reasons.clone())
+        }));
+        let report = match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                let status =
+                    if matches!(e, Error::Cancelled { .. }) { JobStatus::Cancelled } else { JobStatus::Failed };
+                self.failed(model_id, spec, trigger, reasons, status, e.to_string(), started)
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                self.failed(model_id, spec, trigger, reasons, JobStatus::Failed, format!("panicked: {msg}"), started)
+            }
+        };
+        if report.status != JobStatus::Completed {
+            let error = report.error.clone();
+            ctx.events.emit(&Event {
+                ts: self.clock.now(),
+                model: Some(model_id.into()),
+                kind: EventKind::TrainingCompleted { ok: false, seconds: report.seconds, error },
+            });
+        }
+        let details = serde_json::json!({
+            "status": report.status,
+            "seconds": report.seconds,
+            "kind": report.kind,
+            "tag": report.tag,
+            "decision": report.decision.as_ref().map(|d| d.decision.to_string()),
+            "error": report.error,
+        });
+        let why = format!("job {}: {}", report.status, trigger.reason);
+        if let Err(e) = self.store.log_event(model_id, AuditKind::Job, &Change::new("lifecycle", why), Some(details)) {
+            tracing::warn!(model = model_id, error = %e, "could not audit a job");
+        }
+        report
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn failed(
+        &self,
+        model_id: &str,
+        spec: Option<&ModelSpec>,
+        trigger: &Trigger,
+        reasons: Vec<String>,
+        status: JobStatus,
+        error: String,
+        started: Instant,
+    ) -> JobReport {
+        JobReport {
+            model_id: model_id.to_string(),
+            kind: spec.map(|s| s.kind),
+            trigger: trigger.clone(),
+            reasons,
+            status,
+            tag: None,
+            incumbent: self.store.aliases(model_id).ok().and_then(|a| a.active),
+            decision: None,
+            metrics: BTreeMap::new(),
+            rows: 0,
+            seconds: started.elapsed().as_secs_f64(),
+            error: Some(error),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The deployed version of `model_id`, loaded with verified checksums.
+    pub fn active(&self, model_id: &str) -> Result<ActiveModel> {
+        let info = self
+            .store
+            .active(model_id)?
+            .ok_or_else(|| Error::NotFound { model_id: model_id.into(), what: "active version".into() })?;
+        let kind: ModelKind = info.meta.model_kind.parse()?;
+        let features: FeatureSpec = serde_json::from_value(info.meta.feature_spec.clone().unwrap_or_default())
+            .map_err(|e| Error::param("feature_spec", format!("{model_id} {}: {e}", info.tag)))?;
+        let label: LabelSpec = serde_json::from_value(info.meta.label_spec.clone().unwrap_or_default())
+            .map_err(|e| Error::param("label_spec", format!("{model_id} {}: {e}", info.tag)))?;
+        let model = Fitted::load(&self.store, model_id, &info.tag, kind)?;
+        let features = match &model {
+            Fitted::Nn(net) => net.meta().params.with_window(&features),
+            Fitted::Gbdt(_) => features,
+        };
+        Ok(ActiveModel { info, kind, features, label, model })
+    }
+
+    /// The active model's call on the last bar.
+    pub fn predict_latest(&self, model_id: &str, bars: &Bars) -> Result<Signal> {
+        self.active(model_id)?.predict_latest(bars)
+    }
+
+    /// Make the RETIRED version `tag` active again (audited).
+    pub fn rollback(&self, model_id: &str, tag: &str) -> Result<Vec<StatusChange>> {
+        let changes = self.store.rollback(model_id, tag, &Change::new("lifecycle", format!("rollback to {tag}")))?;
+        self.emit(Some(model_id), EventKind::Promoted { tag: tag.into(), reason: "rollback".into() });
+        Ok(changes)
+    }
+
+    /// Active versions and the last jobs of every model in the store.
+    pub fn status(&self) -> Result<Vec<ModelStatus>> {
+        status(&self.store)
+    }
+}
+
+/// [`Retrainer::status`] for any store.
+pub fn status(store: &VersionStore) -> Result<Vec<ModelStatus>> {
+    let mut out = Vec::new();
+    for model_id in store.models()? {
+        let aliases = store.aliases(&model_id)?;
+        let active = store.active(&model_id)?;
+        let history = store.history(&model_id).unwrap_or_default();
+        let last_jobs = history
+            .iter()
+            .rev()
+            .filter(|r| r.event == AuditKind::Job)
+            .take(5)
+            .map(|r| {
+                let mut v = r.details.clone().unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("ts".into(), serde_json::json!(r.ts));
+                    o.insert("reason".into(), serde_json::json!(r.reason));
+                }
+                v
+            })
+            .collect();
+        out.push(ModelStatus {
+            model_id: model_id.clone(),
+            active: aliases.active,
+            shadow: aliases.shadow,
+            kind: active.as_ref().map(|a| a.meta.model_kind.clone()),
+            deployed_at: active.as_ref().and_then(|a| a.deployed_at),
+            metrics: active.map(|a| a.meta.validation_metrics).unwrap_or_default(),
+            last_jobs,
+        });
+    }
+    Ok(out)
+}
+
+fn build_pool(n: usize) -> Result<rayon::ThreadPool> {
+    if n == 0 {
+        return Err(Error::param("threads", "must be at least 1"));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("retrain-{i}"))
+        .build()
+        .map_err(|e| Error::param("threads", e.to_string()))
+}
+
+/// Mark `tag` FAILED (a job that registered before it failed).
+pub fn mark_failed(store: &VersionStore, model_id: &str, tag: &str, why: &str) -> Result<()> {
+    store.set_status(model_id, tag, Status::Failed, &Change::new("lifecycle", why)).map(|_| ())
+}

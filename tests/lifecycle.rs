@@ -1,0 +1,131 @@
+//! The lifecycle end to end: `retrain run` twice on the shipped data, promotion and rollback
+//! through the CLI with the store checked each time; job isolation in the library.
+
+use std::process::Command;
+
+use retrain::data::read_bars;
+use retrain::lifecycle::{JobStatus, ModelSpec, Retrainer, Trigger};
+use retrain::model::ModelKind;
+use retrain::store::{Status, VersionStore};
+
+fn retrain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_retrain"))
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = retrain().args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "retrain {args:?} failed: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/btcusd_coinbase_1h.csv");
+
+#[test]
+fn run_twice_then_promote_and_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("models");
+    let store = store_dir.to_str().unwrap();
+    // The SPEC's overfitting gate flags every GBDT (in-sample Sharpe far above out-of-sample)
+    // and a short window's metrics are noise: this policy lifts the gates and floors so the
+    // store transitions are exercised deterministically (the rule itself: decision.rs tests).
+    let policy = dir.path().join("policy.toml");
+    let lax = "gate_overfitting = false\ngate_significance = false\nsafe_min_win_rate = 0.0\nsafe_min_avg_r = -1.0\nsafe_min_calibration = 0.0\n";
+    std::fs::write(&policy, lax).unwrap();
+    let policy = policy.to_str().unwrap();
+    let args = [
+        "run",
+        "--data",
+        DATA,
+        "--store",
+        store,
+        "--policy",
+        policy,
+        "--models",
+        "lightgbm",
+        "--window-days",
+        "120",
+        "--json",
+    ];
+    let id = "btcusd_coinbase_1h_lightgbm";
+
+    let first: serde_json::Value = serde_json::from_str(&run_ok(&args)).unwrap();
+    let job = &first["jobs"][0];
+    assert_eq!(job["status"], "COMPLETED", "{job}");
+    assert_eq!(job["decision"]["decision"], "DEPLOY", "a safe first candidate deploys: {job}");
+    let v1 = job["tag"].as_str().unwrap().to_string();
+    let s = VersionStore::open_existing(&store_dir).unwrap();
+    assert_eq!(s.aliases(id).unwrap().active.as_deref(), Some(v1.as_str()));
+    assert!(s.verify().unwrap().is_ok());
+
+    // Same data again: the candidate is compared with v1's own CPCV paths; identical recipe
+    // and data give the same paths, so no improvement → REVIEW → SHADOW.
+    let second: serde_json::Value = serde_json::from_str(&run_ok(&args)).unwrap();
+    let job = &second["jobs"][0];
+    assert_eq!(job["incumbent"], v1.as_str(), "the second run compares against the first's active version");
+    assert_eq!(job["decision"]["improvement"].as_f64(), Some(0.0), "{job}");
+    assert_eq!(job["decision"]["decision"], "REVIEW", "{job}");
+    let v2 = job["tag"].as_str().unwrap().to_string();
+    let a = s.aliases(id).unwrap();
+    assert_eq!((a.active.as_deref(), a.shadow.as_deref()), (Some(v1.as_str()), Some(v2.as_str())));
+
+    // An operator promotes the shadow, then rolls back to v1.
+    run_ok(&["store", "promote", "--store", store, id, &v2]);
+    assert_eq!(s.aliases(id).unwrap().active.as_deref(), Some(v2.as_str()));
+    assert_eq!(s.get(id, &v1).unwrap().status, Status::Retired);
+    run_ok(&["rollback", "--store", store, id, &v1]);
+    let a = s.aliases(id).unwrap();
+    assert_eq!(a.active.as_deref(), Some(v1.as_str()));
+    assert_eq!(s.get(id, &v2).unwrap().status, Status::Retired);
+    assert!(s.verify().unwrap().is_ok());
+
+    // The audit log holds both jobs and both decisions; status shows them.
+    let status: serde_json::Value = serde_json::from_str(&run_ok(&["status", "--store", store, "--json"])).unwrap();
+    assert_eq!(status[0]["active"], v1.as_str());
+    assert_eq!(status[0]["last_jobs"].as_array().unwrap().len(), 2);
+    let history = s.history(id).unwrap();
+    let count = |k: retrain::store::AuditKind| history.iter().filter(|r| r.event == k).count();
+    assert_eq!(count(retrain::store::AuditKind::Job), 2);
+    assert_eq!(count(retrain::store::AuditKind::Decision), 2);
+    assert_eq!(count(retrain::store::AuditKind::Trigger), 2);
+}
+
+#[test]
+fn a_failing_or_panicking_job_never_stops_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let bars = read_bars(DATA).unwrap().remove(0);
+    let bars = bars.slice(bars.len() - 3000, bars.len()).unwrap();
+    let r = Retrainer::open(dir.path(), retrain::config::Policy::default())
+        .unwrap()
+        .with_model("ok", ModelSpec::new(ModelKind::Lightgbm))
+        .unwrap()
+        .with_model("panics", ModelSpec::new(ModelKind::Lightgbm))
+        .unwrap()
+        .with_model("errors", ModelSpec::new(ModelKind::Xgboost))
+        .unwrap();
+    let triggers: Vec<(String, Trigger)> =
+        ["panics", "errors", "ok"].iter().map(|m| (m.to_string(), Trigger::manual("test"))).collect();
+    let plan = r.plan(&triggers);
+    let reports = r.execute(&plan, &|m| match m {
+        "panics" => panic!("data feed exploded"),
+        "errors" => Err(retrain::Error::param("data", "feed unavailable")),
+        _ => Ok(bars.clone()),
+    });
+    let by = |m: &str| reports.iter().find(|j| j.model_id == m).unwrap();
+    assert_eq!(by("ok").status, JobStatus::Completed);
+    assert!(by("ok").tag.is_some());
+    assert_eq!(by("panics").status, JobStatus::Failed);
+    assert!(by("panics").error.as_deref().unwrap().contains("panicked: data feed exploded"));
+    assert_eq!(by("errors").status, JobStatus::Failed);
+    assert!(by("errors").error.as_deref().unwrap().contains("feed unavailable"));
+    assert!(r.store().verify().unwrap().is_ok());
+    // Failed jobs are audited too.
+    let h = r.store().history("panics").unwrap();
+    assert!(h.iter().any(|rec| rec.event == retrain::store::AuditKind::Job && rec.reason.contains("FAILED")));
+
+    // A cancelled retrainer stops its jobs before they store anything.
+    r.cancel_token().cancel();
+    let rep = r.retrain("ok", &bars, Trigger::manual("after cancel")).unwrap();
+    assert_eq!(rep.status, JobStatus::Cancelled, "{rep:?}");
+    assert_eq!(r.store().list("ok", None).unwrap().len(), 1);
+}
