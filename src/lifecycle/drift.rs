@@ -48,8 +48,8 @@ pub struct ReferenceStats {
     pub features: Vec<FeatureReference>,
 }
 
-/// numpy's default (linear) quantile of sorted values.
-fn quantile_sorted(s: &[f64], p: f64) -> f64 {
+/// numpy's default (linear) quantile of sorted, non-empty values.
+pub(crate) fn quantile_sorted(s: &[f64], p: f64) -> f64 {
     let pos = p * (s.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = (lo + 1).min(s.len() - 1);

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Policy;
 use crate::error::{Error, Result};
+use crate::lifecycle::drift::quantile_sorted;
 use crate::validation::metrics::{expected_calibration_error, spearman};
 
 /// One live prediction and, once known, its outcome.
@@ -226,14 +227,6 @@ impl HealthReport {
     }
 }
 
-/// Linear-interpolation percentile of sorted values.
-fn percentile(s: &[f64], q: f64) -> f64 {
-    let pos = q * (s.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(s.len() - 1);
-    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
-}
-
 fn day_of(ts: Timestamp) -> String {
     ts.strftime("%Y-%m-%d").to_string()
 }
@@ -270,7 +263,8 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
     let long_short_ratio = (shorts > 0).then(|| longs as f64 / shorts as f64);
     let mut lat: Vec<f64> = records.iter().filter_map(|r| r.latency_ms).collect();
     lat.sort_by(f64::total_cmp);
-    let latency_ms = (!lat.is_empty()).then(|| [percentile(&lat, 0.5), percentile(&lat, 0.95), percentile(&lat, 0.99)]);
+    let latency_ms = (!lat.is_empty())
+        .then(|| [quantile_sorted(&lat, 0.5), quantile_sorted(&lat, 0.95), quantile_sorted(&lat, 0.99)]);
     let coverage = if records.is_empty() { 0.0 } else { (longs + shorts) as f64 / records.len() as f64 };
 
     // Per trading day (UTC dates with resolved predictions), oldest first.

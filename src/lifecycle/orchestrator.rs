@@ -21,7 +21,7 @@ use crate::lifecycle::job::{Fitted, JobContext, JobReport, JobStatus, ModelSpec,
 use crate::lifecycle::plan::{Plan, plan};
 use crate::lifecycle::trigger::Trigger;
 use crate::model::{ModelKind, Predict, Signal};
-use crate::store::{AuditKind, Change, Status, StatusChange, VersionInfo, VersionStore};
+use crate::store::{AuditKind, Change, StatusChange, VersionInfo, VersionStore};
 use crate::validation::Task;
 
 /// The deployed version of a model, loaded and ready to predict.
@@ -374,9 +374,4 @@ fn build_pool(n: usize) -> Result<rayon::ThreadPool> {
         .thread_name(|i| format!("retrain-{i}"))
         .build()
         .map_err(|e| Error::param("threads", e.to_string()))
-}
-
-/// Mark `tag` FAILED (a job that registered before it failed).
-pub fn mark_failed(store: &VersionStore, model_id: &str, tag: &str, why: &str) -> Result<()> {
-    store.set_status(model_id, tag, Status::Failed, &Change::new("lifecycle", why)).map(|_| ())
 }
