@@ -432,9 +432,10 @@ pub fn run_job(
         None => (None, None),
         Some(inc) => incumbent_on_paths(ctx, model_id, inc, &spec, &ds, &cv, &mut notes)?,
     };
-    let (cand_cmp, inc_cmp) = match &how {
-        Some(Comparison::Frozen { candidate, .. }) => (candidate.clone(), incumbent_paths.clone().unwrap_or_default()),
-        _ => (cand_paths.clone(), incumbent_paths.clone().unwrap_or_default()),
+    let inc_cmp = incumbent_paths.unwrap_or_default();
+    let cand_cmp = match &how {
+        Some(Comparison::Frozen { candidate }) => candidate.clone(),
+        _ => cand_paths.clone(),
     };
     let ic_diff = if incumbent.is_some() && cand_cmp.len() == inc_cmp.len() && cand_cmp.len() >= 2 {
         let a: Vec<f64> = cand_cmp.iter().map(|p| p.ic_spearman.unwrap_or(f64::NAN)).collect();
