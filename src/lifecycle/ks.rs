@@ -118,6 +118,7 @@ fn outer_prob_inside(m: u64, n: u64, g: u64, h: u64) -> f64 {
     for v in a.iter_mut().take(maxj as usize).skip(minj as usize) {
         *v = 0.0;
     }
+    let recip: Vec<f64> = (0..=m + n).map(|k| if k == 0 { 0.0 } else { 1.0 / k as f64 }).collect();
     for i in 1..=m as i64 {
         let (lastminj, lastlen) = (minj, curlen);
         minj = ((ng_i * i - h_i).div_euclid(mg_i) + 1).max(0).min(n_i);
@@ -126,10 +127,13 @@ fn outer_prob_inside(m: u64, n: u64, g: u64, h: u64) -> f64 {
             return 1.0;
         }
         let mut val = if minj == 0 { 0.0 } else { 1.0 };
+        let fi = i as f64;
         for jj in 0..(maxj - minj) {
-            let j = (jj + minj) as f64;
-            let fi = i as f64;
-            val = (a[(jj + minj - lastminj) as usize] * fi + val * j) / (fi + j);
+            let j = jj + minj;
+            // scipy's (a·i + val·j) / (i + j), with the division taken out of the loop-carried
+            // chain (reciprocals precomputed): the chain is one multiply-add per cell.
+            let r = recip[(i + j) as usize];
+            val = a[(jj + minj - lastminj) as usize] * (fi * r) + val * (j as f64 * r);
             a[jj as usize] = val;
         }
         curlen = maxj - minj;
