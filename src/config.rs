@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::lifecycle::schedule::Schedule;
 
 /// Every lifecycle threshold (SPEC §5, §7). `Default` is the SPEC's numbers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +154,20 @@ pub struct Policy {
     pub rollback_threshold: f64,
     /// Retire a model whose IC stays below 0 for this many consecutive trading days (SPEC: 30).
     pub retire_ic_days: usize,
+    /// Days after a deployment during which its live score is compared with its
+    /// predecessor's for automatic rollback (default 14; after that only retirement applies).
+    pub rollback_window_days: usize,
+
+    // --- Shadow (continued).
+    /// Paired samples after which a shadow not proven better is rejected (default 5 × 1000).
+    pub shadow_max_samples: usize,
+    /// p-value below which the paired shadow-minus-active R difference counts (default 0.05).
+    pub shadow_p_value: f64,
+
+    // --- Cron schedules (kept last: TOML writes arrays of tables after plain keys).
+    /// Named cron schedules (`[[schedules]]`: `name`, `cron`, optional `window_days`,
+    /// `time_zone`, `models`); none by default, the periodic rule covers the SPEC default.
+    pub schedules: Vec<Schedule>,
 }
 
 impl Default for Policy {
@@ -213,6 +228,10 @@ impl Default for Policy {
             trash_grace_hours: 24,
             rollback_threshold: 0.05,
             retire_ic_days: 30,
+            rollback_window_days: 14,
+            shadow_max_samples: 5000,
+            shadow_p_value: 0.05,
+            schedules: Vec::new(),
         }
     }
 }
@@ -271,6 +290,7 @@ impl Policy {
             ("max_drawdown_worsening", self.max_drawdown_worsening),
             ("canary_fraction", self.canary_fraction),
             ("rollback_threshold", self.rollback_threshold),
+            ("shadow_p_value", self.shadow_p_value),
         ] {
             fraction(field, v)?;
         }
@@ -314,7 +334,15 @@ impl Policy {
             ("min_samples", self.min_samples),
             ("max_versions", self.max_versions),
             ("retire_ic_days", self.retire_ic_days),
+            ("rollback_window_days", self.rollback_window_days),
         ])?;
+        if self.shadow_max_samples < self.min_samples {
+            return Err(Error::param(
+                "shadow_max_samples",
+                format!("must not be below min_samples ({})", self.min_samples),
+            ));
+        }
+        crate::lifecycle::schedule::parse_all(&self.schedules)?;
         if self.max_training_minutes == 0 {
             return Err(Error::param("max_training_minutes", "must be at least 1"));
         }
@@ -418,6 +446,18 @@ mod tests {
         let p = Policy { batch_size: 5, memory_budget_mb: Some(2048), ..Policy::default() };
         assert_eq!(Policy::from_toml_str(&p.to_toml_string(), "t").unwrap(), p);
         assert_eq!(Policy::from_json_str(&serde_json::to_string(&p).unwrap(), "j").unwrap(), p);
+        let s = Policy {
+            schedules: vec![
+                Schedule::new("weekly", "0 3 * * MON"),
+                Schedule {
+                    window_days: Some(1000),
+                    models: vec!["btc".into()],
+                    ..Schedule::new("monthly", "@monthly")
+                },
+            ],
+            ..Policy::default()
+        };
+        assert_eq!(Policy::from_toml_str(&s.to_toml_string(), "t").unwrap(), s);
         let q = Policy::from_toml_str("ks_alert = 0.15\nthreads = 4\n", "t").unwrap();
         assert_eq!(q, Policy { ks_alert: 0.15, threads: 4, ..Policy::default() });
     }
@@ -445,6 +485,8 @@ mod tests {
         assert_eq!(field("psi_bins = 1"), "psi_bins");
         assert_eq!(field("health_min_long_short_ratio = 3.5"), "health_min_long_short_ratio");
         assert_eq!(field("memory_budget_mb = 0"), "memory_budget_mb");
+        assert_eq!(field("shadow_max_samples = 10"), "shadow_max_samples");
+        assert_eq!(field("[[schedules]]\nname = \"w\"\ncron = \"0 25 * * *\"\n"), "schedules[0].cron");
     }
 
     #[test]
