@@ -4,7 +4,7 @@
 //! power loss.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -112,6 +112,57 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(path)(e)),
     }
+}
+
+/// Append whole `\n`-terminated lines to a JSONL file durably: an unterminated last line
+/// left by a writer that died mid-append is cut first, then one write and an fsync (the
+/// file's directory entry is synced when the file is new). Callers serialise appends.
+pub(crate) fn append_lines(path: &Path, buf: &[u8]) -> Result<()> {
+    let created = !path.exists();
+    if created && let Some(dir) = path.parent() {
+        create_dir_durable(dir)?;
+    }
+    let mut f = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_err(path))?;
+    if created {
+        sync_dir(&parent_dir(path))?;
+    }
+    cut_torn_tail(&mut f, path)?;
+    f.write_all(buf).map_err(io_err(path))?;
+    f.sync_data().map_err(io_err(path))
+}
+
+/// Truncate an unterminated last line left by a writer that died mid-append.
+fn cut_torn_tail(f: &mut File, path: &Path) -> Result<()> {
+    let len = f.metadata().map_err(io_err(path))?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let tail = read_tail(f, path, len, 1)?;
+    if tail == b"\n" {
+        return Ok(());
+    }
+    let mut keep = 0u64;
+    let mut end = len;
+    while end > 0 {
+        let n = end.min(64 * 1024);
+        let chunk = read_tail(f, path, end, n)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            keep = end - n + i as u64 + 1;
+            break;
+        }
+        end -= n;
+    }
+    tracing::warn!(path = %path.display(), bytes = len - keep, "cutting a torn JSONL line left by a crashed writer");
+    f.set_len(keep).map_err(io_err(path))?;
+    f.sync_data().map_err(io_err(path))
+}
+
+/// The `n` bytes that end at offset `end`.
+pub(crate) fn read_tail(f: &mut File, path: &Path, end: u64, n: u64) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n as usize];
+    f.seek(SeekFrom::Start(end - n)).map_err(io_err(path))?;
+    f.read_exact(&mut buf).map_err(io_err(path))?;
+    Ok(buf)
 }
 
 #[cfg(test)]

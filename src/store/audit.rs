@@ -8,15 +8,15 @@
 //! newer than the committed generation. A torn last line (a crash mid-append) is ignored by
 //! readers and cut off by the next writer before it appends.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::store::atomic::io_err;
+use std::fs::File;
+
+use crate::store::atomic::{io_err, read_tail};
 use crate::store::meta::Status;
 
 /// What happened.
@@ -119,54 +119,12 @@ pub(crate) fn append(path: &Path, records: &[AuditRecord]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
-    let created = !path.exists();
-    let mut f = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_err(path))?;
-    if created {
-        // The file's directory entry must survive a power loss too.
-        crate::store::atomic::sync_dir(&crate::store::atomic::parent_dir(path))?;
-    }
-    cut_torn_tail(&mut f, path)?;
     let mut buf = Vec::with_capacity(256 * records.len());
     for r in records {
         serde_json::to_writer(&mut buf, r).expect("audit records serialise");
         buf.push(b'\n');
     }
-    f.write_all(&buf).map_err(io_err(path))?;
-    f.sync_data().map_err(io_err(path))
-}
-
-/// Truncate an unterminated last line left by a writer that died mid-append.
-fn cut_torn_tail(f: &mut File, path: &Path) -> Result<()> {
-    let len = f.metadata().map_err(io_err(path))?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    let tail = read_tail(f, path, len, 1)?;
-    if tail == b"\n" {
-        return Ok(());
-    }
-    let mut keep = 0u64;
-    let mut end = len;
-    while end > 0 {
-        let n = end.min(64 * 1024);
-        let chunk = read_tail(f, path, end, n)?;
-        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
-            keep = end - n + i as u64 + 1;
-            break;
-        }
-        end -= n;
-    }
-    tracing::warn!(path = %path.display(), bytes = len - keep, "cutting a torn audit line left by a crashed writer");
-    f.set_len(keep).map_err(io_err(path))?;
-    f.sync_data().map_err(io_err(path))
-}
-
-/// The `n` bytes that end at offset `end`.
-fn read_tail(f: &mut File, path: &Path, end: u64, n: u64) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; n as usize];
-    f.seek(SeekFrom::Start(end - n)).map_err(io_err(path))?;
-    f.read_exact(&mut buf).map_err(io_err(path))?;
-    Ok(buf)
+    crate::store::atomic::append_lines(path, &buf)
 }
 
 /// Read the whole log, tolerating a torn last line and reporting unparsable ones.
@@ -247,6 +205,8 @@ pub(crate) fn committed(records: Vec<AuditRecord>, model: &str, generation: u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn rec(model: &str, g: Option<u64>, kind: AuditKind) -> AuditRecord {
         let mut r = AuditRecord::new(Timestamp::UNIX_EPOCH, kind, "test", "");

@@ -9,6 +9,7 @@
 //! <root>/models/<model_id>/aliases.json           statuses + aliases + generation (commit point)
 //! <root>/models/<model_id>/versions/<tag>/        artifacts, meta.json, manifest.json
 //! <root>/models/<model_id>/decisions/<file>.json  decision reports referenced from the audit log
+//! <root>/models/<model_id>/shadow/<tag>.jsonl     paired predictions and outcomes of a shadow test
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -73,6 +74,9 @@ impl Layout {
     }
     pub(crate) fn decisions(&self, model_id: &str) -> PathBuf {
         self.model(model_id).join("decisions")
+    }
+    pub(crate) fn shadow_log(&self, model_id: &str, tag: &str) -> PathBuf {
+        self.model(model_id).join("shadow").join(format!("{tag}.jsonl"))
     }
 }
 

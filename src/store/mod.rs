@@ -31,6 +31,7 @@
 //! ```
 
 mod atomic;
+pub(crate) use atomic::append_lines;
 mod audit;
 mod gc;
 pub mod layout;
@@ -673,6 +674,19 @@ impl VersionStore {
             audit::append(&self.layout.audit(), &[r])?;
             Ok(path)
         })
+    }
+
+    /// Every activation of `model_id`, oldest first (rollbacks included).
+    pub fn deployments(&self, model_id: &str) -> Result<Vec<Deployment>> {
+        Ok(self.existing_state(model_id)?.deployments)
+    }
+
+    /// Where the shadow test of `model_id`'s version `tag` keeps its paired records
+    /// (`models/<id>/shadow/<tag>.jsonl`; the directory is created on first use).
+    pub fn shadow_log_path(&self, model_id: &str, tag: &str) -> Result<PathBuf> {
+        check_model_id(model_id)?;
+        check_tag(tag)?;
+        Ok(self.layout.shadow_log(model_id, tag))
     }
 
     /// A model's committed audit history, oldest first (`NotFound` for a model the store has

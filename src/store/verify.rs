@@ -159,7 +159,7 @@ impl VersionStore {
             for name in list_dir(&mdir)? {
                 if name.starts_with(TMP_PREFIX) {
                     rep.push(Severity::Leftover, mdir.join(&name), m, None, "temp file of an interrupted write");
-                } else if !matches!(name.as_str(), ALIASES_FILE | "versions" | "decisions") {
+                } else if !matches!(name.as_str(), ALIASES_FILE | "versions" | "decisions" | "shadow") {
                     rep.push(Severity::Leftover, mdir.join(&name), m, None, "unexpected entry");
                 }
             }
