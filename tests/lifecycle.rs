@@ -1,5 +1,6 @@
 //! The lifecycle end to end: `retrain run` twice on the shipped data, promotion and rollback
-//! through the CLI with the store checked each time; job isolation in the library.
+//! through the CLI with the store checked each time; job isolation (panic, error, time limit,
+//! cancellation) in the library.
 
 use std::process::Command;
 
@@ -102,9 +103,13 @@ fn a_failing_or_panicking_job_never_stops_the_others() {
         .with_model("panics", ModelSpec::new(ModelKind::Lightgbm))
         .unwrap()
         .with_model("errors", ModelSpec::new(ModelKind::Xgboost))
+        .unwrap()
+        .with_model("slow", ModelSpec::new(ModelKind::Xgboost))
+        .unwrap()
+        .with_time_limit("slow", std::time::Duration::from_millis(1))
         .unwrap();
     let triggers: Vec<(String, Trigger)> =
-        ["panics", "errors", "ok"].iter().map(|m| (m.to_string(), Trigger::manual("test"))).collect();
+        ["panics", "errors", "slow", "ok"].iter().map(|m| (m.to_string(), Trigger::manual("test"))).collect();
     let plan = r.plan(&triggers);
     let reports = r.execute(&plan, &|m| match m {
         "panics" => panic!("data feed exploded"),
@@ -118,6 +123,10 @@ fn a_failing_or_panicking_job_never_stops_the_others() {
     assert!(by("panics").error.as_deref().unwrap().contains("panicked: data feed exploded"));
     assert_eq!(by("errors").status, JobStatus::Failed);
     assert!(by("errors").error.as_deref().unwrap().contains("feed unavailable"));
+    // Past its time limit a job stops at its next check, stores nothing, and is CANCELLED.
+    assert_eq!(by("slow").status, JobStatus::Cancelled, "{:?}", by("slow"));
+    assert!(by("slow").error.as_deref().unwrap().contains("time limit"), "{:?}", by("slow").error);
+    assert!(r.store().list("slow", None).map(|l| l.is_empty()).unwrap_or(true));
     assert!(r.store().verify().unwrap().is_ok());
     // Failed jobs are audited too.
     let h = r.store().history("panics").unwrap();

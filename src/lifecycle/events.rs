@@ -101,6 +101,22 @@ pub enum EventKind {
         /// Largest KS statistic.
         max_ks: f64,
     },
+    /// A shadow test has had no new record for `shadow_stuck_hours`.
+    #[serde(rename = "shadow.test.stuck")]
+    ShadowStuck {
+        /// The shadow tag.
+        tag: String,
+        /// Hours since its last record.
+        hours: f64,
+    },
+    /// A shadow test ended in REJECT and its candidate was retired.
+    #[serde(rename = "shadow.rejected")]
+    ShadowRejected {
+        /// The shadow tag.
+        tag: String,
+        /// Why.
+        reason: String,
+    },
     /// Health is DEGRADED or CRITICAL.
     #[serde(rename = "model.performance.degraded")]
     PerformanceDegraded {
@@ -137,6 +153,8 @@ impl Event {
             EventKind::Promoted { .. } => "model.promoted",
             EventKind::Retired { .. } => "model.retired",
             EventKind::ShadowPromotionRecommended { .. } => "shadow.promotion.recommended",
+            EventKind::ShadowStuck { .. } => "shadow.test.stuck",
+            EventKind::ShadowRejected { .. } => "shadow.rejected",
             EventKind::DriftDetected { .. } => "drift.detected",
             EventKind::PerformanceDegraded { .. } => "model.performance.degraded",
         }

@@ -89,12 +89,13 @@ pub struct ModelStatus {
 
 /// The front door.
 pub struct Retrainer {
-    store: VersionStore,
-    policy: Policy,
-    pool: rayon::ThreadPool,
-    events: Arc<dyn EventSink>,
-    clock: Arc<dyn Clock>,
+    pub(super) store: VersionStore,
+    pub(super) policy: Policy,
+    pub(super) pool: rayon::ThreadPool,
+    pub(super) events: Arc<dyn EventSink>,
+    pub(super) clock: Arc<dyn Clock>,
     specs: BTreeMap<String, ModelSpec>,
+    limits: BTreeMap<String, Duration>,
     cancel: CancelToken,
 }
 
@@ -111,6 +112,7 @@ impl Retrainer {
             events: Arc::new(NullSink),
             clock: Arc::new(SystemClock),
             specs: BTreeMap::new(),
+            limits: BTreeMap::new(),
             cancel: CancelToken::new(),
         })
     }
@@ -142,6 +144,14 @@ impl Retrainer {
         Ok(self)
     }
 
+    /// Give `model_id`'s jobs a time limit other than the policy's `max_training_minutes`
+    /// (e.g. seconds for a fast-moving model).
+    pub fn with_time_limit(mut self, model_id: &str, limit: Duration) -> Result<Self> {
+        crate::store::check_model_id(model_id)?;
+        self.limits.insert(model_id.to_string(), limit);
+        Ok(self)
+    }
+
     /// The token that cancels every running and future job of this retrainer.
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()
@@ -157,7 +167,7 @@ impl Retrainer {
         &self.policy
     }
 
-    fn emit(&self, model: Option<&str>, kind: EventKind) {
+    pub(super) fn emit(&self, model: Option<&str>, kind: EventKind) {
         self.events.emit(&Event { ts: self.clock.now(), model: model.map(str::to_string), kind });
     }
 
@@ -192,7 +202,7 @@ impl Retrainer {
                             &Change::new("lifecycle", &job.trigger.reason),
                             Some(serde_json::json!({"priority": job.trigger.priority, "kind": job.trigger.kind, "reasons": job.reasons})),
                         );
-                        let token = self.cancel.with_limit(limit);
+                        let token = self.cancel.with_limit(self.limits.get(&job.model_id).copied().unwrap_or(limit));
                         self.run_isolated(&job.model_id, &job.trigger, job.reasons.clone(), &token, bars_for)
                     })
                     .collect()
@@ -300,6 +310,16 @@ impl Retrainer {
             .store
             .active(model_id)?
             .ok_or_else(|| Error::NotFound { model_id: model_id.into(), what: "active version".into() })?;
+        self.load(model_id, info)
+    }
+
+    /// Any kept version of `model_id` (e.g. the SHADOW candidate), loaded like [`Retrainer::active`].
+    pub fn version(&self, model_id: &str, tag: &str) -> Result<ActiveModel> {
+        let info = self.store.get(model_id, tag)?;
+        self.load(model_id, info)
+    }
+
+    fn load(&self, model_id: &str, info: VersionInfo) -> Result<ActiveModel> {
         let kind: ModelKind = info.meta.model_kind.parse()?;
         let features: FeatureSpec = serde_json::from_value(info.meta.feature_spec.clone().unwrap_or_default())
             .map_err(|e| Error::param("feature_spec", format!("{model_id} {}: {e}", info.tag)))?;

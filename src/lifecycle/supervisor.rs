@@ -1,0 +1,380 @@
+//! The supervisor side of [`Retrainer`]: watching deployed models between retrains. From the
+//! live prediction log and recent candles it assesses health, checks feature drift against
+//! the reference statistics stored with the active version, evaluates every trigger
+//! (cron schedules included) and emits `model.performance.degraded` / `drift.detected`;
+//! it retires or rolls back versions the live log condemns; and it runs shadow and canary
+//! tests ([`ShadowPair`]) and acts on their verdicts. Every action is audited.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::data::Bars;
+use crate::error::{Error, Result};
+use crate::lifecycle::drift::{DriftReport, ReferenceStats, Severity, check_drift};
+use crate::lifecycle::events::EventKind;
+use crate::lifecycle::health::{HealthReport, HealthStatus, PredictionLog, assess};
+use crate::lifecycle::job::REFERENCE_ARTIFACT;
+use crate::lifecycle::orchestrator::{ActiveModel, Retrainer};
+use crate::lifecycle::retire::{LiveAction, LiveVerdict, check_live};
+use crate::lifecycle::schedule::parse_all;
+use crate::lifecycle::shadow::{Call, Recommendation, ShadowEvaluation, ShadowTest};
+use crate::lifecycle::trigger::{RegimeHistory, Trigger, TriggerInputs, evaluate};
+use crate::model::Signal;
+use crate::store::{AuditKind, Change, VersionStore};
+
+/// A source of a model's recent candles, by model id.
+pub type BarsSource<'a> = &'a (dyn Fn(&str) -> Result<Bars> + Sync);
+
+/// What the host observed since the last check (each part optional).
+#[derive(Default)]
+pub struct Observations<'a> {
+    /// Live predictions and outcomes of every model.
+    pub predictions: Option<&'a PredictionLog>,
+    /// Recent candles of a model (for drift), by model id.
+    pub bars: Option<BarsSource<'a>>,
+    /// Daily regime labels, by model id.
+    pub regimes: BTreeMap<String, RegimeHistory>,
+}
+
+/// One model's supervision result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelCheck {
+    /// The model.
+    pub model_id: String,
+    /// Its active version.
+    pub active: String,
+    /// Live health of the active version (with a prediction log).
+    pub health: Option<HealthReport>,
+    /// Drift of recent features against the active version's reference (with bars).
+    pub drift: Option<DriftReport>,
+    /// Every trigger that fired.
+    pub triggers: Vec<Trigger>,
+    /// Inputs that could not be evaluated (the rest still were).
+    pub errors: Vec<String>,
+}
+
+impl ActiveModel {
+    /// The version's training-distribution reference (its `reference.json`).
+    pub fn reference(&self, store: &VersionStore, model_id: &str) -> Result<ReferenceStats> {
+        let bytes = store.load_artifact(model_id, &self.info.tag, REFERENCE_ARTIFACT)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptVersion {
+            model_id: model_id.into(),
+            tag: self.info.tag.clone(),
+            reason: format!("{REFERENCE_ARTIFACT}: {e}"),
+        })
+    }
+
+    /// The model's feature columns over the last `days` trading days (UTC dates with bars) of
+    /// `bars`, in the order of `reference` (values rounded to f32 as in training).
+    pub fn recent_features(&self, bars: &Bars, days: usize, reference: &ReferenceStats) -> Result<Vec<Vec<f64>>> {
+        let frame = crate::features::compute(bars, &self.features)?;
+        let seg = frame.segments.first().ok_or_else(|| Error::Empty { source_name: "recent bars".into() })?;
+        let day = |ms: i64| ms.div_euclid(86_400_000);
+        // Walk back over whole UTC dates until `days` distinct ones are covered.
+        let mut start = seg.len();
+        let (mut seen, mut current) = (0usize, None);
+        while start > 0 {
+            let d = day(seg.ts[start - 1]);
+            if current != Some(d) {
+                seen += 1;
+                if seen > days {
+                    break;
+                }
+                current = Some(d);
+            }
+            start -= 1;
+        }
+        reference
+            .features
+            .iter()
+            .map(|r| {
+                let j = frame.names.iter().position(|n| *n == r.name).ok_or_else(|| {
+                    Error::param(format!("features.{}", r.name), "in the reference but not computed from the bars")
+                })?;
+                Ok(seg.columns[j][start..].iter().map(|&v| f64::from(v as f32)).collect())
+            })
+            .collect()
+    }
+}
+
+/// An ACTIVE and a SHADOW version loaded side by side with their shadow test: every
+/// [`ShadowPair::predict`] asks both, records the pair, and returns the call to act on.
+pub struct ShadowPair {
+    /// The serving version.
+    pub active: ActiveModel,
+    /// The candidate.
+    pub candidate: ActiveModel,
+    /// The paired log.
+    pub test: ShadowTest,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+impl ShadowPair {
+    /// Both versions' calls on the last bar of `bars`, recorded under `key`; returns the
+    /// candidate's call where the canary routes `key` to it, else the active version's.
+    pub fn predict(&self, key: &str, bars: &Bars) -> Result<Signal> {
+        let a = self.active.predict_latest(bars)?;
+        let c = self.candidate.predict_latest(bars)?;
+        self.test.record(key, self.clock.now(), Call::from(&a), Call::from(&c))?;
+        Ok(if self.test.routes_to_candidate(key) { c } else { a })
+    }
+
+    /// The realised outcome of `key` (`risk` default 1).
+    pub fn record_outcome(&self, key: &str, outcome: f64, risk: Option<f64>) -> Result<()> {
+        self.test.record_outcome(key, self.clock.now(), outcome, risk)
+    }
+}
+
+/// Whether an audit record is a firing of schedule `name`.
+fn fired(r: &crate::store::AuditRecord, name: &str) -> bool {
+    // Grouped reasons carry a priority prefix (`[LOW] schedule `daily` is due`).
+    let needle = format!("schedule `{name}` is due");
+    r.event == AuditKind::Trigger
+        && (r.reason.contains(&needle)
+            || r.details
+                .as_ref()
+                .and_then(|d| d.get("reasons"))
+                .and_then(|v| v.as_array())
+                .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.contains(&needle)))))
+}
+
+impl Retrainer {
+    fn audit_alert(&self, model_id: &str, reason: String, details: serde_json::Value) {
+        if let Err(e) =
+            self.store.log_event(model_id, AuditKind::Alert, &Change::new("supervisor", reason), Some(details))
+        {
+            tracing::warn!(model = model_id, error = %e, "could not audit an alert");
+        }
+    }
+
+    /// Drift of `bars`' recent features (the last `drift_window_days` trading days) against
+    /// the active version's reference.
+    pub fn check_drift(&self, model_id: &str, bars: &Bars) -> Result<DriftReport> {
+        let model = self.active(model_id)?;
+        self.drift_of(model_id, &model, bars)
+    }
+
+    fn drift_of(&self, model_id: &str, model: &ActiveModel, bars: &Bars) -> Result<DriftReport> {
+        let reference = model.reference(&self.store, model_id)?;
+        let recent = model.recent_features(bars, self.policy.drift_window_days, &reference)?;
+        check_drift(&reference, &recent, &self.policy)
+    }
+
+    /// Supervise every model with an active version: health, drift, regime, periodic and cron
+    /// triggers (in the bounded pool, one model per task). Emits `model.performance.degraded`
+    /// and `drift.detected`, audits alerts, and returns one [`ModelCheck`] per model (sorted by
+    /// id). Feed [`ModelCheck::triggers`] to [`Retrainer::plan`].
+    pub fn evaluate_triggers(&self, obs: &Observations<'_>) -> Result<Vec<ModelCheck>> {
+        let schedules = parse_all(&self.policy.schedules)?;
+        let now = self.clock.now();
+        let models = self.store.models()?;
+        let checks: Vec<Option<ModelCheck>> = self.pool.install(|| {
+            use rayon::prelude::*;
+            models.par_iter().map(|m| self.check_model(m, obs, &schedules, now)).collect()
+        });
+        Ok(checks.into_iter().flatten().collect())
+    }
+
+    fn check_model(
+        &self,
+        model_id: &str,
+        obs: &Observations<'_>,
+        schedules: &[crate::lifecycle::schedule::ParsedSchedule],
+        now: Timestamp,
+    ) -> Option<ModelCheck> {
+        let info = self.store.active(model_id).ok().flatten()?;
+        let mut errors = Vec::new();
+        let deployments = self.store.deployments(model_id).unwrap_or_default();
+        // The active version's latest activation (a rollback or fallback re-deploys it).
+        let deployed = deployments.iter().rev().find(|d| d.tag == info.tag).map(|d| d.at).or(info.deployed_at);
+        let health = obs.predictions.map(|log| {
+            let mine: Vec<_> = log
+                .of(model_id)
+                .into_iter()
+                .filter(|r| match r.model.split_once('@') {
+                    Some((_, tag)) => tag == info.tag,
+                    None => deployments.iter().rev().find(|d| d.at <= r.ts).is_some_and(|d| d.tag == info.tag),
+                })
+                .collect();
+            assess(model_id, &mine, &self.policy)
+        });
+        if let Some(h) = health.as_ref().filter(|h| h.status != HealthStatus::Healthy) {
+            self.emit(
+                Some(model_id),
+                EventKind::PerformanceDegraded { status: h.status.to_string(), alerts: h.alerts.clone() },
+            );
+            self.audit_alert(
+                model_id,
+                format!("health {}: {}", h.status, h.alerts.join("; ")),
+                serde_json::json!({"alert": "model.performance.degraded", "status": h.status, "alerts": h.alerts}),
+            );
+        }
+        let mut drift = None;
+        if let Some(bars_for) = obs.bars {
+            let d = bars_for(model_id).and_then(|bars| {
+                let model = self.active(model_id)?;
+                self.drift_of(model_id, &model, &bars)
+            });
+            match d {
+                Ok(d) => drift = Some(d),
+                Err(e) => errors.push(format!("drift: {e}")),
+            }
+        }
+        if let Some(d) = drift.as_ref().filter(|d| d.severity > Severity::None) {
+            let features: Vec<String> = d.drifted_features().into_iter().map(String::from).collect();
+            self.emit(
+                Some(model_id),
+                EventKind::DriftDetected {
+                    severity: d.severity.to_string(),
+                    features: features.clone(),
+                    max_ks: d.max_ks,
+                },
+            );
+            if d.severity >= Severity::Medium {
+                let alarm = if d.severity == Severity::Critical { " — stop-trading alarm" } else { "" };
+                self.audit_alert(
+                    model_id,
+                    format!("drift {}: {} features drifted{alarm}", d.severity, d.drifted),
+                    serde_json::json!({"alert": "drift.detected", "severity": d.severity, "features": features, "max_ks": d.max_ks}),
+                );
+            }
+        }
+        let history = self.store.history(model_id).unwrap_or_default();
+        let mut due = Vec::new();
+        for s in schedules.iter().filter(|s| s.schedule.applies_to(model_id)) {
+            // Counted from its last firing, else from the deployment (a new model is not
+            // owed the ticks that passed before it existed).
+            let Some(since) = history.iter().rev().find(|r| fired(r, &s.schedule.name)).map(|r| r.ts).or(deployed)
+            else {
+                continue;
+            };
+            match s.due_between(since, now) {
+                Ok(Some(_)) => due.push((
+                    s.schedule.name.clone(),
+                    Some(s.window_days(now, self.policy.window_time_days, self.policy.window_monthly_days)),
+                )),
+                Ok(None) => {}
+                Err(e) => errors.push(format!("schedule {}: {e}", s.schedule.name)),
+            }
+        }
+        let classifier = info
+            .meta
+            .label_spec
+            .as_ref()
+            .and_then(|v| serde_json::from_value::<crate::features::LabelSpec>(v.clone()).ok())
+            .is_some_and(|l| l.classes().is_some());
+        let inputs = TriggerInputs {
+            health: health.as_ref(),
+            drift: drift.as_ref(),
+            regime: obs.regimes.get(model_id),
+            last_deployed: deployed,
+            schedules_due: due,
+            classifier,
+        };
+        let triggers = evaluate(&inputs, now, &self.policy);
+        Some(ModelCheck { model_id: model_id.into(), active: info.tag, health, drift, triggers, errors })
+    }
+
+    /// Retire (IC < 0 for `retire_ic_days`) or roll back (live score > `rollback_threshold`
+    /// below the predecessor's) every active version the live `log` condemns; returns one
+    /// verdict per model with an active version. Actions are audited and emitted.
+    pub fn supervise(&self, log: &PredictionLog) -> Result<Vec<LiveVerdict>> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for model_id in self.store.models()? {
+            let Some(active) = self.store.aliases(&model_id)?.active else { continue };
+            let deployments = self.store.deployments(&model_id)?;
+            let verdict = check_live(&model_id, &active, &deployments, log, now, &self.policy);
+            let why = verdict.reasons.join("; ");
+            match &verdict.action {
+                LiveAction::Keep => {}
+                LiveAction::Retire { tag, .. } => {
+                    self.store.retire(&model_id, tag, &Change::new("supervisor", format!("retired: {why}")))?;
+                    let fallback = self.store.aliases(&model_id)?.active;
+                    self.emit(
+                        Some(&model_id),
+                        EventKind::Retired { tag: tag.clone(), fallback: fallback.clone(), reason: why.clone() },
+                    );
+                }
+                LiveAction::Rollback { to, .. } => {
+                    self.store.rollback(
+                        &model_id,
+                        to,
+                        &Change::new("supervisor", format!("automatic rollback: {why}")),
+                    )?;
+                    self.emit(
+                        Some(&model_id),
+                        EventKind::Promoted { tag: to.clone(), reason: format!("automatic rollback: {why}") },
+                    );
+                }
+            }
+            out.push(verdict);
+        }
+        Ok(out)
+    }
+
+    /// The shadow test of `model_id`'s SHADOW version (CANARY decisions route
+    /// `canary_fraction` of keys to it).
+    pub fn shadow_test(&self, model_id: &str) -> Result<ShadowTest> {
+        ShadowTest::open(&self.store, model_id, &self.policy)
+    }
+
+    /// The ACTIVE and SHADOW versions of `model_id` loaded together with their shadow test.
+    pub fn shadow_pair(&self, model_id: &str) -> Result<ShadowPair> {
+        let test = self.shadow_test(model_id)?;
+        Ok(ShadowPair {
+            active: self.active(model_id)?,
+            candidate: self.version(model_id, &test.shadow_tag)?,
+            test,
+            clock: self.clock.clone(),
+        })
+    }
+
+    /// Evaluate `model_id`'s shadow test and act on it: PROMOTE makes the candidate active
+    /// (`shadow.promotion.recommended`, `model.promoted`), REJECT retires it
+    /// (`shadow.rejected`); a stuck test raises `shadow.test.stuck`. All audited.
+    pub fn evaluate_shadow(&self, model_id: &str) -> Result<ShadowEvaluation> {
+        let test = self.shadow_test(model_id)?;
+        let ev = test.evaluate(self.clock.now(), &self.policy);
+        let tag = test.shadow_tag.clone();
+        let details = serde_json::to_value(&ev).expect("evaluations serialise");
+        if ev.stuck {
+            let hours = ev.last_record.map_or(f64::NAN, |t| self.clock.now().duration_since(t).as_secs_f64() / 3600.0);
+            self.emit(Some(model_id), EventKind::ShadowStuck { tag: tag.clone(), hours });
+            self.audit_alert(
+                model_id,
+                format!("shadow test of {tag} stuck: no record for {hours:.0} h"),
+                details.clone(),
+            );
+        }
+        let why = ev.reasons.join("; ");
+        match ev.recommendation {
+            Recommendation::Promote => {
+                self.emit(
+                    Some(model_id),
+                    EventKind::ShadowPromotionRecommended {
+                        tag: tag.clone(),
+                        improvement: ev.improvement.unwrap_or(0.0),
+                    },
+                );
+                self.store.promote(model_id, &tag, &Change::new("shadow", format!("shadow test PROMOTE: {why}")))?;
+                self.emit(Some(model_id), EventKind::Promoted { tag, reason: format!("shadow test: {why}") });
+            }
+            Recommendation::Reject => {
+                self.store.retire(model_id, &tag, &Change::new("shadow", format!("shadow test REJECT: {why}")))?;
+                self.emit(Some(model_id), EventKind::ShadowRejected { tag, reason: why });
+            }
+            Recommendation::ContinueTesting => {}
+        }
+        Ok(ev)
+    }
+}
+
+impl ModelCheck {
+    /// `(model_id, trigger)` pairs for [`Retrainer::plan`].
+    pub fn pairs(checks: &[ModelCheck]) -> Vec<(String, Trigger)> {
+        checks.iter().flat_map(|c| c.triggers.iter().map(|t| (c.model_id.clone(), t.clone()))).collect()
+    }
+}
