@@ -116,15 +116,29 @@ impl FeatureReference {
             if i + 1 < recent.len() && recent[i + 1] == v {
                 continue;
             }
-            let f = self.cdf(v);
+            // Both ECDFs at v and both just below it (a tie block or a reference point mass
+            // jumps at v: comparing one side's value with the other's left limit would not be
+            // a difference of the two distributions at any point).
             let lo = recent.partition_point(|&r| r < v) as f64 / m;
-            d = d.max((f - (i + 1) as f64 / m).abs()).max((f - lo).abs());
+            d = d.max((self.cdf(v) - (i + 1) as f64 / m).abs()).max((self.cdf_left(v) - lo).abs());
         }
         for &qv in &self.quantiles {
             let g = recent.partition_point(|&r| r <= qv) as f64 / m;
-            d = d.max((self.cdf(qv) - g).abs());
+            let g_left = recent.partition_point(|&r| r < qv) as f64 / m;
+            d = d.max((self.cdf(qv) - g).abs()).max((self.cdf_left(qv) - g_left).abs());
         }
         d
+    }
+
+    /// The reference ECDF just below `x` (differs from [`Self::cdf`] only where quantiles tie
+    /// at `x`: a point mass).
+    fn cdf_left(&self, x: f64) -> f64 {
+        let q = &self.quantiles;
+        let first = q.partition_point(|&v| v < x);
+        if first < q.len() && q[first] == x {
+            return first as f64 / (q.len() - 1) as f64;
+        }
+        self.cdf(x)
     }
 
     /// Population stability index of the recent values over the reference bins.
@@ -166,6 +180,62 @@ impl ReferenceStats {
             (0..ds.n_features()).map(|j| ds.x.column(j).iter().map(|&v| f64::from(v)).collect()).collect();
         Self::from_columns(&ds.feature_names, &cols, psi_bins)
     }
+}
+
+/// Feature columns of `bars` under `spec` (values rounded to f32, as a training dataset holds
+/// them), restricted to the last `days` trading days (UTC dates with bars; `None`: every
+/// row) and ordered like `reference` (a reference feature the spec does not produce is an
+/// error naming it).
+pub fn recent_columns(
+    bars: &crate::data::Bars,
+    spec: &crate::features::FeatureSpec,
+    days: Option<usize>,
+    reference: &ReferenceStats,
+) -> Result<Vec<Vec<f64>>> {
+    let frame = crate::features::compute(bars, spec)?;
+    let seg = frame.segments.first().ok_or_else(|| Error::Empty { source_name: "recent bars".into() })?;
+    let day = |ms: i64| ms.div_euclid(86_400_000);
+    // Walk back over whole UTC dates until `days` distinct ones are covered.
+    let mut start = seg.len();
+    if let Some(days) = days {
+        let (mut seen, mut current) = (0usize, None);
+        while start > 0 {
+            let d = day(seg.ts[start - 1]);
+            if current != Some(d) {
+                seen += 1;
+                if seen > days {
+                    break;
+                }
+                current = Some(d);
+            }
+            start -= 1;
+        }
+    } else {
+        start = 0;
+    }
+    reference
+        .features
+        .iter()
+        .map(|r| {
+            let j = frame.names.iter().position(|n| *n == r.name).ok_or_else(|| {
+                Error::param(format!("features.{}", r.name), "in the reference but not computed from the bars")
+            })?;
+            Ok(seg.columns[j][start..].iter().map(|&v| f64::from(v as f32)).collect())
+        })
+        .collect()
+}
+
+/// Reference statistics of `bars`' features under `spec` (every finite value, rounded to
+/// f32 as in training).
+pub fn reference_from_bars(
+    bars: &crate::data::Bars,
+    spec: &crate::features::FeatureSpec,
+    psi_bins: usize,
+) -> Result<ReferenceStats> {
+    let frame = crate::features::compute(bars, spec)?;
+    let seg = frame.segments.first().ok_or_else(|| Error::Empty { source_name: "reference bars".into() })?;
+    let cols: Vec<Vec<f64>> = seg.columns.iter().map(|c| c.iter().map(|&v| f64::from(v as f32)).collect()).collect();
+    ReferenceStats::from_columns(&frame.names, &cols, psi_bins)
 }
 
 /// Drift severity (SPEC §5): what the host should do.
@@ -318,6 +388,24 @@ mod tests {
 
     fn normal(rng: &mut Rng, n: usize, shift: f64) -> Vec<f64> {
         (0..n).map(|_| rng.normal() + shift).collect()
+    }
+
+    #[test]
+    fn point_masses_compare_like_scipy() {
+        // A constant feature (e.g. the gap of a 24/7 market) that stays constant has not drifted.
+        let r = FeatureReference::from_values("gap", &vec![0.0; 2770], 10).unwrap();
+        assert_eq!(r.ks_statistic(&[0.0; 466]), 0.0);
+        // Half the recent values moved off the mass: D = 0.5, as ks_2samp says.
+        let mut recent = vec![0.0; 200];
+        recent.extend(vec![1.0; 200]);
+        assert!((r.ks_statistic(&recent) - 0.5).abs() < 1e-12);
+        let exact = crate::lifecycle::ks::ks_2samp(&vec![0.0; 2770], &recent).unwrap();
+        assert!((exact.statistic - 0.5).abs() < 1e-12);
+        // Discrete reference {0, 1} half and half against recent all 0: D = 0.5.
+        let mut two = vec![0.0; 1000];
+        two.extend(vec![1.0; 1000]);
+        let r2 = FeatureReference::from_values("x", &two, 10).unwrap();
+        assert!((r2.ks_statistic(&[0.0; 50]) - 0.5).abs() < 2e-3, "{}", r2.ks_statistic(&[0.0; 50]));
     }
 
     #[test]
