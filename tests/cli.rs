@@ -372,3 +372,69 @@ fn policy_prints_its_defaults_and_checks_files() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("retrain.toml") && err.contains("batch_sise"), "{err}");
 }
+
+/// The first `n` data rows (or the last `n` with `tail`) of the shipped file as a new CSV.
+fn csv_slice(dir: &std::path::Path, name: &str, n: usize, tail: bool) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(BTC).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let pick = if tail { &rows[rows.len() - n..] } else { &rows[..n] };
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{header}\n{}\n", pick.join("\n"))).unwrap();
+    path
+}
+
+#[test]
+fn drift_health_and_triggers_commands() {
+    let d = tempfile::tempdir().unwrap();
+    let reference = csv_slice(d.path(), "ref.csv", 10_000, false);
+    let current = csv_slice(d.path(), "cur.csv", 2_000, true);
+    let o = retrain()
+        .args(["drift", "--days", "20", "--json", "--reference"])
+        .arg(&reference)
+        .arg("--current")
+        .arg(&current)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let features = r["features"].as_array().unwrap();
+    assert_eq!(features.len(), 61);
+    let gap = features.iter().find(|f| f["name"] == "gap").unwrap();
+    // A 24/7 market's gap is almost always 0 on both sides: no drift (a point mass compared
+    // with itself once read D = 1 before the two ECDFs were compared at the same points).
+    assert!(gap["ks"]["statistic"].as_f64().unwrap() < 0.01, "{gap}");
+    assert_eq!(gap["drifted"], false);
+    assert!(r["severity"].is_string());
+    // Missing inputs are clear errors.
+    let o = retrain().args(["drift", "--current"]).arg(&current).output().unwrap();
+    assert!(!o.status.success());
+
+    let log = d.path().join("log.jsonl");
+    let mut lines = String::new();
+    for h in 0..200 {
+        let dir = if h % 3 == 0 { -1 } else { 1 };
+        lines.push_str(&format!(
+            "{{\"ts\":\"{}\",\"model\":\"m\",\"direction\":{dir},\"probability\":0.6,\"outcome\":0.01}}\n",
+            jiff::Timestamp::from_second(1_767_225_600 + h * 3_600).unwrap()
+        ));
+    }
+    std::fs::write(&log, lines).unwrap();
+    let o = retrain().args(["health", "--json", "--log"]).arg(&log).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let h: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(h[0]["model"], "m");
+    assert!((h[0]["win_rate"].as_f64().unwrap() - 133.0 / 200.0).abs() < 1e-9, "{h}");
+    std::fs::write(&log, "{\"ts\":\"2026-01-01T00:00:00Z\",\"model\":\"m\",\"direction\":1,\"pnl\":1}\n").unwrap();
+    let o = retrain().args(["health", "--log"]).arg(&log).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pnl"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // An empty store has nothing to supervise.
+    let o = retrain().args(["triggers", "--json", "--store"]).arg(d.path().join("store")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["models"].as_array().unwrap().len(), 0);
+    assert_eq!(t["plan"]["jobs"].as_array().unwrap().len(), 0);
+}

@@ -7,6 +7,7 @@ mod nn;
 mod policy;
 mod run;
 mod store;
+mod supervise;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -57,6 +58,17 @@ pub enum Command {
     Status(run::StatusArgs),
     /// Print the default lifecycle policy (`--print-default`) or check a policy file.
     Policy(policy::PolicyArgs),
+    /// Live health of every model in a prediction log (JSONL or Parquet).
+    Health(supervise::HealthArgs),
+    /// Feature drift (KS with scipy's p-values, PSI, Benjamini–Hochberg) of recent candles
+    /// against a reference (candles, a reference.json, or a stored model's).
+    Drift(Box<supervise::DriftArgs>),
+    /// Every trigger of every stored model (health, IC decay, drift, schedules) and the plan.
+    Triggers(supervise::TriggersArgs),
+    /// A shadow/canary test's verdict (PROMOTE / REJECT / CONTINUE_TESTING); `--act` applies it.
+    Shadow(supervise::ShadowArgs),
+    /// Retire or roll back active versions that the live prediction log condemns.
+    Supervise(supervise::SuperviseArgs),
 }
 
 /// Print a command's summary: pretty JSON on stdout with `--json`, else the human form.
@@ -137,6 +149,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(args) => policy::run(args),
         Command::Run(args) => run::run(*args, cli.threads),
         Command::Status(args) => run::status(args),
+        Command::Health(args) => supervise::health(args),
+        Command::Drift(args) => supervise::drift(*args),
+        Command::Triggers(args) => supervise::triggers(args),
+        Command::Shadow(args) => supervise::shadow(args),
+        Command::Supervise(args) => supervise::supervise(args),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());
             Ok(())

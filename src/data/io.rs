@@ -254,7 +254,7 @@ pub(crate) fn floats(col: &Column, source: &str, name: &str) -> Result<Vec<f64>>
     ca.iter().enumerate().map(|(i, v)| v.ok_or_else(|| err(i + 1, "missing value".into()))).collect()
 }
 
-fn timestamps(col: &Column, source: &str, name: &str) -> Result<Vec<i64>> {
+pub(crate) fn timestamps(col: &Column, source: &str, name: &str) -> Result<Vec<i64>> {
     let err = |row: usize, reason: String| invalid(source, name, row, reason);
     match col.dtype() {
         DataType::String => {

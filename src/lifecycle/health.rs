@@ -16,7 +16,8 @@
 //! With fewer than `health_min_outcomes` resolved predictions no performance alert is
 //! raised (the report says so).
 //!
-//! The log is an in-memory [`PredictionLog`] or a JSONL file of [`PredictionRecord`]s.
+//! The log is an in-memory [`PredictionLog`], a JSONL file of [`PredictionRecord`]s, or a
+//! Parquet file with the same columns.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,6 +88,75 @@ impl PredictionLog {
             }
             let r: PredictionRecord = serde_json::from_str(line)
                 .map_err(|e| Error::Config { source_name: format!("{name}:{}", i + 1), message: e.to_string() })?;
+            check_record(&r, i + 1, &name)?;
+            records.push(r);
+        }
+        Ok(PredictionLog { records })
+    }
+
+    /// Read a log file by extension: Parquet (`.parquet`, `.pq`) or JSONL (anything else).
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("parquet" | "pq") => Self::read_parquet(path),
+            _ => Self::read_jsonl(path),
+        }
+    }
+
+    /// Read a Parquet log: columns `ts` (datetime, epoch ms or ISO text), `model`, `direction`
+    /// (integer) and optionally `probability`, `score`, `outcome`, `risk`, `latency_ms`
+    /// (floats, null = absent); any other column is an error.
+    pub fn read_parquet(path: impl AsRef<Path>) -> Result<Self> {
+        use polars::prelude::DataType;
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let df = crate::data::io::read_frame(path)?;
+        const FLOATS: [&str; 5] = ["probability", "score", "outcome", "risk", "latency_ms"];
+        for c in df.get_column_names() {
+            if !["ts", "model", "direction"].contains(&c.as_str()) && !FLOATS.contains(&c.as_str()) {
+                return Err(Error::Config { source_name: name, message: format!("unknown column `{c}`") });
+            }
+        }
+        let column = |c: &str| {
+            df.column(c)
+                .map_err(|_| Error::Config { source_name: name.clone(), message: format!("missing column `{c}`") })
+        };
+        let polars_err = |e| Error::polars(&name, e);
+        let ts = crate::data::io::timestamps(column("ts")?, &name, "ts")?;
+        let models = column("model")?.cast(&DataType::String).map_err(polars_err)?;
+        let models = models.str().map_err(polars_err)?;
+        let dirs = column("direction")?.cast(&DataType::Int64).map_err(polars_err)?;
+        let dirs = dirs.i64().map_err(polars_err)?;
+        let mut floats: Vec<Vec<Option<f64>>> = Vec::new();
+        for c in FLOATS {
+            floats.push(match df.column(c) {
+                Ok(col) => {
+                    col.cast(&DataType::Float64).map_err(polars_err)?.f64().map_err(polars_err)?.iter().collect()
+                }
+                Err(_) => vec![None; df.height()],
+            });
+        }
+        let mut records = Vec::with_capacity(df.height());
+        for i in 0..df.height() {
+            let bad = |column: &str, reason: &str| Error::InvalidBar {
+                source_name: name.clone(),
+                row: i + 1,
+                column: column.into(),
+                reason: reason.into(),
+            };
+            let model = models.get(i).ok_or_else(|| bad("model", "missing"))?.to_string();
+            let d = dirs.get(i).ok_or_else(|| bad("direction", "missing"))?;
+            let direction = i8::try_from(d).map_err(|_| bad("direction", "must be -1, 0 or 1"))?;
+            let r = PredictionRecord {
+                ts: Timestamp::from_millisecond(ts[i]).map_err(|e| bad("ts", &e.to_string()))?,
+                model,
+                direction,
+                probability: floats[0][i],
+                score: floats[1][i],
+                outcome: floats[2][i],
+                risk: floats[3][i],
+                latency_ms: floats[4][i],
+            };
             check_record(&r, i + 1, &name)?;
             records.push(r);
         }
@@ -471,5 +541,37 @@ mod tests {
         h.rolling_ic = vec![("a".into(), 0.05), ("b".into(), 0.01), ("c".into(), -0.01), ("d".into(), 0.0)];
         assert_eq!(h.ic_days_below(0.02), 3);
         assert_eq!(h.negative_ic_days(), 0);
+    }
+
+    #[test]
+    fn parquet_logs_read_like_jsonl_and_bad_columns_are_named() {
+        use polars::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.parquet");
+        let mut df = df!(
+            "ts" => ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"],
+            "model" => ["m", "m@v1"],
+            "direction" => [1i64, -1],
+            "probability" => [Some(0.6), None],
+            "outcome" => [Some(0.01), Some(-0.02)]
+        )
+        .unwrap();
+        crate::data::io::write_frame(&mut df, &path).unwrap();
+        let log = PredictionLog::read(&path).unwrap();
+        assert_eq!(log.records().len(), 2);
+        assert_eq!(log.models(), ["m"]);
+        assert_eq!(log.records()[1].direction, -1);
+        assert_eq!(log.records()[0].probability, Some(0.6));
+        assert_eq!(log.records()[1].probability, None);
+        assert_eq!(log.records()[1].outcome, Some(-0.02));
+
+        let mut bad = df!("ts" => [0i64], "model" => ["m"], "direction" => [1i64], "pnl" => [1.0]).unwrap();
+        crate::data::io::write_frame(&mut bad, &path).unwrap();
+        assert!(matches!(PredictionLog::read(&path), Err(Error::Config { message, .. }) if message.contains("pnl")));
+        let mut bad = df!("ts" => ["2026-01-01"], "model" => ["m"], "direction" => [3i64]).unwrap();
+        crate::data::io::write_frame(&mut bad, &path).unwrap();
+        assert!(
+            matches!(PredictionLog::read(&path), Err(Error::InvalidBar { row: 1, column, .. }) if column == "direction")
+        );
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::data::Bars;
 use crate::error::{Error, Result};
-use crate::lifecycle::drift::{DriftReport, ReferenceStats, Severity, check_drift};
+use crate::lifecycle::drift::{DriftReport, ReferenceStats, Severity, check_drift, recent_columns};
 use crate::lifecycle::events::EventKind;
 use crate::lifecycle::health::{HealthReport, HealthStatus, PredictionLog, assess};
 use crate::lifecycle::job::REFERENCE_ARTIFACT;
@@ -69,33 +69,7 @@ impl ActiveModel {
     /// The model's feature columns over the last `days` trading days (UTC dates with bars) of
     /// `bars`, in the order of `reference` (values rounded to f32 as in training).
     pub fn recent_features(&self, bars: &Bars, days: usize, reference: &ReferenceStats) -> Result<Vec<Vec<f64>>> {
-        let frame = crate::features::compute(bars, &self.features)?;
-        let seg = frame.segments.first().ok_or_else(|| Error::Empty { source_name: "recent bars".into() })?;
-        let day = |ms: i64| ms.div_euclid(86_400_000);
-        // Walk back over whole UTC dates until `days` distinct ones are covered.
-        let mut start = seg.len();
-        let (mut seen, mut current) = (0usize, None);
-        while start > 0 {
-            let d = day(seg.ts[start - 1]);
-            if current != Some(d) {
-                seen += 1;
-                if seen > days {
-                    break;
-                }
-                current = Some(d);
-            }
-            start -= 1;
-        }
-        reference
-            .features
-            .iter()
-            .map(|r| {
-                let j = frame.names.iter().position(|n| *n == r.name).ok_or_else(|| {
-                    Error::param(format!("features.{}", r.name), "in the reference but not computed from the bars")
-                })?;
-                Ok(seg.columns[j][start..].iter().map(|&v| f64::from(v as f32)).collect())
-            })
-            .collect()
+        recent_columns(bars, &self.features, Some(days), reference)
     }
 }
 
