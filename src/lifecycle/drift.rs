@@ -90,7 +90,8 @@ impl FeatureReference {
         Ok(FeatureReference { name: name.into(), n: s.len(), quantiles, psi_edges, psi_expected })
     }
 
-    /// The reference ECDF at `x`, read off the stored quantiles.
+    /// The reference ECDF at `x`, read off the stored quantiles (the merge walk's oracle).
+    #[cfg(test)]
     fn cdf(&self, x: f64) -> f64 {
         let q = &self.quantiles;
         if x < q[0] {
@@ -108,30 +109,49 @@ impl FeatureReference {
     }
 
     /// KS statistic of the recent sorted values against the reference: the largest gap
-    /// between the two ECDFs, checked at every recent value and every stored quantile.
+    /// between the two ECDFs, at every recent value and every stored quantile, on each side
+    /// of the point (a tie block or a reference point mass jumps there). One merge walk over
+    /// both sorted sequences, O(recent + quantiles).
     fn ks_statistic(&self, recent: &[f64]) -> f64 {
-        let m = recent.len() as f64;
+        let q = &self.quantiles;
+        let (m, nq) = (recent.len() as f64, q.len());
+        let step = 1.0 / (nq - 1) as f64;
+        let (mut i, mut k) = (0usize, 0usize);
         let mut d = 0.0f64;
-        for (i, &v) in recent.iter().enumerate() {
-            if i + 1 < recent.len() && recent[i + 1] == v {
-                continue;
+        while i < recent.len() || k < nq {
+            let x = match (recent.get(i), q.get(k)) {
+                (Some(&r), Some(&v)) => r.min(v),
+                (Some(&r), None) => r,
+                (None, Some(&v)) => v,
+                (None, None) => break,
+            };
+            let (g_left, q_below) = (i as f64 / m, k);
+            while i < recent.len() && recent[i] <= x {
+                i += 1;
             }
-            // Both ECDFs at v and both just below it (a tie block or a reference point mass
-            // jumps at v: comparing one side's value with the other's left limit would not be
-            // a difference of the two distributions at any point).
-            let lo = recent.partition_point(|&r| r < v) as f64 / m;
-            d = d.max((self.cdf(v) - (i + 1) as f64 / m).abs()).max((self.cdf_left(v) - lo).abs());
-        }
-        for &qv in &self.quantiles {
-            let g = recent.partition_point(|&r| r <= qv) as f64 / m;
-            let g_left = recent.partition_point(|&r| r < qv) as f64 / m;
-            d = d.max((self.cdf(qv) - g).abs()).max((self.cdf_left(qv) - g_left).abs());
+            while k < nq && q[k] <= x {
+                k += 1;
+            }
+            let g = i as f64 / m;
+            let f = if k == 0 {
+                0.0
+            } else if k == nq {
+                1.0
+            } else {
+                // q[k − 1] ≤ x < q[k]: interpolate between the two quantile points.
+                let (lo, hi) = (q[k - 1], q[k]);
+                ((k - 1) as f64 + (x - lo) / (hi - lo)) * step
+            };
+            // Just below x: the quantiles equal to x are a jump of the reference ECDF.
+            let f_left = if k > q_below { q_below as f64 * step } else { f };
+            d = d.max((f - g).abs()).max((f_left - g_left).abs());
         }
         d
     }
 
     /// The reference ECDF just below `x` (differs from [`Self::cdf`] only where quantiles tie
     /// at `x`: a point mass).
+    #[cfg(test)]
     fn cdf_left(&self, x: f64) -> f64 {
         let q = &self.quantiles;
         let first = q.partition_point(|&v| v < x);
@@ -388,6 +408,44 @@ mod tests {
 
     fn normal(rng: &mut Rng, n: usize, shift: f64) -> Vec<f64> {
         (0..n).map(|_| rng.normal() + shift).collect()
+    }
+
+    /// The statistic by binary searches at every point (the merge walk's oracle).
+    fn ks_by_search(r: &FeatureReference, recent: &[f64]) -> f64 {
+        let m = recent.len() as f64;
+        let mut d = 0.0f64;
+        for &x in recent.iter().chain(&r.quantiles) {
+            let g = recent.partition_point(|&v| v <= x) as f64 / m;
+            let g_left = recent.partition_point(|&v| v < x) as f64 / m;
+            d = d.max((r.cdf(x) - g).abs()).max((r.cdf_left(x) - g_left).abs());
+        }
+        d
+    }
+
+    #[test]
+    fn merge_walk_matches_the_pointwise_statistic() {
+        let mut rng = Rng::new(11);
+        for case in 0..200 {
+            // Continuous, rounded (ties on both sides) and point-mass-heavy samples.
+            let round = |v: f64| match case % 3 {
+                0 => v,
+                1 => (v * 4.0).round() / 4.0,
+                _ => {
+                    if v < 0.3 {
+                        0.0
+                    } else {
+                        v
+                    }
+                }
+            };
+            let n_ref = 50 + rng.below(3000);
+            let reference: Vec<f64> = (0..n_ref).map(|_| round(rng.normal())).collect();
+            let mut recent: Vec<f64> = (0..1 + rng.below(600)).map(|_| round(rng.normal() + 0.2)).collect();
+            recent.sort_by(f64::total_cmp);
+            let r = FeatureReference::from_values("x", &reference, 10).unwrap();
+            let (fast, slow) = (r.ks_statistic(&recent), ks_by_search(&r, &recent));
+            assert!((fast - slow).abs() < 1e-12, "case {case}: {fast} vs {slow}");
+        }
     }
 
     #[test]
