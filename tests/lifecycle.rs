@@ -138,3 +138,17 @@ fn a_failing_or_panicking_job_never_stops_the_others() {
     assert_eq!(rep.status, JobStatus::Cancelled, "{rep:?}");
     assert_eq!(r.store().list("ok", None).unwrap().len(), 1);
 }
+
+#[test]
+fn a_job_over_the_memory_budget_fails_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let bars = read_bars(DATA).unwrap().remove(0);
+    let need = retrain::lifecycle::job::estimate_memory_mb(bars.len(), 61, ModelKind::Lightgbm, 2);
+    assert!((64..2048).contains(&need), "{need} MiB for 20k bars × 61 features");
+    let policy = retrain::config::Policy { memory_budget_mb: Some(need - 1), ..Default::default() };
+    let r = Retrainer::open(dir.path(), policy).unwrap().with_model("m", ModelSpec::new(ModelKind::Lightgbm)).unwrap();
+    let rep = r.retrain("m", &bars, Trigger::manual("too big")).unwrap();
+    assert_eq!(rep.status, JobStatus::Failed);
+    assert!(rep.error.as_deref().unwrap().contains("memory_budget_mb"), "{:?}", rep.error);
+    assert!(r.store().list("m", None).map(|l| l.is_empty()).unwrap_or(true), "nothing stored");
+}

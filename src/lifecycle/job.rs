@@ -143,6 +143,21 @@ impl Fitted {
     }
 }
 
+/// Peak memory of a job in MiB, estimated before it starts (SPEC §5 "a memory budget checked
+/// before a job starts"): the f32 feature matrix and its row copies, plus per CPCV fit running
+/// at once (one per thread for GBDTs) a training subset, its u8 bins and 64 MiB of histograms;
+/// for a network the matrix twice plus its lookback windows, materialised a batch at a time
+/// (counted as lookback ÷ 4 copies). Deliberately rough (×1.5 headroom, +64 MiB): its job is
+/// to refuse a window that cannot fit, not to budget bytes.
+pub fn estimate_memory_mb(rows: usize, features: usize, kind: ModelKind, threads: usize) -> u64 {
+    let cells = (rows * features.max(1)) as f64;
+    let bytes = match kind.nn_params() {
+        Some(p) => cells * 4.0 * (2.0 + p.lookback as f64 / 4.0),
+        None => cells * (4.0 * 2.0 + threads.max(1) as f64 * (4.0 + 1.0)) + threads as f64 * 64.0 * 1024.0 * 1024.0,
+    };
+    (1.5 * bytes / (1024.0 * 1024.0)).ceil() as u64 + 64
+}
+
 /// A recipe whose fits stop when the job's [`CancelToken`] fires (every boosting round,
 /// every network batch).
 #[derive(Clone)]
@@ -385,6 +400,20 @@ pub fn run_job(
                 return Ok(report_for(JobStatus::Deferred, Some(why)));
             }
             notes.push(format!("{why}; forced by the trigger"));
+        }
+    }
+    if let Some(budget) = policy.memory_budget_mb {
+        let need = estimate_memory_mb(bars.len(), spec.features.columns().len(), spec.kind, policy.threads);
+        if need > budget {
+            return Err(Error::param(
+                "memory_budget_mb",
+                format!(
+                    "{model_id}: a job on {} bars × {} features needs about {need} MiB, over the budget of {budget} MiB \
+                     (narrow the window or raise the budget)",
+                    bars.len(),
+                    spec.features.columns().len()
+                ),
+            ));
         }
     }
     ctx.emit(model_id, EventKind::DataFetchCompleted { bars: bars.len() });
