@@ -1,6 +1,7 @@
 //! The retraining lifecycle of SPEC §5, in-process: model health from logged predictions,
-//! feature drift against reference statistics stored with each version, triggers and their
-//! priorities, the plan, isolated parallel jobs, the deployment decision and the audit trail
+//! feature drift against reference statistics stored with each version, triggers (cron
+//! schedules included) and their priorities, the plan, isolated parallel jobs, the deployment
+//! decision, shadow and canary tests, retirement and automatic rollback, and the audit trail
 //! — behind one front door, [`Retrainer`].
 
 pub mod cancel;
