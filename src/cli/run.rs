@@ -1,6 +1,7 @@
 //! `retrain run` (the main job: for each model kind a full retraining job — features → CPCV →
 //! fit → candidate → decision against the active version → store — with progress and a final
-//! table) and `retrain status` (active versions and the last jobs).
+//! table) and `retrain status` (active versions, their live health from a prediction log, and
+//! the last jobs).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -163,17 +164,55 @@ pub struct StatusArgs {
     /// Version store directory.
     #[arg(long, default_value = "models")]
     store: PathBuf,
+    /// Prediction log (JSONL or Parquet): adds each active version's live health.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Lifecycle policy (health thresholds).
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
+#[derive(Serialize)]
+struct StatusRow {
+    #[serde(flatten)]
+    status: retrain::lifecycle::orchestrator::ModelStatus,
+    health: Option<retrain::lifecycle::HealthReport>,
+}
+
 /// Run `retrain status`.
 pub fn status(a: StatusArgs) -> Result<()> {
     let store = retrain::store::VersionStore::open_existing(&a.store)?;
-    let rows = retrain::lifecycle::orchestrator::status(&store)?;
+    let policy = match &a.policy {
+        Some(p) => Policy::from_file(p).with_context(|| format!("reading the policy {}", p.display()))?,
+        None => Policy::default(),
+    };
+    let log = match &a.log {
+        Some(p) => Some(
+            retrain::lifecycle::PredictionLog::read(p)
+                .with_context(|| format!("reading the prediction log {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    for status in retrain::lifecycle::orchestrator::status(&store)? {
+        let health = match (&log, &status.active) {
+            (Some(log), Some(tag)) => Some(retrain::lifecycle::supervisor::version_health(
+                &status.model_id,
+                tag,
+                &store.deployments(&status.model_id)?,
+                log,
+                &policy,
+            )),
+            _ => None,
+        };
+        rows.push(StatusRow { status, health });
+    }
     super::emit(a.json, &rows, |rows| {
-        for m in rows {
+        for row in rows {
+            let m = &row.status;
             println!(
                 "{}: active {} ({}), shadow {}, deployed {}",
                 m.model_id,
@@ -187,6 +226,19 @@ pub fn status(a: StatusArgs) -> Result<()> {
                 keys.iter().filter_map(|k| m.metrics.get(*k).map(|v| format!("{k} {v:.4}"))).collect();
             if !metrics.is_empty() {
                 println!("  CPCV: {}", metrics.join(", "));
+            }
+            if let Some(h) = &row.health {
+                let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
+                println!(
+                    "  live: {} — {} predictions, {} resolved, win {}, IC {} ({} trailing days < 0){}",
+                    h.status,
+                    h.predictions,
+                    h.resolved,
+                    pct(h.win_rate),
+                    h.rolling_ic.last().map_or("-".into(), |(_, ic)| format!("{ic:+.3}")),
+                    h.negative_ic_days(),
+                    if h.alerts.is_empty() { String::new() } else { format!("; alerts: {}", h.alerts.join("; ")) }
+                );
             }
             for j in &m.last_jobs {
                 println!(

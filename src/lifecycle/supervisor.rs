@@ -101,6 +101,26 @@ impl ShadowPair {
     }
 }
 
+/// Health of one version from the live log: records tagged `model@tag`, and untagged records
+/// made while that version was the active one (by the deployment history).
+pub fn version_health(
+    model_id: &str,
+    tag: &str,
+    deployments: &[crate::store::Deployment],
+    log: &PredictionLog,
+    policy: &crate::config::Policy,
+) -> HealthReport {
+    let mine: Vec<_> = log
+        .of(model_id)
+        .into_iter()
+        .filter(|r| match r.model.split_once('@') {
+            Some((_, t)) => t == tag,
+            None => deployments.iter().rev().find(|d| d.at <= r.ts).is_some_and(|d| d.tag == tag),
+        })
+        .collect();
+    assess(model_id, &mine, policy)
+}
+
 /// Whether an audit record is a firing of schedule `name`.
 fn fired(r: &crate::store::AuditRecord, name: &str) -> bool {
     // Grouped reasons carry a priority prefix (`[LOW] schedule `daily` is due`).
@@ -163,17 +183,7 @@ impl Retrainer {
         let deployments = self.store.deployments(model_id).unwrap_or_default();
         // The active version's latest activation (a rollback or fallback re-deploys it).
         let deployed = deployments.iter().rev().find(|d| d.tag == info.tag).map(|d| d.at).or(info.deployed_at);
-        let health = obs.predictions.map(|log| {
-            let mine: Vec<_> = log
-                .of(model_id)
-                .into_iter()
-                .filter(|r| match r.model.split_once('@') {
-                    Some((_, tag)) => tag == info.tag,
-                    None => deployments.iter().rev().find(|d| d.at <= r.ts).is_some_and(|d| d.tag == info.tag),
-                })
-                .collect();
-            assess(model_id, &mine, &self.policy)
-        });
+        let health = obs.predictions.map(|log| version_health(model_id, &info.tag, &deployments, log, &self.policy));
         if let Some(h) = health.as_ref().filter(|h| h.status != HealthStatus::Healthy) {
             self.emit(
                 Some(model_id),
