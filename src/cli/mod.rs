@@ -71,6 +71,14 @@ pub enum Command {
     Supervise(supervise::SuperviseArgs),
 }
 
+/// The lifecycle policy from `path` (TOML, or JSON by name), else the SPEC defaults.
+fn read_policy(path: Option<&std::path::Path>) -> anyhow::Result<retrain::config::Policy> {
+    match path {
+        Some(p) => retrain::config::Policy::from_file(p).with_context(|| format!("reading the policy {}", p.display())),
+        None => Ok(retrain::config::Policy::default()),
+    }
+}
+
 /// Print a command's summary: pretty JSON on stdout with `--json`, else the human form.
 fn emit<T: serde::Serialize>(json: bool, summary: &T, human: fn(&T)) -> anyhow::Result<()> {
     if json {

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use retrain::config::Policy;
 use retrain::data::{LoadOptions, load};
 use retrain::lifecycle::events::{CallbackSink, Event, EventKind};
 use retrain::lifecycle::{JobReport, ModelSpec, Retrainer, Trigger};
@@ -55,10 +54,7 @@ struct RunSummary {
 /// Run `retrain run`.
 pub fn run(a: RunArgs, threads: Option<usize>) -> Result<()> {
     let started = Instant::now();
-    let mut policy = match &a.policy {
-        Some(p) => Policy::from_file(p).with_context(|| format!("reading the policy {}", p.display()))?,
-        None => Policy::default(),
-    };
+    let mut policy = super::read_policy(a.policy.as_deref())?;
     if let Some(t) = threads {
         policy.threads = t;
     }
@@ -185,10 +181,7 @@ struct StatusRow {
 /// Run `retrain status`.
 pub fn status(a: StatusArgs) -> Result<()> {
     let store = retrain::store::VersionStore::open_existing(&a.store)?;
-    let policy = match &a.policy {
-        Some(p) => Policy::from_file(p).with_context(|| format!("reading the policy {}", p.display()))?,
-        None => Policy::default(),
-    };
+    let policy = super::read_policy(a.policy.as_deref())?;
     let log = match &a.log {
         Some(p) => Some(
             retrain::lifecycle::PredictionLog::read(p)

@@ -17,10 +17,7 @@ use retrain::lifecycle::{
 use serde::Serialize;
 
 fn policy(path: &Option<PathBuf>) -> Result<Policy> {
-    match path {
-        Some(p) => Policy::from_file(p).with_context(|| format!("reading the policy {}", p.display())),
-        None => Ok(Policy::default()),
-    }
+    super::read_policy(path.as_deref())
 }
 
 fn one_symbol(path: &PathBuf) -> Result<Bars> {

@@ -225,9 +225,11 @@ impl Retrainer {
                 );
             }
         }
-        let history = self.store.history(model_id).unwrap_or_default();
+        let mine: Vec<_> = schedules.iter().filter(|s| s.schedule.applies_to(model_id)).collect();
+        // The audit log is read only when a schedule needs its last firing.
+        let history = if mine.is_empty() { Vec::new() } else { self.store.history(model_id).unwrap_or_default() };
         let mut due = Vec::new();
-        for s in schedules.iter().filter(|s| s.schedule.applies_to(model_id)) {
+        for s in mine {
             // Counted from its last firing, else from the deployment (a new model is not
             // owed the ticks that passed before it existed).
             let Some(since) = history.iter().rev().find(|r| fired(r, &s.schedule.name)).map(|r| r.ts).or(deployed)
