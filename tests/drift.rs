@@ -1,7 +1,8 @@
-//! KS p-values and Benjamini–Hochberg against scipy (fixture: tests/fixtures/ks_scipy.json,
-//! made by tests/fixtures/ks_scipy.py with scipy 1.17.1).
+//! KS p-values, Benjamini–Hochberg and PSI against scipy / numpy (fixture:
+//! tests/fixtures/ks_scipy.json, made by tests/fixtures/ks_scipy.py with scipy 1.17.1 and
+//! numpy 2.4.6).
 
-use retrain::lifecycle::drift::benjamini_hochberg;
+use retrain::lifecycle::drift::{FeatureReference, benjamini_hochberg};
 use retrain::lifecycle::ks::{MAX_EXACT_N, kolmogn_sf, ks_2samp};
 use serde_json::Value;
 
@@ -75,5 +76,21 @@ fn benjamini_hochberg_matches_scipy() {
     let want: Vec<f64> = f["bh"]["adjusted"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     for (i, (g, w)) in benjamini_hochberg(&p).iter().zip(&want).enumerate() {
         close(*g, *w, 1e-12, &format!("bh[{i}]"));
+    }
+}
+
+#[test]
+fn psi_matches_numpy_over_reference_quantile_bins() {
+    let f = fixture();
+    let cases = f["psi"].as_array().unwrap();
+    assert!(cases.len() >= 6);
+    for c in cases {
+        let n1 = c["n1"].as_u64().unwrap() as usize;
+        let n2 = c["n2"].as_u64().unwrap() as usize;
+        let digits = c["digits"].as_i64().map(|d| d as i32);
+        let a = sample(n1, PHI, 1.0, 0.0, digits);
+        let b = sample(n2, SQRT2, c["scale"].as_f64().unwrap(), c["shift"].as_f64().unwrap(), digits);
+        let r = FeatureReference::from_values("x", &a, 10).unwrap();
+        close(r.psi(&b), c["psi"].as_f64().unwrap(), 1e-12, &format!("psi n1={n1} n2={n2}"));
     }
 }
