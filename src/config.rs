@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::lifecycle::schedule::Schedule;
+use crate::model::ModelKind;
 
 /// Every lifecycle threshold (SPEC §5, §7). `Default` is the SPEC's numbers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,6 +165,11 @@ pub struct Policy {
     /// p-value below which the paired shadow-minus-active R difference counts (default 0.05).
     pub shadow_p_value: f64,
 
+    // --- Models.
+    /// Model kinds `retrain run` trains when `--models` is not given (default xgboost,
+    /// lightgbm; also nhits, patchtst).
+    pub models: Vec<ModelKind>,
+
     // --- Cron schedules (kept last: TOML writes arrays of tables after plain keys).
     /// Named cron schedules (`[[schedules]]`: `name`, `cron`, optional `window_days`,
     /// `time_zone`, `models`); none by default, the periodic rule covers the SPEC default.
@@ -231,6 +237,7 @@ impl Default for Policy {
             rollback_window_days: 14,
             shadow_max_samples: 5000,
             shadow_p_value: 0.05,
+            models: vec![ModelKind::Xgboost, ModelKind::Lightgbm],
             schedules: Vec::new(),
         }
     }
@@ -343,6 +350,12 @@ impl Policy {
             ));
         }
         crate::lifecycle::schedule::parse_all(&self.schedules)?;
+        if self.models.is_empty() {
+            return Err(Error::param("models", "must name at least one model kind"));
+        }
+        if let Some(k) = self.models.iter().enumerate().find_map(|(i, k)| self.models[..i].contains(k).then_some(k)) {
+            return Err(Error::param("models", format!("`{}` is listed twice", k.name())));
+        }
         if self.max_training_minutes == 0 {
             return Err(Error::param("max_training_minutes", "must be at least 1"));
         }
@@ -486,6 +499,13 @@ mod tests {
         assert_eq!(field("health_min_long_short_ratio = 3.5"), "health_min_long_short_ratio");
         assert_eq!(field("memory_budget_mb = 0"), "memory_budget_mb");
         assert_eq!(field("shadow_max_samples = 10"), "shadow_max_samples");
+        assert_eq!(field("models = []"), "models");
+        assert_eq!(field("models = [\"nhits\", \"nhits\"]"), "models");
+        assert!(matches!(Policy::from_toml_str("models = [\"tabnet\"]", "t"), Err(Error::Config { .. })));
+        assert_eq!(
+            Policy::from_toml_str("models = [\"patchtst\", \"xgboost\"]", "t").unwrap().models,
+            [ModelKind::Patchtst, ModelKind::Xgboost]
+        );
         assert_eq!(field("[[schedules]]\nname = \"w\"\ncron = \"0 25 * * *\"\n"), "schedules[0].cron");
     }
 

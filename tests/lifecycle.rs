@@ -152,3 +152,27 @@ fn a_job_over_the_memory_budget_fails_before_training() {
     assert!(rep.error.as_deref().unwrap().contains("memory_budget_mb"), "{:?}", rep.error);
     assert!(r.store().list("m", None).map(|l| l.is_empty()).unwrap_or(true), "nothing stored");
 }
+
+#[test]
+fn run_takes_its_model_list_from_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "models = [\"xgboost\"]\n").unwrap();
+    let store = dir.path().join("models");
+    let out = run_ok(&[
+        "run",
+        "--data",
+        DATA,
+        "--store",
+        store.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--window-days",
+        "60",
+        "--json",
+    ]);
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let jobs = s["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{s}");
+    assert_eq!(jobs[0]["model_id"], "btcusd_coinbase_1h_xgboost");
+}

@@ -26,9 +26,10 @@ pub struct RunArgs {
     /// Version store directory.
     #[arg(long, default_value = "models")]
     store: PathBuf,
-    /// Model kinds, comma-separated: xgboost, lightgbm, nhits, patchtst.
-    #[arg(long, value_delimiter = ',', default_value = "xgboost,lightgbm")]
-    models: Vec<ModelKind>,
+    /// Model kinds, comma-separated: xgboost, lightgbm, nhits, patchtst (default: the
+    /// policy's `models`, xgboost,lightgbm).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<ModelKind>>,
     /// Model id prefix (ids are `<prefix>_<kind>`); default the data file's stem.
     #[arg(long)]
     prefix: Option<String>,
@@ -88,7 +89,8 @@ pub fn run(a: RunArgs, threads: Option<usize>) -> Result<()> {
     });
     let mut r = Retrainer::open(&a.store, policy)?.with_events(sink);
     let mut triggers = Vec::new();
-    for kind in &a.models {
+    let kinds = a.models.clone().unwrap_or_else(|| r.policy().models.clone());
+    for kind in &kinds {
         let id = format!("{prefix}_{}", kind.name());
         r = r.with_model(&id, ModelSpec::new(*kind))?;
         let mut t = Trigger::manual(&a.reason);
