@@ -159,7 +159,8 @@ impl Retrainer {
     /// Supervise every model with an active version: health, drift, regime, periodic and cron
     /// triggers (in the bounded pool, one model per task). Emits `model.performance.degraded`
     /// and `drift.detected`, audits alerts, and returns one [`ModelCheck`] per model (sorted by
-    /// id). Feed [`ModelCheck::triggers`] to [`Retrainer::plan`].
+    /// id). Feed [`ModelCheck::pairs`] to [`Retrainer::plan`]. A failing (or panicking) candle
+    /// source is reported in that model's [`ModelCheck::errors`]; the other checks still run.
     pub fn evaluate_triggers(&self, obs: &Observations<'_>) -> Result<Vec<ModelCheck>> {
         let schedules = parse_all(&self.policy.schedules)?;
         let now = self.clock.now();
@@ -197,7 +198,9 @@ impl Retrainer {
         }
         let mut drift = None;
         if let Some(bars_for) = obs.bars {
-            let d = bars_for(model_id).and_then(|bars| {
+            let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bars_for(model_id)))
+                .unwrap_or_else(|_| Err(Error::param("bars", format!("the candle source panicked for {model_id}"))));
+            let d = fetched.and_then(|bars| {
                 let model = self.active(model_id)?;
                 self.drift_of(model_id, &model, &bars)
             });
