@@ -7,7 +7,7 @@
 //! - Retirement: the active version's rolling IC (health's per-day IC) stays below 0 for
 //!   `retire_ic_days` consecutive trading days → RETIRED; the store then activates the
 //!   previous good version (the fallback).
-//! - Automatic rollback: while a deployment is younger than `rollback_window_days`, its live
+//! - Automatic rollback: while a first deployment is younger than `rollback_window_days`, its live
 //!   score is compared with its predecessor's over the predecessor's last
 //!   `rollback_window_days` of service: the decision rule's weighted relative change of win
 //!   rate, average R and calibration (calibration's weight shared out when either side has no
@@ -134,7 +134,11 @@ pub fn check_live(
     };
     let since = deployments[pos].at;
     let window = SignedDuration::from_hours(24 * policy.rollback_window_days as i64);
-    let predecessor = pos.checked_sub(1).map(|i| &deployments[i]).filter(|p| p.tag != active);
+    // Only a first activation is "newly deployed": a version that served before (a rollback
+    // or fallback target) is not compared with the one it replaced, or two versions could
+    // roll each other back in turn.
+    let first_time = !deployments[..pos].iter().any(|d| d.tag == active);
+    let predecessor = pos.checked_sub(1).map(|i| &deployments[i]).filter(|p| p.tag != active).filter(|_| first_time);
     if let Some(prev) = predecessor
         && now.duration_since(since) <= window
     {
@@ -261,6 +265,15 @@ mod tests {
         records(&mut log, "m", d2, 24 * 3, 0.50, 2);
         let late = d2 + SignedDuration::from_hours(24 * 15);
         assert_eq!(check_live("m", "v2", &deployments, &log, late, &p).action, LiveAction::Keep);
+        // v1 back by rollback is not "newly deployed": it is never rolled back to v2 in turn.
+        let back =
+            [dep("v1", "2026-01-01T00:00:00Z"), dep("v2", "2026-01-20T00:00:00Z"), dep("v1", "2026-01-23T00:00:00Z")];
+        let mut log = PredictionLog::new();
+        records(&mut log, "m", d1, 24 * 19, 0.62, 1);
+        records(&mut log, "m", d2, 24 * 3, 0.70, 2);
+        records(&mut log, "m", t("2026-01-23T00:00:00Z"), 24 * 3, 0.50, 3);
+        let v = check_live("m", "v1", &back, &log, t("2026-01-26T00:00:00Z"), &p);
+        assert_eq!(v.action, LiveAction::Keep, "{:?}", v.reasons);
         // Tagged records name their version whatever their time.
         let mut log = PredictionLog::new();
         records(&mut log, "m@v1", d1, 24 * 19, 0.62, 1);
