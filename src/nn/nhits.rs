@@ -9,7 +9,15 @@
 //! flat variable (`blocks.{i}.params`: every layer's `[out, in]` weight then its bias), so on
 //! CPU the whole block runs as one fused op with its own backward (`nhits_block.rs`).
 //!
-//! Shapes: input `[batch, lookback, channels]` → forecast `[batch, horizon, channels]`.
+//! Exogenous inputs (neuralforecast's historical exogenous variables, `hist_exog_list`):
+//! `exog_channels` extra input series that are read but not forecast. Each block's MLP takes
+//! them flattened over the lookback, unpooled and unscaled, beside its pooled target series
+//! (as neuralforecast concatenates `hist_exog` to the pooled `insample_y`); every target
+//! channel of a sample sees the same exogenous window. With exogenous inputs the blocks run
+//! as candle ops (the fused CPU block knows the pooled target series only).
+//!
+//! Shapes: input `[batch, lookback, channels + exog_channels]` (targets first) → forecast
+//! `[batch, horizon, channels]`.
 
 use std::sync::Arc;
 
@@ -33,6 +41,9 @@ pub struct NhitsConfig {
     pub horizon: usize,
     /// Input channels (each is forecast).
     pub channels: usize,
+    /// Historical exogenous channels after them: read over the lookback, not forecast
+    /// (default 0).
+    pub exog_channels: usize,
     /// Max-pool kernel of each block's input (one entry per stack).
     pub pool_kernels: Vec<usize>,
     /// Forecast knots per block = horizon / this (at least 1).
@@ -67,6 +78,7 @@ impl Default for NhitsConfig {
             lookback: 64,
             horizon: 1,
             channels: 1,
+            exog_channels: 0,
             pool_kernels: vec![2, 2, 1],
             freq_downsample: vec![4, 2, 1],
             hidden: 128,
@@ -138,7 +150,7 @@ impl Block {
         let kernel = cfg.pool_kernels[stack];
         let pooled = cfg.lookback.div_ceil(kernel);
         let knots = (cfg.horizon / cfg.freq_downsample[stack]).max(1);
-        let mut dims = vec![(pooled, cfg.hidden)];
+        let mut dims = vec![(pooled + cfg.exog_channels * cfg.lookback, cfg.hidden)];
         dims.extend(std::iter::repeat_n((cfg.hidden, cfg.hidden), cfg.mlp_layers));
         dims.push((cfg.hidden, cfg.lookback + knots));
         let shape = BlockShape {
@@ -172,8 +184,15 @@ impl Block {
         Ok(Block { params, shape: Arc::new(shape), layers: linears, out, interp })
     }
 
-    /// `x`: `[n, lookback]` → (backcast `[n, lookback]`, forecast `[n, horizon]`), as candle ops.
-    fn forward(&self, x: &Tensor, p: f64, train: &mut Option<Train<'_>>) -> Result<(Tensor, Tensor)> {
+    /// `x`: `[n, lookback]` (and `exog`: `[n, exog_channels × lookback]`) → (backcast
+    /// `[n, lookback]`, forecast `[n, horizon]`), as candle ops.
+    fn forward(
+        &self,
+        x: &Tensor,
+        exog: Option<&Tensor>,
+        p: f64,
+        train: &mut Option<Train<'_>>,
+    ) -> Result<(Tensor, Tensor)> {
         let n = x.dim(0)?;
         let (kernel, lookback) = (self.shape.kernel, self.shape.lookback);
         let pooled = if kernel > 1 {
@@ -191,7 +210,11 @@ impl Block {
         } else {
             x.clone()
         };
-        let mut h = self.layers[0].forward(&pooled)?;
+        let input = match exog {
+            Some(e) => Tensor::cat(&[&pooled, e], 1)?,
+            None => pooled,
+        };
+        let mut h = self.layers[0].forward(&input)?;
         for layer in &self.layers[1..] {
             h = dropout(&layer.forward_relu(&h)?, p, train)?;
         }
@@ -242,15 +265,26 @@ impl Nhits {
 
     /// Forecast `[batch, horizon, channels]` from `x` (`[batch, lookback, channels]`).
     pub fn forward(&self, x: &Tensor, train: &mut Option<Train<'_>>) -> Result<Tensor> {
-        // The fused block runs on CPU in f32 and has no dropout.
-        let fused = fused::available(x) && (train.is_none() || self.cfg.dropout <= 0.0);
+        // The fused block runs on CPU in f32, has no dropout and reads no exogenous inputs.
+        let fused = fused::available(x) && self.cfg.exog_channels == 0 && (train.is_none() || self.cfg.dropout <= 0.0);
         self.forward_with(x, train, fused)
     }
 
     /// [`Nhits::forward`] with the block implementation chosen by the caller.
     fn forward_with(&self, x: &Tensor, train: &mut Option<Train<'_>>, fused: bool) -> Result<Tensor> {
-        let (b, l, c) = x.dims3()?;
-        let x = x.transpose(1, 2)?.contiguous()?; // [b, c, L]
+        let (b, l, width) = x.dims3()?;
+        let (c, e) = (self.cfg.channels, self.cfg.exog_channels);
+        if width != c + e {
+            candle_core::bail!("N-HiTS expects {c} target + {e} exogenous channels, got {width}");
+        }
+        // Exogenous windows, flattened per sample and shared by its target channels.
+        let exog = if e > 0 {
+            let flat = x.narrow(2, c, e)?.contiguous()?.reshape((b, 1, l * e))?;
+            Some(flat.broadcast_as((b, c, l * e))?.contiguous()?.reshape((b * c, l * e))?)
+        } else {
+            None
+        };
+        let x = x.narrow(2, 0, c)?.transpose(1, 2)?.contiguous()?; // [b, c, L]
         let (x, stats) = match &self.scaler {
             Some(s) => {
                 let (y, st) = s.norm(&x)?;
@@ -271,7 +305,7 @@ impl Nhits {
             forecast = state.narrow(1, l, self.cfg.horizon)?;
         } else {
             for block in &self.blocks {
-                let (backcast, f) = block.forward(&residual, self.cfg.dropout, train)?;
+                let (backcast, f) = block.forward(&residual, exog.as_ref(), self.cfg.dropout, train)?;
                 residual = (residual - backcast)?;
                 forecast = (forecast + f)?;
             }
@@ -396,5 +430,71 @@ mod tests {
             let top = piece.iter().fold(0f32, |m, v| m.max(v.abs()));
             assert!(top <= bound && top > 0.8 * bound, "layer {din}→{dout}: max {top}, bound {bound}");
         }
+    }
+
+    /// Windows whose target's next value is the exogenous series' last value: unpredictable
+    /// from the target's own (white-noise) history, exact from the exogenous window.
+    fn exog_task(n: usize, l: usize, seed: u64) -> (Tensor, Tensor) {
+        let mut rng = crate::rng::Rng::new(seed);
+        let mut x = Vec::with_capacity(n * l * 2);
+        let mut y = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut last = 0.0;
+            for _ in 0..l {
+                let (target, exog) = (rng.normal() as f32, rng.normal() as f32);
+                x.extend([target, exog]);
+                last = exog;
+            }
+            y.push(last);
+        }
+        let x = Tensor::from_vec(x, (n, l, 2), &Device::Cpu).unwrap();
+        (x, Tensor::from_vec(y, (n, 1, 1), &Device::Cpu).unwrap())
+    }
+
+    #[test]
+    fn exogenous_inputs_reach_every_block_and_are_learned() {
+        use crate::nn::init::SeededVars;
+        use crate::nn::optim::Adam;
+        let (l, n) = (12, 256);
+        let (x, y) = exog_task(n, l, 3);
+        let (tx, ty) = exog_task(n, l, 4);
+        // Test MSE on fresh windows after fitting (training MSE would reward memorising).
+        let fit = |exog: bool| -> f32 {
+            let cfg = NhitsConfig {
+                hidden: 32,
+                mlp_layers: 1,
+                exog_channels: usize::from(exog),
+                ..NhitsConfig::paper(l, 1, 1)
+            };
+            let vars = SeededVars::new(1);
+            let net = Nhits::new(&cfg, vars.builder(&Device::Cpu)).unwrap();
+            let input = if exog { x.clone() } else { x.narrow(2, 0, 1).unwrap() };
+            let vs: Vec<_> = vars.named_vars().into_iter().map(|(_, v)| v).collect();
+            let mut opt = Adam::new(vs.clone(), 3e-3, 0.0).unwrap();
+            for step in 0..300 {
+                let out = net.forward(&input, &mut None).unwrap();
+                assert_eq!(out.dims(), [n, 1, 1]);
+                let l2 = (&out - &y).unwrap().sqr().unwrap().mean_all().unwrap();
+                let mut grads = l2.backward().unwrap();
+                if step == 0 && exog {
+                    for v in &vs {
+                        let g = grads.get(v.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap();
+                        assert!(g.to_scalar::<f32>().unwrap() > 0.0, "every block's weights get a gradient");
+                    }
+                }
+                opt.step(&mut grads, None).unwrap();
+            }
+            let test_in = if exog { tx.clone() } else { tx.narrow(2, 0, 1).unwrap() };
+            let out = net.forward(&test_in, &mut None).unwrap();
+            (&out - &ty).unwrap().sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap()
+        };
+        let (with, without) = (fit(true), fit(false));
+        // Without the exogenous window nothing predicts the target (test MSE ≥ its variance,
+        // 1); with it the target is a linear function of the input.
+        assert!(with < 0.1 && without > 0.8, "MSE with exogenous inputs {with}, without {without}");
+        // A window without the declared exogenous channels is an error, not a silent misread.
+        let cfg = NhitsConfig { exog_channels: 2, ..NhitsConfig::paper(l, 1, 1) };
+        let net = Nhits::new(&cfg, crate::nn::init::SeededVars::new(1).builder(&Device::Cpu)).unwrap();
+        assert!(net.forward(&x, &mut None).is_err());
     }
 }
