@@ -83,6 +83,10 @@ fn shadow_rollback_retirement_and_triggers() {
 
     let v1 = retrain("first").tag.unwrap();
     assert_eq!(r.store().aliases("m").unwrap().active.as_deref(), Some(v1.as_str()));
+    // Drift reads the version's feature spec without loading its weights: the same columns
+    // the loaded model computes.
+    let info = r.store().active("m").unwrap().unwrap();
+    assert_eq!(r.version_features("m", &info).unwrap(), r.active("m").unwrap().features);
 
     // --- Shadow test with real calls: the same recipe on the same data is the same model,
     // so the candidate is no better → REJECT → retired.

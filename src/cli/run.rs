@@ -194,7 +194,7 @@ pub fn status(a: StatusArgs) -> Result<()> {
     let mut rows = Vec::new();
     for status in retrain::lifecycle::orchestrator::status(&store)? {
         let health = match (&log, &status.active) {
-            (Some(log), Some(tag)) => Some(retrain::lifecycle::supervisor::version_health(
+            (Some(log), Some(tag)) => Some(retrain::lifecycle::retire::version_health(
                 &status.model_id,
                 tag,
                 &store.deployments(&status.model_id)?,

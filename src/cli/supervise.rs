@@ -150,8 +150,14 @@ pub fn drift(a: DriftArgs) -> Result<()> {
     let (reference, spec): (ReferenceStats, FeatureSpec) = match (&a.model, &a.reference) {
         (Some(model), _) => {
             let r = Retrainer::open(&a.store, p.clone())?;
-            let m = r.active(model)?;
-            (m.reference(r.store(), model)?, m.features.clone())
+            let info = r
+                .store()
+                .active(model)?
+                .with_context(|| format!("{model} has no active version in {}", a.store.display()))?;
+            (
+                retrain::lifecycle::supervisor::load_reference(r.store(), model, &info.tag)?,
+                r.version_features(model, &info)?,
+            )
         }
         (None, Some(path)) => {
             let spec = match &a.spec {

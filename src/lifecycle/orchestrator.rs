@@ -320,17 +320,27 @@ impl Retrainer {
     }
 
     fn load(&self, model_id: &str, info: VersionInfo) -> Result<ActiveModel> {
-        let kind: ModelKind = info.meta.model_kind.parse()?;
-        let features: FeatureSpec = serde_json::from_value(info.meta.feature_spec.clone().unwrap_or_default())
-            .map_err(|e| Error::param("feature_spec", format!("{model_id} {}: {e}", info.tag)))?;
-        let label: LabelSpec = serde_json::from_value(info.meta.label_spec.clone().unwrap_or_default())
-            .map_err(|e| Error::param("label_spec", format!("{model_id} {}: {e}", info.tag)))?;
+        let (kind, features, label) = stored_specs(model_id, &info)?;
         let model = Fitted::load(&self.store, model_id, &info.tag, kind)?;
         let features = match &model {
             Fitted::Nn(net) => net.meta().params.with_window(&features),
             Fitted::Gbdt(_) => features,
         };
         Ok(ActiveModel { info, kind, features, label, model })
+    }
+
+    /// The feature columns a kept version reads (a network's lookback window included, from
+    /// its small `net.json`) without loading its weights: what drift checks need.
+    pub fn version_features(&self, model_id: &str, info: &VersionInfo) -> Result<FeatureSpec> {
+        let (kind, features, _) = stored_specs(model_id, info)?;
+        if kind.nn_params().is_none() {
+            return Ok(features);
+        }
+        let bytes = self.store.load_artifact(model_id, &info.tag, crate::nn::forecaster::META_ARTIFACT)?;
+        let meta: crate::nn::forecaster::NetMeta = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::CorruptVersion { model_id: model_id.into(), tag: info.tag.clone(), reason: format!("net.json: {e}") }
+        })?;
+        Ok(meta.params.with_window(&features))
     }
 
     /// The active model's call on the last bar.
@@ -349,6 +359,16 @@ impl Retrainer {
     pub fn status(&self) -> Result<Vec<ModelStatus>> {
         status(&self.store)
     }
+}
+
+/// A version's kind, stored feature spec and label (errors name the version).
+fn stored_specs(model_id: &str, info: &VersionInfo) -> Result<(ModelKind, FeatureSpec, LabelSpec)> {
+    let kind: ModelKind = info.meta.model_kind.parse()?;
+    let features: FeatureSpec = serde_json::from_value(info.meta.feature_spec.clone().unwrap_or_default())
+        .map_err(|e| Error::param("feature_spec", format!("{model_id} {}: {e}", info.tag)))?;
+    let label: LabelSpec = serde_json::from_value(info.meta.label_spec.clone().unwrap_or_default())
+        .map_err(|e| Error::param("label_spec", format!("{model_id} {}: {e}", info.tag)))?;
+    Ok((kind, features, label))
 }
 
 /// [`Retrainer::status`] for any store.

@@ -93,6 +93,20 @@ pub fn live_score_change(new: &HealthReport, old: &HealthReport, policy: &Policy
     Some(kept.iter().map(|c| c.weight / w * c.relative).sum())
 }
 
+/// Health of version `tag` of `model_id` from the live log: its own records (by `@tag`, else
+/// by the deployment history).
+pub fn version_health(
+    model_id: &str,
+    tag: &str,
+    deployments: &[Deployment],
+    log: &PredictionLog,
+    policy: &Policy,
+) -> HealthReport {
+    let mine: Vec<&PredictionRecord> =
+        log.of(model_id).into_iter().filter(|r| owner(r, deployments) == Some(tag)).collect();
+    assess(model_id, &mine, policy)
+}
+
 /// Decide retirement / rollback for `model_id` whose deployment history (oldest first) is
 /// `deployments` and whose active version is `active`, from `log` at `now`.
 pub fn check_live(
@@ -103,9 +117,7 @@ pub fn check_live(
     now: Timestamp,
     policy: &Policy,
 ) -> LiveVerdict {
-    let records = log.of(model_id);
-    let mine: Vec<&PredictionRecord> =
-        records.iter().copied().filter(|r| owner(r, deployments) == Some(active)).collect();
+    let health = version_health(model_id, active, deployments, log, policy);
     let mut verdict = LiveVerdict {
         model_id: model_id.into(),
         action: LiveAction::Keep,
@@ -113,11 +125,10 @@ pub fn check_live(
         score_change: None,
         reasons: vec![],
     };
-    if mine.is_empty() {
+    if health.predictions == 0 {
         verdict.reasons.push(format!("no live predictions of {active}"));
         return verdict;
     }
-    let health = assess(model_id, &mine, policy);
     let negative = health.negative_ic_days();
     if negative >= policy.retire_ic_days {
         verdict
@@ -143,9 +154,9 @@ pub fn check_live(
         && now.duration_since(since) <= window
     {
         let from = since - window;
-        let theirs: Vec<&PredictionRecord> = records
-            .iter()
-            .copied()
+        let theirs: Vec<&PredictionRecord> = log
+            .of(model_id)
+            .into_iter()
             .filter(|r| r.ts < since && r.ts >= from.max(prev.at) && owner(r, deployments) == Some(prev.tag.as_str()))
             .collect();
         let old = assess(model_id, &theirs, policy);

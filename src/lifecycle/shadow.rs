@@ -27,7 +27,7 @@
 //! deterministically (the BLAKE3 hash of the key), so a replay routes exactly as live did
 //! and both versions' calls are still recorded for the paired evaluation.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -526,16 +526,16 @@ pub fn evaluate(
     ev
 }
 
-/// Which keys in `keys` a canary of `fraction` routes to the candidate (for checks and
-/// replays).
-pub fn routed_keys<'a>(keys: impl IntoIterator<Item = &'a str>, fraction: f64) -> HashSet<&'a str> {
-    keys.into_iter().filter(|k| routes_to_candidate(k, fraction)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use std::collections::HashSet;
+
+    /// Which keys a canary of `fraction` routes to the candidate.
+    fn routed_keys<'a>(keys: impl IntoIterator<Item = &'a str>, fraction: f64) -> HashSet<&'a str> {
+        keys.into_iter().filter(|k| routes_to_candidate(k, fraction)).collect()
+    }
 
     fn t0() -> Timestamp {
         "2026-11-01T00:00:00Z".parse().unwrap()

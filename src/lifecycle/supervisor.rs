@@ -14,15 +14,15 @@ use crate::data::Bars;
 use crate::error::{Error, Result};
 use crate::lifecycle::drift::{DriftReport, ReferenceStats, Severity, check_drift, recent_columns};
 use crate::lifecycle::events::EventKind;
-use crate::lifecycle::health::{HealthReport, HealthStatus, PredictionLog, assess};
+use crate::lifecycle::health::{HealthReport, HealthStatus, PredictionLog};
 use crate::lifecycle::job::REFERENCE_ARTIFACT;
 use crate::lifecycle::orchestrator::{ActiveModel, Retrainer};
-use crate::lifecycle::retire::{LiveAction, LiveVerdict, check_live};
+use crate::lifecycle::retire::{LiveAction, LiveVerdict, check_live, version_health};
 use crate::lifecycle::schedule::parse_all;
 use crate::lifecycle::shadow::{Call, Recommendation, ShadowEvaluation, ShadowTest};
 use crate::lifecycle::trigger::{RegimeHistory, Trigger, TriggerInputs, evaluate};
 use crate::model::Signal;
-use crate::store::{AuditKind, Change, VersionStore};
+use crate::store::{AuditKind, Change, VersionInfo, VersionStore};
 
 /// A source of a model's recent candles, by model id.
 pub type BarsSource<'a> = &'a (dyn Fn(&str) -> Result<Bars> + Sync);
@@ -55,15 +55,20 @@ pub struct ModelCheck {
     pub errors: Vec<String>,
 }
 
+/// A kept version's training-distribution reference (its `reference.json`).
+pub fn load_reference(store: &VersionStore, model_id: &str, tag: &str) -> Result<ReferenceStats> {
+    let bytes = store.load_artifact(model_id, tag, REFERENCE_ARTIFACT)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::CorruptVersion {
+        model_id: model_id.into(),
+        tag: tag.into(),
+        reason: format!("{REFERENCE_ARTIFACT}: {e}"),
+    })
+}
+
 impl ActiveModel {
     /// The version's training-distribution reference (its `reference.json`).
     pub fn reference(&self, store: &VersionStore, model_id: &str) -> Result<ReferenceStats> {
-        let bytes = store.load_artifact(model_id, &self.info.tag, REFERENCE_ARTIFACT)?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptVersion {
-            model_id: model_id.into(),
-            tag: self.info.tag.clone(),
-            reason: format!("{REFERENCE_ARTIFACT}: {e}"),
-        })
+        load_reference(store, model_id, &self.info.tag)
     }
 
     /// The model's feature columns over the last `days` trading days (UTC dates with bars) of
@@ -101,26 +106,6 @@ impl ShadowPair {
     }
 }
 
-/// Health of one version from the live log: records tagged `model@tag`, and untagged records
-/// made while that version was the active one (by the deployment history).
-pub fn version_health(
-    model_id: &str,
-    tag: &str,
-    deployments: &[crate::store::Deployment],
-    log: &PredictionLog,
-    policy: &crate::config::Policy,
-) -> HealthReport {
-    let mine: Vec<_> = log
-        .of(model_id)
-        .into_iter()
-        .filter(|r| match r.model.split_once('@') {
-            Some((_, t)) => t == tag,
-            None => deployments.iter().rev().find(|d| d.at <= r.ts).is_some_and(|d| d.tag == tag),
-        })
-        .collect();
-    assess(model_id, &mine, policy)
-}
-
 /// Whether an audit record is a firing of schedule `name`.
 fn fired(r: &crate::store::AuditRecord, name: &str) -> bool {
     // Grouped reasons carry a priority prefix (`[LOW] schedule `daily` is due`).
@@ -146,13 +131,18 @@ impl Retrainer {
     /// Drift of `bars`' recent features (the last `drift_window_days` trading days) against
     /// the active version's reference.
     pub fn check_drift(&self, model_id: &str, bars: &Bars) -> Result<DriftReport> {
-        let model = self.active(model_id)?;
-        self.drift_of(model_id, &model, bars)
+        let info = self
+            .store
+            .active(model_id)?
+            .ok_or_else(|| Error::NotFound { model_id: model_id.into(), what: "active version".into() })?;
+        self.drift_of(model_id, &info, bars)
     }
 
-    fn drift_of(&self, model_id: &str, model: &ActiveModel, bars: &Bars) -> Result<DriftReport> {
-        let reference = model.reference(&self.store, model_id)?;
-        let recent = model.recent_features(bars, self.policy.drift_window_days, &reference)?;
+    /// Drift needs the version's feature spec and reference only: its weights stay on disk.
+    fn drift_of(&self, model_id: &str, info: &VersionInfo, bars: &Bars) -> Result<DriftReport> {
+        let reference = load_reference(&self.store, model_id, &info.tag)?;
+        let features = self.version_features(model_id, info)?;
+        let recent = recent_columns(bars, &features, Some(self.policy.drift_window_days), &reference)?;
         check_drift(&reference, &recent, &self.policy)
     }
 
@@ -200,10 +190,7 @@ impl Retrainer {
         if let Some(bars_for) = obs.bars {
             let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bars_for(model_id)))
                 .unwrap_or_else(|_| Err(Error::param("bars", format!("the candle source panicked for {model_id}"))));
-            let d = fetched.and_then(|bars| {
-                let model = self.active(model_id)?;
-                self.drift_of(model_id, &model, &bars)
-            });
+            let d = fetched.and_then(|bars| self.drift_of(model_id, &info, &bars));
             match d {
                 Ok(d) => drift = Some(d),
                 Err(e) => errors.push(format!("drift: {e}")),
