@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
 use retrain::config::Policy;
-use retrain::lifecycle::drift::{DriftReport, ReferenceStats, check_drift};
+use retrain::lifecycle::drift::{DriftReport, ReferenceStats, check_drift, check_drift_with};
 use retrain::lifecycle::health::{HealthReport, PredictionRecord, assess};
+use retrain::lifecycle::ks::ExactPValues;
 use retrain::lifecycle::trigger::{TriggerInputs, evaluate};
 use retrain::rng::Rng;
 
@@ -102,7 +103,16 @@ fn health_all(ms: &[Model], p: &Policy) -> Vec<HealthReport> {
         .collect()
 }
 
+/// Every model's drift with one exact p-value table for the cycle, created empty here: a cold
+/// cycle (the `Retrainer` keeps its table between cycles, which only makes later ones faster).
 fn drift_all(ms: &[Model], p: &Policy) -> Vec<DriftReport> {
+    use rayon::prelude::*;
+    let table = ExactPValues::new();
+    ms.par_iter().map(|m| check_drift_with(&m.reference, &m.recent, p, &table).unwrap()).collect()
+}
+
+/// Every model's drift on its own (each `check_drift` call its own table).
+fn drift_all_unshared(ms: &[Model], p: &Policy) -> Vec<DriftReport> {
     use rayon::prelude::*;
     ms.par_iter().map(|m| check_drift(&m.reference, &m.recent, p).unwrap()).collect()
 }
@@ -161,6 +171,11 @@ fn bench(c: &mut Criterion) {
     let pool = pool();
     let (h, d) = pool.install(|| (health_all(&ms, &p), drift_all(&ms, &p)));
     let fired = triggers_all(&h, &d, now, &p);
+    let table = ExactPValues::new();
+    for m in &ms {
+        check_drift_with(&m.reference, &m.recent, &p, &table).unwrap();
+    }
+    eprintln!("distinct exact KS p-values in a cycle: {} of {}", table.len(), MODELS * FEATURES);
     let drifted: usize = d.iter().map(|r| r.drifted).sum();
     eprintln!("{MODELS} models × {FEATURES} features: {drifted} features drifted, {fired} triggers");
     let mut times: Vec<f64> = (0..7)
@@ -177,7 +192,11 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     g.bench_function("triggers_from_reports_100x60", |b| b.iter(|| black_box(triggers_all(&h, &d, now, &p))));
     g.bench_function("health_100", |b| b.iter(|| black_box(pool.install(|| health_all(&ms, &p)))));
+    g.bench_function("ks_exact_p_2160x480_null", |b| {
+        b.iter(|| black_box(retrain::lifecycle::ks::ks_p_value(black_box(0.045), REFERENCE_ROWS, RECENT_ROWS)))
+    });
     g.bench_function("drift_100x60", |b| b.iter(|| black_box(pool.install(|| drift_all(&ms, &p)))));
+    g.bench_function("drift_100x60_unshared", |b| b.iter(|| black_box(pool.install(|| drift_all_unshared(&ms, &p)))));
     g.bench_function("supervisor_cycle_100x60", |b| b.iter(|| black_box(pool.install(|| cycle(&ms, &p, now)))));
     g.finish();
 }

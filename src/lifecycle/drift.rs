@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Policy;
 use crate::error::{Error, Result};
-use crate::lifecycle::ks::{self, KsResult};
+use crate::lifecycle::ks::{self, ExactPValues, KsResult};
 
 /// Fractions that replace an empty PSI bin (either side) so the logarithm stays finite.
 pub const PSI_EPSILON: f64 = 1e-4;
@@ -63,7 +63,9 @@ fn bin_of(edges: &[f64], v: f64) -> usize {
 
 fn finite_sorted(x: &[f64]) -> Vec<f64> {
     let mut s: Vec<f64> = x.iter().copied().filter(|v| v.is_finite()).collect();
-    s.sort_by(f64::total_cmp);
+    // Equal finite values are identical bits (total_cmp tells −0 from +0), so the unstable
+    // sort gives the stable sort's output.
+    s.sort_unstable_by(f64::total_cmp);
     s
 }
 
@@ -109,42 +111,43 @@ impl FeatureReference {
     }
 
     /// KS statistic of the recent sorted values against the reference: the largest gap
-    /// between the two ECDFs, at every recent value and every stored quantile, on each side
-    /// of the point (a tie block or a reference point mass jumps there). One merge walk over
-    /// both sorted sequences, O(recent + quantiles).
+    /// between the two ECDFs. Between two consecutive recent values the recent ECDF G is flat
+    /// and the reference F (interpolated quantiles, jumps where quantiles tie) does not
+    /// fall, so F − G is largest just below the next recent value and smallest at the value
+    /// itself: checking G − F at, and F − G just below, every distinct recent value is
+    /// enough. One pass with a pointer into the quantiles, O(recent + quantiles).
     fn ks_statistic(&self, recent: &[f64]) -> f64 {
         let q = &self.quantiles;
         let (m, nq) = (recent.len() as f64, q.len());
         let step = 1.0 / (nq - 1) as f64;
-        let (mut i, mut k) = (0usize, 0usize);
+        // below: quantiles < x; upto: quantiles ≤ x.
+        let (mut i, mut below, mut upto) = (0usize, 0usize, 0usize);
         let mut d = 0.0f64;
-        while i < recent.len() || k < nq {
-            let x = match (recent.get(i), q.get(k)) {
-                (Some(&r), Some(&v)) => r.min(v),
-                (Some(&r), None) => r,
-                (None, Some(&v)) => v,
-                (None, None) => break,
-            };
-            let (g_left, q_below) = (i as f64 / m, k);
+        while i < recent.len() {
+            let x = recent[i];
+            let g_left = i as f64 / m;
             while i < recent.len() && recent[i] <= x {
                 i += 1;
             }
-            while k < nq && q[k] <= x {
-                k += 1;
+            while below < nq && q[below] < x {
+                below += 1;
             }
-            let g = i as f64 / m;
-            let f = if k == 0 {
+            upto = upto.max(below);
+            while upto < nq && q[upto] <= x {
+                upto += 1;
+            }
+            let f = if upto == 0 {
                 0.0
-            } else if k == nq {
+            } else if upto == nq {
                 1.0
             } else {
-                // q[k − 1] ≤ x < q[k]: interpolate between the two quantile points.
-                let (lo, hi) = (q[k - 1], q[k]);
-                ((k - 1) as f64 + (x - lo) / (hi - lo)) * step
+                // q[upto − 1] ≤ x < q[upto]: interpolate between the two quantile points.
+                let (lo, hi) = (q[upto - 1], q[upto]);
+                ((upto - 1) as f64 + (x - lo) / (hi - lo)) * step
             };
-            // Just below x: the quantiles equal to x are a jump of the reference ECDF.
-            let f_left = if k > q_below { q_below as f64 * step } else { f };
-            d = d.max((f - g).abs()).max((f_left - g_left).abs());
+            // Just below x: quantiles equal to x are a jump of the reference ECDF.
+            let f_left = if upto > below { below as f64 * step } else { f };
+            d = d.max(i as f64 / m - f).max(f_left - g_left);
         }
         d
     }
@@ -167,7 +170,23 @@ impl FeatureReference {
         for &v in recent {
             counts[bin_of(&self.psi_edges, v)] += 1;
         }
-        let m = recent.len().max(1) as f64;
+        self.psi_of_counts(&counts, recent.len())
+    }
+
+    /// [`Self::psi`] of values sorted ascending: one binary search per bin edge.
+    fn psi_sorted(&self, recent: &[f64]) -> f64 {
+        // Bin boundaries: values below each edge (a value equal to an edge goes right, as in
+        // `bin_of`), between 0 and all.
+        let mut bounds = Vec::with_capacity(self.psi_edges.len() + 2);
+        bounds.push(0);
+        bounds.extend(self.psi_edges.iter().map(|&e| recent.partition_point(|&v| v < e)));
+        bounds.push(recent.len());
+        let counts: Vec<usize> = bounds.windows(2).map(|w| w[1] - w[0]).collect();
+        self.psi_of_counts(&counts, recent.len())
+    }
+
+    fn psi_of_counts(&self, counts: &[usize], len: usize) -> f64 {
+        let m = len.max(1) as f64;
         counts
             .iter()
             .zip(&self.psi_expected)
@@ -345,6 +364,17 @@ pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
 /// Compare recent feature values (`recent[j]` = column `j`, same order as the reference) with
 /// the reference under `policy`'s thresholds.
 pub fn check_drift(reference: &ReferenceStats, recent: &[Vec<f64>], policy: &Policy) -> Result<DriftReport> {
+    check_drift_with(reference, recent, policy, &ExactPValues::new())
+}
+
+/// [`check_drift`] sharing exact KS p-values with other checks through `table` (what the
+/// supervisor does across models; the report is the same either way).
+pub fn check_drift_with(
+    reference: &ReferenceStats,
+    recent: &[Vec<f64>],
+    policy: &Policy,
+    table: &ExactPValues,
+) -> Result<DriftReport> {
     if recent.len() != reference.features.len() {
         return Err(Error::Shape {
             what: "recent feature columns".into(),
@@ -359,8 +389,8 @@ pub fn check_drift(reference: &ReferenceStats, recent: &[Vec<f64>], policy: &Pol
             return Err(Error::param(format!("recent.{}", r.name), "no finite recent values"));
         }
         let d = r.ks_statistic(&s);
-        let ks = ks::ks_p_value(d, r.n, s.len());
-        let psi = r.psi(&s);
+        let ks = ks::ks_p_value_with(d, r.n, s.len(), table);
+        let psi = r.psi_sorted(&s);
         rows.push((r.name.clone(), s.len(), ks, psi));
     }
     let adjusted = benjamini_hochberg(&rows.iter().map(|r| r.2.p_value).collect::<Vec<_>>());
@@ -494,6 +524,12 @@ mod tests {
         let train = normal(&mut rng, 10_000, 0.0);
         let r = FeatureReference::from_values("x", &train, 10).unwrap();
         assert!(r.psi(&train) < 1e-9);
+        // The sorted fast path agrees with the per-value bins, ties on edges included.
+        for values in [normal(&mut rng, 777, 0.3), r.psi_edges.clone(), vec![r.psi_edges[3]; 5]] {
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            assert_eq!(r.psi_sorted(&sorted).to_bits(), r.psi(&values).to_bits());
+        }
         assert_eq!(r.psi_expected.len(), 10);
         let small = r.psi(&normal(&mut rng, 2000, 0.1));
         let big = r.psi(&normal(&mut rng, 2000, 1.0));

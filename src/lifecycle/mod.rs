@@ -21,10 +21,11 @@ pub mod trigger;
 
 pub use cancel::CancelToken;
 pub use decision::{Decision, DecisionReport, decide};
-pub use drift::{DriftReport, FeatureDrift, FeatureReference, ReferenceStats, Severity, check_drift};
+pub use drift::{DriftReport, FeatureDrift, FeatureReference, ReferenceStats, Severity, check_drift, check_drift_with};
 pub use events::{CallbackSink, ChannelSink, Event, EventKind, EventSink, JsonlSink, NullSink};
 pub use health::{HealthReport, HealthStatus, PredictionLog, PredictionRecord, Trend, assess};
 pub use job::{JobReport, JobStatus, ModelSpec};
+pub use ks::ExactPValues;
 pub use ks::{KsResult, ks_2samp};
 pub use orchestrator::{ActiveModel, Retrainer};
 pub use plan::{Plan, PlannedJob};

@@ -97,6 +97,8 @@ pub struct Retrainer {
     specs: BTreeMap<String, ModelSpec>,
     limits: BTreeMap<String, Duration>,
     cancel: CancelToken,
+    /// Exact KS p-values shared by every model's drift check, across supervisor cycles.
+    pub(super) ks_table: crate::lifecycle::ks::ExactPValues,
 }
 
 impl Retrainer {
@@ -114,6 +116,7 @@ impl Retrainer {
             specs: BTreeMap::new(),
             limits: BTreeMap::new(),
             cancel: CancelToken::new(),
+            ks_table: crate::lifecycle::ks::ExactPValues::new(),
         })
     }
 

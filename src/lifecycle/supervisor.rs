@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::data::Bars;
 use crate::error::{Error, Result};
-use crate::lifecycle::drift::{DriftReport, ReferenceStats, Severity, check_drift, recent_columns};
+use crate::lifecycle::drift::{DriftReport, ReferenceStats, Severity, check_drift_with, recent_columns};
 use crate::lifecycle::events::EventKind;
 use crate::lifecycle::health::{HealthReport, HealthStatus, PredictionLog};
 use crate::lifecycle::job::REFERENCE_ARTIFACT;
@@ -143,7 +143,7 @@ impl Retrainer {
         let reference = load_reference(&self.store, model_id, &info.tag)?;
         let features = self.version_features(model_id, info)?;
         let recent = recent_columns(bars, &features, Some(self.policy.drift_window_days), &reference)?;
-        check_drift(&reference, &recent, &self.policy)
+        check_drift_with(&reference, &recent, &self.policy, &self.ks_table)
     }
 
     /// Supervise every model with an active version: health, drift, regime, periodic and cron
