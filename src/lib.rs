@@ -48,6 +48,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod nn;
 pub mod rng;
+mod sortkey;
 pub mod store;
 pub mod validation;
 

@@ -61,12 +61,12 @@ fn bin_of(edges: &[f64], v: f64) -> usize {
     edges.partition_point(|&e| e <= v)
 }
 
+/// The finite values of `x`, sorted ascending in `f64::total_cmp` order (−0 before +0).
 fn finite_sorted(x: &[f64]) -> Vec<f64> {
-    let mut s: Vec<f64> = x.iter().copied().filter(|v| v.is_finite()).collect();
-    // Equal finite values are identical bits (total_cmp tells −0 from +0), so the unstable
-    // sort gives the stable sort's output.
-    s.sort_unstable_by(f64::total_cmp);
-    s
+    use crate::sortkey::{key, value};
+    let mut keys: Vec<u64> = x.iter().copied().filter(|v| v.is_finite()).map(key).collect();
+    keys.sort_unstable();
+    keys.into_iter().map(value).collect()
 }
 
 impl FeatureReference {
@@ -120,8 +120,9 @@ impl FeatureReference {
         let q = &self.quantiles;
         let (m, nq) = (recent.len() as f64, q.len());
         let step = 1.0 / (nq - 1) as f64;
+        const CHUNK: usize = 8;
         // below: quantiles < x; upto: quantiles ≤ x.
-        let (mut i, mut below, mut upto) = (0usize, 0usize, 0usize);
+        let (mut i, mut upto) = (0usize, 0usize);
         let mut d = 0.0f64;
         while i < recent.len() {
             let x = recent[i];
@@ -129,25 +130,53 @@ impl FeatureReference {
             while i < recent.len() && recent[i] <= x {
                 i += 1;
             }
-            while below < nq && q[below] < x {
-                below += 1;
+            // Quantiles ≤ x: count eight at a time (a fixed-size compare the compiler
+            // vectorises; the number passed per recent value varies, which a
+            // one-at-a-time loop mispredicts).
+            while upto + CHUNK <= nq {
+                let c = q[upto..upto + CHUNK].iter().filter(|&&v| v <= x).count();
+                upto += c;
+                if c < CHUNK {
+                    break;
+                }
             }
-            upto = upto.max(below);
-            while upto < nq && q[upto] <= x {
-                upto += 1;
+            if upto + CHUNK > nq {
+                while upto < nq && q[upto] <= x {
+                    upto += 1;
+                }
             }
-            let f = if upto == 0 {
-                0.0
-            } else if upto == nq {
-                1.0
-            } else {
-                // q[upto − 1] ≤ x < q[upto]: interpolate between the two quantile points.
-                let (lo, hi) = (q[upto - 1], q[upto]);
-                ((upto - 1) as f64 + (x - lo) / (hi - lo)) * step
+            // Quantiles < x: fewer only where quantiles tie at x (a point mass).
+            let mut below = upto;
+            while below > 0 && q[below - 1] == x {
+                below -= 1;
+            }
+            let g = i as f64 / m;
+            let tie = upto > below;
+            if tie {
+                // Just below x: quantiles equal to x are a jump of the reference ECDF.
+                d = d.max(below as f64 * step - g_left);
+            }
+            // F(x) lies in [(upto − 1)·step, upto·step] (0 or 1 off the ends); interpolate
+            // only when a gap could beat d (rarely, once d has grown). Rounding is monotone,
+            // so the skipped values really are ≤ d and the result is unchanged.
+            let (f_min, f_max) = match upto {
+                0 => (0.0, 0.0),
+                u if u == nq => (1.0, 1.0),
+                u => ((u - 1) as f64 * step, u as f64 * step),
             };
-            // Just below x: quantiles equal to x are a jump of the reference ECDF.
-            let f_left = if upto > below { below as f64 * step } else { f };
-            d = d.max(i as f64 / m - f).max(f_left - g_left);
+            if g - f_min > d || (!tie && f_max - g_left > d) {
+                let f = if upto == 0 || upto == nq {
+                    f_min
+                } else {
+                    // q[upto − 1] ≤ x < q[upto]: interpolate between the two quantile points.
+                    let (lo, hi) = (q[upto - 1], q[upto]);
+                    ((upto - 1) as f64 + (x - lo) / (hi - lo)) * step
+                };
+                d = d.max(g - f);
+                if !tie {
+                    d = d.max(f - g_left);
+                }
+            }
         }
         d
     }

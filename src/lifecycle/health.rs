@@ -332,17 +332,18 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
     let shorts = records.iter().filter(|r| r.direction < 0).count();
     let long_short_ratio = (shorts > 0).then(|| longs as f64 / shorts as f64);
     let mut lat: Vec<f64> = records.iter().filter_map(|r| r.latency_ms).collect();
-    lat.sort_by(f64::total_cmp);
+    lat.sort_unstable_by(f64::total_cmp);
     let latency_ms = (!lat.is_empty())
         .then(|| [quantile_sorted(&lat, 0.5), quantile_sorted(&lat, 0.95), quantile_sorted(&lat, 0.99)]);
     let coverage = if records.is_empty() { 0.0 } else { (longs + shorts) as f64 / records.len() as f64 };
 
     // Per trading day (UTC dates with resolved predictions), oldest first.
-    let mut days: BTreeMap<String, Vec<&PredictionRecord>> = BTreeMap::new();
+    // Keyed by the day number (formatting a date per record was most of the assessment).
+    let mut days: BTreeMap<i64, Vec<&PredictionRecord>> = BTreeMap::new();
     for r in &resolved {
-        days.entry(day_of(r.ts)).or_default().push(r);
+        days.entry(r.ts.as_second().div_euclid(86_400)).or_default().push(r);
     }
-    let day_list: Vec<(&String, &Vec<&PredictionRecord>)> = days.iter().collect();
+    let day_list: Vec<(&i64, &Vec<&PredictionRecord>)> = days.iter().collect();
     let w = policy.health_ic_window_days.max(1);
     let mut rolling_ic = Vec::new();
     for i in 0..day_list.len() {
@@ -356,7 +357,8 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
         if let Ok(ic) = spearman(&score, &out)
             && ic.is_finite()
         {
-            rolling_ic.push((day_list[i].0.clone(), ic));
+            let first = day_list[i].1.first().expect("a day holds records");
+            rolling_ic.push((day_of(first.ts), ic));
         }
     }
     let daily_wr: Vec<f64> = day_list

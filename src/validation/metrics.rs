@@ -191,8 +191,11 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Result<f64> {
 
 /// 1-based ranks, ties sharing their average rank (scipy's `rankdata(method="average")`).
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    // Sort (key, index) pairs whose integer key orders like `total_cmp`: no indirect loads
+    // in the comparisons, and the index makes the order the stable one.
+    let mut keyed: Vec<(u64, usize)> = x.iter().enumerate().map(|(i, &v)| (crate::sortkey::key(v), i)).collect();
+    keyed.sort_unstable();
+    let idx: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
     let mut ranks = vec![0.0; x.len()];
     let mut i = 0;
     while i < idx.len() {
