@@ -16,15 +16,21 @@
 //! * `health_100`: health assessment of 100 models' logs.
 //! * `drift_100x60`: KS (scipy's exact p-values: max(n1, n2) ≤ 10,000), PSI and
 //!   Benjamini–Hochberg for all 6,000 features, models in parallel on a 2-thread pool.
-//! * `supervisor_cycle_100x60`: health + drift + triggers together, the full check.
+//! * `drift_100x60_unshared`: the same, each model's check with its own p-value table.
+//! * `ks_exact_p_2160x480_null`: one exact p-value at a typical no-drift statistic.
+//! * `supervisor_cycle_100x60`: health + drift + triggers together, the full check, cold
+//!   (an empty p-value table: the first cycle after the process starts).
+//! * `supervisor_cycle_100x60_steady`: the same with the table the previous cycle left
+//!   (computed on other draws of every recent window), the hourly steady state.
 //!
 //! Before criterion's groups the full cycle is timed 7 times and its median printed as
-//! `supervisor_cycle_ms`, the number `run_drift.sh` divides by scipy's.
+//! `supervisor_cycle_ms` (cold; the number `run_drift.sh` divides by scipy's) and
+//! `supervisor_cycle_steady_ms`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
 use retrain::config::Policy;
 use retrain::lifecycle::drift::{DriftReport, ReferenceStats, check_drift, check_drift_with};
@@ -42,6 +48,7 @@ struct Model {
     reference: ReferenceStats,
     raw_reference: Vec<Vec<f64>>,
     recent: Vec<Vec<f64>>,
+    previous: Vec<Vec<f64>>,
     log: Vec<PredictionRecord>,
 }
 
@@ -53,18 +60,22 @@ fn models() -> Vec<Model> {
             let mut rng = Rng::stream(7, m as u64);
             let raw_reference: Vec<Vec<f64>> =
                 (0..FEATURES).map(|_| (0..REFERENCE_ROWS).map(|_| rng.normal()).collect()).collect();
-            let recent: Vec<Vec<f64>> = (0..FEATURES)
-                .map(|j| {
-                    let shift = if m % 10 == 0 && j % 2 == 0 {
-                        0.5
-                    } else if j % 4 == 0 {
-                        0.1
-                    } else {
-                        0.0
-                    };
-                    (0..RECENT_ROWS).map(|_| rng.normal() + shift).collect()
-                })
-                .collect();
+            let shift = |j: usize| {
+                if m % 10 == 0 && j % 2 == 0 {
+                    0.5
+                } else if j % 4 == 0 {
+                    0.1
+                } else {
+                    0.0
+                }
+            };
+            let recent: Vec<Vec<f64>> =
+                (0..FEATURES).map(|j| (0..RECENT_ROWS).map(|_| rng.normal() + shift(j)).collect()).collect();
+            // The previous cycle's window: fresh draws from the same distributions (no value
+            // shared, unlike a real hourly cycle whose window moves by one bar).
+            let mut prev_rng = Rng::stream(8, m as u64);
+            let previous: Vec<Vec<f64>> =
+                (0..FEATURES).map(|j| (0..RECENT_ROWS).map(|_| prev_rng.normal() + shift(j)).collect()).collect();
             let reference = ReferenceStats::from_columns(&names, &raw_reference, 10).unwrap();
             let log = (0..RECENT_ROWS)
                 .map(|h| {
@@ -83,7 +94,7 @@ fn models() -> Vec<Model> {
                     }
                 })
                 .collect();
-            Model { reference, raw_reference, recent, log }
+            Model { reference, raw_reference, recent, previous, log }
         })
         .collect()
 }
@@ -104,11 +115,25 @@ fn health_all(ms: &[Model], p: &Policy) -> Vec<HealthReport> {
 }
 
 /// Every model's drift with one exact p-value table for the cycle, created empty here: a cold
-/// cycle (the `Retrainer` keeps its table between cycles, which only makes later ones faster).
+/// cycle, the first after the process starts.
 fn drift_all(ms: &[Model], p: &Policy) -> Vec<DriftReport> {
+    drift_all_with(ms, p, &ExactPValues::new())
+}
+
+/// Every model's drift sharing `table`.
+fn drift_all_with(ms: &[Model], p: &Policy, table: &ExactPValues) -> Vec<DriftReport> {
+    use rayon::prelude::*;
+    ms.par_iter().map(|m| check_drift_with(&m.reference, &m.recent, p, table).unwrap()).collect()
+}
+
+/// The table as the previous cycle left it (the `Retrainer` keeps its table between cycles).
+fn previous_cycle_table(ms: &[Model], p: &Policy) -> ExactPValues {
     use rayon::prelude::*;
     let table = ExactPValues::new();
-    ms.par_iter().map(|m| check_drift_with(&m.reference, &m.recent, p, &table).unwrap()).collect()
+    ms.par_iter().for_each(|m| {
+        check_drift_with(&m.reference, &m.previous, p, &table).unwrap();
+    });
+    table
 }
 
 /// Every model's drift on its own (each `check_drift` call its own table).
@@ -135,8 +160,12 @@ fn triggers_all(health: &[HealthReport], drift: &[DriftReport], now: Timestamp, 
 }
 
 fn cycle(ms: &[Model], p: &Policy, now: Timestamp) -> usize {
+    cycle_with(ms, p, now, &ExactPValues::new())
+}
+
+fn cycle_with(ms: &[Model], p: &Policy, now: Timestamp, table: &ExactPValues) -> usize {
     let h = health_all(ms, p);
-    let d = drift_all(ms, p);
+    let d = drift_all_with(ms, p, table);
     triggers_all(&h, &d, now, p)
 }
 
@@ -187,6 +216,16 @@ fn bench(c: &mut Criterion) {
         .collect();
     times.sort_by(f64::total_cmp);
     println!("supervisor_cycle_ms {:.2}", times[3]);
+    let mut steady: Vec<f64> = (0..7)
+        .map(|_| {
+            let table = pool.install(|| previous_cycle_table(&ms, &p));
+            let t = Instant::now();
+            black_box(pool.install(|| cycle_with(&ms, &p, now, &table)));
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    steady.sort_by(f64::total_cmp);
+    println!("supervisor_cycle_steady_ms {:.2}", steady[3]);
 
     let mut g = c.benchmark_group("lifecycle");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
@@ -198,6 +237,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("drift_100x60", |b| b.iter(|| black_box(pool.install(|| drift_all(&ms, &p)))));
     g.bench_function("drift_100x60_unshared", |b| b.iter(|| black_box(pool.install(|| drift_all_unshared(&ms, &p)))));
     g.bench_function("supervisor_cycle_100x60", |b| b.iter(|| black_box(pool.install(|| cycle(&ms, &p, now)))));
+    g.bench_function("supervisor_cycle_100x60_steady", |b| {
+        b.iter_batched(
+            || pool.install(|| previous_cycle_table(&ms, &p)),
+            |table| black_box(pool.install(|| cycle_with(&ms, &p, now, &table))),
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
 }
 

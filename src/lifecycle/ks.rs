@@ -74,8 +74,12 @@ pub const EXACT_TABLE_CAPACITY: usize = 1 << 16;
 /// results do not depend on which thread filled an entry or on the order of the tests.
 #[derive(Debug, Default)]
 pub struct ExactPValues {
-    map: std::sync::Mutex<std::collections::HashMap<(u64, u64, u64), Option<f64>>>,
+    map: std::sync::Mutex<std::collections::HashMap<(u64, u64, u64), Entry>>,
 }
+
+/// One table entry: filled once; a thread asking while another computes it waits instead of
+/// repeating the recursion.
+type Entry = std::sync::Arc<std::sync::OnceLock<Option<f64>>>;
 
 impl ExactPValues {
     /// An empty table.
@@ -93,7 +97,7 @@ impl ExactPValues {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(u64, u64, u64), Option<f64>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(u64, u64, u64), Entry>> {
         // A panic elsewhere cannot leave a half-written entry: every insert is one call.
         self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -102,16 +106,14 @@ impl ExactPValues {
     /// computed outside the lock on a miss.
     fn get_or_compute(&self, n1: u64, n2: u64, g: u64, h: u64) -> Option<f64> {
         let key = (n1.max(n2), n1.min(n2), h);
-        if let Some(&p) = self.lock().get(&key) {
-            return p;
-        }
-        let p = exact_p(n1, n2, g, h);
-        let mut map = self.lock();
-        if map.len() >= EXACT_TABLE_CAPACITY {
-            map.clear();
-        }
-        map.insert(key, p);
-        p
+        let entry = {
+            let mut map = self.lock();
+            if map.len() >= EXACT_TABLE_CAPACITY && !map.contains_key(&key) {
+                map.clear();
+            }
+            map.entry(key).or_default().clone()
+        };
+        *entry.get_or_init(|| exact_p(n1, n2, g, h))
     }
 }
 
@@ -222,9 +224,12 @@ fn outer_prob_inside_diagonals(m: u64, n: u64, g: u64, h: u64) -> f64 {
     let half = (mi + ni) / 2;
     let mirror = mi + ni - half;
     // Cell i of a diagonal lives at index i + 1, so index 0 is the (weightless) i = −1.
-    // Room for the last chunk's overhang (cells up to m + LANES).
-    let mut prev = vec![1.0f64; m as usize + LANES + 2];
+    // Room for the last chunk's overhang and the ones written past it (cells up to
+    // m + 2·LANES).
+    let mut prev = vec![1.0f64; m as usize + 2 * LANES + 2];
     let mut cur = prev.clone();
+    // 1/k per diagonal, divided up front (a vector division) rather than in the sweep.
+    let recip: Vec<f64> = (0..=mirror as usize).map(|k| 1.0 / k as f64).collect();
     let mut middle: Option<(Vec<f64>, usize, usize)> = None;
     // Diagonal 0: the origin, inside the band (h ≥ 1), where no path has left yet.
     prev[1] = 0.0;
@@ -253,7 +258,7 @@ fn outer_prob_inside_diagonals(m: u64, n: u64, g: u64, h: u64) -> f64 {
             return 1.0;
         }
         let (lo, hi) = (lo as usize, hi as usize);
-        let (fk, rk) = (k as f64, 1.0 / k as f64);
+        let (fk, rk) = (k as f64, recip[k as usize]);
         // cur(i) = (i·A(i−1, j) + j·A(i, j−1)) / k with j = k − i: prev(i − 1) and prev(i),
         // in whole chunks of LANES cells from a multiple of LANES (no scalar remainder). The
         // cells a chunk computes outside lo..=hi are outside the band (or off the grid) and
@@ -277,8 +282,12 @@ fn outer_prob_inside_diagonals(m: u64, n: u64, g: u64, h: u64) -> f64 {
         }
         // The next diagonal reads cells lo − 1 ..= hi + 1 of this one; those and the chunks'
         // overhang are outside the band (or off the grid with zero weight): 1.
-        cur[(first + 1).min(lo)..=lo].fill(1.0);
-        cur[hi + 2..=i0.max(hi + 2)].fill(1.0);
+        // Four fixed stores a side (the overhang is at most three cells) instead of two
+        // variable-length fills.
+        for t in 0..LANES {
+            cur[lo.saturating_sub(t)] = 1.0;
+            cur[hi + 2 + t] = 1.0;
+        }
         std::mem::swap(&mut prev, &mut cur);
         if k == half {
             band = (lo, hi);
