@@ -61,9 +61,9 @@ fn models() -> Vec<Model> {
             let raw_reference: Vec<Vec<f64>> =
                 (0..FEATURES).map(|_| (0..REFERENCE_ROWS).map(|_| rng.normal()).collect()).collect();
             let shift = |j: usize| {
-                if m % 10 == 0 && j % 2 == 0 {
+                if m.is_multiple_of(10) && j.is_multiple_of(2) {
                     0.5
-                } else if j % 4 == 0 {
+                } else if j.is_multiple_of(4) {
                     0.1
                 } else {
                     0.0
