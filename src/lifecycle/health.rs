@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Policy;
 use crate::error::{Error, Result};
 use crate::lifecycle::drift::quantile_sorted;
-use crate::validation::metrics::{expected_calibration_error, pearson, rank_order, window_ranks};
+use crate::validation::metrics::{expected_calibration_error, spearman};
 
 /// One live prediction and, once known, its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -345,24 +345,16 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
     }
     let day_list: Vec<(&i64, &Vec<&PredictionRecord>)> = days.iter().collect();
     let w = policy.health_ic_window_days.max(1);
-    // Every day's rows in day order: a window of days is a contiguous range of them, ranked
-    // off one order of the whole log (each window's ranks are those of a sort of it).
-    let rows: Vec<&PredictionRecord> = day_list.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-    let score: Vec<f64> =
-        rows.iter().map(|r| r.score.unwrap_or_else(|| f64::from(r.direction) * r.probability.unwrap_or(1.0))).collect();
-    let out: Vec<f64> = rows.iter().map(|r| outcome(r)).collect();
-    let (score_order, out_order) = (rank_order(&score), rank_order(&out));
-    let mut day_start = Vec::with_capacity(day_list.len() + 1);
-    day_start.push(0usize);
-    for (_, v) in &day_list {
-        day_start.push(day_start[day_start.len() - 1] + v.len());
-    }
     let mut rolling_ic = Vec::new();
     for i in 0..day_list.len() {
         let from = (i + 1).saturating_sub(w);
-        let window = day_start[from]..day_start[i + 1];
-        let ranks = (window_ranks(&score, &score_order, window.clone()), window_ranks(&out, &out_order, window));
-        if let Ok(ic) = pearson(&ranks.0, &ranks.1)
+        let rows: Vec<&PredictionRecord> = day_list[from..=i].iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        let score: Vec<f64> = rows
+            .iter()
+            .map(|r| r.score.unwrap_or_else(|| f64::from(r.direction) * r.probability.unwrap_or(1.0)))
+            .collect();
+        let out: Vec<f64> = rows.iter().map(|r| outcome(r)).collect();
+        if let Ok(ic) = spearman(&score, &out)
             && ic.is_finite()
         {
             let first = day_list[i].1.first().expect("a day holds records");

@@ -58,7 +58,7 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> Result<KsResult> {
 
 /// scipy's two-sided p-value of statistic `d` for sample sizes `n1`, `n2`.
 pub fn ks_p_value(d: f64, n1: usize, n2: usize) -> KsResult {
-    ks_p_value_with(d, n1, n2, &ExactPValues::new())
+    p_value(d, n1, n2, None)
 }
 
 /// Entries [`ExactPValues`] keeps before it starts over (about 3 MB).
@@ -119,6 +119,10 @@ impl ExactPValues {
 
 /// [`ks_p_value`] reading and filling a shared table of exact p-values.
 pub fn ks_p_value_with(d: f64, n1: usize, n2: usize, table: &ExactPValues) -> KsResult {
+    p_value(d, n1, n2, Some(table))
+}
+
+fn p_value(d: f64, n1: usize, n2: usize, table: Option<&ExactPValues>) -> KsResult {
     if n1.max(n2) <= MAX_EXACT_N
         && let Some((d, p)) = exact_2samp(n1 as u64, n2 as u64, d, table)
     {
@@ -137,7 +141,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 }
 
 /// scipy `_attempt_exact_2kssamp` (two-sided): `None` where it falls back to asymptotics.
-fn exact_2samp(n1: u64, n2: u64, d: f64, table: &ExactPValues) -> Option<(f64, f64)> {
+fn exact_2samp(n1: u64, n2: u64, d: f64, table: Option<&ExactPValues>) -> Option<(f64, f64)> {
     let g = gcd(n1, n2);
     let lcm = (n1 / g) * n2;
     let h = (d * lcm as f64).round_ties_even() as u64;
@@ -145,7 +149,11 @@ fn exact_2samp(n1: u64, n2: u64, d: f64, table: &ExactPValues) -> Option<(f64, f
     if h == 0 {
         return Some((d, 1.0));
     }
-    table.get_or_compute(n1, n2, g, h).map(|p| (d, p))
+    let p = match table {
+        Some(t) => t.get_or_compute(n1, n2, g, h),
+        None => exact_p(n1, n2, g, h),
+    };
+    p.map(|p| (d, p))
 }
 
 /// The exact p-value of lattice statistic `h` ≥ 1, `None` where it is not a probability.

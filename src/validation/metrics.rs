@@ -191,28 +191,12 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Result<f64> {
 
 /// 1-based ranks, ties sharing their average rank (scipy's `rankdata(method="average")`).
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
-    window_ranks(x, &rank_order(x), 0..x.len())
-}
-
-/// Indices of `x` in `total_cmp` order, ties by index (the stable order).
-pub(crate) fn rank_order(x: &[f64]) -> Vec<usize> {
     // Sort (key, index) pairs whose integer key orders like `total_cmp`: no indirect loads
     // in the comparisons, and the index makes the order the stable one.
     let mut keyed: Vec<(u64, usize)> = x.iter().enumerate().map(|(i, &v)| (crate::sortkey::key(v), i)).collect();
     keyed.sort_unstable();
-    keyed.into_iter().map(|(_, i)| i).collect()
-}
-
-/// [`average_ranks`] of `x[window]`, read off `order` ([`rank_order`] of all of `x`): one
-/// pass instead of a sort per window, and the same ranks (the window's elements keep their
-/// relative order in the whole sample's order).
-pub(crate) fn window_ranks(x: &[f64], order: &[usize], window: std::ops::Range<usize>) -> Vec<f64> {
-    if window.len() * 8 < x.len() {
-        // A small window of a long sample: sorting it beats scanning the whole order.
-        return average_ranks(&x[window]);
-    }
-    let idx: Vec<usize> = order.iter().copied().filter(|k| window.contains(k)).collect();
-    let mut ranks = vec![0.0; window.len()];
+    let idx: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    let mut ranks = vec![0.0; x.len()];
     let mut i = 0;
     while i < idx.len() {
         let mut j = i;
@@ -221,7 +205,7 @@ pub(crate) fn window_ranks(x: &[f64], order: &[usize], window: std::ops::Range<u
         }
         let r = (i + j) as f64 / 2.0 + 1.0;
         for &k in &idx[i..=j] {
-            ranks[k - window.start] = r;
+            ranks[k] = r;
         }
         i = j + 1;
     }
@@ -324,19 +308,6 @@ pub fn calibration_score(y: &[f64], p: &[f64]) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn window_ranks_are_the_windows_own_ranks() {
-        let mut rng = crate::rng::Rng::new(9);
-        // Ties (rounded values, ±0) and both code paths (scan of the order, sort of a small window).
-        let x: Vec<f64> = (0..400).map(|i| if i % 37 == 0 { -0.0 } else { (rng.normal() * 3.0).round() }).collect();
-        let order = rank_order(&x);
-        for (a, b) in [(0, 400), (10, 250), (100, 130), (399, 400), (5, 5), (0, 60)] {
-            let fast = window_ranks(&x, &order, a..b);
-            let slow = average_ranks(&x[a..b]);
-            assert_eq!(fast, slow, "{a}..{b}");
-        }
-    }
 
     #[test]
     fn auc_matches_sklearn_with_ties() {
