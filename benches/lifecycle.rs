@@ -19,9 +19,11 @@
 //! * `drift_100x60_unshared`: the same, each model's check with its own p-value table.
 //! * `ks_exact_p_2160x480_null`: one exact p-value at a typical no-drift statistic.
 //! * `supervisor_cycle_100x60`: health + drift + triggers together, the full check, cold
-//!   (an empty p-value table: the first cycle after the process starts).
-//! * `supervisor_cycle_100x60_steady`: the same with the table the previous cycle left
-//!   (computed on other draws of every recent window), the hourly steady state.
+//!   (an empty p-value table: the first cycle on a new store).
+//! * `supervisor_cycle_100x60_steady`: the same with the table the previous hourly cycle
+//!   left (every recent window one bar earlier): the steady state of a running supervisor.
+//! * `supervisor_cycle_100x60_restart`: the same with that table read back from the bytes
+//!   the `Retrainer` saves in the store's cache: the first cycle after a restart.
 //!
 //! Before criterion's groups the full cycle is timed 7 times and its median printed as
 //! `supervisor_cycle_ms` (cold; the number `run_drift.sh` divides by scipy's) and
@@ -71,11 +73,16 @@ fn models() -> Vec<Model> {
             };
             let recent: Vec<Vec<f64>> =
                 (0..FEATURES).map(|j| (0..RECENT_ROWS).map(|_| rng.normal() + shift(j)).collect()).collect();
-            // The previous cycle's window: fresh draws from the same distributions (no value
-            // shared, unlike a real hourly cycle whose window moves by one bar).
+            // The previous hourly cycle's window: one bar earlier (a bar before the current
+            // window, then all but its last bar).
             let mut prev_rng = Rng::stream(8, m as u64);
-            let previous: Vec<Vec<f64>> =
-                (0..FEATURES).map(|j| (0..RECENT_ROWS).map(|_| prev_rng.normal() + shift(j)).collect()).collect();
+            let previous: Vec<Vec<f64>> = recent
+                .iter()
+                .enumerate()
+                .map(|(j, r)| {
+                    std::iter::once(prev_rng.normal() + shift(j)).chain(r[..RECENT_ROWS - 1].iter().copied()).collect()
+                })
+                .collect();
             let reference = ReferenceStats::from_columns(&names, &raw_reference, 10).unwrap();
             let log = (0..RECENT_ROWS)
                 .map(|h| {
@@ -205,6 +212,15 @@ fn bench(c: &mut Criterion) {
         check_drift_with(&m.reference, &m.recent, &p, &table).unwrap();
     }
     eprintln!("distinct exact KS p-values in a cycle: {} of {}", table.len(), MODELS * FEATURES);
+    let fresh = {
+        let t = previous_cycle_table(&ms, &p);
+        let before = t.len();
+        for m in &ms {
+            check_drift_with(&m.reference, &m.recent, &p, &t).unwrap();
+        }
+        t.len() - before
+    };
+    eprintln!("exact KS p-values the steady-state cycle computes (not left by the previous one): {fresh}");
     let drifted: usize = d.iter().map(|r| r.drifted).sum();
     eprintln!("{MODELS} models × {FEATURES} features: {drifted} features drifted, {fired} triggers");
     let mut times: Vec<f64> = (0..7)
@@ -240,6 +256,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function("supervisor_cycle_100x60_steady", |b| {
         b.iter_batched(
             || pool.install(|| previous_cycle_table(&ms, &p)),
+            |table| black_box(pool.install(|| cycle_with(&ms, &p, now, &table))),
+            BatchSize::PerIteration,
+        )
+    });
+    let saved = pool.install(|| previous_cycle_table(&ms, &p)).to_bytes();
+    eprintln!("saved table: {} bytes", saved.len());
+    g.bench_function("supervisor_cycle_100x60_restart", |b| {
+        b.iter_batched(
+            || ExactPValues::from_bytes(&saved, std::path::Path::new("ks-exact-p.bin")).unwrap(),
             |table| black_box(pool.install(|| cycle_with(&ms, &p, now, &table))),
             BatchSize::PerIteration,
         )

@@ -196,4 +196,15 @@ fn shadow_rollback_retirement_and_triggers() {
     let later = r.evaluate_triggers(&Observations::default()).unwrap();
     assert!(later[0].triggers.iter().any(|t| t.kind == TriggerKind::Schedule), "{:?}", later[0].triggers);
     assert!(r.store().verify().unwrap().is_ok());
+
+    // The exact KS p-values of those checks were saved in the store's cache: a new process
+    // starts with them; a corrupt cache is ignored (the values are recomputed).
+    let cache = r.store().cache_dir().join(retrain::lifecycle::orchestrator::KS_TABLE_FILE);
+    let n = r.exact_p_values().len();
+    assert!(n > 0 && cache.exists());
+    let reopened = Retrainer::open(dir.path().join("store"), Policy::default()).unwrap();
+    assert_eq!(reopened.exact_p_values().len(), n);
+    std::fs::write(&cache, b"not a table").unwrap();
+    let reopened = Retrainer::open(dir.path().join("store"), Policy::default()).unwrap();
+    assert!(reopened.exact_p_values().is_empty());
 }

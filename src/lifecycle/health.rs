@@ -297,8 +297,9 @@ impl HealthReport {
     }
 }
 
+/// The UTC date of `ts` as `YYYY-MM-DD` (the civil date's printer: no format string to parse).
 fn day_of(ts: Timestamp) -> String {
-    ts.strftime("%Y-%m-%d").to_string()
+    ts.to_zoned(jiff::tz::TimeZone::UTC).date().to_string()
 }
 
 /// Assess one model from its records (time order).

@@ -64,6 +64,9 @@ pub fn ks_p_value(d: f64, n1: usize, n2: usize) -> KsResult {
 /// Entries [`ExactPValues`] keeps before it starts over (about 3 MB).
 pub const EXACT_TABLE_CAPACITY: usize = 1 << 16;
 
+/// First bytes of a saved [`ExactPValues`] table (format version 1).
+const TABLE_MAGIC: &[u8; 16] = b"retrain-ks-p v1\n";
+
 /// Exact p-values already computed, shared by every KS test that uses the table.
 ///
 /// The exact p-value depends on the sample sizes and the statistic rounded to the lattice,
@@ -100,6 +103,64 @@ impl ExactPValues {
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(u64, u64, u64), Entry>> {
         // A panic elsewhere cannot leave a half-written entry: every insert is one call.
         self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The computed entries as bytes, for a later process to start from (see
+    /// [`Self::from_bytes`]): a magic line, the entry count, then per entry, ascending by key,
+    /// the larger and smaller sample size, h and the p-value (NaN where scipy falls back to
+    /// asymptotics) as little-endian 64-bit words, and a BLAKE3 hash of all that.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut entries: Vec<((u64, u64, u64), Option<f64>)> =
+            self.lock().iter().filter_map(|(k, v)| v.get().map(|p| (*k, *p))).collect();
+        entries.sort_by_key(|e| e.0);
+        let mut out = Vec::with_capacity(TABLE_MAGIC.len() + 8 + entries.len() * 32 + 32);
+        out.extend_from_slice(TABLE_MAGIC);
+        out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        for ((n_max, n_min, h), p) in entries {
+            for w in [n_max, n_min, h, p.unwrap_or(f64::NAN).to_bits()] {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        let hash = blake3::hash(&out);
+        out.extend_from_slice(hash.as_bytes());
+        out
+    }
+
+    /// A table holding the entries of [`Self::to_bytes`]'s output (`source` names it in
+    /// errors). Anything that is not such a file — wrong magic or length, a hash mismatch, an
+    /// entry that is not a p-value of a valid key — is [`Error::CorruptStore`]; at most
+    /// [`EXACT_TABLE_CAPACITY`] entries are kept.
+    pub fn from_bytes(bytes: &[u8], source: &std::path::Path) -> Result<Self> {
+        let corrupt = |reason: String| Error::CorruptStore { path: source.to_path_buf(), reason };
+        let head = TABLE_MAGIC.len() + 8;
+        if bytes.len() < head + 32 || &bytes[..TABLE_MAGIC.len()] != TABLE_MAGIC {
+            return Err(corrupt("not an exact KS p-value table".into()));
+        }
+        let (body, hash) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != hash {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let word = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+        let count = word(TABLE_MAGIC.len());
+        if (body.len() - head) as u64 != count.saturating_mul(32) {
+            return Err(corrupt(format!("{count} entries announced, {} bytes of entries", body.len() - head)));
+        }
+        let mut map = std::collections::HashMap::new();
+        for (i, at) in (head..body.len()).step_by(32).enumerate().take(EXACT_TABLE_CAPACITY) {
+            let (n_max, n_min, h, p) = (word(at), word(at + 8), word(at + 16), f64::from_bits(word(at + 24)));
+            if n_min == 0
+                || n_min > n_max
+                || n_max > MAX_EXACT_N as u64
+                || h == 0
+                || !(p.is_nan() || (0.0..=1.0).contains(&p))
+            {
+                return Err(corrupt(format!("entry {i}: ({n_max}, {n_min}, {h}) → {p} is not an exact p-value")));
+            }
+            let entry = Entry::default();
+            entry.set(if p.is_nan() { None } else { Some(p) }).expect("a fresh entry");
+            map.insert((n_max, n_min, h), entry);
+        }
+        Ok(ExactPValues { map: std::sync::Mutex::new(map) })
     }
 
     /// The exact p-value for lattice statistic `h` (None: scipy falls back to asymptotics),
@@ -777,6 +838,36 @@ mod tests {
         for h in [1, 9, 120, 217, 400, 1500] {
             let (fast, slow) = (outer_prob_inside(2160, 480, 240, h), outer_prob_inside_literal(2160, 480, 240, h));
             assert!((fast - slow).abs() <= 1e-12 * slow.abs().max(1e-300), "h {h}: {fast} vs {slow}");
+        }
+    }
+
+    #[test]
+    fn a_saved_table_reads_back_and_damage_is_named() {
+        let table = ExactPValues::new();
+        let mut expected = Vec::new();
+        for (n1, n2, d) in [(2160, 480, 0.045), (480, 2160, 0.2), (50, 7, 0.5), (300, 300, 0.1), (40, 30, 0.01)] {
+            expected.push(ks_p_value_with(d, n1, n2, &table));
+        }
+        let bytes = table.to_bytes();
+        let path = std::path::Path::new("cache/ks-exact-p.bin");
+        let back = ExactPValues::from_bytes(&bytes, path).unwrap();
+        assert_eq!(back.len(), table.len());
+        assert_eq!(back.to_bytes(), bytes);
+        for ((n1, n2, d), e) in [(2160, 480, 0.045), (480, 2160, 0.2), (50, 7, 0.5), (300, 300, 0.1), (40, 30, 0.01)]
+            .into_iter()
+            .zip(&expected)
+        {
+            let got = ks_p_value_with(d, n1, n2, &back);
+            assert_eq!((got.p_value.to_bits(), got.exact), (e.p_value.to_bits(), e.exact));
+        }
+        assert_eq!(back.len(), table.len(), "every p-value came from the loaded table");
+        let mut flipped = bytes.clone();
+        flipped[40] ^= 1;
+        let mut short = bytes.clone();
+        short.truncate(bytes.len() - 5);
+        for bad in [flipped, short, b"retrain-ks-p v1\n".to_vec(), Vec::new()] {
+            let e = ExactPValues::from_bytes(&bad, path).unwrap_err();
+            assert!(matches!(&e, Error::CorruptStore { path: p, .. } if p == path), "{e}");
         }
     }
 

@@ -97,8 +97,32 @@ pub struct Retrainer {
     specs: BTreeMap<String, ModelSpec>,
     limits: BTreeMap<String, Duration>,
     cancel: CancelToken,
-    /// Exact KS p-values shared by every model's drift check, across supervisor cycles.
+    /// Exact KS p-values shared by every model's drift check, across supervisor cycles and,
+    /// through `<store>/cache`, across restarts.
     pub(super) ks_table: crate::lifecycle::ks::ExactPValues,
+    /// Entries the cache file holds (the table is saved when it has grown past them).
+    ks_saved: std::sync::atomic::AtomicUsize,
+}
+
+/// File name of the saved exact KS p-value table under the store's cache directory.
+pub const KS_TABLE_FILE: &str = "ks-exact-p.bin";
+
+/// The table a previous process saved in `store`'s cache, or an empty one (a missing file is
+/// normal; an unreadable or corrupt one is logged and ignored: the values are recomputed).
+fn load_ks_table(store: &VersionStore) -> crate::lifecycle::ks::ExactPValues {
+    use crate::lifecycle::ks::ExactPValues;
+    let path = store.cache_dir().join(KS_TABLE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => ExactPValues::from_bytes(&bytes, &path).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring the exact KS p-value cache");
+            ExactPValues::new()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ExactPValues::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not read the exact KS p-value cache");
+            ExactPValues::new()
+        }
+    }
 }
 
 impl Retrainer {
@@ -107,8 +131,11 @@ impl Retrainer {
     pub fn open(root: impl AsRef<Path>, policy: Policy) -> Result<Self> {
         policy.validate()?;
         let pool = build_pool(policy.threads)?;
+        let store = VersionStore::open(root)?;
+        let ks_table = load_ks_table(&store);
+        let ks_saved = std::sync::atomic::AtomicUsize::new(ks_table.len());
         Ok(Retrainer {
-            store: VersionStore::open(root)?,
+            store,
             policy,
             pool,
             events: Arc::new(NullSink),
@@ -116,8 +143,28 @@ impl Retrainer {
             specs: BTreeMap::new(),
             limits: BTreeMap::new(),
             cancel: CancelToken::new(),
-            ks_table: crate::lifecycle::ks::ExactPValues::new(),
+            ks_table,
+            ks_saved,
         })
+    }
+
+    /// Save the exact KS p-value table to the store's cache when it has grown since it was
+    /// read or last saved, so the next process starts warm. Best effort: a failure (a
+    /// read-only store) is logged, never an error of the cycle that computed the values.
+    pub(super) fn save_ks_table(&self) {
+        use std::sync::atomic::Ordering;
+        let len = self.ks_table.len();
+        if len == self.ks_saved.load(Ordering::Relaxed) {
+            return;
+        }
+        let dir = self.store.cache_dir();
+        let written = std::fs::create_dir_all(&dir)
+            .map_err(|e| crate::Error::Io { path: dir.clone(), source: e })
+            .and_then(|()| crate::data::io::write_atomic(&dir.join(KS_TABLE_FILE), &self.ks_table.to_bytes()));
+        match written {
+            Ok(()) => self.ks_saved.store(len, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "could not save the exact KS p-value cache"),
+        }
     }
 
     /// Use `n` worker threads (rebuilds the pool).
@@ -158,6 +205,11 @@ impl Retrainer {
     /// The token that cancels every running and future job of this retrainer.
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()
+    }
+
+    /// The exact KS p-values computed so far (loaded from the store's cache at open).
+    pub fn exact_p_values(&self) -> &crate::lifecycle::ks::ExactPValues {
+        &self.ks_table
     }
 
     /// The store.

@@ -159,6 +159,7 @@ impl Retrainer {
             use rayon::prelude::*;
             models.par_iter().map(|m| self.check_model(m, obs, &schedules, now)).collect()
         });
+        self.save_ks_table();
         Ok(checks.into_iter().flatten().collect())
     }
 

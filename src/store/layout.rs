@@ -10,6 +10,8 @@
 //! <root>/models/<model_id>/versions/<tag>/        artifacts, meta.json, manifest.json
 //! <root>/models/<model_id>/decisions/<file>.json  decision reports referenced from the audit log
 //! <root>/models/<model_id>/shadow/<tag>.jsonl     paired predictions and outcomes of a shadow test
+//! <root>/cache/ks-exact-p.bin                     exact KS p-values computed so far (a cache of
+//!                                                 pure values: safe to delete, ignored if corrupt)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -56,6 +58,9 @@ impl Layout {
     }
     pub(crate) fn trash(&self) -> PathBuf {
         self.root.join(".trash")
+    }
+    pub(crate) fn cache(&self) -> PathBuf {
+        self.root.join("cache")
     }
     pub(crate) fn models(&self) -> PathBuf {
         self.root.join("models")

@@ -241,6 +241,11 @@ impl VersionStore {
         self.layout.root()
     }
 
+    /// Where caches of pure values live (`<root>/cache`; never authoritative, safe to delete).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.layout.cache()
+    }
+
     fn init(&self) -> Result<()> {
         create_dir_durable(self.layout.root())?;
         let _lock = FileLock::acquire(&self.layout.lock())?;
