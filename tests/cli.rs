@@ -222,7 +222,11 @@ fn cv_runs_cpcv_on_candles_and_on_a_table() {
 fn nn_trains_a_trading_network_and_cv_takes_network_kinds() {
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("nn.toml");
-    std::fs::write(&cfg, "lookback = 24\n[model]\nhidden = 16\n[train]\nbatch_size = 256\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "lookback = 24\nexog = [{ kind = \"volume_z\", period = 20 }]\n[model]\nhidden = 16\n[train]\nbatch_size = 256\n",
+    )
+    .unwrap();
     let saved = d.path().join("net");
     let o = retrain()
         .args(["nn", "--data", BTC, "--model", "nhits", "--target", "direction:6", "--epochs", "1", "--json"])
@@ -238,6 +242,8 @@ fn nn_trains_a_trading_network_and_cv_takes_network_kinds() {
     assert_eq!(v["params"]["lookback"], 24);
     assert_eq!(v["params"]["net"]["config"]["hidden"], 16);
     assert_eq!(v["params"]["net"]["config"]["horizon"], 6);
+    assert_eq!(v["params"]["exog"][0]["kind"], "volume_z");
+    assert_eq!(v["params"]["net"]["config"]["exog_channels"], 1);
     assert!(v["test"]["auc"].as_f64().unwrap() > 0.4 && v["test_rows"].as_u64().unwrap() > 1000);
     for f in ["net.json", "weights.safetensors", "features.toml"] {
         assert!(saved.join(f).exists(), "{f}");

@@ -56,7 +56,7 @@ pub struct NnArgs {
     #[arg(long, value_enum, default_value = "small")]
     pub size: Size,
     /// TOML overriding the defaults: `[model]` (network fields), `[train]` (training
-    /// fields) and, with `--data`, top-level `lookback`, `horizon`, `inputs`; unknown keys are
+    /// fields) and, with `--data`, top-level `lookback`, `horizon`, `inputs`, `exog`; unknown keys are
     /// an error.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -108,6 +108,7 @@ struct ConfigFile {
     lookback: Option<usize>,
     horizon: Option<usize>,
     inputs: Option<Vec<Feature>>,
+    exog: Option<Vec<Feature>>,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -142,6 +143,9 @@ pub(super) fn nn_params_from(mut p: NnParams, path: Option<&Path>) -> Result<NnP
     }
     if let Some(inputs) = file.inputs {
         p.inputs = inputs;
+    }
+    if let Some(exog) = file.exog {
+        p.exog = exog;
     }
     Ok(p)
 }
@@ -338,8 +342,11 @@ fn run_ett(args: &NnArgs, ett: &Path) -> Result<()> {
     let (mut net, mut train) = defaults(args, channels);
     let file = read_config(args.config.as_deref())?;
     if let Some(path) = &args.config {
-        if file.lookback.is_some() || file.horizon.is_some() || file.inputs.is_some() {
-            bail!("{}: lookback, horizon and inputs are --data settings (use --lookback / --horizon)", path.display());
+        if file.lookback.is_some() || file.horizon.is_some() || file.inputs.is_some() || file.exog.is_some() {
+            bail!(
+                "{}: lookback, horizon, inputs and exog are --data settings (use --lookback / --horizon)",
+                path.display()
+            );
         }
         net = overlay_net(net, file.model.as_ref(), path)?;
         train =

@@ -49,6 +49,10 @@ pub struct NnParams {
     /// Channel features (each of their columns is one channel; the first column's forecast
     /// is the score). Default: the one-bar log return.
     pub inputs: Vec<Feature>,
+    /// Historical exogenous features (N-HiTS only; default none): each column is read over
+    /// the lookback next to the channels but not forecast (neuralforecast's
+    /// `hist_exog_list`), e.g. volume or volatility features steering a return forecast.
+    pub exog: Vec<Feature>,
     /// Lookback window in bars (default 64).
     pub lookback: usize,
     /// Forecast horizon in bars; default the dataset label's horizon.
@@ -82,6 +86,7 @@ impl NnParams {
         NnParams {
             net,
             inputs: vec![Feature::LogReturns { lags: vec![1] }],
+            exog: Vec::new(),
             lookback: 64,
             horizon: None,
             train: TrainConfig::default(),
@@ -89,9 +94,10 @@ impl NnParams {
         }
     }
 
-    /// The feature that carries the lookback windows.
+    /// The feature that carries the lookback windows (of the channels, then the exogenous
+    /// inputs).
     pub fn window_feature(&self) -> Feature {
-        Feature::Window { of: self.inputs.clone(), length: self.lookback }
+        Feature::Window { of: self.inputs.iter().chain(&self.exog).cloned().collect(), length: self.lookback }
     }
 
     /// `spec` plus the window feature (unless it already holds it).
@@ -109,14 +115,29 @@ impl NnParams {
         self.inputs.iter().flat_map(Feature::columns).collect()
     }
 
-    /// The network with lookback, horizon and channels filled in.
-    fn resolved_net(&self, horizon: usize, channels: usize) -> NetConfig {
+    /// Exogenous input names: every column of `exog`, in order.
+    pub fn exog_channels(&self) -> Vec<String> {
+        self.exog.iter().flat_map(Feature::columns).collect()
+    }
+
+    /// The network with lookback, horizon and channels filled in (PatchTST, channel-
+    /// independent, has no exogenous inputs: listing some is an error).
+    fn resolved_net(&self, horizon: usize, channels: usize, exog: usize) -> Result<NetConfig> {
         let mut net = self.net.clone();
         match &mut net {
+            NetConfig::Patchtst(_) if exog > 0 => {
+                return Err(Error::param(
+                    "exog",
+                    "PatchTST is channel-independent and reads no exogenous inputs: list the series in `inputs` \
+                     (each becomes a forecast channel) or use N-HiTS",
+                ));
+            }
             NetConfig::Patchtst(c) => (c.lookback, c.horizon, c.channels) = (self.lookback, horizon, channels),
-            NetConfig::Nhits(c) => (c.lookback, c.horizon, c.channels) = (self.lookback, horizon, channels),
+            NetConfig::Nhits(c) => {
+                (c.lookback, c.horizon, c.channels, c.exog_channels) = (self.lookback, horizon, channels, exog)
+            }
         }
-        net
+        Ok(net)
     }
 
     /// Train on `train`, early-stopping and calibrating on `valid` (without one, calibration
@@ -148,12 +169,14 @@ impl NnParams {
                 ),
             ));
         }
-        let channels = self.channels();
-        let layout = Layout::find(&train.feature_names, &channels, lookback)?;
+        let (channels, exog) = (self.channels(), self.exog_channels());
+        let net = self.resolved_net(horizon, channels.len(), exog.len())?;
+        let all: Vec<String> = channels.iter().chain(&exog).cloned().collect();
+        let mut layout = Layout::find(&train.feature_names, &all, lookback)?;
+        layout.targets = channels.len();
         let task = Task::of(train);
         let (mean, std) = layout.channel_stats(train.x.view());
         let scale = Scale { mean, std };
-        let net = self.resolved_net(horizon, channels.len());
         let device = self.device.open()?;
         let mut model = NnModel::new(net, self.train.seed, &device)?;
         let train_w = layout.pairs(train, horizon, &scale)?;
@@ -209,11 +232,13 @@ impl Fit for NnParams {
 }
 
 /// Where a window's values sit in a feature row: `index[t·C + c]` is the column of channel
-/// `c` at step `t` (step 0 the oldest, lag `L−1`).
+/// `c` at step `t` (step 0 the oldest, lag `L−1`); the first `targets` channels are
+/// forecast, the rest exogenous inputs.
 struct Layout {
     index: Vec<usize>,
     lookback: usize,
     channels: usize,
+    targets: usize,
 }
 
 /// Per-channel z-score from training rows.
@@ -248,7 +273,7 @@ impl Layout {
                 })?;
             }
         }
-        Ok(Layout { index, lookback, channels: channels.len() })
+        Ok(Layout { index, lookback, channels: channels.len(), targets: channels.len() })
     }
 
     fn columns(&self, names: &[String]) -> Vec<String> {
@@ -286,9 +311,10 @@ impl Layout {
     }
 
     /// Training windows of `ds`: each row paired with the row `horizon` bars later of the
-    /// same symbol when the two windows overlap exactly.
+    /// same symbol when the two windows (exogenous inputs included) overlap exactly; the
+    /// targets are the forecast channels of that later row's last `horizon` steps.
     fn pairs(&self, ds: &Dataset, horizon: usize, scale: &Scale) -> Result<Windows> {
-        let (l, c) = (self.lookback, self.channels);
+        let (l, c, t) = (self.lookback, self.channels, self.targets);
         let x = ds.x.view();
         let mut by_symbol: Vec<Vec<usize>> = vec![Vec::new(); ds.symbols.len().max(1)];
         for (r, &s) in ds.symbol.iter().enumerate() {
@@ -305,10 +331,16 @@ impl Layout {
                     continue;
                 }
                 xs.extend(a.iter().enumerate().map(|(k, &v)| scale.z(v, k % c)));
-                ys.extend(b[(l - horizon) * c..].iter().enumerate().map(|(k, &v)| scale.z(v, k % c)));
+                ys.extend(
+                    b[(l - horizon) * c..]
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| k % c < t)
+                        .map(|(k, &v)| scale.z(v, k % c)),
+                );
             }
         }
-        Windows::from_pairs(xs, ys, l, horizon, c)
+        Windows::from_pairs_exog(xs, ys, l, horizon, t, c - t)
     }
 }
 
@@ -377,7 +409,8 @@ impl TrainedNet {
         }
         let l = self.meta.params.lookback;
         let c = self.meta.mean.len();
-        let layout = Layout { index: self.meta.index.clone(), lookback: l, channels: c };
+        let targets = self.meta.params.net.channels();
+        let layout = Layout { index: self.meta.index.clone(), lookback: l, channels: c, targets };
         let scale = Scale { mean: self.meta.mean.clone(), std: self.meta.std.clone() };
         let device: &Device = self.model.device();
         let mut scores = Vec::with_capacity(x.nrows());
@@ -389,10 +422,10 @@ impl TrainedNet {
                 return Err(Error::param("x", format!("row {} has a non-finite window value", start + i / (l * c))));
             }
             let out = self.model.forward(&Tensor::from_vec(input, (n, l, c), device)?)?;
-            let h = out.dim(1)?;
+            let (h, width) = (out.dim(1)?, out.dim(2)?);
             let f = out.flatten_all()?.to_vec1::<f32>()?;
             for r in 0..n {
-                let z: f64 = (0..h).map(|t| f64::from(f[(r * h + t) * c])).sum();
+                let z: f64 = (0..h).map(|t| f64::from(f[(r * h + t) * width])).sum();
                 scores.push(z * self.meta.std[0] + h as f64 * self.meta.mean[0]);
             }
         }
@@ -424,7 +457,11 @@ impl TrainedNet {
         let meta: NetMeta = serde_json::from_slice(meta)
             .map_err(|e| Error::CorruptModel { source_name: META_ARTIFACT.into(), reason: e.to_string() })?;
         let c = meta.mean.len();
-        if c == 0 || meta.std.len() != c || meta.index.len() != meta.params.lookback * c {
+        if c == 0
+            || meta.std.len() != c
+            || meta.index.len() != meta.params.lookback * c
+            || meta.params.net.input_channels() != c
+        {
             return Err(Error::CorruptModel {
                 source_name: META_ARTIFACT.into(),
                 reason: format!(

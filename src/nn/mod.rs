@@ -78,6 +78,14 @@ impl NetConfig {
             NetConfig::Nhits(c) => c.channels,
         }
     }
+
+    /// Input channels per step: the forecast channels, then N-HiTS's exogenous ones.
+    pub fn input_channels(&self) -> usize {
+        match self {
+            NetConfig::Patchtst(c) => c.channels,
+            NetConfig::Nhits(c) => c.channels + c.exog_channels,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -141,10 +149,12 @@ impl NnModel {
         self.vars.named_vars().iter().filter(|(n, _)| !n.contains(layers::RUNNING)).map(|(_, v)| v.elem_count()).sum()
     }
 
-    /// Forecast (evaluation mode) `[b, horizon, channels]` from `[b, lookback, channels]`.
+    /// Forecast (evaluation mode) `[b, horizon, channels]` from `[b, lookback, input
+    /// channels]` (the forecast channels, then any exogenous ones).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, l, c) = x.dims3()?;
-        for (what, expected, got) in [("lookback", self.config.lookback(), l), ("channels", self.config.channels(), c)]
+        for (what, expected, got) in
+            [("lookback", self.config.lookback(), l), ("channels", self.config.input_channels(), c)]
         {
             if expected != got {
                 return Err(Error::Shape { what: format!("network input ({what})"), expected, got });
@@ -168,15 +178,14 @@ impl NnModel {
         on_event: &mut dyn FnMut(&TrainEvent) -> bool,
     ) -> Result<TrainReport> {
         for (what, w) in std::iter::once(("train", Some(train))).chain(std::iter::once(("valid", valid))) {
-            if let Some(w) = w
-                && !w.is_empty()
-                && w.channels() != self.config.channels()
-            {
-                return Err(Error::Shape {
-                    what: format!("{what} windows (channels)"),
-                    expected: self.config.channels(),
-                    got: w.channels(),
-                });
+            let Some(w) = w.filter(|w| !w.is_empty()) else { continue };
+            for (part, expected, got) in [
+                ("channels", self.config.input_channels(), w.channels()),
+                ("targets", self.config.channels(), w.targets()),
+            ] {
+                if expected != got {
+                    return Err(Error::Shape { what: format!("{what} windows ({part})"), expected, got });
+                }
             }
         }
         train::fit(&self.net, &self.vars, train, valid, cfg, &self.device, on_event)

@@ -13,7 +13,11 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct Windows {
     store: Store,
+    /// Input channels per step.
     channels: usize,
+    /// Target channels per step: the first `targets` input channels are forecast, the rest
+    /// are exogenous inputs.
+    targets: usize,
     lookback: usize,
     horizon: usize,
 }
@@ -22,7 +26,7 @@ pub struct Windows {
 enum Store {
     /// One series, windows starting at `starts`.
     Series { data: Vec<f32>, starts: Vec<usize> },
-    /// `n` inputs `[lookback, channels]` and targets `[horizon, channels]`, row-major.
+    /// `n` inputs `[lookback, channels]` and targets `[horizon, targets]`, row-major.
     Pairs { x: Vec<f32>, y: Vec<f32>, n: usize },
 }
 
@@ -52,24 +56,39 @@ impl Windows {
         let starts: Vec<usize> =
             if n >= lookback + horizon { (0..=n - lookback - horizon).step_by(stride).collect() } else { Vec::new() };
         let data = series.iter().copied().collect();
-        Ok(Windows { store: Store::Series { data, starts }, channels, lookback, horizon })
+        Ok(Windows { store: Store::Series { data, starts }, channels, targets: channels, lookback, horizon })
     }
 
     /// `n` explicit windows: `x` holds `n × lookback × channels` inputs and `y` the
     /// `n × horizon × channels` targets, both row-major; non-finite values are refused.
     pub fn from_pairs(x: Vec<f32>, y: Vec<f32>, lookback: usize, horizon: usize, channels: usize) -> Result<Self> {
+        Self::from_pairs_exog(x, y, lookback, horizon, channels, 0)
+    }
+
+    /// [`Windows::from_pairs`] with `exog` exogenous input channels after the `channels`
+    /// forecast ones: `x` holds `n × lookback × (channels + exog)` values, `y` only the
+    /// `n × horizon × channels` targets.
+    pub fn from_pairs_exog(
+        x: Vec<f32>,
+        y: Vec<f32>,
+        lookback: usize,
+        horizon: usize,
+        channels: usize,
+        exog: usize,
+    ) -> Result<Self> {
         if lookback == 0 || horizon == 0 || channels == 0 {
             return Err(Error::param("windows", "lookback, horizon and channels must be at least 1"));
         }
-        let n = x.len() / (lookback * channels);
-        if x.len() != n * lookback * channels || y.len() != n * horizon * channels {
+        let width = channels + exog;
+        let n = x.len() / (lookback * width);
+        if x.len() != n * lookback * width || y.len() != n * horizon * channels {
             return Err(Error::Shape { what: "window targets".into(), expected: n * horizon * channels, got: y.len() });
         }
         if let Some(i) = x.iter().chain(&y).position(|v| !v.is_finite()) {
-            let window = if i < x.len() { i / (lookback * channels) } else { (i - x.len()) / (horizon * channels) };
+            let window = if i < x.len() { i / (lookback * width) } else { (i - x.len()) / (horizon * channels) };
             return Err(Error::param("windows", format!("window {window} holds a non-finite value")));
         }
-        Ok(Windows { store: Store::Pairs { x, y, n }, channels, lookback, horizon })
+        Ok(Windows { store: Store::Pairs { x, y, n }, channels: width, targets: channels, lookback, horizon })
     }
 
     /// Number of windows.
@@ -85,15 +104,20 @@ impl Windows {
         self.len() == 0
     }
 
-    /// Channels per step.
+    /// Input channels per step.
     pub fn channels(&self) -> usize {
         self.channels
     }
 
-    /// Inputs `[b, lookback, channels]` and targets `[b, horizon, channels]` of windows `idx`.
+    /// Forecast channels per step (the first [`Self::channels`]; the rest are exogenous).
+    pub fn targets(&self) -> usize {
+        self.targets
+    }
+
+    /// Inputs `[b, lookback, channels]` and targets `[b, horizon, targets]` of windows `idx`.
     pub fn batch(&self, idx: &[usize], device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-        let c = self.channels;
-        let (lc, hc) = (self.lookback * c, self.horizon * c);
+        let (c, t) = (self.channels, self.targets);
+        let (lc, hc) = (self.lookback * c, self.horizon * t);
         let mut x = Vec::with_capacity(idx.len() * lc);
         let mut y = Vec::with_capacity(idx.len() * hc);
         for &w in idx {
@@ -111,7 +135,7 @@ impl Windows {
         }
         Ok((
             Tensor::from_vec(x, (idx.len(), self.lookback, c), device)?,
-            Tensor::from_vec(y, (idx.len(), self.horizon, c), device)?,
+            Tensor::from_vec(y, (idx.len(), self.horizon, t), device)?,
         ))
     }
 }
@@ -153,5 +177,20 @@ mod tests {
         assert!(Windows::from_pairs(vec![0.0; 6], vec![0.0; 3], 3, 2, 2).is_err());
         let err = Windows::from_pairs(vec![0.0; 12], vec![0.0, 0.0, 0.0, 0.0, 0.0, f32::NAN, 0.0, 0.0], 3, 2, 2);
         assert!(err.unwrap_err().to_string().contains("window 1"));
+    }
+
+    #[test]
+    fn exogenous_pairs_carry_inputs_without_targets() {
+        // Two windows of 3 steps × (1 target + 2 exogenous) inputs, 2 target steps each.
+        let x: Vec<f32> = (0..2 * 3 * 3).map(|v| v as f32).collect();
+        let y: Vec<f32> = (0..2 * 2).map(|v| 100.0 + v as f32).collect();
+        let w = Windows::from_pairs_exog(x, y, 3, 2, 1, 2).unwrap();
+        assert_eq!((w.len(), w.channels(), w.targets()), (2, 3, 1));
+        let (bx, by) = w.batch(&[1], &Device::Cpu).unwrap();
+        assert_eq!(bx.dims(), &[1, 3, 3]);
+        assert_eq!(bx.to_vec3::<f32>().unwrap()[0][0], vec![9.0, 10.0, 11.0]);
+        assert_eq!(by.to_vec3::<f32>().unwrap()[0], vec![vec![102.0], vec![103.0]]);
+        // Targets sized for every input channel are refused.
+        assert!(Windows::from_pairs_exog(vec![0.0; 18], vec![0.0; 12], 3, 2, 1, 2).is_err());
     }
 }
