@@ -11,14 +11,13 @@ use retrain::rng::Rng;
 use retrain::validation::report::{Task, score};
 use retrain::validation::{Chronological, Cpcv, CvOptions, Embargo, Splitter, cross_validate};
 
-/// Hourly candles whose one-bar log returns follow an AR(1) with coefficient `phi`, so the
-/// next bars' direction is predictable from the window.
-fn ar1_bars(n: usize, phi: f64, seed: u64) -> Bars {
+/// `n` hourly candles from `step`, which gives each bar's log return and volume.
+fn hourly_bars(symbol: &str, n: usize, seed: u64, mut step: impl FnMut(&mut Rng) -> (f64, f64)) -> Bars {
     let mut rng = Rng::new(seed);
     let mut c = BarColumns::default();
-    let (mut price, mut r) = (100.0f64, 0.0f64);
+    let mut price = 100.0f64;
     for i in 0..n {
-        r = phi * r + 0.004 * rng.normal();
+        let (r, volume) = step(&mut rng);
         let open = price;
         price *= r.exp();
         c.ts.push(1_600_000_000_000 + i as i64 * 3_600_000);
@@ -26,9 +25,19 @@ fn ar1_bars(n: usize, phi: f64, seed: u64) -> Bars {
         c.high.push(open.max(price) * 1.001);
         c.low.push(open.min(price) * 0.999);
         c.close.push(price);
-        c.volume.push(1000.0 + rng.next_f64() * 100.0);
+        c.volume.push(volume);
     }
-    Bars::new("AR", c).unwrap()
+    Bars::new(symbol, c).unwrap()
+}
+
+/// Hourly candles whose one-bar log returns follow an AR(1) with coefficient `phi`, so the
+/// next bars' direction is predictable from the window.
+fn ar1_bars(n: usize, phi: f64, seed: u64) -> Bars {
+    let mut r = 0.0f64;
+    hourly_bars("AR", n, seed, |rng| {
+        r = phi * r + 0.004 * rng.normal();
+        (r, 1000.0 + rng.next_f64() * 100.0)
+    })
 }
 
 fn small(kind: ModelKind) -> NnParams {
@@ -207,22 +216,12 @@ fn cpcv_treats_a_network_like_any_model() {
 /// Hourly candles whose next return follows the current bar's volume surprise while the
 /// returns themselves are white noise: predictable only from an exogenous input.
 fn volume_led_bars(n: usize, seed: u64) -> Bars {
-    let mut rng = Rng::new(seed);
-    let mut c = BarColumns::default();
-    let (mut price, mut signal) = (100.0f64, 0.0f64);
-    for i in 0..n {
+    let mut signal = 0.0f64;
+    hourly_bars("VOL", n, seed, |rng| {
         let r = 0.004 * (0.8 * signal + 0.6 * rng.normal());
         signal = rng.normal();
-        let open = price;
-        price *= r.exp();
-        c.ts.push(1_600_000_000_000 + i as i64 * 3_600_000);
-        c.open.push(open);
-        c.high.push(open.max(price) * 1.001);
-        c.low.push(open.min(price) * 0.999);
-        c.close.push(price);
-        c.volume.push(1000.0 * (0.5 * signal).exp());
-    }
-    Bars::new("VOL", c).unwrap()
+        (r, 1000.0 * (0.5 * signal).exp())
+    })
 }
 
 #[test]
