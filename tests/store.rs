@@ -384,3 +384,21 @@ fn concurrent_threads_never_lose_a_registration() {
     let regs = s.history("m").unwrap().iter().filter(|r| r.event == AuditKind::Registered).count();
     assert_eq!(regs, 60);
 }
+
+#[test]
+fn cache_files_round_trip_and_temp_leftovers_are_tidied() {
+    let d = tempfile::tempdir().unwrap();
+    let c = clock();
+    let s = open(d.path(), &c);
+    assert_eq!(s.read_cache("ks-exact-p.bin").unwrap(), None);
+    s.write_cache("ks-exact-p.bin", b"one").unwrap();
+    s.write_cache("ks-exact-p.bin", b"two").unwrap();
+    assert_eq!(s.read_cache("ks-exact-p.bin").unwrap().as_deref(), Some(&b"two"[..]));
+    assert!(matches!(s.write_cache("../escape", b"x"), Err(Error::InvalidParam { .. })));
+    // A writer that died mid-replace leaves a temp file in the cache; reopening removes it,
+    // and verify has nothing to say about the cache.
+    fs::write(s.cache_dir().join(".tmpXYZ"), b"partial").unwrap();
+    let s = open(d.path(), &c);
+    assert_eq!(fs::read_dir(s.cache_dir()).unwrap().count(), 1);
+    assert!(s.verify().unwrap().is_ok());
+}

@@ -204,13 +204,20 @@ impl FeatureReference {
 
     /// [`Self::psi`] of values sorted ascending: one binary search per bin edge.
     fn psi_sorted(&self, recent: &[f64]) -> f64 {
-        // Bin boundaries: values below each edge (a value equal to an edge goes right, as in
-        // `bin_of`), between 0 and all.
-        let mut bounds = Vec::with_capacity(self.psi_edges.len() + 2);
-        bounds.push(0);
-        bounds.extend(self.psi_edges.iter().map(|&e| recent.partition_point(|&v| v < e)));
-        bounds.push(recent.len());
-        let counts: Vec<usize> = bounds.windows(2).map(|w| w[1] - w[0]).collect();
+        // Each bin holds the values below its upper edge (a value equal to an edge goes
+        // right, as in `bin_of`) less those below its lower one; the last bin the rest.
+        let mut below = 0;
+        let mut counts: Vec<usize> = self
+            .psi_edges
+            .iter()
+            .map(|&e| {
+                let upto = recent.partition_point(|&v| v < e);
+                let c = upto - below;
+                below = upto;
+                c
+            })
+            .collect();
+        counts.push(recent.len() - below);
         self.psi_of_counts(&counts, recent.len())
     }
 

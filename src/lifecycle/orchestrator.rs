@@ -112,14 +112,10 @@ pub const KS_TABLE_FILE: &str = "ks-exact-p.bin";
 fn load_ks_table(store: &VersionStore) -> crate::lifecycle::ks::ExactPValues {
     use crate::lifecycle::ks::ExactPValues;
     let path = store.cache_dir().join(KS_TABLE_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => ExactPValues::from_bytes(&bytes, &path).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "ignoring the exact KS p-value cache");
-            ExactPValues::new()
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ExactPValues::new(),
+    match store.read_cache(KS_TABLE_FILE).and_then(|b| b.map(|b| ExactPValues::from_bytes(&b, &path)).transpose()) {
+        Ok(table) => table.unwrap_or_default(),
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "could not read the exact KS p-value cache");
+            tracing::warn!(error = %e, "ignoring the exact KS p-value cache");
             ExactPValues::new()
         }
     }
@@ -157,11 +153,7 @@ impl Retrainer {
         if len == self.ks_saved.load(Ordering::Relaxed) {
             return;
         }
-        let dir = self.store.cache_dir();
-        let written = std::fs::create_dir_all(&dir)
-            .map_err(|e| crate::Error::Io { path: dir.clone(), source: e })
-            .and_then(|()| crate::data::io::write_atomic(&dir.join(KS_TABLE_FILE), &self.ks_table.to_bytes()));
-        match written {
+        match self.store.write_cache(KS_TABLE_FILE, &self.ks_table.to_bytes()) {
             Ok(()) => self.ks_saved.store(len, Ordering::Relaxed),
             Err(e) => tracing::warn!(error = %e, "could not save the exact KS p-value cache"),
         }

@@ -172,8 +172,7 @@ impl NnParams {
         let (channels, exog) = (self.channels(), self.exog_channels());
         let net = self.resolved_net(horizon, channels.len(), exog.len())?;
         let all: Vec<String> = channels.iter().chain(&exog).cloned().collect();
-        let mut layout = Layout::find(&train.feature_names, &all, lookback)?;
-        layout.targets = channels.len();
+        let layout = Layout::find(&train.feature_names, &all, channels.len(), lookback)?;
         let task = Task::of(train);
         let (mean, std) = layout.channel_stats(train.x.view());
         let scale = Scale { mean, std };
@@ -255,7 +254,8 @@ impl Scale {
 }
 
 impl Layout {
-    fn find(names: &[String], channels: &[String], lookback: usize) -> Result<Self> {
+    /// The layout of `channels` (the first `targets` forecast, the rest exogenous).
+    fn find(names: &[String], channels: &[String], targets: usize, lookback: usize) -> Result<Self> {
         let pos: std::collections::HashMap<&str, usize> =
             names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
         let mut index = vec![0; lookback * channels.len()];
@@ -273,7 +273,7 @@ impl Layout {
                 })?;
             }
         }
-        Ok(Layout { index, lookback, channels: channels.len(), targets: channels.len() })
+        Ok(Layout { index, lookback, channels: channels.len(), targets })
     }
 
     fn columns(&self, names: &[String]) -> Vec<String> {

@@ -209,7 +209,7 @@ impl VersionStore {
     /// Remove temp files of replacements interrupted by a crash (all replacements happen
     /// under the store lock, which the caller holds, so none is in flight).
     pub(crate) fn clean_temp_files(&self, dry_run: bool) -> Result<Vec<String>> {
-        let mut dirs = vec![self.layout.root().to_path_buf()];
+        let mut dirs = vec![self.layout.root().to_path_buf(), self.layout.cache()];
         for m in list_dir(&self.layout.models())? {
             if check_model_id(&m).is_ok() {
                 dirs.push(self.layout.model(&m));

@@ -246,6 +246,21 @@ impl VersionStore {
         self.layout.cache()
     }
 
+    /// The bytes of cache file `name` (an artifact-style name), `None` when there is none.
+    pub fn read_cache(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        layout::check_artifact_name(name)?;
+        read_optional(&self.layout.cache().join(name))
+    }
+
+    /// Replace cache file `name` with `bytes`, atomically and durably (no store lock: a cache
+    /// holds pure values, so the last of two concurrent writers simply wins).
+    pub fn write_cache(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        layout::check_artifact_name(name)?;
+        let dir = self.layout.cache();
+        create_dir_durable(&dir)?;
+        replace(&dir.join(name), bytes)
+    }
+
     fn init(&self) -> Result<()> {
         create_dir_durable(self.layout.root())?;
         let _lock = FileLock::acquire(&self.layout.lock())?;
