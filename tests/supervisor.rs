@@ -197,6 +197,16 @@ fn shadow_rollback_retirement_and_triggers() {
     assert!(later[0].triggers.iter().any(|t| t.kind == TriggerKind::Schedule), "{:?}", later[0].triggers);
     assert!(r.store().verify().unwrap().is_ok());
 
+    // References are read once per version and kept: the cached check equals a fresh
+    // process's, also after a rollback makes another tag active.
+    let fresh = || Retrainer::open(dir.path().join("store"), Policy::default()).unwrap();
+    let cached = r.check_drift("m", &shifted).unwrap();
+    assert_eq!(cached, fresh().check_drift("m", &shifted).unwrap());
+    r.rollback("m", &v1).unwrap();
+    let after = r.check_drift("m", &shifted).unwrap();
+    assert_eq!(after, fresh().check_drift("m", &shifted).unwrap());
+    r.rollback("m", &v3).unwrap();
+
     // The exact KS p-values of those checks were saved in the store's cache: a new process
     // starts with them; a corrupt cache is ignored (the values are recomputed).
     let cache = r.store().cache_dir().join(retrain::lifecycle::orchestrator::KS_TABLE_FILE);

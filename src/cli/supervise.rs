@@ -167,7 +167,12 @@ pub fn drift(a: DriftArgs) -> Result<()> {
             let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
             let reference = if is_json {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                serde_json::from_str(&text).with_context(|| format!("{} is not a reference.json", path.display()))?
+                let r: ReferenceStats = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a reference.json", path.display()))?;
+                if let Some(problem) = r.problem() {
+                    anyhow::bail!("{} is not a usable reference.json: {problem}", path.display());
+                }
+                r
             } else {
                 reference_from_bars(&one_symbol(path)?, &spec, p.psi_bins)?
             };

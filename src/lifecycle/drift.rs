@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Policy;
 use crate::error::{Error, Result};
 use crate::lifecycle::ks::{self, ExactPValues, KsResult};
+use crate::lifecycle::quantile_index::{self, IndexSlot, QuantileIndex, Scratch};
 
 /// Fractions that replace an empty PSI bin (either side) so the logarithm stays finite.
 pub const PSI_EPSILON: f64 = 1e-4;
@@ -25,19 +26,17 @@ pub const PSI_EPSILON: f64 = 1e-4;
 pub const REFERENCE_QUANTILES: usize = 1001;
 
 /// One feature's training distribution, compact enough to store with a model version.
+/// Read-only once built (its lookup index for the drift kernel is derived from it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureReference {
-    /// Feature name.
-    pub name: String,
-    /// Finite training values summarised.
-    pub n: usize,
-    /// Quantiles at probabilities 0, 1/(q−1), …, 1 (linear interpolation, numpy's default).
-    pub quantiles: Vec<f64>,
-    /// Inner PSI bin edges (reference quantiles at 1/bins, …, (bins−1)/bins).
-    pub psi_edges: Vec<f64>,
-    /// Share of the reference in each PSI bin (`psi_edges.len() + 1` values).
-    pub psi_expected: Vec<f64>,
+    name: String,
+    n: usize,
+    quantiles: Vec<f64>,
+    psi_edges: Vec<f64>,
+    psi_expected: Vec<f64>,
+    #[serde(skip)]
+    index: IndexSlot,
 }
 
 /// Every feature's [`FeatureReference`]: what a drift check needs instead of the training data.
@@ -89,7 +88,78 @@ impl FeatureReference {
             counts[bin_of(&psi_edges, v)] += 1;
         }
         let psi_expected = counts.iter().map(|&c| c as f64 / s.len() as f64).collect();
-        Ok(FeatureReference { name: name.into(), n: s.len(), quantiles, psi_edges, psi_expected })
+        let r = FeatureReference {
+            name: name.into(),
+            n: s.len(),
+            quantiles,
+            psi_edges,
+            psi_expected,
+            index: IndexSlot::default(),
+        };
+        // Built now so the first drift check does not pay for it.
+        r.index();
+        Ok(r)
+    }
+
+    /// Feature name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Finite training values summarised.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Quantiles at probabilities 0, 1/(q−1), …, 1 (linear interpolation, numpy's default).
+    pub fn quantiles(&self) -> &[f64] {
+        &self.quantiles
+    }
+
+    /// Inner PSI bin edges (reference quantiles at 1/bins, …, (bins−1)/bins).
+    pub fn psi_edges(&self) -> &[f64] {
+        &self.psi_edges
+    }
+
+    /// Share of the reference in each PSI bin (`psi_edges().len() + 1` values).
+    pub fn psi_expected(&self) -> &[f64] {
+        &self.psi_expected
+    }
+
+    /// Why this (deserialised) reference cannot be used, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let q = &self.quantiles;
+        if self.n == 0 {
+            return Some(format!("{}: n is 0", self.name));
+        }
+        if q.len() < 2 || q.iter().any(|v| !v.is_finite()) || q.windows(2).any(|w| w[0] > w[1]) {
+            return Some(format!("{}: quantiles must be at least two finite ascending values", self.name));
+        }
+        if self.psi_edges.iter().any(|v| !v.is_finite()) || self.psi_edges.windows(2).any(|w| w[0] >= w[1]) {
+            return Some(format!("{}: PSI edges must be finite and strictly ascending", self.name));
+        }
+        if self.psi_expected.len() != self.psi_edges.len() + 1 {
+            return Some(format!(
+                "{}: {} PSI shares for {} edges (need edges + 1)",
+                self.name,
+                self.psi_expected.len(),
+                self.psi_edges.len()
+            ));
+        }
+        None
+    }
+
+    /// Start loading what [`Self::column_stats`] will read at random (see
+    /// [`QuantileIndex::prefetch`]).
+    fn prefetch(&self) {
+        if let Some(ix) = self.index() {
+            ix.prefetch(&self.quantiles);
+        }
+    }
+
+    /// The drift kernel's lookup index (built on first use; none for unusable quantiles).
+    fn index(&self) -> Option<&QuantileIndex> {
+        self.index.get_or_build(&self.quantiles, &self.psi_edges)
     }
 
     /// The reference ECDF at `x`, read off the stored quantiles (the merge walk's oracle).
@@ -193,6 +263,24 @@ impl FeatureReference {
         self.cdf(x)
     }
 
+    /// KS statistic, finite count and PSI of one recent column: through the lookup index
+    /// (no sort), or by sorting and walking where there is none; the results are identical.
+    fn column_stats(&self, col: &[f64], scratch: &mut Scratch) -> (f64, usize, f64) {
+        if let Some(ix) = self.index() {
+            let c = quantile_index::column_stats(&self.quantiles, ix, col, scratch);
+            let psi = match &c.psi_counts {
+                Some(counts) => self.psi_of_counts(counts, c.n),
+                None => self.psi(&col.iter().copied().filter(|v| v.is_finite()).collect::<Vec<_>>()),
+            };
+            return (c.d, c.n, psi);
+        }
+        let s = finite_sorted(col);
+        if s.is_empty() {
+            return (0.0, 0, 0.0);
+        }
+        (self.ks_statistic(&s), s.len(), self.psi_sorted(&s))
+    }
+
     /// Population stability index of the recent values over the reference bins.
     pub fn psi(&self, recent: &[f64]) -> f64 {
         let mut counts = vec![0usize; self.psi_expected.len()];
@@ -247,6 +335,14 @@ impl ReferenceStats {
             .map(|(n, c)| FeatureReference::from_values(n, c, psi_bins))
             .collect::<Result<_>>()?;
         Ok(ReferenceStats { features })
+    }
+
+    /// Why this (deserialised) reference cannot be used, if it cannot (the first bad feature).
+    pub fn problem(&self) -> Option<String> {
+        if self.features.is_empty() {
+            return Some("no features".into());
+        }
+        self.features.iter().find_map(FeatureReference::problem)
     }
 
     /// Summarise a [`crate::data::Dataset`]'s feature columns.
@@ -418,17 +514,36 @@ pub fn check_drift_with(
             got: recent.len(),
         });
     }
-    let mut rows = Vec::with_capacity(recent.len());
-    for (r, col) in reference.features.iter().zip(recent) {
-        let s = finite_sorted(col);
-        if s.is_empty() {
+    let mut stats = Vec::with_capacity(recent.len());
+    let mut scratch = Scratch::default();
+    for (j, (r, col)) in reference.features.iter().zip(recent).enumerate() {
+        if let Some(next) = reference.features.get(j + 1) {
+            next.prefetch();
+        }
+        let (d, n, psi) = r.column_stats(col, &mut scratch);
+        if n == 0 {
             return Err(Error::param(format!("recent.{}", r.name), "no finite recent values"));
         }
-        let d = r.ks_statistic(&s);
-        let ks = ks::ks_p_value_with(d, r.n, s.len(), table);
-        let psi = r.psi_sorted(&s);
-        rows.push((r.name.clone(), s.len(), ks, psi));
+        stats.push((d, n, psi));
     }
+    // p-values: an exact one another model's check is computing right now is left for last
+    // (by then it is usually done), so this thread computes the missing ones it alone needs
+    // instead of waiting.
+    let first: Vec<Option<KsResult>> = reference
+        .features
+        .iter()
+        .zip(&stats)
+        .map(|(r, &(d, n, _))| ks::ks_p_value_unless_busy(d, r.n, n, table))
+        .collect();
+    let rows: Vec<(String, usize, KsResult, f64)> = reference
+        .features
+        .iter()
+        .zip(stats)
+        .zip(first)
+        .map(|((r, (d, n, psi)), ks)| {
+            (r.name.clone(), n, ks.unwrap_or_else(|| ks::ks_p_value_with(d, r.n, n, table)), psi)
+        })
+        .collect();
     let adjusted = benjamini_hochberg(&rows.iter().map(|r| r.2.p_value).collect::<Vec<_>>());
     let features: Vec<FeatureDrift> = rows
         .into_iter()
@@ -512,6 +627,92 @@ mod tests {
             let (fast, slow) = (r.ks_statistic(&recent), ks_by_search(&r, &recent));
             assert!((fast - slow).abs() < 1e-12, "case {case}: {fast} vs {slow}");
         }
+    }
+
+    /// The sort-and-walk statistics of `col` (the path without an index).
+    fn sorted_stats(r: &FeatureReference, col: &[f64]) -> (f64, usize, f64) {
+        let s = finite_sorted(col);
+        (r.ks_statistic(&s), s.len(), r.psi_sorted(&s))
+    }
+
+    /// Indexed and sorted statistics agree to the bit (`psi_bins` 10 reads PSI off the
+    /// histogram; 7 does not divide the 1,000 quantile steps, so PSI counts bins per value).
+    fn assert_kernel_matches(r: &FeatureReference, col: &[f64], what: &str) {
+        assert!(r.index().is_some(), "{what}: no index");
+        let fast = r.column_stats(col, &mut Scratch::default());
+        let slow = sorted_stats(r, col);
+        assert_eq!(fast.0.to_bits(), slow.0.to_bits(), "{what}: D {} vs {}", fast.0, slow.0);
+        assert_eq!(fast.1, slow.1, "{what}: n");
+        assert_eq!(fast.2.to_bits(), slow.2.to_bits(), "{what}: PSI {} vs {}", fast.2, slow.2);
+    }
+
+    #[test]
+    fn the_indexed_kernel_equals_sorting_and_walking() {
+        let mut rng = Rng::new(23);
+        for case in 0..300 {
+            // Continuous, rounded (ties on both sides), point-mass-heavy and heavy-tailed.
+            let shape = |v: f64, u: f64| match case % 4 {
+                0 => v,
+                1 => (v * 4.0).round() / 4.0,
+                2 => {
+                    if v < 0.3 {
+                        0.0
+                    } else {
+                        v
+                    }
+                }
+                _ => v / u.max(1e-3),
+            };
+            let n_ref = 2 + rng.below(4000);
+            let reference: Vec<f64> = (0..n_ref).map(|_| shape(rng.normal(), rng.next_f64())).collect();
+            let shift = [0.0, 0.1, 0.5, 3.0][case % 4];
+            let mut col: Vec<f64> =
+                (0..1 + rng.below(700)).map(|_| shape(rng.normal() + shift, rng.next_f64())).collect();
+            if case % 5 == 0 {
+                col[0] = f64::NAN;
+                col.push(f64::INFINITY);
+                col.push(-0.0);
+            }
+            for bins in [10, 7] {
+                let r = FeatureReference::from_values("x", &reference, bins).unwrap();
+                assert_kernel_matches(&r, &col, &format!("case {case}, {bins} bins"));
+            }
+        }
+        // A constant reference (zero-width index range) against the mass and beside it.
+        let r = FeatureReference::from_values("gap", &[1.5; 300], 10).unwrap();
+        assert_kernel_matches(&r, &[1.5, 1.5, 0.0, 2.0, 1.5], "constant");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_indexed_kernel_equals_sorting_and_walking_on_any_values(
+            reference in proptest::collection::vec(-1e6f64..1e6, 1..600),
+            col in proptest::collection::vec(proptest::prop_oneof![-1e6f64..1e6, -3.0f64..3.0, proptest::strategy::Just(0.0)], 1..300),
+        ) {
+            let r = FeatureReference::from_values("x", &reference, 10).unwrap();
+            assert_kernel_matches(&r, &col, "proptest");
+        }
+    }
+
+    #[test]
+    fn a_damaged_reference_names_its_problem() {
+        let r = FeatureReference::from_values("x", &[1.0, 2.0, 3.0], 10).unwrap();
+        let stats = ReferenceStats { features: vec![r] };
+        assert_eq!(stats.problem(), None);
+        let mut v = serde_json::to_value(&stats).unwrap();
+        let kept = v["features"][0]["quantiles"][3].clone();
+        v["features"][0]["quantiles"][3] = serde_json::json!(-5.0);
+        let bad: ReferenceStats = serde_json::from_value(v.clone()).unwrap();
+        assert!(bad.problem().unwrap().contains("x: quantiles"), "{:?}", bad.problem());
+        v["features"][0]["quantiles"][3] = kept;
+        v["features"][0]["psi_expected"] = serde_json::json!([1.0]);
+        let bad: ReferenceStats = serde_json::from_value(v).unwrap();
+        assert!(bad.problem().unwrap().contains("PSI shares"), "{:?}", bad.problem());
+        // Deserialised references build their index on first use and check the same way.
+        let back: ReferenceStats = serde_json::from_str(&serde_json::to_string(&stats).unwrap()).unwrap();
+        assert_eq!(back, stats);
+        assert_kernel_matches(&back.features[0], &[0.5, 2.0, 2.5, 9.0], "deserialised");
     }
 
     #[test]

@@ -163,6 +163,11 @@ impl ExactPValues {
         Ok(ExactPValues { map: std::sync::Mutex::new(map) })
     }
 
+    /// Whether the entry for `h` is being computed by another thread at this moment.
+    fn busy(&self, n1: u64, n2: u64, h: u64) -> bool {
+        self.lock().get(&(n1.max(n2), n1.min(n2), h)).is_some_and(|e| e.get().is_none())
+    }
+
     /// The exact p-value for lattice statistic `h` (None: scipy falls back to asymptotics),
     /// computed outside the lock on a miss.
     fn get_or_compute(&self, n1: u64, n2: u64, g: u64, h: u64) -> Option<f64> {
@@ -181,6 +186,22 @@ impl ExactPValues {
 /// [`ks_p_value`] reading and filling a shared table of exact p-values.
 pub fn ks_p_value_with(d: f64, n1: usize, n2: usize, table: &ExactPValues) -> KsResult {
     p_value(d, n1, n2, Some(table))
+}
+
+/// [`ks_p_value_with`], or `None` where another thread is computing the exact p-value this
+/// one needs right now (the caller does other work and asks [`ks_p_value_with`] later,
+/// instead of waiting).
+pub fn ks_p_value_unless_busy(d: f64, n1: usize, n2: usize, table: &ExactPValues) -> Option<KsResult> {
+    if n1.max(n2) <= MAX_EXACT_N {
+        let (a, b) = (n1 as u64, n2 as u64);
+        let g = gcd(a, b);
+        let lcm = (a / g) * b;
+        let h = (d * lcm as f64).round_ties_even() as u64;
+        if h > 0 && table.busy(a, b, h) {
+            return None;
+        }
+    }
+    Some(p_value(d, n1, n2, Some(table)))
 }
 
 fn p_value(d: f64, n1: usize, n2: usize, table: Option<&ExactPValues>) -> KsResult {

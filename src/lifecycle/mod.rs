@@ -13,6 +13,7 @@ pub mod job;
 pub mod ks;
 pub mod orchestrator;
 pub mod plan;
+mod quantile_index;
 pub mod retire;
 pub mod schedule;
 pub mod shadow;

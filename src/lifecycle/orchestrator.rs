@@ -102,6 +102,10 @@ pub struct Retrainer {
     pub(super) ks_table: crate::lifecycle::ks::ExactPValues,
     /// Entries the cache file holds (the table is saved when it has grown past them).
     ks_saved: std::sync::atomic::AtomicUsize,
+    /// Each model's active reference statistics, by model id: (version tag, reference).
+    /// Versions are immutable, so one read per version serves every supervisor cycle (and
+    /// keeps the drift kernel's lookup indexes built).
+    pub(super) references: std::sync::Mutex<BTreeMap<String, (String, Arc<crate::lifecycle::drift::ReferenceStats>)>>,
 }
 
 /// File name of the saved exact KS p-value table under the store's cache directory.
@@ -141,6 +145,7 @@ impl Retrainer {
             cancel: CancelToken::new(),
             ks_table,
             ks_saved,
+            references: Default::default(),
         })
     }
 

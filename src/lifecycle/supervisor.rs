@@ -58,11 +58,16 @@ pub struct ModelCheck {
 /// A kept version's training-distribution reference (its `reference.json`).
 pub fn load_reference(store: &VersionStore, model_id: &str, tag: &str) -> Result<ReferenceStats> {
     let bytes = store.load_artifact(model_id, tag, REFERENCE_ARTIFACT)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::CorruptVersion {
+    let corrupt = |reason: String| Error::CorruptVersion {
         model_id: model_id.into(),
         tag: tag.into(),
-        reason: format!("{REFERENCE_ARTIFACT}: {e}"),
-    })
+        reason: format!("{REFERENCE_ARTIFACT}: {reason}"),
+    };
+    let reference: ReferenceStats = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    match reference.problem() {
+        Some(p) => Err(corrupt(p)),
+        None => Ok(reference),
+    }
 }
 
 impl ActiveModel {
@@ -139,8 +144,22 @@ impl Retrainer {
     }
 
     /// Drift needs the version's feature spec and reference only: its weights stay on disk.
+    /// The reference of `model_id`'s version `tag`, read from the store once per version.
+    fn cached_reference(&self, model_id: &str, tag: &str) -> Result<std::sync::Arc<ReferenceStats>> {
+        let lock = || self.references.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((t, r)) = lock().get(model_id)
+            && t == tag
+        {
+            return Ok(r.clone());
+        }
+        // Read outside the lock: other models' checks go on meanwhile.
+        let r = std::sync::Arc::new(load_reference(&self.store, model_id, tag)?);
+        lock().insert(model_id.into(), (tag.into(), r.clone()));
+        Ok(r)
+    }
+
     fn drift_of(&self, model_id: &str, info: &VersionInfo, bars: &Bars) -> Result<DriftReport> {
-        let reference = load_reference(&self.store, model_id, &info.tag)?;
+        let reference = self.cached_reference(model_id, &info.tag)?;
         let features = self.version_features(model_id, info)?;
         let recent = recent_columns(bars, &features, Some(self.policy.drift_window_days), &reference)?;
         check_drift_with(&reference, &recent, &self.policy, &self.ks_table)
