@@ -163,9 +163,26 @@ impl ExactPValues {
         Ok(ExactPValues { map: std::sync::Mutex::new(map) })
     }
 
-    /// Whether the entry for `h` is being computed by another thread at this moment.
-    fn busy(&self, n1: u64, n2: u64, h: u64) -> bool {
-        self.lock().get(&(n1.max(n2), n1.min(n2), h)).is_some_and(|e| e.get().is_none())
+    /// [`Self::get_or_compute`], or `None` where another thread is computing the entry at
+    /// this moment (one lock either way).
+    fn get_or_compute_unless_busy(&self, n1: u64, n2: u64, g: u64, h: u64) -> Option<Option<f64>> {
+        let key = (n1.max(n2), n1.min(n2), h);
+        let entry = {
+            let mut map = self.lock();
+            match map.get(&key) {
+                Some(e) => match e.get() {
+                    Some(p) => return Some(*p),
+                    None => return None,
+                },
+                None => {
+                    if map.len() >= EXACT_TABLE_CAPACITY {
+                        map.clear();
+                    }
+                    map.entry(key).or_default().clone()
+                }
+            }
+        };
+        Some(*entry.get_or_init(|| exact_p(n1, n2, g, h)))
     }
 
     /// The exact p-value for lattice statistic `h` (None: scipy falls back to asymptotics),
@@ -197,8 +214,12 @@ pub fn ks_p_value_unless_busy(d: f64, n1: usize, n2: usize, table: &ExactPValues
         let g = gcd(a, b);
         let lcm = (a / g) * b;
         let h = (d * lcm as f64).round_ties_even() as u64;
-        if h > 0 && table.busy(a, b, h) {
-            return None;
+        if h > 0 {
+            let p = table.get_or_compute_unless_busy(a, b, g, h)?;
+            return Some(match p {
+                Some(p) => KsResult { statistic: h as f64 / lcm as f64, p_value: p.clamp(0.0, 1.0), exact: true },
+                None => asymptotic(d, n1, n2),
+            });
         }
     }
     Some(p_value(d, n1, n2, Some(table)))
@@ -210,6 +231,11 @@ fn p_value(d: f64, n1: usize, n2: usize, table: Option<&ExactPValues>) -> KsResu
     {
         return KsResult { statistic: d, p_value: p.clamp(0.0, 1.0), exact: true };
     }
+    asymptotic(d, n1, n2)
+}
+
+/// scipy's asymptotic branch: `kstwo.sf` at the effective sample size.
+fn asymptotic(d: f64, n1: usize, n2: usize) -> KsResult {
     let (m, n) = (n1.max(n2) as f64, n1.min(n2) as f64);
     let en = (m * n / (m + n)).round_ties_even();
     KsResult { statistic: d, p_value: kolmogn_sf(en as u64, d).clamp(0.0, 1.0), exact: false }
@@ -859,6 +885,23 @@ mod tests {
         for h in [1, 9, 120, 217, 400, 1500] {
             let (fast, slow) = (outer_prob_inside(2160, 480, 240, h), outer_prob_inside_literal(2160, 480, 240, h));
             assert!((fast - slow).abs() <= 1e-12 * slow.abs().max(1e-300), "h {h}: {fast} vs {slow}");
+        }
+    }
+
+    #[test]
+    fn the_table_paths_give_the_plain_p_values() {
+        let table = ExactPValues::new();
+        for (n1, n2) in [(2160, 480), (30, 45), (200, 200), (12_000, 100), (7, 3)] {
+            for i in 0..=40 {
+                let d = i as f64 / 40.0;
+                let plain = ks_p_value(d, n1, n2);
+                // Twice: the first call fills the table, the second reads it.
+                for _ in 0..2 {
+                    let shared = ks_p_value_unless_busy(d, n1, n2, &table).expect("no other thread");
+                    assert_eq!(shared, plain, "n1={n1} n2={n2} d={d}");
+                    assert_eq!(ks_p_value_with(d, n1, n2, &table), plain);
+                }
+            }
         }
     }
 

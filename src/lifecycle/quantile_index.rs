@@ -106,20 +106,19 @@ impl QuantileIndex {
     /// `scratch`; returns how many were finite.
     #[inline(always)]
     fn bucket(&self, q: &[f64], col: &[f64], s: &mut Scratch) -> usize {
+        // Three passes, so no value waits on the one before: keep the finite values, their
+        // cells (independent arithmetic, vectorised), then the lookups.
         s.vals.clear();
-        s.vals.resize(col.len(), 0.0);
+        s.vals.extend(col.iter().copied().filter(|v| v.is_finite()));
+        let n = s.vals.len();
         s.buckets.clear();
-        s.buckets.resize(col.len(), 0);
+        s.buckets.extend(s.vals.iter().map(|&v| self.cell(v) as u16));
         s.hist.clear();
         s.hist.resize(q.len() + 1, 0);
-        let (vals, buckets, hist) = (&mut s.vals[..], &mut s.buckets[..], &mut s.hist[..]);
+        let (vals, buckets, hist) = (&s.vals[..], &mut s.buckets[..], &mut s.hist[..]);
         let start = &self.start[..];
-        let mut n = 0;
-        for &v in col {
-            if !v.is_finite() {
-                continue;
-            }
-            let c = self.cell(v);
+        for (&v, cb) in vals.iter().zip(buckets.iter_mut()) {
+            let c = *cb as usize;
             let (lo, hi) = (start[c] as usize, start[c + 1] as usize);
             let b = if hi - lo <= WIDTH && lo + WIDTH <= q.len() {
                 // Quantiles past the cell are > v, so counting a fixed four is exact.
@@ -128,13 +127,9 @@ impl QuantileIndex {
             } else {
                 lo + q[lo..hi].partition_point(|&t| t <= v)
             };
-            vals[n] = v;
-            buckets[n] = b as u16;
+            *cb = b as u16;
             hist[b] += 1;
-            n += 1;
         }
-        s.vals.truncate(n);
-        s.buckets.truncate(n);
         n
     }
 }
