@@ -189,7 +189,6 @@ impl FeatureReference {
     fn ks_statistic(&self, recent: &[f64]) -> f64 {
         let q = &self.quantiles;
         let (m, nq) = (recent.len() as f64, q.len());
-        let step = 1.0 / (nq - 1) as f64;
         const CHUNK: usize = 8;
         // below: quantiles < x; upto: quantiles ≤ x.
         let (mut i, mut upto) = (0usize, 0usize);
@@ -215,38 +214,7 @@ impl FeatureReference {
                     upto += 1;
                 }
             }
-            // Quantiles < x: fewer only where quantiles tie at x (a point mass).
-            let mut below = upto;
-            while below > 0 && q[below - 1] == x {
-                below -= 1;
-            }
-            let g = i as f64 / m;
-            let tie = upto > below;
-            if tie {
-                // Just below x: quantiles equal to x are a jump of the reference ECDF.
-                d = d.max(below as f64 * step - g_left);
-            }
-            // F(x) lies in [(upto − 1)·step, upto·step] (0 or 1 off the ends); interpolate
-            // only when a gap could beat d (rarely, once d has grown). Rounding is monotone,
-            // so the skipped values really are ≤ d and the result is unchanged.
-            let (f_min, f_max) = match upto {
-                0 => (0.0, 0.0),
-                u if u == nq => (1.0, 1.0),
-                u => ((u - 1) as f64 * step, u as f64 * step),
-            };
-            if g - f_min > d || (!tie && f_max - g_left > d) {
-                let f = if upto == 0 || upto == nq {
-                    f_min
-                } else {
-                    // q[upto − 1] ≤ x < q[upto]: interpolate between the two quantile points.
-                    let (lo, hi) = (q[upto - 1], q[upto]);
-                    ((upto - 1) as f64 + (x - lo) / (hi - lo)) * step
-                };
-                d = d.max(g - f);
-                if !tie {
-                    d = d.max(f - g_left);
-                }
-            }
+            d = quantile_index::group_candidates(q, upto, x, g_left, i as f64 / m, d);
         }
         d
     }

@@ -263,8 +263,6 @@ fn bucket_candidates(q: &[f64], b: usize, lo: usize, m: f64, s: &mut Scratch, mu
     group.clear();
     group.extend(s.vals.iter().zip(&s.buckets).filter(|(_, bb)| **bb as usize == b).map(|(v, _)| *v));
     group.sort_unstable_by(f64::total_cmp);
-    let nq = q.len();
-    let step = 1.0 / (nq - 1) as f64;
     let mut i = 0;
     while i < group.len() {
         let x = group[i];
@@ -272,22 +270,44 @@ fn bucket_candidates(q: &[f64], b: usize, lo: usize, m: f64, s: &mut Scratch, mu
         while i < group.len() && group[i] <= x {
             i += 1;
         }
-        let g = (lo + i) as f64 / m;
-        let mut below = b;
-        while below > 0 && q[below - 1] == x {
-            below -= 1;
-        }
-        let tie = b > below;
-        if tie {
-            d = d.max(below as f64 * step - g_left);
-        }
-        let f = if b == 0 {
-            0.0
-        } else if b == nq {
-            1.0
+        d = group_candidates(q, b, x, g_left, (lo + i) as f64 / m, d);
+    }
+    d
+}
+
+/// The merge walk's candidates for one group of equal recent values `x`, folded into `d`:
+/// the recent ECDF G is `g_left` just below `x` and `g` at it, and `upto` quantiles are ≤ `x`.
+/// Between two recent values G is flat and the reference F does not fall, so F − G is
+/// largest just below a recent value and G − F at it. Shared by the sort-and-walk path and
+/// the index kernel, so both give the same bits.
+pub(crate) fn group_candidates(q: &[f64], upto: usize, x: f64, g_left: f64, g: f64, mut d: f64) -> f64 {
+    let nq = q.len();
+    let step = 1.0 / (nq - 1) as f64;
+    // Quantiles < x: fewer only where quantiles tie at x (a point mass).
+    let mut below = upto;
+    while below > 0 && q[below - 1] == x {
+        below -= 1;
+    }
+    let tie = upto > below;
+    if tie {
+        // Just below x: quantiles equal to x are a jump of the reference ECDF.
+        d = d.max(below as f64 * step - g_left);
+    }
+    // F(x) lies in [(upto − 1)·step, upto·step] (0 or 1 off the ends); interpolate only when
+    // a gap could beat d (rarely, once d has grown). Rounding is monotone, so the skipped
+    // values really are ≤ d and the result is unchanged.
+    let (f_min, f_max) = match upto {
+        0 => (0.0, 0.0),
+        u if u == nq => (1.0, 1.0),
+        u => ((u - 1) as f64 * step, u as f64 * step),
+    };
+    if g - f_min > d || (!tie && f_max - g_left > d) {
+        let f = if upto == 0 || upto == nq {
+            f_min
         } else {
-            let (lo, hi) = (q[b - 1], q[b]);
-            ((b - 1) as f64 + (x - lo) / (hi - lo)) * step
+            // q[upto − 1] ≤ x < q[upto]: interpolate between the two quantile points.
+            let (lo, hi) = (q[upto - 1], q[upto]);
+            ((upto - 1) as f64 + (x - lo) / (hi - lo)) * step
         };
         d = d.max(g - f);
         if !tie {
