@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Policy;
 use crate::error::{Error, Result};
 use crate::lifecycle::drift::quantile_sorted;
-use crate::validation::metrics::{expected_calibration_error, spearman};
+use crate::validation::metrics::{expected_calibration_error, pearson, ranks_in_order};
 
 /// One live prediction and, once known, its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -346,19 +346,27 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
     }
     let day_list: Vec<(&i64, &Vec<&PredictionRecord>)> = days.iter().collect();
     let w = policy.health_ic_window_days.max(1);
+    // Windows slide by whole days: each keeps its rows' order by dropping the day that left
+    // and merging the day that came, instead of sorting every window again.
+    let (mut score, mut out, mut day_start) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut score_order, mut out_order) = (SlidingOrder::default(), SlidingOrder::default());
     let mut rolling_ic = Vec::new();
     for i in 0..day_list.len() {
-        let from = (i + 1).saturating_sub(w);
-        let rows: Vec<&PredictionRecord> = day_list[from..=i].iter().flat_map(|(_, v)| v.iter().copied()).collect();
-        let score: Vec<f64> = rows
-            .iter()
-            .map(|r| r.score.unwrap_or_else(|| f64::from(r.direction) * r.probability.unwrap_or(1.0)))
-            .collect();
-        let out: Vec<f64> = rows.iter().map(|r| outcome(r)).collect();
-        if let Ok(ic) = spearman(&score, &out)
+        let first = score.len();
+        day_start.push(first);
+        let day = day_list[i].1;
+        score.extend(
+            day.iter().map(|r| r.score.unwrap_or_else(|| f64::from(r.direction) * r.probability.unwrap_or(1.0))),
+        );
+        out.extend(day.iter().map(|r| outcome(r)));
+        let start = day_start[(i + 1).saturating_sub(w)];
+        score_order.slide(start, first, &score[first..]);
+        out_order.slide(start, first, &out[first..]);
+        let ranks = |x: &[f64], o: &SlidingOrder| ranks_in_order(&x[start..], &o.positions(start));
+        if let Ok(ic) = pearson(&ranks(&score, &score_order), &ranks(&out, &out_order))
             && ic.is_finite()
         {
-            let first = day_list[i].1.first().expect("a day holds records");
+            let first = day.first().expect("a day holds records");
             rolling_ic.push((day_of(first.ts), ic));
         }
     }
@@ -422,6 +430,45 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
         status,
         alerts,
         notes,
+    }
+}
+
+/// The ascending order of a window of rows that slides by whole days: (`total_cmp` key, row)
+/// pairs, rows numbered from the first day ever seen. Sorting by (key, row) is what
+/// [`crate::validation::metrics::average_ranks`] does, so the ranks come out the same.
+#[derive(Default)]
+struct SlidingOrder {
+    order: Vec<(u64, usize)>,
+    merged: Vec<(u64, usize)>,
+}
+
+impl SlidingOrder {
+    /// Drop the rows before `start`; merge in `values`, rows `first..` (after every kept row).
+    fn slide(&mut self, start: usize, first: usize, values: &[f64]) {
+        self.order.retain(|&(_, r)| r >= start);
+        let mut day: Vec<(u64, usize)> =
+            values.iter().enumerate().map(|(i, &v)| (crate::sortkey::key(v), first + i)).collect();
+        day.sort_unstable();
+        let (a, b, out) = (&self.order, &day, &mut self.merged);
+        out.clear();
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            if b[j] < a[i] {
+                out.push(b[j]);
+                j += 1;
+            } else {
+                out.push(a[i]);
+                i += 1;
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        std::mem::swap(&mut self.order, &mut self.merged);
+    }
+
+    /// Window positions (row − `start`) in ascending order.
+    fn positions(&self, start: usize) -> Vec<usize> {
+        self.order.iter().map(|&(_, r)| r - start).collect()
     }
 }
 
@@ -536,6 +583,44 @@ mod tests {
             .unwrap();
         let e = PredictionLog::read_jsonl(&path).unwrap_err().to_string();
         assert!(e.contains("log.jsonl:1") && e.contains("oops"), "{e}");
+    }
+
+    #[test]
+    fn sliding_window_ranks_equal_spearman_of_each_window() {
+        use crate::validation::metrics::spearman;
+        let mut rng = crate::rng::Rng::new(5);
+        for case in 0..30 {
+            // Scores with heavy ties (direction × probability, ±0), rounded or continuous.
+            let draw = |rng: &mut crate::rng::Rng| match case % 3 {
+                0 => [0.55, -0.55, 0.0, -0.0][rng.below(4)],
+                1 => (rng.normal() * 3.0).round(),
+                _ => rng.normal(),
+            };
+            let days: Vec<Vec<(f64, f64)>> = (0..1 + rng.below(12))
+                .map(|_| (0..1 + rng.below(30)).map(|_| (draw(&mut rng), draw(&mut rng))).collect())
+                .collect();
+            let w = 1 + rng.below(6);
+            let (mut xs, mut ys, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut so, mut oo) = (SlidingOrder::default(), SlidingOrder::default());
+            for (i, day) in days.iter().enumerate() {
+                let first = xs.len();
+                starts.push(first);
+                xs.extend(day.iter().map(|p| p.0));
+                ys.extend(day.iter().map(|p| p.1));
+                let start = starts[(i + 1).saturating_sub(w)];
+                so.slide(start, first, &xs[first..]);
+                oo.slide(start, first, &ys[first..]);
+                let fast = pearson(
+                    &ranks_in_order(&xs[start..], &so.positions(start)),
+                    &ranks_in_order(&ys[start..], &oo.positions(start)),
+                );
+                match (fast, spearman(&xs[start..], &ys[start..])) {
+                    (Ok(a), Ok(b)) => assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{a} vs {b}"),
+                    (Err(_), Err(_)) => {}
+                    (a, b) => panic!("case {case}, day {i}: {a:?} vs {b:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -196,6 +196,12 @@ pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     let mut keyed: Vec<(u64, usize)> = x.iter().enumerate().map(|(i, &v)| (crate::sortkey::key(v), i)).collect();
     keyed.sort_unstable();
     let idx: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    ranks_in_order(x, &idx)
+}
+
+/// [`average_ranks`] of `x` given `idx`, the positions of `x` in ascending (`total_cmp` key,
+/// position) order.
+pub(crate) fn ranks_in_order(x: &[f64], idx: &[usize]) -> Vec<f64> {
     let mut ranks = vec![0.0; x.len()];
     let mut i = 0;
     while i < idx.len() {
