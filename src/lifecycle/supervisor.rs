@@ -143,7 +143,6 @@ impl Retrainer {
         self.drift_of(model_id, &info, bars)
     }
 
-    /// Drift needs the version's feature spec and reference only: its weights stay on disk.
     /// The reference of `model_id`'s version `tag`, read from the store once per version.
     fn cached_reference(&self, model_id: &str, tag: &str) -> Result<std::sync::Arc<ReferenceStats>> {
         let lock = || self.references.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -158,6 +157,7 @@ impl Retrainer {
         Ok(r)
     }
 
+    /// Drift needs the version's feature spec and reference only: its weights stay on disk.
     fn drift_of(&self, model_id: &str, info: &VersionInfo, bars: &Bars) -> Result<DriftReport> {
         let reference = self.cached_reference(model_id, &info.tag)?;
         let features = self.version_features(model_id, info)?;
