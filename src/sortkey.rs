@@ -15,6 +15,14 @@ pub(crate) fn value(k: u64) -> f64 {
     f64::from_bits(if k & SIGN != 0 { k & !SIGN } else { !k })
 }
 
+/// (key, position) pairs of `x`, positions numbered from `first`, sorted: the `total_cmp`
+/// order of `x`, ties in position order.
+pub(crate) fn sorted_positions(x: &[f64], first: usize) -> Vec<(u64, usize)> {
+    let mut keyed: Vec<(u64, usize)> = x.iter().enumerate().map(|(i, &v)| (key(v), first + i)).collect();
+    keyed.sort_unstable();
+    keyed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

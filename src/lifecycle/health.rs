@@ -446,9 +446,7 @@ impl SlidingOrder {
     /// Drop the rows before `start`; merge in `values`, rows `first..` (after every kept row).
     fn slide(&mut self, start: usize, first: usize, values: &[f64]) {
         self.order.retain(|&(_, r)| r >= start);
-        let mut day: Vec<(u64, usize)> =
-            values.iter().enumerate().map(|(i, &v)| (crate::sortkey::key(v), first + i)).collect();
-        day.sort_unstable();
+        let day = crate::sortkey::sorted_positions(values, first);
         let (a, b, out) = (&self.order, &day, &mut self.merged);
         out.clear();
         let (mut i, mut j) = (0, 0);

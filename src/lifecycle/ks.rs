@@ -58,7 +58,7 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> Result<KsResult> {
 
 /// scipy's two-sided p-value of statistic `d` for sample sizes `n1`, `n2`.
 pub fn ks_p_value(d: f64, n1: usize, n2: usize) -> KsResult {
-    p_value(d, n1, n2, None)
+    p_value(d, n1, n2, None, true).expect("no table, nothing to wait for")
 }
 
 /// Entries [`ExactPValues`] keeps before it starts over (about 3 MB).
@@ -163,17 +163,16 @@ impl ExactPValues {
         Ok(ExactPValues { map: std::sync::Mutex::new(map) })
     }
 
-    /// [`Self::get_or_compute`], or `None` where another thread is computing the entry at
-    /// this moment (one lock either way).
-    fn get_or_compute_unless_busy(&self, n1: u64, n2: u64, g: u64, h: u64) -> Option<Option<f64>> {
+    /// The exact p-value for lattice statistic `h` (inner `None`: scipy falls back to
+    /// asymptotics), computed outside the lock on a miss. Where another thread is computing
+    /// it right now, waits for it if `wait`, else answers `None`.
+    fn lookup(&self, n1: u64, n2: u64, g: u64, h: u64, wait: bool) -> Option<Option<f64>> {
         let key = (n1.max(n2), n1.min(n2), h);
         let entry = {
             let mut map = self.lock();
             match map.get(&key) {
-                Some(e) => match e.get() {
-                    Some(p) => return Some(*p),
-                    None => return None,
-                },
+                Some(e) if !wait && e.get().is_none() => return None,
+                Some(e) => e.clone(),
                 None => {
                     if map.len() >= EXACT_TABLE_CAPACITY {
                         map.clear();
@@ -184,54 +183,29 @@ impl ExactPValues {
         };
         Some(*entry.get_or_init(|| exact_p(n1, n2, g, h)))
     }
-
-    /// The exact p-value for lattice statistic `h` (None: scipy falls back to asymptotics),
-    /// computed outside the lock on a miss.
-    fn get_or_compute(&self, n1: u64, n2: u64, g: u64, h: u64) -> Option<f64> {
-        let key = (n1.max(n2), n1.min(n2), h);
-        let entry = {
-            let mut map = self.lock();
-            if map.len() >= EXACT_TABLE_CAPACITY && !map.contains_key(&key) {
-                map.clear();
-            }
-            map.entry(key).or_default().clone()
-        };
-        *entry.get_or_init(|| exact_p(n1, n2, g, h))
-    }
 }
 
 /// [`ks_p_value`] reading and filling a shared table of exact p-values.
 pub fn ks_p_value_with(d: f64, n1: usize, n2: usize, table: &ExactPValues) -> KsResult {
-    p_value(d, n1, n2, Some(table))
+    p_value(d, n1, n2, Some(table), true).expect("a waiting lookup always answers")
 }
 
 /// [`ks_p_value_with`], or `None` where another thread is computing the exact p-value this
 /// one needs right now (the caller does other work and asks [`ks_p_value_with`] later,
 /// instead of waiting).
 pub fn ks_p_value_unless_busy(d: f64, n1: usize, n2: usize, table: &ExactPValues) -> Option<KsResult> {
-    if n1.max(n2) <= MAX_EXACT_N {
-        let (a, b) = (n1 as u64, n2 as u64);
-        let g = gcd(a, b);
-        let lcm = (a / g) * b;
-        let h = (d * lcm as f64).round_ties_even() as u64;
-        if h > 0 {
-            let p = table.get_or_compute_unless_busy(a, b, g, h)?;
-            return Some(match p {
-                Some(p) => KsResult { statistic: h as f64 / lcm as f64, p_value: p.clamp(0.0, 1.0), exact: true },
-                None => asymptotic(d, n1, n2),
-            });
-        }
-    }
-    Some(p_value(d, n1, n2, Some(table)))
+    p_value(d, n1, n2, Some(table), false)
 }
 
-fn p_value(d: f64, n1: usize, n2: usize, table: Option<&ExactPValues>) -> KsResult {
+/// The p-value, exact where scipy's rule allows; `None` only where `wait` is false and the
+/// table's entry is being computed by another thread.
+fn p_value(d: f64, n1: usize, n2: usize, table: Option<&ExactPValues>, wait: bool) -> Option<KsResult> {
     if n1.max(n2) <= MAX_EXACT_N
-        && let Some((d, p)) = exact_2samp(n1 as u64, n2 as u64, d, table)
+        && let Some((d, p)) = exact_2samp(n1 as u64, n2 as u64, d, table, wait)?
     {
-        return KsResult { statistic: d, p_value: p.clamp(0.0, 1.0), exact: true };
+        return Some(KsResult { statistic: d, p_value: p.clamp(0.0, 1.0), exact: true });
     }
-    asymptotic(d, n1, n2)
+    Some(asymptotic(d, n1, n2))
 }
 
 /// scipy's asymptotic branch: `kstwo.sf` at the effective sample size.
@@ -248,20 +222,21 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// scipy `_attempt_exact_2kssamp` (two-sided): `None` where it falls back to asymptotics.
-fn exact_2samp(n1: u64, n2: u64, d: f64, table: Option<&ExactPValues>) -> Option<(f64, f64)> {
+/// scipy `_attempt_exact_2kssamp` (two-sided): inner `None` where it falls back to
+/// asymptotics; outer `None` where the table is busy with the entry and `wait` is false.
+fn exact_2samp(n1: u64, n2: u64, d: f64, table: Option<&ExactPValues>, wait: bool) -> Option<Option<(f64, f64)>> {
     let g = gcd(n1, n2);
     let lcm = (n1 / g) * n2;
     let h = (d * lcm as f64).round_ties_even() as u64;
     let d = h as f64 / lcm as f64;
     if h == 0 {
-        return Some((d, 1.0));
+        return Some(Some((d, 1.0)));
     }
     let p = match table {
-        Some(t) => t.get_or_compute(n1, n2, g, h),
+        Some(t) => t.lookup(n1, n2, g, h, wait)?,
         None => exact_p(n1, n2, g, h),
     };
-    p.map(|p| (d, p))
+    Some(p.map(|p| (d, p)))
 }
 
 /// The exact p-value of lattice statistic `h` ≥ 1, `None` where it is not a probability.

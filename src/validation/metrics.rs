@@ -193,9 +193,7 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Result<f64> {
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     // Sort (key, index) pairs whose integer key orders like `total_cmp`: no indirect loads
     // in the comparisons, and the index makes the order the stable one.
-    let mut keyed: Vec<(u64, usize)> = x.iter().enumerate().map(|(i, &v)| (crate::sortkey::key(v), i)).collect();
-    keyed.sort_unstable();
-    let idx: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    let idx: Vec<usize> = crate::sortkey::sorted_positions(x, 0).into_iter().map(|(_, i)| i).collect();
     ranks_in_order(x, &idx)
 }
 
