@@ -153,7 +153,7 @@ impl FeatureReference {
     /// [`QuantileIndex::prefetch`]).
     fn prefetch(&self) {
         if let Some(ix) = self.index() {
-            ix.prefetch(&self.quantiles);
+            ix.prefetch();
         }
     }
 
@@ -234,7 +234,7 @@ impl FeatureReference {
     /// KS statistic, finite count and PSI of one recent column: through the lookup index
     /// (no sort), or by sorting and walking where there is none; the results are identical.
     fn column_stats(&self, col: &[f64], scratch: &mut Scratch) -> (f64, usize, f64) {
-        if let Some(ix) = self.index() {
+        if let Some(ix) = self.index().filter(|_| col.len() <= quantile_index::MAX_VALUES) {
             let c = quantile_index::column_stats(&self.quantiles, ix, col, scratch);
             let psi = match &c.psi_counts {
                 Some(counts) => self.psi_of_counts(counts, c.n),
@@ -487,6 +487,9 @@ pub fn check_drift_with(
     for (j, (r, col)) in reference.features.iter().zip(recent).enumerate() {
         if let Some(next) = reference.features.get(j + 1) {
             next.prefetch();
+            if let Some(c) = recent.get(j + 1) {
+                quantile_index::prefetch(c);
+            }
         }
         let (d, n, psi) = r.column_stats(col, &mut scratch);
         if n == 0 {

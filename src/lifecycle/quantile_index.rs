@@ -6,8 +6,13 @@
 //! function of it (subtract, multiply by a positive scale, truncate, clamp: each monotone in
 //! IEEE arithmetic), every quantile in an earlier cell is below the value and every quantile
 //! in a later cell above it, so the count of quantiles ≤ the value (its *bucket*) needs only
-//! the few quantiles inside its own cell: four branch-free comparisons, a binary search in the
-//! rare wide cell (the tails).
+//! the few quantiles inside its own cell: eight compared in one vector instruction, a binary
+//! search in the rare fuller cell. The compares use a 32-bit key per quantile, its cell and
+//! its position inside the cell (the same monotone arithmetic, continued), not the quantile
+//! itself: a key below or above the value's decides, and only an equal key (a tie, or 1 in
+//! 65,536) reads the f64 quantiles. Keys of later cells are above the value's, so the fixed
+//! eight need no mask. The range the cells cover is chosen per reference (the whole range,
+//! or a central part when the tails are long) to keep the cells within eight quantiles.
 //!
 //! The KS statistic is the largest of the merge walk's candidates (see
 //! `FeatureReference::ks_statistic`), and every candidate of the values in one bucket is
@@ -19,11 +24,15 @@
 //! bit-identical to sorting and walking. PSI comes from the same histogram when the PSI edges
 //! are themselves quantiles (as the default 10 bins over 1,001 quantiles are).
 
-/// Cells of the index (2 KB of `u16` per feature).
+/// Cells of the index (2 KB of `u16` starts per feature, beside 4 KB of keys).
 pub const CELLS: usize = 1024;
 
+/// Most values in one column the kernel takes (its counts are i32 in the vector passes);
+/// a longer one is sorted and walked.
+pub(crate) const MAX_VALUES: usize = i32::MAX as usize;
+
 /// Quantiles compared branch-free per value (cells holding more use a binary search).
-const WIDTH: usize = 4;
+const WIDTH: usize = 8;
 
 /// Slack on the pruning threshold, far above the few ulps by which a computed candidate can
 /// exceed its exact integer bound (every quantity involved is ≤ 1).
@@ -36,6 +45,9 @@ pub(crate) struct QuantileIndex {
     scale: f64,
     /// `start[c]`: quantiles in cells before `c` (`CELLS + 1` entries).
     start: Vec<u16>,
+    /// Per quantile, its key ([`QuantileIndex::key`]), then `WIDTH` pads above every key so
+    /// the fixed-width read never runs off the end.
+    keys: Vec<u32>,
     /// Per PSI edge, the quantiles strictly below it, when every edge is a quantile.
     psi_below: Option<Vec<u16>>,
 }
@@ -51,15 +63,45 @@ impl QuantileIndex {
         {
             return None;
         }
-        // The central 98 %: outliers in the tails would otherwise stretch every cell.
-        let k = nq / 100;
-        let (a, b) = (quantiles[k], quantiles[nq - 1 - k]);
-        let scale = if b > a { CELLS as f64 / (b - a) } else { 0.0 };
-        let mut ix = QuantileIndex { lo: a, scale, start: vec![0; CELLS + 1], psi_below: None };
-        for &v in quantiles {
-            let c = ix.cell(v);
-            ix.start[c + 1] += 1;
+        // The range the cells cover: the whole of it, or a central part when outliers in the
+        // tails would stretch every cell. Whichever costs least for values distributed like
+        // the reference (each quantile gap carries the same mass, so a cell is hit in
+        // proportion to its quantiles): one vector compare in a cell of at most `WIDTH`, a
+        // binary search in a fuller one. Any choice gives the same, exact, buckets.
+        let mut best = (usize::MAX, 0.0, 0.0);
+        let mut occupancy = vec![0u16; CELLS];
+        for k in [0, nq / 1000, nq / 200, nq / 100, nq / 20] {
+            let (a, b) = (quantiles[k], quantiles[nq - 1 - k]);
+            let scale = if b > a { CELLS as f64 / (b - a) } else { 0.0 };
+            occupancy.fill(0);
+            for &v in quantiles {
+                occupancy[(key(a, scale, v) >> 16) as usize] += 1;
+            }
+            let cost: usize = occupancy
+                .iter()
+                .map(|&w| match w as usize {
+                    w if w <= WIDTH => w * 4,
+                    w => w * (12 + 4 * w.ilog2() as usize),
+                })
+                .sum();
+            if cost < best.0 {
+                best = (cost, a, scale);
+            }
         }
+        let (_, lo, scale) = best;
+        let mut ix = QuantileIndex {
+            lo,
+            scale,
+            start: vec![0; CELLS + 1],
+            keys: Vec::with_capacity(nq + WIDTH),
+            psi_below: None,
+        };
+        for &v in quantiles {
+            let key = ix.key(v);
+            ix.start[(key >> 16) as usize + 1] += 1;
+            ix.keys.push(key);
+        }
+        ix.keys.extend([u32::MAX; WIDTH]);
         for c in 0..CELLS {
             ix.start[c + 1] += ix.start[c];
         }
@@ -75,31 +117,17 @@ impl QuantileIndex {
         Some(ix)
     }
 
-    /// Ask the cache for `q` and this index ahead of use: the kernel reads both at random
-    /// places, so a column checked while the next one's lines arrive waits on no memory.
-    pub(crate) fn prefetch(&self, q: &[f64]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let lines = |p: *const i8, bytes: usize| {
-                for off in (0..bytes).step_by(64) {
-                    // SAFETY: SSE is part of the x86_64 baseline; a prefetch is a hint that never
-                    // faults, whatever the address (wrapping_add does not dereference).
-                    unsafe { _mm_prefetch(p.wrapping_add(off), _MM_HINT_T0) };
-                }
-            };
-            lines(q.as_ptr().cast(), std::mem::size_of_val(q));
-            lines(self.start.as_ptr().cast(), std::mem::size_of_val(&self.start[..]));
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = q;
+    /// Ask the cache for this index ahead of use: the kernel reads it at random places, so a
+    /// column checked while the next one's lines arrive waits on no memory.
+    pub(crate) fn prefetch(&self) {
+        prefetch(&self.keys[..]);
+        prefetch(&self.start[..]);
     }
 
-    /// The cell of `y` (monotone in `y`; NaN cannot occur for finite inputs except as
-    /// 0 × ∞ at the lower end, where it truncates to cell 0 like its neighbours).
+    /// The key of `y` ([`key`] with this index's range).
     #[inline(always)]
-    fn cell(&self, y: f64) -> usize {
-        (((y - self.lo) * self.scale) as usize).min(CELLS - 1)
+    fn key(&self, y: f64) -> u32 {
+        key(self.lo, self.scale, y)
     }
 
     /// Histogram the finite values of `col` by bucket (quantiles ≤ the value) into
@@ -107,26 +135,50 @@ impl QuantileIndex {
     #[inline(always)]
     fn bucket(&self, q: &[f64], col: &[f64], s: &mut Scratch) -> usize {
         // Three passes, so no value waits on the one before: keep the finite values, their
-        // cells (independent arithmetic, vectorised), then the lookups.
+        // keys (independent arithmetic, vectorised), then the lookups.
         s.vals.clear();
-        s.vals.extend(col.iter().copied().filter(|v| v.is_finite()));
+        if col.iter().fold(true, |all, v| all & v.is_finite()) {
+            // The usual column: a copy, no test per value.
+            s.vals.extend_from_slice(col);
+        } else {
+            // Without a branch per value (where NaN occurs it is unpredictable).
+            s.vals.resize(col.len(), 0.0);
+            let mut n = 0;
+            let vals = &mut s.vals[..];
+            for &v in col {
+                vals[n] = v;
+                n += v.is_finite() as usize;
+            }
+            s.vals.truncate(n);
+        }
         let n = s.vals.len();
+        s.vkeys.clear();
+        s.vkeys.resize(n, 0);
+        for (&v, key) in s.vals.iter().zip(s.vkeys.iter_mut()) {
+            *key = self.key(v);
+        }
         s.buckets.clear();
-        s.buckets.extend(s.vals.iter().map(|&v| self.cell(v) as u16));
+        s.buckets.resize(n, 0);
         s.hist.clear();
         s.hist.resize(q.len() + 1, 0);
         let (vals, buckets, hist) = (&s.vals[..], &mut s.buckets[..], &mut s.hist[..]);
-        let start = &self.start[..];
-        for (&v, cb) in vals.iter().zip(buckets.iter_mut()) {
-            let c = *cb as usize;
+        let (start, keys) = (&self.start[..], &self.keys[..]);
+        for ((&v, &vk), cb) in vals.iter().zip(&s.vkeys).zip(buckets.iter_mut()) {
+            let c = (vk >> 16) as usize;
             let (lo, hi) = (start[c] as usize, start[c + 1] as usize);
-            let b = if hi - lo <= WIDTH && lo + WIDTH <= q.len() {
-                // Quantiles past the cell are > v, so counting a fixed four is exact.
-                let w = &q[lo..lo + WIDTH];
-                lo + (w[0] <= v) as usize + (w[1] <= v) as usize + (w[2] <= v) as usize + (w[3] <= v) as usize
+            // Quantiles in earlier cells are below v, in later ones above (so are their keys,
+            // and the pads): only this cell's count, from the keys, unless one equals v's
+            // (then the quantiles decide).
+            let within = if hi - lo <= WIDTH {
+                // A fixed-size window: one vector compare of eight keys.
+                let k: &[u32; WIDTH] = keys[lo..lo + WIDTH].try_into().expect("WIDTH keys");
+                let below = k.iter().map(|&x| (x < vk) as usize).sum::<usize>();
+                let tie = k.iter().fold(false, |t, &x| t | (x == vk));
+                if tie { q[lo..hi].partition_point(|&t| t <= v) } else { below }
             } else {
-                lo + q[lo..hi].partition_point(|&t| t <= v)
+                q[lo..hi].partition_point(|&t| t <= v)
             };
+            let b = lo + within;
             *cb = b as u16;
             hist[b] += 1;
         }
@@ -134,13 +186,51 @@ impl QuantileIndex {
     }
 }
 
+/// Ask the cache for every line of `data` (a hint: the next column's values and index load
+/// while this one is checked).
+pub(crate) fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p: *const i8 = data.as_ptr().cast();
+        for off in (0..std::mem::size_of_val(data)).step_by(64) {
+            // SAFETY: SSE is part of the x86_64 baseline; a prefetch is a hint that never
+            // faults, whatever the address (wrapping_add does not dereference).
+            unsafe { _mm_prefetch(p.wrapping_add(off), _MM_HINT_T0) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
+/// The key of `y` for cells starting at `lo`, `scale` cells per unit: its cell (high 16
+/// bits) and its position inside the cell (low 16), monotone in `y`. The position
+/// `t = (y − lo)·scale`, clamped to `[0, CELLS)`, is; its truncation to a cell is; and so is
+/// `(t − cell)·65,536` truncated (`t − cell` is exact and below 1). So a smaller key means a
+/// smaller `y`, and an equal key decides nothing (below the first cell and past the last
+/// everything shares one key; a zero scale, or a NaN from ∞ × 0, maps to key 0).
+#[inline(always)]
+fn key(lo: f64, scale: f64, y: f64) -> u32 {
+    // The largest f64 below CELLS.
+    const TOP: f64 = CELLS as f64 * (1.0 - f64::EPSILON / 2.0);
+    let t = (y - lo) * scale;
+    // Compare-and-select (NaN fails the compare and becomes 0): two vector instructions.
+    let t = if t > 0.0 { t } else { 0.0 };
+    let t = if t < TOP { t } else { TOP };
+    // SAFETY: t is finite and in [0, CELLS), so both conversions are in range of i32.
+    let c = unsafe { t.to_int_unchecked::<i32>() };
+    let within = unsafe { ((t - c as f64) * 65536.0).to_int_unchecked::<i32>() };
+    ((c << 16) | within) as u32
+}
+
 /// Reusable buffers of the kernel (one per drift check, not per column).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     vals: Vec<f64>,
     buckets: Vec<u16>,
+    vkeys: Vec<u32>,
     hist: Vec<u32>,
-    cum: Vec<f64>,
+    cum: Vec<u32>,
     bound: Vec<f64>,
     group: Vec<f64>,
 }
@@ -181,27 +271,30 @@ fn column_stats_body(q: &[f64], ix: &QuantileIndex, col: &[f64], s: &mut Scratch
         return ColumnStats { d: 0.0, n, psi_counts: None };
     }
     let (m, k) = (n as f64, (nq - 1) as f64);
-    // Values below each bucket, as exact f64 integers (cum[b]; cum[nq + 1] = n).
+    // Values below each bucket (cum[b]; cum[nq + 1] = n).
     s.cum.clear();
-    s.cum.resize(nq + 2, 0.0);
+    s.cum.resize(nq + 2, 0);
     let mut c = 0u32;
     for (slot, &h) in s.cum.iter_mut().zip(&s.hist) {
-        *slot = c as f64;
+        *slot = c;
         c += h;
     }
-    s.cum[nq + 1] = c as f64;
+    s.cum[nq + 1] = c;
     // Each occupied bucket's bound on its candidates, scaled by m·K (exact integers):
     // max(hi·K − fmin·m, fmax·m − lo·K) with F ∈ [fmin/K, fmax/K] in the bucket.
     s.bound.clear();
     s.bound.resize(nq + 1, f64::NEG_INFINITY);
     let (cum, bound) = (&s.cum[..], &mut s.bound[..]);
     for b in 1..nq {
-        let (lo, hi, bf) = (cum[b], cum[b + 1], b as f64);
-        let u = (hi * k - (bf - 1.0) * m).max(bf * m - lo * k);
+        // i32 → f64 and compare-and-select vectorise; usize → f64 and f64::max do not (the
+        // counts are below 2³¹: they are u16 buckets' values of one column).
+        let (lo, hi, bf) = (cum[b] as i32 as f64, cum[b + 1] as i32 as f64, b as i32 as f64);
+        let (x, y) = (hi * k - (bf - 1.0) * m, bf * m - lo * k);
+        let u = if x > y { x } else { y };
         bound[b] = if hi > lo { u } else { f64::NEG_INFINITY };
     }
     for (b, f) in [(0, 0.0), (nq, k)] {
-        let (lo, hi) = (cum[b], cum[b + 1]);
+        let (lo, hi) = (cum[b] as f64, cum[b + 1] as f64);
         let u = (hi * k - f * m).max(f * m - lo * k);
         bound[b] = if hi > lo { u } else { f64::NEG_INFINITY };
     }
@@ -253,7 +346,10 @@ fn argmax(v: &[f64]) -> usize {
         }
     }
     let best = tail.iter().chain(&acc).fold(f64::NEG_INFINITY, |a, &u| if u > a { u } else { a });
-    v.iter().position(|&u| u == best).unwrap_or(0)
+    // Eight at a time to the chunk holding it (a vector compare per chunk, not a branch per
+    // element), then the position inside it.
+    let chunk = v.chunks(8).position(|c| c.iter().fold(false, |any, &u| any | (u == best))).unwrap_or(0);
+    chunk * 8 + v[chunk * 8..].iter().position(|&u| u == best).unwrap_or(0)
 }
 
 /// The largest of `d` and the merge walk's candidates for the values in bucket `b` (whose
@@ -261,7 +357,14 @@ fn argmax(v: &[f64]) -> usize {
 fn bucket_candidates(q: &[f64], b: usize, lo: usize, m: f64, s: &mut Scratch, mut d: f64) -> f64 {
     let group = &mut s.group;
     group.clear();
-    group.extend(s.vals.iter().zip(&s.buckets).filter(|(_, bb)| **bb as usize == b).map(|(v, _)| *v));
+    // Sixteen bucket numbers per test (one vector compare; a bucket holds a value or two of
+    // hundreds), then the matches inside the chunks that have any.
+    let b16 = b as u16;
+    for (vals, buckets) in s.vals.chunks(16).zip(s.buckets.chunks(16)) {
+        if buckets.iter().fold(false, |any, &x| any | (x == b16)) {
+            group.extend(vals.iter().zip(buckets).filter(|(_, x)| **x == b16).map(|(v, _)| *v));
+        }
+    }
     group.sort_unstable_by(f64::total_cmp);
     let mut i = 0;
     while i < group.len() {
@@ -338,5 +441,42 @@ impl PartialEq for IndexSlot {
 impl std::fmt::Debug for IndexSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.get().is_some() { "IndexSlot(built)" } else { "IndexSlot(empty)" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    #[test]
+    fn keys_never_order_values_the_wrong_way() {
+        let mut rng = Rng::new(41);
+        let quantiles: Vec<f64> = {
+            let mut v: Vec<f64> = (0..1001).map(|_| rng.normal()).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let ix = QuantileIndex::build(&quantiles, &[]).unwrap();
+        // Neighbours one ulp apart, values far outside the central range and cell edges.
+        let mut xs: Vec<f64> = (0..20_000).map(|_| 3.0 * rng.normal()).collect();
+        xs.extend(quantiles.iter().flat_map(|&q| [q, q.next_down(), q.next_up()]));
+        xs.extend((0..=CELLS).map(|c| ix.lo + c as f64 / ix.scale));
+        xs.extend([-1e300, -1e9, 1e9, 1e300, f64::MIN, f64::MAX, 0.0, -0.0]);
+        xs.sort_by(f64::total_cmp);
+        for w in xs.windows(2) {
+            assert!(
+                ix.key(w[0]) <= ix.key(w[1]),
+                "{} ≤ {} but key {:#x} > {:#x}",
+                w[0],
+                w[1],
+                ix.key(w[0]),
+                ix.key(w[1])
+            );
+        }
+        assert!(ix.keys[..quantiles.len()].iter().all(|&k| k < u32::MAX), "pads are above every key");
+        // A zero-width range puts everything in one cell with one key: ties, decided exactly.
+        let flat = QuantileIndex::build(&[2.0; 5], &[]).unwrap();
+        assert_eq!(flat.key(-7.0), flat.key(9.0));
     }
 }
