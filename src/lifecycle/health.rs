@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Policy;
 use crate::error::{Error, Result};
 use crate::lifecycle::drift::quantile_sorted;
-use crate::validation::metrics::{expected_calibration_error, pearson, ranks_in_order};
+use crate::validation::metrics::{expected_calibration_error, pearson};
 
 /// One live prediction and, once known, its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -351,6 +351,7 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
     let (mut score, mut out, mut day_start) = (Vec::new(), Vec::new(), Vec::new());
     let (mut score_order, mut out_order) = (SlidingOrder::default(), SlidingOrder::default());
     let mut rolling_ic = Vec::new();
+    let (mut score_ranks, mut out_ranks) = (Vec::new(), Vec::new());
     for i in 0..day_list.len() {
         let first = score.len();
         day_start.push(first);
@@ -362,8 +363,9 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
         let start = day_start[(i + 1).saturating_sub(w)];
         score_order.slide(start, first, &score[first..]);
         out_order.slide(start, first, &out[first..]);
-        let ranks = |x: &[f64], o: &SlidingOrder| ranks_in_order(&x[start..], &o.positions(start));
-        if let Ok(ic) = pearson(&ranks(&score, &score_order), &ranks(&out, &out_order))
+        score_order.ranks(start, &mut score_ranks);
+        out_order.ranks(start, &mut out_ranks);
+        if let Ok(ic) = pearson(&score_ranks, &out_ranks)
             && ic.is_finite()
         {
             let first = day.first().expect("a day holds records");
@@ -440,33 +442,57 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
 struct SlidingOrder {
     order: Vec<(u64, usize)>,
     merged: Vec<(u64, usize)>,
+    /// The first row kept.
+    start: usize,
 }
 
 impl SlidingOrder {
-    /// Drop the rows before `start`; merge in `values`, rows `first..` (after every kept row).
+    /// Drop the rows before `start` (which never moves back); merge in `values`, rows
+    /// `first..` (after every kept row).
     fn slide(&mut self, start: usize, first: usize, values: &[f64]) {
-        self.order.retain(|&(_, r)| r >= start);
-        let day = crate::sortkey::sorted_positions(values, first);
-        let (a, b, out) = (&self.order, &day, &mut self.merged);
-        out.clear();
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            if b[j] < a[i] {
-                out.push(b[j]);
-                j += 1;
-            } else {
-                out.push(a[i]);
-                i += 1;
-            }
+        if start > self.start {
+            self.order.retain(|&(_, r)| r >= start);
+            self.start = start;
         }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
+        let day = crate::sortkey::sorted_positions(values, first);
+        // A new row comes after every kept one, so among equal keys the kept rows go first:
+        // each new pair goes after the kept pairs whose keys are ≤ its own. A day is a handful
+        // of rows against a window of hundreds: binary searches and block copies, not a
+        // merge comparing every pair.
+        let (kept, out) = (&self.order, &mut self.merged);
+        out.clear();
+        out.reserve(kept.len() + day.len());
+        let mut from = 0;
+        for &p in &day {
+            let at = from + kept[from..].partition_point(|&(k, _)| k <= p.0);
+            out.extend_from_slice(&kept[from..at]);
+            out.push(p);
+            from = at;
+        }
+        out.extend_from_slice(&kept[from..]);
         std::mem::swap(&mut self.order, &mut self.merged);
     }
 
-    /// Window positions (row − `start`) in ascending order.
-    fn positions(&self, start: usize) -> Vec<usize> {
-        self.order.iter().map(|&(_, r)| r - start).collect()
+    /// Average ranks of the window's rows into `out` (by row − `start`), ties (equal values)
+    /// sharing their average: what `ranks_in_order` gives, read straight off the order.
+    fn ranks(&self, start: usize, out: &mut Vec<f64>) {
+        let o = &self.order;
+        out.clear();
+        out.resize(o.len(), 0.0);
+        let value = |i: usize| crate::sortkey::value(o[i].0);
+        let mut i = 0;
+        while i < o.len() {
+            let x = value(i);
+            let mut j = i;
+            while j + 1 < o.len() && value(j + 1) == x {
+                j += 1;
+            }
+            let r = (i + j) as f64 / 2.0 + 1.0;
+            for &(_, row) in &o[i..=j] {
+                out[row - start] = r;
+            }
+            i = j + 1;
+        }
     }
 }
 
@@ -585,7 +611,7 @@ mod tests {
 
     #[test]
     fn sliding_window_ranks_equal_spearman_of_each_window() {
-        use crate::validation::metrics::spearman;
+        use crate::validation::metrics::{average_ranks, spearman};
         let mut rng = crate::rng::Rng::new(5);
         for case in 0..30 {
             // Scores with heavy ties (direction × probability, ±0), rounded or continuous.
@@ -608,10 +634,11 @@ mod tests {
                 let start = starts[(i + 1).saturating_sub(w)];
                 so.slide(start, first, &xs[first..]);
                 oo.slide(start, first, &ys[first..]);
-                let fast = pearson(
-                    &ranks_in_order(&xs[start..], &so.positions(start)),
-                    &ranks_in_order(&ys[start..], &oo.positions(start)),
-                );
+                let (mut rx, mut ry) = (Vec::new(), Vec::new());
+                so.ranks(start, &mut rx);
+                oo.ranks(start, &mut ry);
+                assert_eq!(rx, average_ranks(&xs[start..]), "case {case}, day {i}");
+                let fast = pearson(&rx, &ry);
                 match (fast, spearman(&xs[start..], &ys[start..])) {
                     (Ok(a), Ok(b)) => assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{a} vs {b}"),
                     (Err(_), Err(_)) => {}

@@ -191,12 +191,12 @@ impl QuantileIndex {
 pub(crate) fn prefetch<T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
         let p: *const i8 = data.as_ptr().cast();
         for off in (0..std::mem::size_of_val(data)).step_by(64) {
             // SAFETY: SSE is part of the x86_64 baseline; a prefetch is a hint that never
             // faults, whatever the address (wrapping_add does not dereference).
-            unsafe { _mm_prefetch(p.wrapping_add(off), _MM_HINT_T0) };
+            unsafe { _mm_prefetch(p.wrapping_add(off), _MM_HINT_T1) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -199,7 +199,7 @@ pub fn average_ranks(x: &[f64]) -> Vec<f64> {
 
 /// [`average_ranks`] of `x` given `idx`, the positions of `x` in ascending (`total_cmp` key,
 /// position) order.
-pub(crate) fn ranks_in_order(x: &[f64], idx: &[usize]) -> Vec<f64> {
+fn ranks_in_order(x: &[f64], idx: &[usize]) -> Vec<f64> {
     let mut ranks = vec![0.0; x.len()];
     let mut i = 0;
     while i < idx.len() {
