@@ -272,7 +272,7 @@ fn column_stats_body(q: &[f64], ix: &QuantileIndex, col: &[f64], s: &mut Scratch
     }
     let (m, k) = (n as f64, (nq - 1) as f64);
     // Values below each bucket (cum[b]; cum[nq + 1] = n).
-    s.cum.clear();
+    // Every entry of cum and bound is written below: sized, not cleared (no fill to redo).
     s.cum.resize(nq + 2, 0);
     let mut c = 0u32;
     for (slot, &h) in s.cum.iter_mut().zip(&s.hist) {
@@ -282,7 +282,6 @@ fn column_stats_body(q: &[f64], ix: &QuantileIndex, col: &[f64], s: &mut Scratch
     s.cum[nq + 1] = c;
     // Each occupied bucket's bound on its candidates, scaled by m·K (exact integers):
     // max(hi·K − fmin·m, fmax·m − lo·K) with F ∈ [fmin/K, fmax/K] in the bucket.
-    s.bound.clear();
     s.bound.resize(nq + 1, f64::NEG_INFINITY);
     let (cum, bound) = (&s.cum[..], &mut s.bound[..]);
     for b in 1..nq {
