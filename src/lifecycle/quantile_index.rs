@@ -300,12 +300,12 @@ fn column_stats_body(q: &[f64], ix: &QuantileIndex, col: &[f64], s: &mut Scratch
     let first = argmax(bound);
     let mut d = bucket_candidates(q, first, cum[first] as usize, m, s, 0.0);
     // Then every bucket whose bound can still beat d, eight bounds per test (most chunks
-    // hold none: one vector compare instead of eight branches).
+    // hold none: the chunk's maximum, a vector reduction, instead of eight branches).
     let mut threshold = (d - SLACK) * m * k;
     const CHUNK: usize = 8;
     for c in 0..s.bound.len().div_ceil(CHUNK) {
         let range = c * CHUNK..((c + 1) * CHUNK).min(s.bound.len());
-        if !s.bound[range.clone()].iter().fold(false, |any, &u| any | (u > threshold)) {
+        if max_of(&s.bound[range.clone()]) <= threshold {
             continue;
         }
         for b in range {
@@ -344,11 +344,17 @@ fn argmax(v: &[f64]) -> usize {
             *a = if u > *a { u } else { *a };
         }
     }
-    let best = tail.iter().chain(&acc).fold(f64::NEG_INFINITY, |a, &u| if u > a { u } else { a });
-    // Eight at a time to the chunk holding it (a vector compare per chunk, not a branch per
+    let best = max_of(tail).max(max_of(&acc));
+    // Eight at a time to the chunk holding it (a vector reduction per chunk, not a branch per
     // element), then the position inside it.
-    let chunk = v.chunks(8).position(|c| c.iter().fold(false, |any, &u| any | (u == best))).unwrap_or(0);
+    let chunk = v.chunks(8).position(|c| max_of(c) == best).unwrap_or(0);
     chunk * 8 + v[chunk * 8..].iter().position(|&u| u == best).unwrap_or(0)
+}
+
+/// The largest of `v` (−∞ when empty; no NaN), by compare-and-select, which vectorises.
+#[inline(always)]
+fn max_of(v: &[f64]) -> f64 {
+    v.iter().fold(f64::NEG_INFINITY, |a, &u| if u > a { u } else { a })
 }
 
 /// The largest of `d` and the merge walk's candidates for the values in bucket `b` (whose
