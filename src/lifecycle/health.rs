@@ -347,7 +347,8 @@ pub fn assess(model: &str, records: &[&PredictionRecord], policy: &Policy) -> He
     let day_list: Vec<(&i64, &Vec<&PredictionRecord>)> = days.iter().collect();
     let w = policy.health_ic_window_days.max(1);
     // Windows slide by whole days: each keeps its rows' order by dropping the day that left
-    // and merging the day that came, instead of sorting every window again.
+    // and placing the day that came, instead of sorting every window again; the ranks are
+    // read off that order into buffers reused for every window.
     let (mut score, mut out, mut day_start) = (Vec::new(), Vec::new(), Vec::new());
     let (mut score_order, mut out_order) = (SlidingOrder::default(), SlidingOrder::default());
     let mut rolling_ic = Vec::new();

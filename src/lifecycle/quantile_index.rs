@@ -1,9 +1,9 @@
 //! The drift kernel's fast path: a lookup index over one reference's quantiles, and the KS
 //! statistic and PSI of a recent column computed through it without sorting the column.
 //!
-//! The index cuts the central 98 % of the quantile range into [`CELLS`] equal cells and keeps,
+//! The index cuts a range of the quantiles (see below) into [`CELLS`] equal cells and keeps,
 //! per cell, how many quantiles lie in earlier cells. Because the cell of a value is a monotone
-//! function of it (subtract, multiply by a positive scale, truncate, clamp: each monotone in
+//! function of it (subtract, multiply by a positive scale, clamp, truncate: each monotone in
 //! IEEE arithmetic), every quantile in an earlier cell is below the value and every quantile
 //! in a later cell above it, so the count of quantiles ≤ the value (its *bucket*) needs only
 //! the few quantiles inside its own cell: eight compared in one vector instruction, a binary
@@ -19,8 +19,8 @@
 //! bounded by integers: with `lo`/`hi` the recent values below/through the bucket, F within
 //! `[(b−1)/K, b/K]` there (K = quantiles − 1) and G within `[lo/m, hi/m]`. So the kernel
 //! histograms the buckets, computes every bucket's bound, evaluates exactly only the buckets
-//! whose bound can still beat the largest candidate found (about a quarter of the occupied
-//! buckets for a 480-value window), with the walk's own expressions: the result is
+//! whose bound can still beat the largest candidate found (one or two for a 480-value window
+//! against 1,001 quantiles), with the walk's own expressions: the result is
 //! bit-identical to sorting and walking. PSI comes from the same histogram when the PSI edges
 //! are themselves quantiles (as the default 10 bins over 1,001 quantiles are).
 
@@ -286,7 +286,7 @@ fn column_stats_body(q: &[f64], ix: &QuantileIndex, col: &[f64], s: &mut Scratch
     let (cum, bound) = (&s.cum[..], &mut s.bound[..]);
     for b in 1..nq {
         // i32 → f64 and compare-and-select vectorise; usize → f64 and f64::max do not (the
-        // counts are below 2³¹: they are u16 buckets' values of one column).
+        // counts are of one column's values: below 2³¹, see MAX_VALUES).
         let (lo, hi, bf) = (cum[b] as i32 as f64, cum[b + 1] as i32 as f64, b as i32 as f64);
         let (x, y) = (hi * k - (bf - 1.0) * m, bf * m - lo * k);
         let u = if x > y { x } else { y };
