@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Policy;
 use crate::error::{Error, Result};
 use crate::lifecycle::drift::quantile_sorted;
-use crate::validation::metrics::{expected_calibration_error, pearson};
+use crate::validation::metrics::{expected_calibration_error, pearson, ranks_of_order};
 
 /// One live prediction and, once known, its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -474,26 +474,10 @@ impl SlidingOrder {
         std::mem::swap(&mut self.order, &mut self.merged);
     }
 
-    /// Average ranks of the window's rows into `out` (by row − `start`), ties (equal values)
-    /// sharing their average: what `ranks_in_order` gives, read straight off the order.
+    /// Average ranks of the window's rows into `out` (by row − `start`), read straight off
+    /// the order.
     fn ranks(&self, start: usize, out: &mut Vec<f64>) {
-        let o = &self.order;
-        out.clear();
-        out.resize(o.len(), 0.0);
-        let value = |i: usize| crate::sortkey::value(o[i].0);
-        let mut i = 0;
-        while i < o.len() {
-            let x = value(i);
-            let mut j = i;
-            while j + 1 < o.len() && value(j + 1) == x {
-                j += 1;
-            }
-            let r = (i + j) as f64 / 2.0 + 1.0;
-            for &(_, row) in &o[i..=j] {
-                out[row - start] = r;
-            }
-            i = j + 1;
-        }
+        ranks_of_order(&self.order, start, out);
     }
 }
 

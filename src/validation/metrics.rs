@@ -193,27 +193,31 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Result<f64> {
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     // Sort (key, index) pairs whose integer key orders like `total_cmp`: no indirect loads
     // in the comparisons, and the index makes the order the stable one.
-    let idx: Vec<usize> = crate::sortkey::sorted_positions(x, 0).into_iter().map(|(_, i)| i).collect();
-    ranks_in_order(x, &idx)
+    let mut ranks = Vec::new();
+    ranks_of_order(&crate::sortkey::sorted_positions(x, 0), 0, &mut ranks);
+    ranks
 }
 
-/// [`average_ranks`] of `x` given `idx`, the positions of `x` in ascending (`total_cmp` key,
-/// position) order.
-fn ranks_in_order(x: &[f64], idx: &[usize]) -> Vec<f64> {
-    let mut ranks = vec![0.0; x.len()];
+/// [`average_ranks`] read off `order`, the ascending (`total_cmp` key, position) pairs of the
+/// values at positions `first..first + order.len()`, into `out` (by position − `first`):
+/// equal values (by `==`, so ±0 tie) share their average rank.
+pub(crate) fn ranks_of_order(order: &[(u64, usize)], first: usize, out: &mut Vec<f64>) {
+    out.clear();
+    out.resize(order.len(), 0.0);
+    let value = |i: usize| crate::sortkey::value(order[i].0);
     let mut i = 0;
-    while i < idx.len() {
+    while i < order.len() {
+        let x = value(i);
         let mut j = i;
-        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+        while j + 1 < order.len() && value(j + 1) == x {
             j += 1;
         }
         let r = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &idx[i..=j] {
-            ranks[k] = r;
+        for &(_, pos) in &order[i..=j] {
+            out[pos - first] = r;
         }
         i = j + 1;
     }
-    ranks
 }
 
 /// Spearman rank correlation (Pearson on average ranks).
