@@ -41,19 +41,50 @@ pub(crate) fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a
 /// Inverted dropout of `x` with drop probability `p`; the mask is a function of `seed` and
 /// the element index, so the same seed drops the same elements.
 pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
-    let threshold = (p * 65536.0).ceil() as u32;
-    x.contiguous()?.apply_op1(Dropout { seed: mix(seed ^ 0xD0D0_D0D0), threshold, keep: (1.0 / (1.0 - p)) as f32 })
+    x.contiguous()?.apply_op1(Dropout(Mask::new(p, seed)))
+}
+
+/// An inverted-dropout mask over the elements of a tensor in row-major order: element `i` is
+/// dropped when its 16 bits of a hash of (seed, ⌊i/4⌋) fall below `⌈p·2¹⁶⌉`, else scaled by
+/// `1 / (1 − p)`. A function of the index, so any op can apply it to any slice of a tensor
+/// and its backward can recompute it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mask {
+    seed: u64,
+    /// An element is dropped when its 16-bit hash is below this.
+    threshold: u32,
+    /// Scale of kept elements.
+    keep: f32,
+}
+
+impl Mask {
+    /// The mask of drop probability `p` for `seed`.
+    pub(crate) fn new(p: f64, seed: u64) -> Self {
+        Mask { seed: mix(seed ^ 0xD0D0_D0D0), threshold: (p * 65536.0).ceil() as u32, keep: (1.0 / (1.0 - p)) as f32 }
+    }
+
+    /// Multiply `v`, elements `start..start + v.len()` of the masked tensor, by the mask.
+    #[inline(always)]
+    pub(crate) fn apply(&self, start: usize, v: &mut [f32]) {
+        // One 64-bit hash per four elements, 16 bits each: element i gets bits 16·(i mod 4)
+        // of hash ⌊i/4⌋, wherever the slice starts.
+        let mut i = 0;
+        while i < v.len() {
+            let idx = start + i;
+            let h = mix(self.seed.wrapping_add(((idx / 4) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            for lane in idx % 4..4 {
+                let Some(x) = v.get_mut(i) else { break };
+                let bits = ((h >> (16 * lane)) & 0xFFFF) as u32;
+                *x = if bits < self.threshold { 0.0 } else { *x * self.keep };
+                i += 1;
+            }
+        }
+    }
 }
 
 /// See [`dropout`].
 #[derive(Clone, Copy)]
-struct Dropout {
-    seed: u64,
-    /// An element is dropped when its 16-bit hash is below this (`⌈p·2¹⁶⌉`).
-    threshold: u32,
-    /// Scale of kept elements, `1 / (1 − p)`.
-    keep: f32,
-}
+struct Dropout(Mask);
 
 impl CustomOp1 for Dropout {
     fn name(&self) -> &'static str {
@@ -64,16 +95,8 @@ impl CustomOp1 for Dropout {
         let x = slice(s, l, "dropout input")?;
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (o, x))| {
-            // One 64-bit hash per four elements, 16 bits each (CHUNK is a multiple of 4, so
-            // element i always gets bits 16·(i mod 4) of hash ⌊i/4⌋).
-            let base = (c * CHUNK / 4) as u64;
-            for (j, (o, x)) in o.chunks_mut(4).zip(x.chunks(4)).enumerate() {
-                let h = mix(self.seed.wrapping_add((base + j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-                for (k, (o, &x)) in o.iter_mut().zip(x).enumerate() {
-                    let bits = ((h >> (16 * k)) & 0xFFFF) as u32;
-                    *o = if bits < self.threshold { 0.0 } else { x * self.keep };
-                }
-            }
+            o.copy_from_slice(x);
+            self.0.apply(c * CHUNK, o);
         });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -105,11 +128,18 @@ pub fn erf_approx(x: f32) -> f32 {
 
 /// `gelu(h + bias)` (the exact, erf form) over the last dimension of `h` (`[rows, cols]`).
 pub fn bias_gelu(h: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    h.contiguous()?.apply_op2(&bias.contiguous()?, BiasGelu)
+    h.contiguous()?.apply_op2(&bias.contiguous()?, BiasGelu(None))
 }
 
-/// See [`bias_gelu`].
-struct BiasGelu;
+/// `dropout(gelu(h + bias), p)` with the mask of [`dropout`]`(…, p, seed)`, in the same pass
+/// (forward and backward): the feed-forward's widest activation is written once instead of
+/// three times.
+pub fn bias_gelu_dropout(h: &Tensor, bias: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
+    h.contiguous()?.apply_op2(&bias.contiguous()?, BiasGelu(Some(Mask::new(p, seed))))
+}
+
+/// See [`bias_gelu`] and [`bias_gelu_dropout`].
+struct BiasGelu(Option<Mask>);
 
 /// GELU and its derivative at `x`.
 #[inline(always)]
@@ -140,7 +170,7 @@ impl CustomOp2 for BiasGelu {
         let mut out = vec![0f32; h.len()];
         if let Some(per) = CHUNK.checked_div(cols) {
             let per = per.max(1) * cols;
-            out.par_chunks_mut(per).zip(h.par_chunks(per)).for_each(|(o, h)| {
+            out.par_chunks_mut(per).zip(h.par_chunks(per)).enumerate().for_each(|(c, (o, h))| {
                 wide(
                     #[inline(always)]
                     || {
@@ -150,7 +180,10 @@ impl CustomOp2 for BiasGelu {
                             }
                         }
                     },
-                )
+                );
+                if let Some(m) = &self.0 {
+                    m.apply(c * per, o);
+                }
             });
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -158,14 +191,15 @@ impl CustomOp2 for BiasGelu {
 
     fn bwd(&self, h: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let rows = h.elem_count() / b.elem_count().max(1);
-        let g = h.apply_op3_no_bwd(b, &grad.contiguous()?, &BiasGeluBwd)?;
+        let g = h.apply_op3_no_bwd(b, &grad.contiguous()?, &BiasGeluBwd(self.0))?;
         let dh = g.narrow(0, 0, rows)?.reshape(h.shape())?;
         Ok((Some(dh), Some(g.narrow(0, rows, 1)?.reshape(b.shape())?)))
     }
 }
 
-/// Backward of [`BiasGelu`]: output `[rows + 1, cols]`, the input's gradient then the bias's.
-struct BiasGeluBwd;
+/// Backward of [`BiasGelu`] (with its mask, if any): output `[rows + 1, cols]`, the input's
+/// gradient then the bias's.
+struct BiasGeluBwd(Option<Mask>);
 
 impl CustomOp3 for BiasGeluBwd {
     fn name(&self) -> &'static str {
@@ -187,6 +221,7 @@ impl CustomOp3 for BiasGeluBwd {
             "GELU",
             h,
             g,
+            self.0.as_ref(),
             rows,
             cols,
             #[inline(always)]
@@ -219,6 +254,7 @@ impl CustomOp2 for ReluBwd {
             "ReLU",
             y,
             g,
+            None,
             rows,
             cols,
             #[inline(always)]
@@ -228,13 +264,15 @@ impl CustomOp2 for ReluBwd {
 }
 
 /// `[rows + 1, cols]`: the element-wise gradient `f(x, column, g)` of a `[rows, cols]` layer
-/// input `x` from its output gradient `g`, then that gradient's column sums (a bias's
-/// gradient; partial sums over fixed row chunks added in order). `what` names the layer in
-/// the error when `g` and `x` differ in length.
+/// input `x` from its output gradient `g` (first multiplied by the layer's dropout `mask`,
+/// when it has one), then that gradient's column sums (a bias's gradient; partial sums over
+/// fixed row chunks added in order). `what` names the layer in the error when `g` and `x`
+/// differ in length.
 fn gradient_and_column_sums(
     what: &str,
     x: &[f32],
     g: &[f32],
+    mask: Option<&Mask>,
     rows: usize,
     cols: usize,
     f: impl Fn(f32, usize, f32) -> f32 + Sync,
@@ -250,7 +288,20 @@ fn gradient_and_column_sums(
     let partial: Vec<Vec<f32>> = dx
         .par_chunks_mut(ROWS * cols)
         .zip(x.par_chunks(ROWS * cols).zip(g.par_chunks(ROWS * cols)))
-        .map(|(o, (x, g))| {
+        .enumerate()
+        .map(|(chunk, (o, (x, g)))| {
+            let masked;
+            let g = match mask {
+                Some(m) => {
+                    masked = {
+                        let mut v = g.to_vec();
+                        m.apply(chunk * ROWS * cols, &mut v);
+                        v
+                    };
+                    &masked[..]
+                }
+                None => g,
+            };
             let mut sums = vec![0f32; cols];
             wide(
                 #[inline(always)]
@@ -310,18 +361,51 @@ fn add_in_order(partial: &[Vec<f32>], dst: &mut [f32]) {
 /// mean and biased variance per column (for the running averages).
 pub fn batch_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
     // The op keeps its own statistics for its backward pass; this call reads them back.
-    let stats = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+    let stats = Arc::new(Mutex::new(BnStats::default()));
     let op = BatchNorm { eps, stats: stats.clone() };
     let y = x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
-    let (mean, var) = stats.lock().expect("BatchNorm statistics lock").clone();
-    Ok((y, mean, var))
+    let s = stats.lock().expect("BatchNorm statistics lock");
+    Ok((y, s.mean.clone(), s.var.clone()))
+}
+
+/// Training-mode BatchNorm of a residual sum, `batch_norm(x + dropout(a, p, seed))` (no
+/// dropout for `None`), as one op: the sum is never a graph node, so neither it nor the
+/// dropped branch gets its own buffer forward or its own zero-filled gradient buffer and
+/// addition backward. Same mask as [`dropout`] with that seed; same results as the three ops
+/// up to rounding.
+pub fn residual_batch_norm(
+    x: &Tensor,
+    a: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    dropout: Option<(f64, u64)>,
+) -> Result<(Tensor, Vec<f32>, Vec<f32>)> {
+    if x.shape() != a.shape() {
+        candle_core::bail!("fused op: residual BatchNorm of {:?} and {:?}", x.shape(), a.shape());
+    }
+    let stats = Arc::new(Mutex::new(BnStats::default()));
+    let op = ResidualBatchNorm { eps, mask: dropout.map(|(p, seed)| Mask::new(p, seed)), stats: stats.clone() };
+    let wb = Tensor::cat(&[weight, bias], 0)?;
+    let y = x.contiguous()?.apply_op3(&a.contiguous()?, &wb, op)?;
+    let s = stats.lock().expect("BatchNorm statistics lock");
+    Ok((y, s.mean.clone(), s.var.clone()))
+}
+
+/// What a BatchNorm forward pass leaves for its backward: the batch mean and biased variance
+/// per column, and (for the residual op) the normalised input.
+#[derive(Default)]
+struct BnStats {
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    input: Arc<Vec<f32>>,
 }
 
 /// See [`batch_norm`].
 struct BatchNorm {
     eps: f64,
-    /// Batch mean and biased variance, set by the forward pass.
-    stats: Arc<Mutex<(Vec<f32>, Vec<f32>)>>,
+    /// Set by the forward pass.
+    stats: Arc<Mutex<BnStats>>,
 }
 
 /// Per-column sums over fixed row chunks of `f(row)` written into `k` accumulators per column.
@@ -352,6 +436,71 @@ pub(crate) fn column_sums<const K: usize>(
     total
 }
 
+/// BatchNorm forward over `x` (`[rows, cols]`, rows > 0): (output, mean, biased variance).
+fn bn_forward(x: &[f32], w: &[f32], b: &[f32], eps: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let cols = w.len();
+    // Shifted sums (by the first row) keep the variance accurate when the mean is large.
+    let shift = &x[..cols];
+    let sums = column_sums::<2>(x, cols, |r, acc| {
+        for ((a, &v), &s) in acc.iter_mut().zip(&x[r * cols..(r + 1) * cols]).zip(shift) {
+            let d = (v - s) as f64;
+            a[0] += d;
+            a[1] += d * d;
+        }
+    });
+    let n = (x.len() / cols) as f64;
+    let mean: Vec<f32> = sums.iter().zip(shift).map(|(a, &s)| (s as f64 + a[0] / n) as f32).collect();
+    let var: Vec<f32> = sums.iter().map(|a| ((a[1] - a[0] * a[0] / n) / n).max(0.0) as f32).collect();
+    let scale: Vec<f32> = var.iter().zip(w).map(|(&v, &w)| w / ((v as f64 + eps).sqrt() as f32)).collect();
+    let mut out = vec![0f32; x.len()];
+    let per = (CHUNK / cols).max(1) * cols;
+    out.par_chunks_mut(per).zip(x.par_chunks(per)).for_each(|(o, x)| {
+        for (o, x) in o.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
+            for c in 0..cols {
+                o[c] = (x[c] - mean[c]) * scale[c] + b[c];
+            }
+        }
+    });
+    (out, mean, var)
+}
+
+/// BatchNorm backward: from the forward's input `x` (`[rows, cols]`), weight, statistics and
+/// the output gradient `g`, the input's gradient into `dx` and the weight's and bias's into
+/// `tail` (`[2, cols]`).
+#[allow(clippy::too_many_arguments)]
+fn bn_backward(x: &[f32], w: &[f32], g: &[f32], mean: &[f32], var: &[f32], eps: f64, dx: &mut [f32], tail: &mut [f32]) {
+    let cols = w.len();
+    let rows = x.len() / cols;
+    let inv: Vec<f32> = var.iter().map(|&v| 1.0 / ((v as f64 + eps).sqrt() as f32)).collect();
+    // Σ g and Σ g·x̂ per column.
+    let sums = column_sums::<2>(x, cols, |r, acc| {
+        let (xr, gr) = (&x[r * cols..(r + 1) * cols], &g[r * cols..(r + 1) * cols]);
+        for c in 0..cols {
+            let xhat = (xr[c] - mean[c]) * inv[c];
+            acc[c][0] += gr[c] as f64;
+            acc[c][1] += (gr[c] * xhat) as f64;
+        }
+    });
+    let n = rows as f32;
+    let sg: Vec<f32> = sums.iter().map(|a| a[0] as f32 / n).collect();
+    let sgx: Vec<f32> = sums.iter().map(|a| a[1] as f32 / n).collect();
+    let k: Vec<f32> = w.iter().zip(&inv).map(|(w, i)| w * i).collect();
+    let per = (CHUNK / cols).max(1) * cols;
+    dx.par_chunks_mut(per).zip(x.par_chunks(per).zip(g.par_chunks(per))).for_each(|(o, (x, g))| {
+        for ((o, x), g) in o.chunks_exact_mut(cols).zip(x.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
+            for c in 0..cols {
+                let xhat = (x[c] - mean[c]) * inv[c];
+                // dx = w/σ · (g − mean(g) − x̂·mean(g·x̂))
+                o[c] = k[c] * (g[c] - sg[c] - xhat * sgx[c]);
+            }
+        }
+    });
+    for c in 0..cols {
+        tail[c] = sums[c][1] as f32;
+        tail[cols + c] = sums[c][0] as f32;
+    }
+}
+
 impl CustomOp3 for BatchNorm {
     fn name(&self) -> &'static str {
         "retrain-batch-norm"
@@ -372,29 +521,9 @@ impl CustomOp3 for BatchNorm {
         if b.len() != cols || rows == 0 {
             candle_core::bail!("fused op: BatchNorm needs rows and a bias of {cols}");
         }
-        // Shifted sums (by the first row) keep the variance accurate when the mean is large.
-        let shift = &x[..cols];
-        let sums = column_sums::<2>(x, cols, |r, acc| {
-            for ((a, &v), &s) in acc.iter_mut().zip(&x[r * cols..(r + 1) * cols]).zip(shift) {
-                let d = (v - s) as f64;
-                a[0] += d;
-                a[1] += d * d;
-            }
-        });
-        let n = rows as f64;
-        let mean: Vec<f32> = sums.iter().zip(shift).map(|(a, &s)| (s as f64 + a[0] / n) as f32).collect();
-        let var: Vec<f32> = sums.iter().map(|a| ((a[1] - a[0] * a[0] / n) / n).max(0.0) as f32).collect();
-        let scale: Vec<f32> = var.iter().zip(w).map(|(&v, &w)| w / ((v as f64 + self.eps).sqrt() as f32)).collect();
-        let mut out = vec![0f32; x.len()];
-        let per = (CHUNK / cols).max(1) * cols;
-        out.par_chunks_mut(per).zip(x.par_chunks(per)).for_each(|(o, x)| {
-            for (o, x) in o.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
-                for c in 0..cols {
-                    o[c] = (x[c] - mean[c]) * scale[c] + b[c];
-                }
-            }
-        });
-        *self.stats.lock().expect("BatchNorm statistics lock") = (mean, var);
+        let (out, mean, var) = bn_forward(x, w, b, self.eps);
+        let mut s = self.stats.lock().expect("BatchNorm statistics lock");
+        (s.mean, s.var) = (mean, var);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -408,8 +537,9 @@ impl CustomOp3 for BatchNorm {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let cols = w.elem_count();
         let rows = x.elem_count() / cols.max(1);
-        let (mean, var) = self.stats.lock().expect("BatchNorm statistics lock").clone();
-        let op = BatchNormBwd { eps: self.eps, mean, var };
+        let s = self.stats.lock().expect("BatchNorm statistics lock");
+        let op = BatchNormBwd { eps: self.eps, mean: s.mean.clone(), var: s.var.clone() };
+        drop(s);
         let g = x.apply_op3_no_bwd(w, &grad.contiguous()?, &op)?;
         let dx = g.narrow(0, 0, rows)?.reshape(x.shape())?;
         let dw = g.narrow(0, rows, 1)?.reshape(w.shape())?;
@@ -449,38 +579,121 @@ impl CustomOp3 for BatchNormBwd {
         if g.len() != x.len() || self.mean.len() != cols {
             candle_core::bail!("fused op: BatchNorm gradient or statistics do not match the input");
         }
-        let inv: Vec<f32> = self.var.iter().map(|&v| 1.0 / ((v as f64 + self.eps).sqrt() as f32)).collect();
-        let mean = &self.mean;
-        // Σ g and Σ g·x̂ per column.
-        let sums = column_sums::<2>(x, cols, |r, acc| {
-            let (xr, gr) = (&x[r * cols..(r + 1) * cols], &g[r * cols..(r + 1) * cols]);
-            for c in 0..cols {
-                let xhat = (xr[c] - mean[c]) * inv[c];
-                acc[c][0] += gr[c] as f64;
-                acc[c][1] += (gr[c] * xhat) as f64;
-            }
-        });
-        let n = rows as f32;
-        let sg: Vec<f32> = sums.iter().map(|a| a[0] as f32 / n).collect();
-        let sgx: Vec<f32> = sums.iter().map(|a| a[1] as f32 / n).collect();
-        let k: Vec<f32> = w.iter().zip(&inv).map(|(w, i)| w * i).collect();
         let mut out = vec![0f32; (rows + 2) * cols];
         let (dx, tail) = out.split_at_mut(rows * cols);
-        let per = (CHUNK / cols).max(1) * cols;
-        dx.par_chunks_mut(per).zip(x.par_chunks(per).zip(g.par_chunks(per))).for_each(|(o, (x, g))| {
-            for ((o, x), g) in o.chunks_exact_mut(cols).zip(x.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
-                for c in 0..cols {
-                    let xhat = (x[c] - mean[c]) * inv[c];
-                    // dx = w/σ · (g − mean(g) − x̂·mean(g·x̂))
-                    o[c] = k[c] * (g[c] - sg[c] - xhat * sgx[c]);
+        bn_backward(x, w, g, &self.mean, &self.var, self.eps, dx, tail);
+        Ok((CpuStorage::F32(out), Shape::from((rows + 2, cols))))
+    }
+}
+
+/// See [`residual_batch_norm`]: inputs `x`, `a` and `[weight | bias]`.
+struct ResidualBatchNorm {
+    eps: f64,
+    mask: Option<Mask>,
+    /// Set by the forward pass (with the sum `x + dropout(a)`, which backward needs).
+    stats: Arc<Mutex<BnStats>>,
+}
+
+impl CustomOp3 for ResidualBatchNorm {
+    fn name(&self) -> &'static str {
+        "retrain-residual-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, a, wb) = (
+            slice(s1, l1, "BatchNorm input")?,
+            slice(s2, l2, "BatchNorm residual branch")?,
+            slice(s3, l3, "BatchNorm weight and bias")?,
+        );
+        let (w, b) = wb.split_at(wb.len() / 2);
+        let (rows, _) = rows_cols(l1, w.len(), "the BatchNorm input")?;
+        if a.len() != x.len() || rows == 0 {
+            candle_core::bail!("fused op: residual BatchNorm needs rows and two inputs of one shape");
+        }
+        let mut sum = vec![0f32; x.len()];
+        sum.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(a.par_chunks(CHUNK))).enumerate().for_each(
+            |(c, (s, (x, a)))| {
+                s.copy_from_slice(a);
+                if let Some(m) = &self.mask {
+                    m.apply(c * CHUNK, s);
                 }
+                s.iter_mut().zip(x).for_each(|(s, x)| *s += x);
+            },
+        );
+        let (out, mean, var) = bn_forward(&sum, w, b, self.eps);
+        *self.stats.lock().expect("BatchNorm statistics lock") = BnStats { mean, var, input: Arc::new(sum) };
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _a: &Tensor,
+        wb: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let s = self.stats.lock().expect("BatchNorm statistics lock");
+        let op = ResidualBatchNormBwd {
+            eps: self.eps,
+            mask: self.mask,
+            mean: s.mean.clone(),
+            var: s.var.clone(),
+            sum: s.input.clone(),
+        };
+        drop(s);
+        let rows = x.elem_count() / (wb.elem_count() / 2).max(1);
+        let g = wb.apply_op2_no_bwd(&grad.contiguous()?, &op)?;
+        let dx = g.narrow(0, 0, rows)?.reshape(x.shape())?;
+        let dwb = g.narrow(0, rows, 2)?.reshape(wb.shape())?;
+        let da = g.narrow(0, rows + 2, rows)?.reshape(x.shape())?;
+        Ok((Some(dx), Some(da), Some(dwb)))
+    }
+}
+
+/// Backward of [`ResidualBatchNorm`]: inputs `[weight | bias]` and the output gradient;
+/// output `[2·rows + 2, cols]`: the gradient of `x`, the weight's and bias's, then `a`'s (the
+/// first through the mask).
+struct ResidualBatchNormBwd {
+    eps: f64,
+    mask: Option<Mask>,
+    mean: Vec<f32>,
+    var: Vec<f32>,
+    sum: Arc<Vec<f32>>,
+}
+
+impl CustomOp2 for ResidualBatchNormBwd {
+    fn name(&self) -> &'static str {
+        "retrain-residual-batch-norm-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (wb, g) = (slice(s1, l1, "BatchNorm weight and bias")?, slice(s2, l2, "BatchNorm gradient")?);
+        let cols = wb.len() / 2;
+        let x = &self.sum[..];
+        if g.len() != x.len() || self.mean.len() != cols || cols == 0 {
+            candle_core::bail!("fused op: residual BatchNorm gradient or statistics do not match its input");
+        }
+        let rows = x.len() / cols;
+        let mut out = vec![0f32; (2 * rows + 2) * cols];
+        let (dx, rest) = out.split_at_mut(rows * cols);
+        let (tail, da) = rest.split_at_mut(2 * cols);
+        bn_backward(x, &wb[..cols], g, &self.mean, &self.var, self.eps, dx, tail);
+        da.par_chunks_mut(CHUNK).zip(dx.par_chunks(CHUNK)).enumerate().for_each(|(c, (da, dx))| {
+            da.copy_from_slice(dx);
+            if let Some(m) = &self.mask {
+                m.apply(c * CHUNK, da);
             }
         });
-        for c in 0..cols {
-            tail[c] = sums[c][1] as f32;
-            tail[cols + c] = sums[c][0] as f32;
-        }
-        Ok((CpuStorage::F32(out), Shape::from((rows + 2, cols))))
+        Ok((CpuStorage::F32(out), Shape::from((2 * rows + 2, cols))))
     }
 }
 
@@ -567,6 +780,71 @@ mod tests {
     }
 
     #[test]
+    fn a_mask_applied_piecewise_from_any_offset_equals_the_whole_mask() {
+        let m = Mask::new(0.4, 11);
+        let mut whole: Vec<f32> = (0..103).map(|i| i as f32 + 1.0).collect();
+        let mut pieces = whole.clone();
+        m.apply(0, &mut whole);
+        let mut start = 0;
+        for len in [1, 2, 5, 3, 7, 4, 81] {
+            m.apply(start, &mut pieces[start..start + len]);
+            start += len;
+        }
+        assert_eq!(start, 103);
+        assert_eq!(whole, pieces);
+        assert!(whole.iter().any(|&v| v == 0.0) && whole.iter().any(|&v| v != 0.0));
+    }
+
+    #[test]
+    fn bias_gelu_dropout_is_gelu_then_dropout_bit_for_bit() {
+        let d = Device::Cpu;
+        let h = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (700, 37), &d).unwrap())).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 37, &d).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (700, 37), &d).unwrap();
+        let ours = bias_gelu_dropout(&h, &b, 0.3, 9).unwrap();
+        let want = dropout(&bias_gelu(&h, &b).unwrap(), 0.3, 9).unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&ours), flat(&want));
+        let g1 = grads_of((ours * &w).unwrap().sum_all().unwrap(), &[&h, &b]);
+        let g2 = grads_of((want * &w).unwrap().sum_all().unwrap(), &[&h, &b]);
+        assert_eq!(flat(&g1[0]), flat(&g2[0]));
+        assert_eq!(flat(&g1[1]), flat(&g2[1]));
+    }
+
+    #[test]
+    fn residual_batch_norm_equals_dropout_add_and_batch_norm() {
+        let d = Device::Cpu;
+        let x = Var::from_tensor(&(Tensor::randn(3f32, 2.0, (40, 7, 5), &d).unwrap())).unwrap();
+        let a = Var::from_tensor(&(Tensor::randn(-1f32, 1.5, (40, 7, 5), &d).unwrap())).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(1f32, 0.3, 5, &d).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 5, &d).unwrap()).unwrap();
+        let wt = Tensor::randn(0f32, 1.0, (40, 7, 5), &d).unwrap();
+        for mask in [None, Some((0.3, 5))] {
+            let (ours, m1, v1) = residual_batch_norm(&x, &a, &w, &b, 1e-5, mask).unwrap();
+            let branch = match mask {
+                Some((p, seed)) => dropout(&a, p, seed).unwrap(),
+                None => a.as_tensor().clone(),
+            };
+            let (want, m2, v2) = batch_norm(&(x.as_tensor() + branch).unwrap(), &w, &b, 1e-5).unwrap();
+            assert!(max_diff(&ours, &want) < 1e-5, "{mask:?}");
+            assert_eq!((m1, v1), (m2, v2));
+            let g1 = grads_of((&ours * &wt).unwrap().sum_all().unwrap(), &[&x, &a, &w, &b]);
+            let g2 = grads_of((&want * &wt).unwrap().sum_all().unwrap(), &[&x, &a, &w, &b]);
+            for (i, (o, e)) in g1.iter().zip(&g2).enumerate() {
+                assert!(max_diff(o, e) < 1e-4, "{mask:?} gradient {i}: {}", max_diff(o, e));
+            }
+            if mask.is_some() {
+                // The dropped elements of the branch get no gradient; the residual input all.
+                let ga = g1[1].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let zeros = ga.iter().filter(|&&v| v == 0.0).count();
+                assert!((300..540).contains(&zeros), "{zeros} of 1400");
+            }
+        }
+        let short = Tensor::zeros((40, 7, 4), DType::F32, &d).unwrap();
+        assert!(residual_batch_norm(&x, &short, &w, &b, 1e-5, None).is_err());
+    }
+
+    #[test]
     fn same_bits_whatever_the_thread_count() {
         let d = Device::Cpu;
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3000, 9), &d).unwrap()).unwrap();
@@ -576,6 +854,8 @@ mod tests {
             pool.install(|| {
                 let y = batch_norm(&bias_gelu(&x, &b).unwrap(), &b, &b, 1e-5).unwrap().0;
                 let y = dropout(&y, 0.2, 3).unwrap();
+                let z = bias_gelu_dropout(&y, &b, 0.3, 4).unwrap();
+                let y = residual_batch_norm(&y, &z, &b, &b, 1e-5, Some((0.2, 6))).unwrap().0;
                 let g = grads_of((y.sqr().unwrap()).sum_all().unwrap(), &[&x, &b]);
                 let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 (flat(&y), flat(&g[0]), flat(&g[1]))

@@ -63,6 +63,18 @@ impl Linear {
         self.over_rows(x, |m| fused::bias_gelu(&matmul(m, &self.weight_t)?, &self.bias))
     }
 
+    /// `dropout(gelu(x @ Wᵀ + b), p)`, the dropout fused into the activation on CPU in
+    /// training (same mask as [`dropout`] would draw).
+    pub fn forward_gelu_dropout(&self, x: &Tensor, p: f64, train: &mut Option<Train<'_>>) -> Result<Tensor> {
+        match train {
+            Some(t) if p > 0.0 && fused::available(x) => {
+                let seed = t.rng.next_u64();
+                self.over_rows(x, |m| fused::bias_gelu_dropout(&matmul(m, &self.weight_t)?, &self.bias, p, seed))
+            }
+            _ => dropout(&self.forward_gelu(x)?, p, train),
+        }
+    }
+
     /// Apply `f` to `x` flattened to one `[rows, in]` matrix and give its `[rows, out]`
     /// result `x`'s leading dimensions back.
     fn over_rows(&self, x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
@@ -170,6 +182,22 @@ impl BatchNorm {
         let new_var = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)
+    }
+
+    /// Normalise the residual sum `x + dropout(a, p)` (both `[n, len, dim]`); in training on
+    /// CPU as one fused op (same mask as [`dropout`] would draw), else as the three layers.
+    pub fn forward_residual(&self, x: &Tensor, a: &Tensor, p: f64, train: &mut Option<Train<'_>>) -> Result<Tensor> {
+        if let Some(t) = train
+            && fused::available(x)
+        {
+            let mask = (p > 0.0).then(|| (p, t.rng.next_u64()));
+            let count = x.elem_count() / x.dim(D::Minus1)?.max(1);
+            let (y, mean, var) = fused::residual_batch_norm(x, a, &self.weight, &self.bias, self.eps, mask)?;
+            self.update_running(&Tensor::new(mean, x.device())?, &Tensor::new(var, x.device())?, count)?;
+            return Ok(y);
+        }
+        let is_train = train.is_some();
+        self.forward(&(x + dropout(a, p, train)?)?, is_train)
     }
 
     /// Normalise `x` (`[n, len, dim]`): batch statistics in training, running ones otherwise.

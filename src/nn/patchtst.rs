@@ -193,8 +193,9 @@ impl Attention {
         })
     }
 
-    /// `x`: `[n, patches, d]` → (output `[n, patches, d]`, pre-softmax scores). The scores'
-    /// layout depends on `fused` (`[n, patches, heads·patches]` from the fused op, else
+    /// `x`: `[n, patches, d]` → (output `[n, patches, d]` before the projection's dropout,
+    /// which the caller applies with the residual's, pre-softmax scores). The scores' layout
+    /// depends on `fused` (`[n, patches, heads·patches]` from the fused op, else
     /// `[n, heads, patches, patches]`); one forward pass uses one path for every layer.
     fn forward(
         &self,
@@ -209,8 +210,7 @@ impl Attention {
         if fused {
             let qkv = Linear::forward_concat(&[&self.w_q, &self.w_k, &self.w_v], x)?;
             let (out, scores) = fused_attention(&qkv, prev, h, self.scale)?;
-            let out = dropout(&self.to_out.forward(&out)?, cfg.dropout, train)?;
-            return Ok((out, scores));
+            return Ok((self.to_out.forward(&out)?, scores));
         }
         let heads = |t: Tensor| t.reshape((n, p, h, d / h))?.transpose(1, 2)?.contiguous();
         let q = heads(self.w_q.forward(x)?)?;
@@ -222,8 +222,7 @@ impl Attention {
         }
         let attn = dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, cfg.attn_dropout, train)?;
         let out = matmul(&attn, &v)?.transpose(1, 2)?.contiguous()?.reshape((n, p, d))?;
-        let out = dropout(&self.to_out.forward(&out)?, cfg.dropout, train)?;
-        Ok((out, scores))
+        Ok((self.to_out.forward(&out)?, scores))
     }
 }
 
@@ -241,10 +240,11 @@ impl Norm {
         })
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// Normalise `x + dropout(a, p)`.
+    fn forward_residual(&self, x: &Tensor, a: &Tensor, p: f64, train: &mut Option<Train<'_>>) -> Result<Tensor> {
         match self {
-            Norm::Batch(b) => b.forward(x, train),
-            Norm::Layer(l) => l.forward(x),
+            Norm::Batch(b) => b.forward_residual(x, a, p, train),
+            Norm::Layer(l) => l.forward(&(x + dropout(a, p, train)?)?),
         }
     }
 }
@@ -278,12 +278,15 @@ impl EncoderLayer {
         fused: bool,
         train: &mut Option<Train<'_>>,
     ) -> Result<(Tensor, Tensor)> {
-        let is_train = train.is_some();
+        let p = cfg.dropout;
         let (a, scores) = self.attn.forward(x, prev, cfg, fused, train)?;
-        let x = self.norm_attn.forward(&(x + dropout(&a, cfg.dropout, train)?)?, is_train)?;
-        let f = dropout(&self.ff1.forward_gelu(&x)?, cfg.dropout, train)?;
+        // The official layer drops the attention output twice in a row (the projection's
+        // dropout, then the residual's). Two independent masks keeping 1 − p each are one mask
+        // keeping (1 − p)² scaled by 1 / (1 − p)²: the same distribution, drawn in one pass.
+        let x = self.norm_attn.forward_residual(x, &a, 1.0 - (1.0 - p) * (1.0 - p), train)?;
+        let f = self.ff1.forward_gelu_dropout(&x, p, train)?;
         let f = self.ff2.forward(&f)?;
-        let x = self.norm_ffn.forward(&(x + dropout(&f, cfg.dropout, train)?)?, is_train)?;
+        let x = self.norm_ffn.forward_residual(&x, &f, p, train)?;
         Ok((x, scores))
     }
 }
