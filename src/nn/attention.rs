@@ -20,7 +20,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::nn::kernels::{axpy, dot, exp_approx, max, sum, wide};
+use crate::nn::kernels::{axpy, dot, dots, exp_approx, max, sum, wide};
 
 /// Attention over the packed projection `qkv` (`[n, p, 3·d]`, f32 on CPU), adding `prev`
 /// (`[n, p, heads·p]`, the previous layer's scores) to the scores. Returns (output
@@ -128,6 +128,39 @@ fn scatter_t(src: &[f32], dm: Dims, part: usize, o: &mut [f32], width: usize) {
     }
 }
 
+/// Keys per block: row kernels keep eight keys' sums in one register while they run over a
+/// head's columns, instead of one pass over the whole row per column.
+const BLOCK: usize = 8;
+
+/// `row[j] = Σ_c w[c]·m[c·p + j]` over `j < p` for the columns `c < w.len()` of a transposed
+/// head (`m` `[dk, p]`), summed over `c` in order — the same bits as a zeroed row and one
+/// `axpy` per column, without storing and reloading the row between columns. Then `finish`
+/// maps each sum (with its key index) to the value stored.
+#[inline(always)]
+fn weighted_columns(w: &[f32], m: &[f32], p: usize, row: &mut [f32], finish: impl Fn(usize, f32) -> f32) {
+    let mut j0 = 0;
+    while j0 + BLOCK <= p {
+        let mut acc = [0f32; BLOCK];
+        for (c, &wc) in w.iter().enumerate() {
+            let mc: &[f32; BLOCK] = m[c * p + j0..c * p + j0 + BLOCK].try_into().expect("a full block");
+            for l in 0..BLOCK {
+                acc[l] += wc * mc[l];
+            }
+        }
+        for (l, (r, a)) in row[j0..j0 + BLOCK].iter_mut().zip(acc).enumerate() {
+            *r = finish(j0 + l, a);
+        }
+        j0 += BLOCK;
+    }
+    for j in j0..p {
+        let mut a = 0f32;
+        for (c, &wc) in w.iter().enumerate() {
+            a += wc * m[c * p + j];
+        }
+        row[j] = finish(j, a);
+    }
+}
+
 /// Softmax of `scores` into `a` (the row maximum subtracted first, as every framework does).
 #[inline(always)]
 fn softmax_row(scores: &[f32], a: &mut [f32]) {
@@ -181,17 +214,20 @@ impl Scores {
                 let (mut q, mut k) = (vec![0f32; dm.h * len], vec![0f32; dm.h * len]);
                 gather_all(&qkv, dm, s, 0, &mut q);
                 gather_all(&qkv, dm, s, 1, &mut k);
+                let mut qi = vec![0f32; dm.dk];
                 for i in 0..dm.p {
                     let pr = prev.as_ref().map(|v| v.row(s, i));
                     for hh in 0..dm.h {
                         let (q, k) = (&q[hh * len..(hh + 1) * len], &k[hh * len..(hh + 1) * len]);
                         let row = &mut o[i * hp + hh * dm.p..i * hp + (hh + 1) * dm.p];
-                        for c in 0..dm.dk {
-                            axpy(q[c * dm.p + i], &k[c * dm.p..(c + 1) * dm.p], row);
-                        }
-                        row.iter_mut().for_each(|x| *x *= self.scale);
-                        if let Some(pr) = pr {
-                            row.iter_mut().zip(&pr[hh * dm.p..(hh + 1) * dm.p]).for_each(|(x, y)| *x += y);
+                        qi.iter_mut().enumerate().for_each(|(c, x)| *x = q[c * dm.p + i]);
+                        let scale = self.scale;
+                        match pr {
+                            Some(pr) => {
+                                let pr = &pr[hh * dm.p..(hh + 1) * dm.p];
+                                weighted_columns(&qi, k, dm.p, row, |j, x| x * scale + pr[j]);
+                            }
+                            None => weighted_columns(&qi, k, dm.p, row, |_, x| x * scale),
                         }
                     }
                 }
@@ -273,8 +309,8 @@ impl CustomOp2 for ScoresBwd {
                         // dS·scale, then dQᵢ = Σⱼ dSᵢⱼ·scale·Kⱼ and dKⱼ += dSᵢⱼ·scale·Qᵢ.
                         gs.iter_mut().zip(&grow[hh * dm.p..(hh + 1) * dm.p]).for_each(|(x, y)| *x = y * scale);
                         let dq = &mut o[i * 3 * dm.d + hh * dm.dk..i * 3 * dm.d + (hh + 1) * dm.dk];
+                        dots(&gs, k, dq);
                         for c in 0..dm.dk {
-                            dq[c] = dot(&gs, &k[c * dm.p..(c + 1) * dm.p]);
                             axpy(q[c * dm.p + i], &gs, &mut dk[c * dm.p..(c + 1) * dm.p]);
                         }
                     }
@@ -314,9 +350,7 @@ impl CustomOp2 for Mix {
                     for hh in 0..dm.h {
                         let v = &v[hh * len..(hh + 1) * len];
                         softmax_row(&srow[hh * dm.p..(hh + 1) * dm.p], &mut a);
-                        for c in 0..dm.dk {
-                            o[i * dm.d + hh * dm.dk + c] = dot(&a, &v[c * dm.p..(c + 1) * dm.p]);
-                        }
+                        dots(&a, v, &mut o[i * dm.d + hh * dm.dk..i * dm.d + (hh + 1) * dm.dk]);
                     }
                 }
             },
@@ -379,9 +413,8 @@ impl CustomOp3 for MixBwd {
                         softmax_row(&srow[hh * dm.p..(hh + 1) * dm.p], &mut a);
                         let go = &grow[hh * dm.dk..(hh + 1) * dm.dk];
                         // dA = dO·Vᵀ; dS = A ⊙ (dA − Σ A ⊙ dA); dVⱼ += Aᵢⱼ·dOᵢ.
-                        da.fill(0.0);
+                        weighted_columns(go, v, dm.p, &mut da, |_, x| x);
                         for c in 0..dm.dk {
-                            axpy(go[c], &v[c * dm.p..(c + 1) * dm.p], &mut da);
                             axpy(go[c], &a, &mut dv[c * dm.p..(c + 1) * dm.p]);
                         }
                         let centre = dot(&a, &da);

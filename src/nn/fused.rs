@@ -143,7 +143,7 @@ struct BiasGelu(Option<Mask>);
 
 /// GELU and its derivative at `x`.
 #[inline(always)]
-fn gelu_and_slope(x: f32) -> (f32, f32) {
+pub(crate) fn gelu_and_slope(x: f32) -> (f32, f32) {
     let cdf = 0.5 * (1.0 + erf_approx(x * std::f32::consts::FRAC_1_SQRT_2));
     // φ(x) = e^(−x²/2) / √(2π)
     let pdf = exp_approx(-0.5 * x * x) * 0.398_942_3;

@@ -27,6 +27,40 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     fold(acc) + tail
 }
 
+/// `out[c] = dot(x, m[c·n..(c + 1)·n])` for every `c < out.len()` (`n = x.len()`, `m`
+/// holding the columns one after another): four columns per pass over `x`, their partial
+/// sums in registers — the same bits as [`dot`] per column.
+#[inline(always)]
+pub fn dots(x: &[f32], m: &[f32], out: &mut [f32]) {
+    let n = x.len();
+    let full = n / LANES * LANES;
+    for (g, og) in out.chunks_mut(4).enumerate() {
+        let c0 = g * 4;
+        if og.len() < 4 {
+            for (k, o) in og.iter_mut().enumerate() {
+                *o = dot(x, &m[(c0 + k) * n..(c0 + k + 1) * n]);
+            }
+            continue;
+        }
+        let mut acc = [[0f32; LANES]; 4];
+        for j0 in (0..full).step_by(LANES) {
+            let xv: &[f32; LANES] = x[j0..j0 + LANES].try_into().expect("a full block");
+            for (k, a) in acc.iter_mut().enumerate() {
+                let o = (c0 + k) * n + j0;
+                let mv: &[f32; LANES] = m[o..o + LANES].try_into().expect("a full block");
+                for l in 0..LANES {
+                    a[l] += xv[l] * mv[l];
+                }
+            }
+        }
+        for (k, o) in og.iter_mut().enumerate() {
+            let col = &m[(c0 + k) * n..(c0 + k + 1) * n];
+            let tail: f32 = x[full..].iter().zip(&col[full..]).map(|(a, b)| a * b).sum();
+            *o = fold(acc[k]) + tail;
+        }
+    }
+}
+
 /// `Σ aᵢ`.
 #[inline(always)]
 pub fn sum(a: &[f32]) -> f32 {
@@ -137,6 +171,19 @@ mod tests {
         assert_eq!(exp_approx(f32::INFINITY), f32::INFINITY);
         assert_eq!(exp_approx(100.0), f32::INFINITY);
         assert!(exp_approx(f32::NEG_INFINITY) < 1e-37);
+    }
+
+    #[test]
+    fn dots_are_dot_per_column_bit_for_bit() {
+        for (n, cols) in [(42, 4), (48, 8), (5, 3), (17, 6), (0, 4)] {
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let m: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.11).cos()).collect();
+            let mut out = vec![f32::NAN; cols];
+            dots(&x, &m, &mut out);
+            for (c, o) in out.iter().enumerate() {
+                assert_eq!(o.to_bits(), dot(&x, &m[c * n..(c + 1) * n]).to_bits(), "{n} {cols} {c}");
+            }
+        }
     }
 
     #[test]

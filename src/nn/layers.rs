@@ -45,6 +45,11 @@ impl Linear {
         Ok(Linear { weight_t: weight.t()?, bias })
     }
 
+    /// The weight `[out, in]` as PyTorch stores it (a view) and the bias.
+    pub fn parts(&self) -> Result<(Tensor, &Tensor)> {
+        Ok((self.weight_t.t()?, &self.bias))
+    }
+
     /// `x @ Wᵀ + b` over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.over_rows(x, |m| linear_op(m, &self.weight_t, &self.bias))

@@ -13,6 +13,7 @@ pub mod attention;
 pub mod calibration;
 pub mod device;
 pub mod ett;
+pub mod feed_forward;
 pub mod forecaster;
 pub mod fused;
 pub mod init;

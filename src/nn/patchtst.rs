@@ -12,6 +12,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::nn::attention::fused_attention;
+use crate::nn::feed_forward::feed_forward;
 use crate::nn::fused;
 use crate::nn::layers::{BatchNorm, LayerNorm, Linear, Train, dropout, linear};
 use crate::nn::matmul::matmul;
@@ -284,10 +285,25 @@ impl EncoderLayer {
         // dropout, then the residual's). Two independent masks keeping 1 − p each are one mask
         // keeping (1 − p)² scaled by 1 / (1 − p)²: the same distribution, drawn in one pass.
         let x = self.norm_attn.forward_residual(x, &a, 1.0 - (1.0 - p) * (1.0 - p), train)?;
-        let f = self.ff1.forward_gelu_dropout(&x, p, train)?;
-        let f = self.ff2.forward(&f)?;
+        let f = self.feed_forward(&x, p, train)?;
         let x = self.norm_ffn.forward_residual(&x, &f, p, train)?;
         Ok((x, scores))
+    }
+}
+
+impl EncoderLayer {
+    /// `ff2(dropout(gelu(ff1(x)), p))`: one fused op on CPU in f32, else the separate layers.
+    fn feed_forward(&self, x: &Tensor, p: f64, train: &mut Option<Train<'_>>) -> Result<Tensor> {
+        if !fused::available(x) {
+            let f = self.ff1.forward_gelu_dropout(x, p, train)?;
+            return self.ff2.forward(&f);
+        }
+        let mask = match train {
+            Some(t) if p > 0.0 => Some((p, t.rng.next_u64())),
+            _ => None,
+        };
+        let ((w1, b1), (w2, b2)) = (self.ff1.parts()?, self.ff2.parts()?);
+        feed_forward(x, &w1, b1, &w2, b2, mask)
     }
 }
 
