@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::nn::fused::{Mask, column_sums, gelu_and_slope, slice};
+use crate::nn::fused::{Mask, column_sums_into, gelu_and_slope, slice};
 use crate::nn::kernels::wide;
 use crate::nn::matmul::{gemm_into, gemm_new};
 
@@ -147,18 +147,6 @@ struct FeedForwardBwd {
     ff: usize,
     mask: Option<Mask>,
     hidden: Arc<Vec<f32>>,
-}
-
-/// Column sums of `m` (`[rows, cols]`) over fixed row chunks into `dst`.
-fn column_sums_into(m: &[f32], cols: usize, dst: &mut [f32]) {
-    let sums = column_sums::<1>(m, cols, |r, acc| {
-        for (a, &v) in acc.iter_mut().zip(&m[r * cols..(r + 1) * cols]) {
-            a[0] += v as f64;
-        }
-    });
-    for (b, s) in dst.iter_mut().zip(&sums) {
-        *b = s[0] as f32;
-    }
 }
 
 impl CustomOp3 for FeedForwardBwd {

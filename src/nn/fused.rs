@@ -340,12 +340,9 @@ impl CustomOp1 for ColumnSum {
         if cols == 0 {
             return Ok((CpuStorage::F32(Vec::new()), Shape::from(0)));
         }
-        let sums = column_sums::<1>(x, cols, |r, acc| {
-            for (a, &v) in acc.iter_mut().zip(&x[r * cols..(r + 1) * cols]) {
-                a[0] += v as f64;
-            }
-        });
-        Ok((CpuStorage::F32(sums.iter().map(|a| a[0] as f32).collect()), Shape::from(cols)))
+        let mut sums = vec![0f32; cols];
+        column_sums_into(x, cols, &mut sums);
+        Ok((CpuStorage::F32(sums), Shape::from(cols)))
     }
 }
 
@@ -434,6 +431,19 @@ pub(crate) fn column_sums<const K: usize>(
         }
     }
     total
+}
+
+/// Column sums of `m` (`[rows, cols]`, in f64 over fixed row chunks added in order) into
+/// `dst`.
+pub(crate) fn column_sums_into(m: &[f32], cols: usize, dst: &mut [f32]) {
+    let sums = column_sums::<1>(m, cols, |r, acc| {
+        for (a, &v) in acc.iter_mut().zip(&m[r * cols..(r + 1) * cols]) {
+            a[0] += v as f64;
+        }
+    });
+    for (b, s) in dst.iter_mut().zip(&sums) {
+        *b = s[0] as f32;
+    }
 }
 
 /// BatchNorm forward over `x` (`[rows, cols]`, rows > 0): (output, mean, biased variance).

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::nn::fused::{column_sums, slice as data};
+use crate::nn::fused::{column_sums_into, slice as data};
 use crate::nn::matmul::{gemm_into, gemm_new};
 
 /// Rows per parallel task in row-wise loops.
@@ -264,14 +264,7 @@ impl BlockShape {
                 (in_rs, 1),
                 false,
             )?;
-            let sums = column_sums::<1>(&d, dout, |r, acc| {
-                for (a, &v) in acc.iter_mut().zip(&d[r * dout..(r + 1) * dout]) {
-                    a[0] += v as f64;
-                }
-            });
-            for (b, s) in d_params[b_off..b_off + dout].iter_mut().zip(&sums) {
-                *b = s[0] as f32;
-            }
+            column_sums_into(&d, dout, &mut d_params[b_off..b_off + dout]);
             if i == 0 && !need_state {
                 break;
             }
