@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::nn::fused::{Mask, column_sums_into, gelu_and_slope, slice};
 use crate::nn::kernels::wide;
-use crate::nn::matmul::{gemm_into, gemm_new};
+use crate::nn::matmul::{bias_rows, gemm_into, gemm_new};
 
 /// Rows per parallel task in row-wise loops.
 const ROWS: usize = 64;
@@ -67,15 +67,6 @@ struct FeedForward {
 /// Offsets of W₁, b₁, W₂ and b₂ in the flat parameters, and their total length.
 fn offsets(d: usize, ff: usize) -> [usize; 5] {
     [0, ff * d, ff * d + ff, 2 * ff * d + ff, 2 * ff * d + ff + d]
-}
-
-/// `rows` copies of `bias`: a product's starting value.
-fn bias_rows(rows: usize, bias: &[f32]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows * bias.len());
-    for _ in 0..rows {
-        out.extend_from_slice(bias);
-    }
-    out
 }
 
 /// The activation `mask(gelu(h))` of a pre-activation `h` (`[rows, ff]`).

@@ -399,6 +399,41 @@ unsafe fn gemm_raw(
     Ok(())
 }
 
+/// Rows per parallel task when [`by_rows`] fills a buffer.
+const FILL_ROWS: usize = 64;
+
+/// A new `[rows, width]` buffer whose rows are written by `f(row, row_buffer)`, in parallel
+/// over fixed row chunks, without zero-filling it first (these buffers are megabytes, written
+/// once per training step).
+pub(crate) fn by_rows(
+    rows: usize,
+    width: usize,
+    f: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let len = rows * width;
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    if width > 0 {
+        v.spare_capacity_mut()[..len].par_chunks_mut(FILL_ROWS * width).enumerate().for_each(|(c, chunk)| {
+            for (r, row) in chunk.chunks_exact_mut(width).enumerate() {
+                f(c * FILL_ROWS + r, row);
+            }
+        });
+    }
+    // SAFETY: every caller's `f` writes all `width` elements of each row it is given (each
+    // use assigns every element), so all `len` elements are initialised.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// Rows of `n` copies of `bias` (a product's starting value), written in parallel.
+pub(crate) fn bias_rows(n: usize, bias: &[f32]) -> Vec<f32> {
+    by_rows(n, bias.len(), |_, row| {
+        for (d, &b) in row.iter_mut().zip(bias) {
+            d.write(b);
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,14 +15,13 @@
 //! whatever the thread count. Dropout inside the block is not fused: a block with dropout in
 //! training runs as candle ops (`nhits.rs`).
 
-use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::nn::fused::{column_sums_into, slice as data};
-use crate::nn::matmul::{gemm_into, gemm_new};
+use crate::nn::matmul::{bias_rows, by_rows, gemm_into, gemm_new};
 
 /// Rows per parallel task in row-wise loops.
 const ROWS: usize = 64;
@@ -89,34 +88,6 @@ struct Saved {
 struct BlockOp {
     shape: Arc<BlockShape>,
     saved: Arc<Mutex<Option<Saved>>>,
-}
-
-/// A new `[rows, width]` buffer whose rows are written by `f(row, row_buffer)`, in parallel
-/// over fixed row chunks, without zero-filling it first (these buffers are megabytes, written
-/// once per training step).
-fn by_rows(rows: usize, width: usize, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
-    let len = rows * width;
-    let mut v: Vec<f32> = Vec::with_capacity(len);
-    if width > 0 {
-        v.spare_capacity_mut()[..len].par_chunks_mut(ROWS * width).enumerate().for_each(|(c, chunk)| {
-            for (r, row) in chunk.chunks_exact_mut(width).enumerate() {
-                f(c * ROWS + r, row);
-            }
-        });
-    }
-    // SAFETY: every caller's `f` writes all `width` elements of each row it is given (each
-    // use below assigns every element), so all `len` elements are initialised.
-    unsafe { v.set_len(len) };
-    v
-}
-
-/// Rows of `n` copies of `bias`.
-fn bias_rows(n: usize, bias: &[f32]) -> Vec<f32> {
-    by_rows(n, bias.len(), |_, row| {
-        for (d, &b) in row.iter_mut().zip(bias) {
-            d.write(b);
-        }
-    })
 }
 
 impl BlockShape {
