@@ -1,5 +1,6 @@
 //! Fused element-wise layers on CPU, each one candle custom op with its own backward: inverted
-//! dropout, bias + GELU, and training-mode BatchNorm.
+//! dropout, bias + GELU (optionally with its dropout), training-mode BatchNorm, and BatchNorm
+//! of a residual sum with the branch's dropout.
 //!
 //! candle 0.11 builds these from several ops each (GELU's backward alone is nine, BatchNorm's
 //! about twenty), every op one more pass over a multi-megabyte activation and one more fresh
