@@ -220,7 +220,7 @@ mod tests {
         let x = v[0].reshape((n * p, d)).unwrap();
         let h = x.matmul(&v[1].t().unwrap()).unwrap();
         let f = match dropout {
-            Some((q, seed)) => fused::bias_gelu_dropout(&h, &v[2], q, seed).unwrap(),
+            Some((q, seed)) => fused::dropout(&fused::bias_gelu(&h, &v[2]).unwrap(), q, seed).unwrap(),
             None => fused::bias_gelu(&h, &v[2]).unwrap(),
         };
         f.matmul(&v[3].t().unwrap()).unwrap().broadcast_add(&v[4]).unwrap().reshape((n, p, d)).unwrap()

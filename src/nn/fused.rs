@@ -1,5 +1,5 @@
 //! Fused element-wise layers on CPU, each one candle custom op with its own backward: inverted
-//! dropout, bias + GELU (optionally with its dropout), training-mode BatchNorm, and BatchNorm
+//! dropout, bias + GELU, training-mode BatchNorm, and BatchNorm
 //! of a residual sum with the branch's dropout.
 //!
 //! candle 0.11 builds these from several ops each (GELU's backward alone is nine, BatchNorm's
@@ -129,18 +129,11 @@ pub fn erf_approx(x: f32) -> f32 {
 
 /// `gelu(h + bias)` (the exact, erf form) over the last dimension of `h` (`[rows, cols]`).
 pub fn bias_gelu(h: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    h.contiguous()?.apply_op2(&bias.contiguous()?, BiasGelu(None))
+    h.contiguous()?.apply_op2(&bias.contiguous()?, BiasGelu)
 }
 
-/// `dropout(gelu(h + bias), p)` with the mask of [`dropout`]`(…, p, seed)`, in the same pass
-/// (forward and backward): the feed-forward's widest activation is written once instead of
-/// three times.
-pub fn bias_gelu_dropout(h: &Tensor, bias: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
-    h.contiguous()?.apply_op2(&bias.contiguous()?, BiasGelu(Some(Mask::new(p, seed))))
-}
-
-/// See [`bias_gelu`] and [`bias_gelu_dropout`].
-struct BiasGelu(Option<Mask>);
+/// See [`bias_gelu`].
+struct BiasGelu;
 
 /// GELU and its derivative at `x`.
 #[inline(always)]
@@ -171,7 +164,7 @@ impl CustomOp2 for BiasGelu {
         let mut out = vec![0f32; h.len()];
         if let Some(per) = CHUNK.checked_div(cols) {
             let per = per.max(1) * cols;
-            out.par_chunks_mut(per).zip(h.par_chunks(per)).enumerate().for_each(|(c, (o, h))| {
+            out.par_chunks_mut(per).zip(h.par_chunks(per)).for_each(|(o, h)| {
                 wide(
                     #[inline(always)]
                     || {
@@ -181,10 +174,7 @@ impl CustomOp2 for BiasGelu {
                             }
                         }
                     },
-                );
-                if let Some(m) = &self.0 {
-                    m.apply(c * per, o);
-                }
+                )
             });
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -192,15 +182,14 @@ impl CustomOp2 for BiasGelu {
 
     fn bwd(&self, h: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let rows = h.elem_count() / b.elem_count().max(1);
-        let g = h.apply_op3_no_bwd(b, &grad.contiguous()?, &BiasGeluBwd(self.0))?;
+        let g = h.apply_op3_no_bwd(b, &grad.contiguous()?, &BiasGeluBwd)?;
         let dh = g.narrow(0, 0, rows)?.reshape(h.shape())?;
         Ok((Some(dh), Some(g.narrow(0, rows, 1)?.reshape(b.shape())?)))
     }
 }
 
-/// Backward of [`BiasGelu`] (with its mask, if any): output `[rows + 1, cols]`, the input's
-/// gradient then the bias's.
-struct BiasGeluBwd(Option<Mask>);
+/// Backward of [`BiasGelu`]: output `[rows + 1, cols]`, the input's gradient then the bias's.
+struct BiasGeluBwd;
 
 impl CustomOp3 for BiasGeluBwd {
     fn name(&self) -> &'static str {
@@ -222,7 +211,6 @@ impl CustomOp3 for BiasGeluBwd {
             "GELU",
             h,
             g,
-            self.0.as_ref(),
             rows,
             cols,
             #[inline(always)]
@@ -255,7 +243,6 @@ impl CustomOp2 for ReluBwd {
             "ReLU",
             y,
             g,
-            None,
             rows,
             cols,
             #[inline(always)]
@@ -265,15 +252,13 @@ impl CustomOp2 for ReluBwd {
 }
 
 /// `[rows + 1, cols]`: the element-wise gradient `f(x, column, g)` of a `[rows, cols]` layer
-/// input `x` from its output gradient `g` (first multiplied by the layer's dropout `mask`,
-/// when it has one), then that gradient's column sums (a bias's gradient; partial sums over
-/// fixed row chunks added in order). `what` names the layer in the error when `g` and `x`
-/// differ in length.
+/// input `x` from its output gradient `g`, then that gradient's column sums (a bias's
+/// gradient; partial sums over fixed row chunks added in order). `what` names the layer in
+/// the error when `g` and `x` differ in length.
 fn gradient_and_column_sums(
     what: &str,
     x: &[f32],
     g: &[f32],
-    mask: Option<&Mask>,
     rows: usize,
     cols: usize,
     f: impl Fn(f32, usize, f32) -> f32 + Sync,
@@ -289,20 +274,7 @@ fn gradient_and_column_sums(
     let partial: Vec<Vec<f32>> = dx
         .par_chunks_mut(ROWS * cols)
         .zip(x.par_chunks(ROWS * cols).zip(g.par_chunks(ROWS * cols)))
-        .enumerate()
-        .map(|(chunk, (o, (x, g)))| {
-            let masked;
-            let g = match mask {
-                Some(m) => {
-                    masked = {
-                        let mut v = g.to_vec();
-                        m.apply(chunk * ROWS * cols, &mut v);
-                        v
-                    };
-                    &masked[..]
-                }
-                None => g,
-            };
+        .map(|(o, (x, g))| {
             let mut sums = vec![0f32; cols];
             wide(
                 #[inline(always)]
@@ -807,22 +779,6 @@ mod tests {
     }
 
     #[test]
-    fn bias_gelu_dropout_is_gelu_then_dropout_bit_for_bit() {
-        let d = Device::Cpu;
-        let h = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (700, 37), &d).unwrap())).unwrap();
-        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 37, &d).unwrap()).unwrap();
-        let w = Tensor::randn(0f32, 1.0, (700, 37), &d).unwrap();
-        let ours = bias_gelu_dropout(&h, &b, 0.3, 9).unwrap();
-        let want = dropout(&bias_gelu(&h, &b).unwrap(), 0.3, 9).unwrap();
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(flat(&ours), flat(&want));
-        let g1 = grads_of((ours * &w).unwrap().sum_all().unwrap(), &[&h, &b]);
-        let g2 = grads_of((want * &w).unwrap().sum_all().unwrap(), &[&h, &b]);
-        assert_eq!(flat(&g1[0]), flat(&g2[0]));
-        assert_eq!(flat(&g1[1]), flat(&g2[1]));
-    }
-
-    #[test]
     fn residual_batch_norm_equals_dropout_add_and_batch_norm() {
         let d = Device::Cpu;
         let x = Var::from_tensor(&(Tensor::randn(3f32, 2.0, (40, 7, 5), &d).unwrap())).unwrap();
@@ -865,7 +821,7 @@ mod tests {
             pool.install(|| {
                 let y = batch_norm(&bias_gelu(&x, &b).unwrap(), &b, &b, 1e-5).unwrap().0;
                 let y = dropout(&y, 0.2, 3).unwrap();
-                let z = bias_gelu_dropout(&y, &b, 0.3, 4).unwrap();
+                let z = dropout(&bias_gelu(&y, &b).unwrap(), 0.3, 4).unwrap();
                 let y = residual_batch_norm(&y, &z, &b, &b, 1e-5, Some((0.2, 6))).unwrap().0;
                 let g = grads_of((y.sqr().unwrap()).sum_all().unwrap(), &[&x, &b]);
                 let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();

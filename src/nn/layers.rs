@@ -68,18 +68,6 @@ impl Linear {
         self.over_rows(x, |m| fused::bias_gelu(&matmul(m, &self.weight_t)?, &self.bias))
     }
 
-    /// `dropout(gelu(x @ Wᵀ + b), p)`, the dropout fused into the activation on CPU in
-    /// training (same mask as [`dropout`] would draw).
-    pub fn forward_gelu_dropout(&self, x: &Tensor, p: f64, train: &mut Option<Train<'_>>) -> Result<Tensor> {
-        match train {
-            Some(t) if p > 0.0 && fused::available(x) => {
-                let seed = t.rng.next_u64();
-                self.over_rows(x, |m| fused::bias_gelu_dropout(&matmul(m, &self.weight_t)?, &self.bias, p, seed))
-            }
-            _ => dropout(&self.forward_gelu(x)?, p, train),
-        }
-    }
-
     /// Apply `f` to `x` flattened to one `[rows, in]` matrix and give its `[rows, out]`
     /// result `x`'s leading dimensions back.
     fn over_rows(&self, x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {

@@ -295,7 +295,7 @@ impl EncoderLayer {
     /// `ff2(dropout(gelu(ff1(x)), p))`: one fused op on CPU in f32, else the separate layers.
     fn feed_forward(&self, x: &Tensor, p: f64, train: &mut Option<Train<'_>>) -> Result<Tensor> {
         if !fused::available(x) {
-            let f = self.ff1.forward_gelu_dropout(x, p, train)?;
+            let f = dropout(&self.ff1.forward_gelu(x)?, p, train)?;
             return self.ff2.forward(&f);
         }
         let mask = match train {
