@@ -1,14 +1,22 @@
-//! Fused multi-head self-attention with residual scores on CPU, as two custom ops with their
-//! own backward passes: [`Scores`] (`Q·Kᵀ·scale`, plus the previous layer's scores) and
-//! [`Mix`] (softmax of the scores times `V`).
+//! Fused multi-head self-attention with residual scores on CPU: one custom op per layer,
+//! [`fused_attention`], whose forward computes `softmax(Q·Kᵀ·scale + prev)·V` and whose
+//! backward computes the gradients of `Q`, `K` and `V` in one pass.
 //!
 //! Built from candle ops, attention materialises and re-reads a `[n, heads, p, p]` tensor some
 //! ten times per step (product, scale, residual add, max, subtract, exp, sum, divide, then as
 //! many in backward), each op allocating a fresh multi-megabyte buffer, and the products are
 //! thousands of tiny `gemm` calls — for PatchTST those passes, not the arithmetic, were most
 //! of a training step. Here each (sample, head) pair is worked through in cache: the scores
-//! are written once (the next layer adds them: `res_attention`), the softmax lives in a row
-//! buffer and is recomputed from the scores where needed instead of being stored.
+//! are written once and the softmax lives in a row buffer, recomputed from the scores in
+//! backward instead of being stored.
+//!
+//! The scores go to the next layer (`res_attention`: it adds them to its own) through a
+//! [`ScoreLink`], outside candle's graph, and the next layer's backward hands their gradient
+//! back the same way. As graph tensors they cost, per layer, a zero-filled gradient buffer and
+//! two additions of the size of the scores (candle's bookkeeping for a tensor with two
+//! consumers) — for PatchTST small 25 MB each, more than the attention arithmetic. The order
+//! is safe: layer `l + 1`'s op descends from layer `l`'s through the layer's output, so
+//! candle's backward, which runs in reverse topological order, always runs it first.
 //!
 //! Layout: the input is the packed projection `qkv` `[n, p, 3·d]` (`q | k | v`, each head's
 //! `d / heads` columns together, as `x @ [W_Q; W_K; W_V]ᵀ` gives it); the scores are
@@ -17,26 +25,76 @@
 //! parallel in the caller's rayon pool, each computed whole by one task in a fixed order, so
 //! results are bit-identical for any thread count.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::nn::kernels::{axpy, dot, dots, exp_approx, max, sum, wide};
 
-/// Attention over the packed projection `qkv` (`[n, p, 3·d]`, f32 on CPU), adding `prev`
-/// (`[n, p, heads·p]`, the previous layer's scores) to the scores. Returns (output
-/// `[n, p, d]`, scores `[n, p, heads·p]`).
-pub fn fused_attention(qkv: &Tensor, prev: Option<&Tensor>, heads: usize, scale: f64) -> Result<(Tensor, Tensor)> {
+/// Attention over the packed projection `qkv` (`[n, p, 3·d]`, f32 on CPU), adding the scores
+/// of `prev` (the previous layer's) to its own. Returns the output `[n, p, d]` and the link
+/// carrying this layer's scores `[n, p, heads·p]` to the next.
+pub fn fused_attention(
+    qkv: &Tensor,
+    prev: Option<&ScoreLink>,
+    heads: usize,
+    scale: f64,
+) -> Result<(Tensor, ScoreLink)> {
     let (_, _, d3) = qkv.dims3()?;
     if qkv.dtype() != DType::F32 || heads == 0 || !d3.is_multiple_of(3 * heads) {
         candle_core::bail!("fused attention: f32 [n, p, 3·d] input with d divisible by the heads expected");
     }
-    let op = Scores { heads, scale: scale as f32 };
-    let scores = match prev {
-        Some(prev) => qkv.apply_op2(prev, op)?,
-        None => qkv.apply_op1(op)?,
-    };
-    let out = qkv.apply_op2(&scores, Mix { heads })?;
-    Ok((out, scores))
+    let link = ScoreLink::default();
+    let op = Attend { heads, scale: scale as f32, prev: prev.cloned(), this: link.clone() };
+    let out = qkv.apply_op1(op)?;
+    Ok((out, link))
+}
+
+/// One layer's pre-softmax scores, handed to the next layer's [`fused_attention`], and the
+/// gradient of the loss with respect to them that the next layer's backward hands back.
+#[derive(Clone, Default)]
+pub struct ScoreLink(Arc<Mutex<LinkState>>);
+
+#[derive(Default)]
+struct LinkState {
+    /// The scores, `[n, p, heads·p]` row-major, with those dimensions (set by the forward).
+    scores: Option<(Arc<Vec<f32>>, (usize, usize, usize))>,
+    /// Their gradient from the next layer (none yet: zero).
+    grad: Option<Vec<f32>>,
+}
+
+impl ScoreLink {
+    fn state(&self) -> MutexGuard<'_, LinkState> {
+        // A panic elsewhere while the lock was held leaves nothing half-written here.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The scores, checked to be `[n, p, hp]`.
+    fn scores(&self, dims: (usize, usize, usize)) -> Result<Arc<Vec<f32>>> {
+        match &self.state().scores {
+            Some((s, d)) if *d == dims => Ok(s.clone()),
+            Some((_, d)) => candle_core::bail!("fused attention: the previous scores are {d:?}, expected {dims:?}"),
+            None => candle_core::bail!("fused attention: the previous layer's scores were never computed"),
+        }
+    }
+
+    /// Add `g` to the gradient of the scores.
+    fn deposit(&self, g: Vec<f32>) {
+        let mut st = self.state();
+        match &mut st.grad {
+            Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, x)| *a += x),
+            None => st.grad = Some(g),
+        }
+    }
+
+    /// The scores as a tensor `[n, p, heads·p]` (a copy; for inspecting attention maps).
+    pub fn to_tensor(&self) -> Result<Tensor> {
+        match &self.state().scores {
+            Some((s, d)) => Tensor::from_slice(s, *d, &Device::Cpu),
+            None => candle_core::bail!("fused attention: the scores were never computed"),
+        }
+    }
 }
 
 /// A read-only 3-D f32 view whose last dimension is contiguous (any start and row strides).
@@ -172,56 +230,81 @@ fn softmax_row(scores: &[f32], a: &mut [f32]) {
     a.iter_mut().for_each(|e| *e *= inv);
 }
 
-/// Run `f(sample, output chunk)` for every sample in parallel over an `[n, p, width]` output,
-/// compiled for AVX2 where the CPU has it ([`wide`]: the kernels are plain loops the compiler
-/// widens; the arithmetic and its order are the same either way, so results do not depend on
-/// it).
-fn per_sample<F: Fn(usize, &mut [f32]) + Sync>(dm: Dims, width: usize, f: F) -> (CpuStorage, Shape) {
-    let mut out = vec![0f32; dm.n * dm.p * width];
-    if dm.p * width > 0 {
-        out.par_chunks_mut(dm.p * width).enumerate().for_each(|(s, o)| {
+/// Run `f(sample, first output chunk, second output chunk)` for every sample in parallel over
+/// `first` (`width` values per patch) and, when given, `second` (`width2` per patch), compiled
+/// for AVX2 where the CPU has it ([`wide`]: the kernels are plain loops the compiler widens;
+/// the arithmetic and its order are the same either way, so results do not depend on it).
+fn per_sample<F: Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync>(
+    dm: Dims,
+    (first, width): (&mut [f32], usize),
+    second: Option<(&mut [f32], usize)>,
+    f: F,
+) {
+    if dm.p * width == 0 {
+        return;
+    }
+    let chunks = first.par_chunks_mut(dm.p * width);
+    match second {
+        Some((second, width2)) if width2 > 0 => {
+            chunks.zip(second.par_chunks_mut(dm.p * width2)).enumerate().for_each(|(s, (o, o2))| {
+                wide(
+                    #[inline(always)]
+                    || f(s, o, Some(o2)),
+                )
+            })
+        }
+        _ => chunks.enumerate().for_each(|(s, o)| {
             wide(
                 #[inline(always)]
-                || f(s, o),
+                || f(s, o, None),
             )
-        });
+        }),
     }
-    (CpuStorage::F32(out), Shape::from((dm.n, dm.p, width)))
 }
 
-/// `scores = Q·Kᵀ·scale (+ prev)`.
-#[derive(Clone, Copy)]
-struct Scores {
+/// The forward op: `softmax(Q·Kᵀ·scale + prev)·V`, storing the scores in `this`.
+struct Attend {
     heads: usize,
     scale: f32,
+    prev: Option<ScoreLink>,
+    this: ScoreLink,
 }
 
-impl Scores {
-    fn forward(&self, qkv: View3, prev: Option<View3>) -> Result<(CpuStorage, Shape)> {
+impl CustomOp1 for Attend {
+    fn name(&self) -> &'static str {
+        "retrain-attention"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = View3::new(s, l, "qkv")?;
         let dm = Dims::of(&qkv, self.heads);
         let hp = dm.h * dm.p;
-        if let Some(prev) = &prev {
-            dm.expect(prev, hp, "the previous scores")?;
-        }
-        Ok(per_sample(
+        let prev = self.prev.as_ref().map(|link| link.scores((dm.n, dm.p, hp))).transpose()?;
+        let prev = prev.as_deref().map(|v| v.as_slice());
+        let (mut out, mut scores) = (vec![0f32; dm.n * dm.p * dm.d], vec![0f32; dm.n * dm.p * hp]);
+        let scale = self.scale;
+        per_sample(
             dm,
-            hp,
+            (&mut out, dm.d),
+            Some((&mut scores, hp)),
             #[inline(always)]
-            |s, o| {
-                // Rows outer, heads inner: the sample's block of scores is written (and the
-                // previous scores read) front to back, which the hardware prefetcher follows.
+            |s, o, sc| {
+                let sc = sc.expect("the scores' chunk");
                 let len = dm.dk * dm.p;
-                let (mut q, mut k) = (vec![0f32; dm.h * len], vec![0f32; dm.h * len]);
-                gather_all(&qkv, dm, s, 0, &mut q);
-                gather_all(&qkv, dm, s, 1, &mut k);
-                let mut qi = vec![0f32; dm.dk];
+                let mut qkvt = vec![0f32; 3 * dm.h * len];
+                let (q, kv) = qkvt.split_at_mut(dm.h * len);
+                let (k, v) = kv.split_at_mut(dm.h * len);
+                gather_all(&qkv, dm, s, 0, q);
+                gather_all(&qkv, dm, s, 1, k);
+                gather_all(&qkv, dm, s, 2, v);
+                let (mut qi, mut a) = (vec![0f32; dm.dk], vec![0f32; dm.p]);
                 for i in 0..dm.p {
-                    let pr = prev.as_ref().map(|v| v.row(s, i));
+                    let pr = prev.map(|pr| &pr[(s * dm.p + i) * hp..(s * dm.p + i + 1) * hp]);
                     for hh in 0..dm.h {
-                        let (q, k) = (&q[hh * len..(hh + 1) * len], &k[hh * len..(hh + 1) * len]);
-                        let row = &mut o[i * hp + hh * dm.p..i * hp + (hh + 1) * dm.p];
+                        let head = hh * len..(hh + 1) * len;
+                        let (q, k, v) = (&q[head.clone()], &k[head.clone()], &v[head]);
+                        let row = &mut sc[i * hp + hh * dm.p..i * hp + (hh + 1) * dm.p];
                         qi.iter_mut().enumerate().for_each(|(c, x)| *x = q[c * dm.p + i]);
-                        let scale = self.scale;
                         match pr {
                             Some(pr) => {
                                 let pr = &pr[hh * dm.p..(hh + 1) * dm.p];
@@ -229,217 +312,133 @@ impl Scores {
                             }
                             None => weighted_columns(&qi, k, dm.p, row, |_, x| x * scale),
                         }
-                    }
-                }
-            },
-        ))
-    }
-
-    /// Gradient of `qkv` (its q and k parts; v's is zero) from the scores' gradient.
-    fn backward(&self, qkv: &Tensor, grad: &Tensor) -> Result<Tensor> {
-        qkv.apply_op2_no_bwd(grad, &ScoresBwd(*self))
-    }
-}
-
-impl CustomOp1 for Scores {
-    fn name(&self) -> &'static str {
-        "retrain-attention-scores"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.forward(View3::new(s, l, "qkv")?, None)
-    }
-
-    fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(self.backward(qkv, grad)?))
-    }
-}
-
-impl CustomOp2 for Scores {
-    fn name(&self) -> &'static str {
-        "retrain-attention-scores-residual"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.forward(View3::new(s1, l1, "qkv")?, Some(View3::new(s2, l2, "previous scores")?))
-    }
-
-    fn bwd(
-        &self,
-        qkv: &Tensor,
-        _prev: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // The previous scores are added as they are: their gradient is the scores' gradient.
-        Ok((Some(self.backward(qkv, grad)?), Some(grad.clone())))
-    }
-}
-
-/// Backward of [`Scores`]: inputs `qkv` and the scores' gradient, output `[n, p, 3·d]`.
-struct ScoresBwd(Scores);
-
-impl CustomOp2 for ScoresBwd {
-    fn name(&self) -> &'static str {
-        "retrain-attention-scores-backward"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let qkv = View3::new(s1, l1, "qkv")?;
-        let grad = View3::new(s2, l2, "scores gradient")?;
-        let dm = Dims::of(&qkv, self.0.heads);
-        let hp = dm.h * dm.p;
-        dm.expect(&grad, hp, "the scores gradient")?;
-        let scale = self.0.scale;
-        Ok(per_sample(
-            dm,
-            3 * dm.d,
-            #[inline(always)]
-            |s, o| {
-                let len = dm.dk * dm.p;
-                let (mut q, mut k, mut dk) = (vec![0f32; dm.h * len], vec![0f32; dm.h * len], vec![0f32; dm.h * len]);
-                gather_all(&qkv, dm, s, 0, &mut q);
-                gather_all(&qkv, dm, s, 1, &mut k);
-                let mut gs = vec![0f32; dm.p];
-                for i in 0..dm.p {
-                    let grow = grad.row(s, i);
-                    for hh in 0..dm.h {
-                        let (q, k) = (&q[hh * len..(hh + 1) * len], &k[hh * len..(hh + 1) * len]);
-                        let dk = &mut dk[hh * len..(hh + 1) * len];
-                        // dS·scale, then dQᵢ = Σⱼ dSᵢⱼ·scale·Kⱼ and dKⱼ += dSᵢⱼ·scale·Qᵢ.
-                        gs.iter_mut().zip(&grow[hh * dm.p..(hh + 1) * dm.p]).for_each(|(x, y)| *x = y * scale);
-                        let dq = &mut o[i * 3 * dm.d + hh * dm.dk..i * 3 * dm.d + (hh + 1) * dm.dk];
-                        dots(&gs, k, dq);
-                        for c in 0..dm.dk {
-                            axpy(q[c * dm.p + i], &gs, &mut dk[c * dm.p..(c + 1) * dm.p]);
-                        }
-                    }
-                }
-                scatter_t(&dk, dm, 1, o, 3 * dm.d);
-            },
-        ))
-    }
-}
-
-/// `out = softmax(scores)·V`.
-#[derive(Clone, Copy)]
-struct Mix {
-    heads: usize,
-}
-
-impl CustomOp2 for Mix {
-    fn name(&self) -> &'static str {
-        "retrain-attention-mix"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let qkv = View3::new(s1, l1, "qkv")?;
-        let scores = View3::new(s2, l2, "scores")?;
-        let dm = Dims::of(&qkv, self.heads);
-        dm.expect(&scores, dm.h * dm.p, "the scores")?;
-        Ok(per_sample(
-            dm,
-            dm.d,
-            #[inline(always)]
-            |s, o| {
-                let len = dm.dk * dm.p;
-                let (mut v, mut a) = (vec![0f32; dm.h * len], vec![0f32; dm.p]);
-                gather_all(&qkv, dm, s, 2, &mut v);
-                for i in 0..dm.p {
-                    let srow = scores.row(s, i);
-                    for hh in 0..dm.h {
-                        let v = &v[hh * len..(hh + 1) * len];
-                        softmax_row(&srow[hh * dm.p..(hh + 1) * dm.p], &mut a);
+                        softmax_row(row, &mut a);
                         dots(&a, v, &mut o[i * dm.d + hh * dm.dk..i * dm.d + (hh + 1) * dm.dk]);
                     }
                 }
             },
-        ))
+        );
+        self.this.state().scores = Some((Arc::new(scores), (dm.n, dm.p, hp)));
+        Ok((CpuStorage::F32(out), Shape::from((dm.n, dm.p, dm.d))))
     }
 
-    fn bwd(
-        &self,
-        qkv: &Tensor,
-        scores: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let d3 = qkv.dim(2)?;
-        let g = qkv.apply_op3_no_bwd(scores, grad, &MixBwd(*self))?;
-        Ok((Some(g.narrow(2, 0, d3)?), Some(g.narrow(2, d3, scores.dim(2)?)?)))
+    fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(qkv.apply_op2_no_bwd(grad, &AttendBwd(self))?))
     }
 }
 
-/// Backward of [`Mix`]: inputs `qkv`, the scores and the output's gradient; output
-/// `[n, p, 3·d + heads·p]` = (gradient of `qkv`, only its v part non-zero | the scores').
-struct MixBwd(Mix);
+/// Backward of [`Attend`]: inputs `qkv` and the output's gradient, output the gradient of
+/// `qkv` `[n, p, 3·d]`. Takes the scores' gradient from the next layer out of `this` and
+/// leaves the gradient of `prev` (the same: `prev` is added as it is) in `prev`.
+struct AttendBwd<'a>(&'a Attend);
 
-impl CustomOp3 for MixBwd {
+impl CustomOp2 for AttendBwd<'_> {
     fn name(&self) -> &'static str {
-        "retrain-attention-mix-backward"
+        "retrain-attention-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let qkv = View3::new(s1, l1, "qkv")?;
-        let scores = View3::new(s2, l2, "scores")?;
-        let grad = View3::new(s3, l3, "output gradient")?;
+        let grad = View3::new(s2, l2, "output gradient")?;
         let dm = Dims::of(&qkv, self.0.heads);
         let hp = dm.h * dm.p;
-        dm.expect(&scores, hp, "the scores")?;
         dm.expect(&grad, dm.d, "the output gradient")?;
-        let w = 3 * dm.d + hp;
-        Ok(per_sample(
+        let scores = self.0.this.scores((dm.n, dm.p, hp))?;
+        let scores = scores.as_slice();
+        // The scores' total gradient: what the next layer handed back plus this layer's own.
+        // Kept (in the next layer's buffer when there is one) only when `prev` needs it.
+        let next = self.0.this.state().grad.take();
+        let has_next = next.is_some();
+        if next.as_ref().is_some_and(|g| g.len() != scores.len()) {
+            candle_core::bail!("fused attention: the next layer's score gradient has the wrong size");
+        }
+        let mut total = match (next, self.0.prev.is_some()) {
+            (Some(g), _) => Some(g),
+            (None, true) => Some(vec![0f32; scores.len()]),
+            (None, false) => None,
+        };
+        let keep = self.0.prev.is_some();
+        let scale = self.0.scale;
+        let w = 3 * dm.d;
+        let mut out = vec![0f32; dm.n * dm.p * w];
+        per_sample(
             dm,
-            w,
+            (&mut out, w),
+            total.as_deref_mut().map(|t| (t, hp)),
             #[inline(always)]
-            |s, o| {
+            |s, o, mut tot| {
                 let len = dm.dk * dm.p;
-                let (mut v, mut dv) = (vec![0f32; dm.h * len], vec![0f32; dm.h * len]);
-                let (mut a, mut da) = (vec![0f32; dm.p], vec![0f32; dm.p]);
-                gather_all(&qkv, dm, s, 2, &mut v);
+                let mut buf = vec![0f32; 5 * dm.h * len];
+                let (q, rest) = buf.split_at_mut(dm.h * len);
+                let (k, rest) = rest.split_at_mut(dm.h * len);
+                let (v, rest) = rest.split_at_mut(dm.h * len);
+                let (dk, dv) = rest.split_at_mut(dm.h * len);
+                gather_all(&qkv, dm, s, 0, q);
+                gather_all(&qkv, dm, s, 1, k);
+                gather_all(&qkv, dm, s, 2, v);
+                let (mut a, mut da, mut gs) = (vec![0f32; dm.p], vec![0f32; dm.p], vec![0f32; dm.p]);
                 for i in 0..dm.p {
-                    let (srow, grow) = (scores.row(s, i), grad.row(s, i));
+                    let (srow, grow) = (&scores[(s * dm.p + i) * hp..(s * dm.p + i + 1) * hp], grad.row(s, i));
                     for hh in 0..dm.h {
-                        let v = &v[hh * len..(hh + 1) * len];
-                        let dv = &mut dv[hh * len..(hh + 1) * len];
+                        let head = hh * len..(hh + 1) * len;
+                        let (q, k, v) = (&q[head.clone()], &k[head.clone()], &v[head.clone()]);
+                        let (dk, dv) = (&mut dk[head.clone()], &mut dv[head]);
                         softmax_row(&srow[hh * dm.p..(hh + 1) * dm.p], &mut a);
                         let go = &grow[hh * dm.dk..(hh + 1) * dm.dk];
-                        // dA = dO·Vᵀ; dS = A ⊙ (dA − Σ A ⊙ dA); dVⱼ += Aᵢⱼ·dOᵢ.
+                        // dA = dO·Vᵀ; dVⱼ += Aᵢⱼ·dOᵢ; dS = A ⊙ (dA − Σ A ⊙ dA) (+ the next
+                        // layer's); dQᵢ = Σⱼ dSᵢⱼ·scale·Kⱼ; dKⱼ += dSᵢⱼ·scale·Qᵢ.
                         weighted_columns(go, v, dm.p, &mut da, |_, x| x);
                         for c in 0..dm.dk {
                             axpy(go[c], &a, &mut dv[c * dm.p..(c + 1) * dm.p]);
                         }
                         let centre = dot(&a, &da);
-                        let ds = &mut o[i * w + 3 * dm.d + hh * dm.p..i * w + 3 * dm.d + (hh + 1) * dm.p];
-                        for ((x, &aj), &daj) in ds.iter_mut().zip(&a).zip(&da) {
-                            *x = aj * (daj - centre);
+                        let cols = i * hp + hh * dm.p..i * hp + (hh + 1) * dm.p;
+                        match tot.as_deref_mut() {
+                            Some(t) => {
+                                let t = &mut t[cols];
+                                for (((g, x), &aj), &daj) in gs.iter_mut().zip(t.iter_mut()).zip(&a).zip(&da) {
+                                    let own = aj * (daj - centre);
+                                    let sum = if has_next { own + *x } else { own };
+                                    if keep {
+                                        *x = sum;
+                                    }
+                                    *g = sum * scale;
+                                }
+                            }
+                            None => {
+                                for ((g, &aj), &daj) in gs.iter_mut().zip(&a).zip(&da) {
+                                    *g = aj * (daj - centre) * scale;
+                                }
+                            }
+                        }
+                        dots(&gs, k, &mut o[i * w + hh * dm.dk..i * w + (hh + 1) * dm.dk]);
+                        for c in 0..dm.dk {
+                            axpy(q[c * dm.p + i], &gs, &mut dk[c * dm.p..(c + 1) * dm.p]);
                         }
                     }
                 }
-                scatter_t(&dv, dm, 2, o, w);
+                scatter_t(dk, dm, 1, o, w);
+                scatter_t(dv, dm, 2, o, w);
             },
-        ))
+        );
+        if let (Some(prev), Some(t)) = (&self.0.prev, total) {
+            prev.deposit(t);
+        }
+        Ok((CpuStorage::F32(out), Shape::from((dm.n, dm.p, w))))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{D, Device, Var};
+    use candle_core::{D, Var};
 
     fn max_diff(x: &Tensor, y: &Tensor) -> f32 {
         (x - y).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
     }
 
     /// The same attention written with candle ops, in the `[n, heads, p, p]` score layout.
+    /// Returns the output and the scores `[n, p, heads·p]`.
     fn reference(qkv: &Tensor, prev: Option<&Tensor>, h: usize, scale: f64) -> (Tensor, Tensor) {
         let (n, p, d3) = qkv.dims3().unwrap();
         let d = d3 / 3;
@@ -464,30 +463,47 @@ mod tests {
         (o, s)
     }
 
+    /// A stack of `layers` attentions, each on its own `qkv` (given as a strided view, to check
+    /// that layouts are honoured), chaining the scores, with loss `Σ_l Σ o_l ⊙ w_l`. Returns
+    /// the outputs, every layer's scores and the gradient of each `qkv`.
+    fn stack(qkv: &[Var], w: &[Tensor], h: usize, fused: bool) -> (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>) {
+        let (mut outs, mut scores) = (Vec::new(), Vec::new());
+        let (mut link, mut prev): (Option<ScoreLink>, Option<Tensor>) = (None, None);
+        for x in qkv {
+            let d3 = x.dim(2).unwrap() - 3;
+            let x = x.narrow(2, 3, d3).unwrap();
+            if fused {
+                let (o, l) = fused_attention(&x, link.as_ref(), h, 0.5).unwrap();
+                scores.push(l.to_tensor().unwrap());
+                outs.push(o);
+                link = Some(l);
+            } else {
+                let (o, s) = reference(&x, prev.as_ref(), h, 0.5);
+                scores.push(s.clone());
+                outs.push(o);
+                prev = Some(s);
+            }
+        }
+        let loss = outs.iter().zip(w).map(|(o, w)| (o * w).unwrap().sum_all().unwrap()).reduce(|a, b| (a + b).unwrap());
+        let g = loss.unwrap().backward().unwrap();
+        let grads = qkv.iter().map(|x| g.get(x).unwrap().clone()).collect();
+        (outs, scores, grads)
+    }
+
     #[test]
-    fn equals_candle_ops_forward_and_backward_with_and_without_previous_scores() {
+    fn a_stack_equals_candle_ops_forward_and_backward() {
         let dev = Device::Cpu;
-        for (n, p, d, h) in [(3, 7, 8, 2), (2, 42, 16, 4), (2, 11, 24, 1)] {
-            let qkv = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, p, 3 * d), &dev).unwrap()).unwrap();
-            // The previous scores as a strided view, to check that layouts are honoured.
-            let wide = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, p, 5 + h * p), &dev).unwrap()).unwrap();
-            let prev = wide.narrow(2, 5, h * p).unwrap();
-            let wo = Tensor::randn(0f32, 1.0, (n, p, d), &dev).unwrap();
-            let ws = Tensor::randn(0f32, 1.0, (n, p, h * p), &dev).unwrap();
-            for with_prev in [false, true] {
-                let pv = with_prev.then_some(&prev);
-                let (o1, s1) = fused_attention(&qkv, pv, h, 0.5).unwrap();
-                let (o2, s2) = reference(&qkv, pv, h, 0.5);
-                assert!(max_diff(&o1, &o2) < 1e-5 && max_diff(&s1, &s2) < 1e-5, "forward {p} {d} {h} {with_prev}");
-                let loss = |o: &Tensor, s: &Tensor| {
-                    ((o * &wo).unwrap().sum_all().unwrap() + (s * &ws).unwrap().sum_all().unwrap()).unwrap()
-                };
-                let g1 = loss(&o1, &s1).backward().unwrap();
-                let g2 = loss(&o2, &s2).backward().unwrap();
-                assert!(max_diff(g1.get(&qkv).unwrap(), g2.get(&qkv).unwrap()) < 1e-4, "qkv gradient {p} {with_prev}");
-                if with_prev {
-                    assert!(max_diff(g1.get(&wide).unwrap(), g2.get(&wide).unwrap()) < 1e-4, "previous-score gradient");
-                }
+        for (n, p, d, h, layers) in [(3, 7, 8, 2, 1), (2, 42, 16, 4, 3), (2, 11, 24, 1, 2), (2, 9, 8, 2, 4)] {
+            let qkv: Vec<Var> = (0..layers)
+                .map(|_| Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, p, 3 + 3 * d), &dev).unwrap()).unwrap())
+                .collect();
+            let w: Vec<Tensor> = (0..layers).map(|_| Tensor::randn(0f32, 1.0, (n, p, d), &dev).unwrap()).collect();
+            let (o1, s1, g1) = stack(&qkv, &w, h, true);
+            let (o2, s2, g2) = stack(&qkv, &w, h, false);
+            for l in 0..layers {
+                assert!(max_diff(&o1[l], &o2[l]) < 1e-5, "output {p} {d} {h} layer {l}");
+                assert!(max_diff(&s1[l], &s2[l]) < 1e-5, "scores {p} {d} {h} layer {l}");
+                assert!(max_diff(&g1[l], &g2[l]) < 1e-4, "qkv gradient {p} {d} {h} layer {l} of {layers}");
             }
         }
     }
@@ -495,25 +511,32 @@ mod tests {
     #[test]
     fn same_bits_whatever_the_thread_count() {
         let dev = Device::Cpu;
-        let qkv = Var::from_tensor(&Tensor::randn(0f32, 1.0, (20, 9, 12), &dev).unwrap()).unwrap();
+        let qkv: Vec<Var> =
+            (0..3).map(|_| Var::from_tensor(&Tensor::randn(0f32, 1.0, (20, 9, 15), &dev).unwrap()).unwrap()).collect();
+        let w: Vec<Tensor> = (0..3).map(|_| Tensor::randn(0f32, 1.0, (20, 9, 4), &dev).unwrap()).collect();
         let run = |t| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
             pool.install(|| {
-                let (o, s) = fused_attention(&qkv, None, 2, 0.7).unwrap();
-                let g = (o.sqr().unwrap().sum_all().unwrap() + s.sum_all().unwrap()).unwrap().backward().unwrap();
-                let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                (flat(&o), flat(&s), flat(g.get(&qkv).unwrap()))
+                let (o, s, g) = stack(&qkv, &w, 2, true);
+                let flat = |t: &[Tensor]| -> Vec<Vec<f32>> {
+                    t.iter().map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+                };
+                (flat(&o), flat(&s), flat(&g))
             })
         };
         assert_eq!(run(1), run(3));
     }
 
     #[test]
-    fn mismatched_previous_scores_are_an_error() {
+    fn bad_shapes_and_unset_links_are_errors() {
         let dev = Device::Cpu;
         let qkv = Tensor::zeros((2, 5, 12), DType::F32, &dev).unwrap();
-        let prev = Tensor::zeros((2, 5, 9), DType::F32, &dev).unwrap();
-        assert!(fused_attention(&qkv, Some(&prev), 2, 1.0).is_err());
+        let (_, link) = fused_attention(&qkv, None, 2, 1.0).unwrap();
+        // Scores of another shape (3 patches) as the previous layer's.
+        let other = Tensor::zeros((2, 3, 12), DType::F32, &dev).unwrap();
+        assert!(fused_attention(&other, Some(&link), 2, 1.0).is_err());
+        assert!(fused_attention(&qkv, Some(&ScoreLink::default()), 2, 1.0).is_err());
+        assert!(ScoreLink::default().to_tensor().is_err());
         assert!(fused_attention(&qkv, None, 5, 1.0).is_err());
     }
 }

@@ -11,7 +11,7 @@ use candle_core::{D, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::nn::attention::fused_attention;
+use crate::nn::attention::{ScoreLink, fused_attention};
 use crate::nn::feed_forward::feed_forward;
 use crate::nn::fused;
 use crate::nn::layers::{BatchNorm, LayerNorm, Linear, Train, dropout, linear};
@@ -170,6 +170,14 @@ impl PatchTstConfig {
     }
 }
 
+/// A layer's pre-softmax attention scores, which the next layer adds to its own
+/// (`res_attention`): a `[n, heads, patches, patches]` tensor on the candle path, a link
+/// outside the graph on the fused one.
+enum Residual {
+    Tensor(Tensor),
+    Link(ScoreLink),
+}
+
 /// Multi-head attention with residual scores.
 #[derive(Clone, Debug)]
 struct Attention {
@@ -195,24 +203,33 @@ impl Attention {
     }
 
     /// `x`: `[n, patches, d]` → (output `[n, patches, d]` before the projection's dropout,
-    /// which the caller applies with the residual's, pre-softmax scores). The scores' layout
-    /// depends on `fused` (`[n, patches, heads·patches]` from the fused op, else
-    /// `[n, heads, patches, patches]`); one forward pass uses one path for every layer.
+    /// which the caller applies with the residual's, pre-softmax scores). `fused` picks the
+    /// fused op or candle's; one forward pass uses one path for every layer.
     fn forward(
         &self,
         x: &Tensor,
-        prev: Option<&Tensor>,
+        prev: Option<&Residual>,
         cfg: &PatchTstConfig,
         fused: bool,
         train: &mut Option<Train<'_>>,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<(Tensor, Residual)> {
         let (n, p, d) = x.dims3()?;
         let h = self.n_heads;
         if fused {
+            let prev = match prev {
+                Some(Residual::Link(l)) => Some(l),
+                Some(Residual::Tensor(_)) => candle_core::bail!("fused attention after a candle-path layer"),
+                None => None,
+            };
             let qkv = Linear::forward_concat(&[&self.w_q, &self.w_k, &self.w_v], x)?;
-            let (out, scores) = fused_attention(&qkv, prev, h, self.scale)?;
-            return Ok((self.to_out.forward(&out)?, scores));
+            let (out, link) = fused_attention(&qkv, prev, h, self.scale)?;
+            return Ok((self.to_out.forward(&out)?, Residual::Link(link)));
         }
+        let prev = match prev {
+            Some(Residual::Tensor(t)) => Some(t),
+            Some(Residual::Link(_)) => candle_core::bail!("candle-path attention after a fused layer"),
+            None => None,
+        };
         let heads = |t: Tensor| t.reshape((n, p, h, d / h))?.transpose(1, 2)?.contiguous();
         let q = heads(self.w_q.forward(x)?)?;
         let k = heads(self.w_k.forward(x)?)?.transpose(2, 3)?.contiguous()?;
@@ -223,7 +240,7 @@ impl Attention {
         }
         let attn = dropout(&candle_nn::ops::softmax(&scores, D::Minus1)?, cfg.attn_dropout, train)?;
         let out = matmul(&attn, &v)?.transpose(1, 2)?.contiguous()?.reshape((n, p, d))?;
-        Ok((self.to_out.forward(&out)?, scores))
+        Ok((self.to_out.forward(&out)?, Residual::Tensor(scores)))
     }
 }
 
@@ -274,11 +291,11 @@ impl EncoderLayer {
     fn forward(
         &self,
         x: &Tensor,
-        prev: Option<&Tensor>,
+        prev: Option<&Residual>,
         cfg: &PatchTstConfig,
         fused: bool,
         train: &mut Option<Train<'_>>,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<(Tensor, Residual)> {
         let p = cfg.dropout;
         let (a, scores) = self.attn.forward(x, prev, cfg, fused, train)?;
         // The official layer drops the attention output twice in a row (the projection's
@@ -382,7 +399,7 @@ impl PatchTst {
         let patches = x.index_select(&self.patch_index, D::Minus1)?.reshape((b * c, p, cfg.patch_len))?;
         let u = self.w_p.forward(&patches)?.broadcast_add(&self.w_pos)?;
         let mut z = dropout(&u, cfg.dropout, train)?;
-        let mut prev: Option<Tensor> = None;
+        let mut prev: Option<Residual> = None;
         for layer in &self.layers {
             let (out, scores) = layer.forward(&z, prev.as_ref(), cfg, fused, train)?;
             z = out;
@@ -421,5 +438,24 @@ mod tests {
         let b = net.forward_with(&x, &mut None, false).unwrap();
         let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn fused_and_candle_attention_paths_give_the_same_gradients() {
+        // Three layers: the fused path hands the scores' gradient back through its links.
+        let cfg = PatchTstConfig { d_model: 8, n_heads: 2, d_ff: 16, ..PatchTstConfig::small(40, 3, 2) };
+        let vars = SeededVars::new(5);
+        let net = PatchTst::new(&cfg, vars.builder(&Device::Cpu)).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (4, 40, 2), &Device::Cpu).unwrap();
+        let grads =
+            |fused| net.forward_with(&x, &mut None, fused).unwrap().sqr().unwrap().sum_all().unwrap().backward();
+        let (a, b) = (grads(true).unwrap(), grads(false).unwrap());
+        for (name, var) in vars.named_vars() {
+            let (ga, gb) = (a.get(&var).unwrap(), b.get(&var).unwrap());
+            let diff =
+                (ga - gb).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let scale = gb.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff <= 1e-4 * scale.max(1.0), "{name}: {diff} (largest {scale})");
+        }
     }
 }
