@@ -56,10 +56,13 @@ pub fn fused_attention(
 #[derive(Clone, Default)]
 pub struct ScoreLink(Arc<Mutex<LinkState>>);
 
+/// Dimensions `[n, p, heads·p]` of a layer's scores.
+type ScoreDims = (usize, usize, usize);
+
 #[derive(Default)]
 struct LinkState {
-    /// The scores, `[n, p, heads·p]` row-major, with those dimensions (set by the forward).
-    scores: Option<(Arc<Vec<f32>>, (usize, usize, usize))>,
+    /// The scores, row-major, with their dimensions (set by the forward).
+    scores: Option<(Arc<Vec<f32>>, ScoreDims)>,
     /// Their gradient from the next layer (none yet: zero).
     grad: Option<Vec<f32>>,
 }
@@ -71,7 +74,7 @@ impl ScoreLink {
     }
 
     /// The scores, checked to be `[n, p, hp]`.
-    fn scores(&self, dims: (usize, usize, usize)) -> Result<Arc<Vec<f32>>> {
+    fn scores(&self, dims: ScoreDims) -> Result<Arc<Vec<f32>>> {
         match &self.state().scores {
             Some((s, d)) if *d == dims => Ok(s.clone()),
             Some((_, d)) => candle_core::bail!("fused attention: the previous scores are {d:?}, expected {dims:?}"),
