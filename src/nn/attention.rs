@@ -154,37 +154,30 @@ impl Dims {
     }
 }
 
-/// Head `hh`'s part `part` (0 = q, 1 = k, 2 = v) of sample `s`, transposed into `dst`
-/// (`[dk, p]`: one contiguous run per column, so loops over keys vectorise).
+/// Sample `s`'s rows of `qkv` transposed into `dst` (`[3·d, p]`: each column of the rows as
+/// one contiguous run, so loops over keys vectorise). Head `hh`'s part `part` (0 = q, 1 = k,
+/// 2 = v) is then the `[dk, p]` block at `(part·heads + hh)·dk·p`.
 #[inline(always)]
-fn gather_t(qkv: &View3, dm: Dims, s: usize, part: usize, hh: usize, dst: &mut [f32]) {
-    let base = part * dm.d + hh * dm.dk;
-    for i in 0..dm.p {
-        let row = &qkv.row(s, i)[base..base + dm.dk];
-        for (c, &x) in row.iter().enumerate() {
-            dst[c * dm.p + i] = x;
+fn gather(qkv: &View3, dm: Dims, s: usize, dst: &mut [f32]) {
+    let (w, p) = (3 * dm.d, dm.p);
+    // Row offsets by addition: written as `start + i·stride` per row, the loop was widened
+    // into 64-bit vector multiplies that cost more than the copy.
+    let mut o = qkv.start + s * qkv.s0;
+    for i in 0..p {
+        for (col, &x) in dst.chunks_exact_mut(p).zip(&qkv.data[o..o + w]) {
+            col[i] = x;
         }
+        o += qkv.s1;
     }
 }
 
-/// Every head's part `part` of sample `s`, transposed: `dst[hh]` is `[dk, p]` as [`gather_t`].
+/// Write `src` (`[cols, p]`, transposed as [`gather`] leaves it) into columns
+/// `first..first + cols` of every row of a sample's output block (rows of `width`).
 #[inline(always)]
-fn gather_all(qkv: &View3, dm: Dims, s: usize, part: usize, dst: &mut [f32]) {
-    for (hh, d) in dst.chunks_exact_mut(dm.dk * dm.p).enumerate() {
-        gather_t(qkv, dm, s, part, hh, d);
-    }
-}
-
-/// Write transposed per-head buffers (`src[hh]` `[dk, p]`) into part `part` of every row of
-/// a sample's output block (rows of `width`).
-#[inline(always)]
-fn scatter_t(src: &[f32], dm: Dims, part: usize, o: &mut [f32], width: usize) {
-    for (hh, sh) in src.chunks_exact(dm.dk * dm.p).enumerate() {
-        for j in 0..dm.p {
-            let base = j * width + part * dm.d + hh * dm.dk;
-            for (c, x) in o[base..base + dm.dk].iter_mut().enumerate() {
-                *x = sh[c * dm.p + j];
-            }
+fn scatter(src: &[f32], p: usize, o: &mut [f32], width: usize, first: usize) {
+    for (i, row) in o.chunks_exact_mut(width).take(p).enumerate() {
+        for (x, col) in row[first..].iter_mut().zip(src.chunks_exact(p)) {
+            *x = col[i];
         }
     }
 }
@@ -233,33 +226,38 @@ fn softmax_row(scores: &[f32], a: &mut [f32]) {
     a.iter_mut().for_each(|e| *e *= inv);
 }
 
-/// Run `f(sample, first output chunk, second output chunk)` for every sample in parallel over
-/// `first` (`width` values per patch) and, when given, `second` (`width2` per patch), compiled
-/// for AVX2 where the CPU has it ([`wide`]: the kernels are plain loops the compiler widens;
-/// the arithmetic and its order are the same either way, so results do not depend on it).
-fn per_sample<F: Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync>(
+/// Run `f(sample, first output chunk, second output chunk, scratch)` for every sample in
+/// parallel over `first` (`width` values per patch) and, when given, `second` (`width2` per
+/// patch), compiled for AVX2 where the CPU has it ([`wide`]: the kernels are plain loops the
+/// compiler widens; the arithmetic and its order are the same either way, so results do not
+/// depend on it). `scratch` (`scratch` values, contents left by the previous sample) is
+/// allocated once per rayon job, not per sample.
+fn per_sample<F: Fn(usize, &mut [f32], Option<&mut [f32]>, &mut [f32]) + Sync>(
     dm: Dims,
     (first, width): (&mut [f32], usize),
     second: Option<(&mut [f32], usize)>,
+    scratch: usize,
     f: F,
 ) {
     if dm.p * width == 0 {
         return;
     }
     let chunks = first.par_chunks_mut(dm.p * width);
+    let init = || vec![0f32; scratch];
     match second {
-        Some((second, width2)) if width2 > 0 => {
-            chunks.zip(second.par_chunks_mut(dm.p * width2)).enumerate().for_each(|(s, (o, o2))| {
+        Some((second, width2)) if width2 > 0 => chunks
+            .zip(second.par_chunks_mut(dm.p * width2))
+            .enumerate()
+            .for_each_init(init, |t, (s, (o, o2))| {
                 wide(
                     #[inline(always)]
-                    || f(s, o, Some(o2)),
+                    || f(s, o, Some(o2), t),
                 )
-            })
-        }
-        _ => chunks.enumerate().for_each(|(s, o)| {
+            }),
+        _ => chunks.enumerate().for_each_init(init, |t, (s, o)| {
             wide(
                 #[inline(always)]
-                || f(s, o, None),
+                || f(s, o, None, t),
             )
         }),
     }
@@ -290,17 +288,16 @@ impl CustomOp1 for Attend {
             dm,
             (&mut out, dm.d),
             Some((&mut scores, hp)),
+            3 * dm.d * dm.p + dm.dk + dm.p,
             #[inline(always)]
-            |s, o, sc| {
+            |s, o, sc, t| {
                 let sc = sc.expect("the scores' chunk");
                 let len = dm.dk * dm.p;
-                let mut qkvt = vec![0f32; 3 * dm.h * len];
-                let (q, kv) = qkvt.split_at_mut(dm.h * len);
-                let (k, v) = kv.split_at_mut(dm.h * len);
-                gather_all(&qkv, dm, s, 0, q);
-                gather_all(&qkv, dm, s, 1, k);
-                gather_all(&qkv, dm, s, 2, v);
-                let (mut qi, mut a) = (vec![0f32; dm.dk], vec![0f32; dm.p]);
+                let (qkvt, t) = t.split_at_mut(3 * dm.h * len);
+                let (qi, a) = t.split_at_mut(dm.dk);
+                gather(&qkv, dm, s, qkvt);
+                let (q, kv) = qkvt.split_at(dm.h * len);
+                let (k, v) = kv.split_at(dm.h * len);
                 for i in 0..dm.p {
                     let pr = prev.map(|pr| &pr[(s * dm.p + i) * hp..(s * dm.p + i + 1) * hp]);
                     for hh in 0..dm.h {
@@ -311,12 +308,12 @@ impl CustomOp1 for Attend {
                         match pr {
                             Some(pr) => {
                                 let pr = &pr[hh * dm.p..(hh + 1) * dm.p];
-                                weighted_columns(&qi, k, dm.p, row, |j, x| x * scale + pr[j]);
+                                weighted_columns(qi, k, dm.p, row, |j, x| x * scale + pr[j]);
                             }
-                            None => weighted_columns(&qi, k, dm.p, row, |_, x| x * scale),
+                            None => weighted_columns(qi, k, dm.p, row, |_, x| x * scale),
                         }
-                        softmax_row(row, &mut a);
-                        dots(&a, v, &mut o[i * dm.d + hh * dm.dk..i * dm.d + (hh + 1) * dm.dk]);
+                        softmax_row(row, a);
+                        dots(a, v, &mut o[i * dm.d + hh * dm.dk..i * dm.d + (hh + 1) * dm.dk]);
                     }
                 }
             },
@@ -368,38 +365,39 @@ impl CustomOp2 for AttendBwd<'_> {
             dm,
             (&mut out, w),
             total.as_deref_mut().map(|t| (t, hp)),
+            5 * dm.d * dm.p + 3 * dm.p,
             #[inline(always)]
-            |s, o, mut tot| {
+            |s, o, mut tot, t| {
                 let len = dm.dk * dm.p;
-                let mut buf = vec![0f32; 5 * dm.h * len];
-                let (q, rest) = buf.split_at_mut(dm.h * len);
-                let (k, rest) = rest.split_at_mut(dm.h * len);
-                let (v, rest) = rest.split_at_mut(dm.h * len);
-                let (dk, dv) = rest.split_at_mut(dm.h * len);
-                gather_all(&qkv, dm, s, 0, q);
-                gather_all(&qkv, dm, s, 1, k);
-                gather_all(&qkv, dm, s, 2, v);
-                let (mut a, mut da, mut gs) = (vec![0f32; dm.p], vec![0f32; dm.p], vec![0f32; dm.p]);
+                let (qkvt, t) = t.split_at_mut(3 * dm.h * len);
+                let (dkv, t) = t.split_at_mut(2 * dm.h * len);
+                let (a, t) = t.split_at_mut(dm.p);
+                let (da, gs) = t.split_at_mut(dm.p);
+                gather(&qkv, dm, s, qkvt);
+                dkv.fill(0.0);
+                let (q, kv) = qkvt.split_at(dm.h * len);
+                let (k, v) = kv.split_at(dm.h * len);
+                let (dk, dv) = dkv.split_at_mut(dm.h * len);
                 for i in 0..dm.p {
                     let (srow, grow) = (&scores[(s * dm.p + i) * hp..(s * dm.p + i + 1) * hp], grad.row(s, i));
                     for hh in 0..dm.h {
                         let head = hh * len..(hh + 1) * len;
                         let (q, k, v) = (&q[head.clone()], &k[head.clone()], &v[head.clone()]);
                         let (dk, dv) = (&mut dk[head.clone()], &mut dv[head]);
-                        softmax_row(&srow[hh * dm.p..(hh + 1) * dm.p], &mut a);
+                        softmax_row(&srow[hh * dm.p..(hh + 1) * dm.p], a);
                         let go = &grow[hh * dm.dk..(hh + 1) * dm.dk];
                         // dA = dO·Vᵀ; dVⱼ += Aᵢⱼ·dOᵢ; dS = A ⊙ (dA − Σ A ⊙ dA) (+ the next
                         // layer's); dQᵢ = Σⱼ dSᵢⱼ·scale·Kⱼ; dKⱼ += dSᵢⱼ·scale·Qᵢ.
-                        weighted_columns(go, v, dm.p, &mut da, |_, x| x);
+                        weighted_columns(go, v, dm.p, da, |_, x| x);
                         for c in 0..dm.dk {
-                            axpy(go[c], &a, &mut dv[c * dm.p..(c + 1) * dm.p]);
+                            axpy(go[c], a, &mut dv[c * dm.p..(c + 1) * dm.p]);
                         }
-                        let centre = dot(&a, &da);
+                        let centre = dot(a, da);
                         let cols = i * hp + hh * dm.p..i * hp + (hh + 1) * dm.p;
                         match tot.as_deref_mut() {
                             Some(t) => {
                                 let t = &mut t[cols];
-                                for (((g, x), &aj), &daj) in gs.iter_mut().zip(t.iter_mut()).zip(&a).zip(&da) {
+                                for (((g, x), &aj), &daj) in gs.iter_mut().zip(t.iter_mut()).zip(a.iter()).zip(da.iter()) {
                                     let own = aj * (daj - centre);
                                     let sum = if has_next { own + *x } else { own };
                                     if keep {
@@ -409,19 +407,18 @@ impl CustomOp2 for AttendBwd<'_> {
                                 }
                             }
                             None => {
-                                for ((g, &aj), &daj) in gs.iter_mut().zip(&a).zip(&da) {
+                                for ((g, &aj), &daj) in gs.iter_mut().zip(a.iter()).zip(da.iter()) {
                                     *g = aj * (daj - centre) * scale;
                                 }
                             }
                         }
-                        dots(&gs, k, &mut o[i * w + hh * dm.dk..i * w + (hh + 1) * dm.dk]);
+                        dots(gs, k, &mut o[i * w + hh * dm.dk..i * w + (hh + 1) * dm.dk]);
                         for c in 0..dm.dk {
-                            axpy(q[c * dm.p + i], &gs, &mut dk[c * dm.p..(c + 1) * dm.p]);
+                            axpy(q[c * dm.p + i], gs, &mut dk[c * dm.p..(c + 1) * dm.p]);
                         }
                     }
                 }
-                scatter_t(dk, dm, 1, o, w);
-                scatter_t(dv, dm, 2, o, w);
+                scatter(dkv, dm.p, o, w, dm.d);
             },
         );
         if let (Some(prev), Some(t)) = (&self.0.prev, total) {
