@@ -245,15 +245,14 @@ fn per_sample<F: Fn(usize, &mut [f32], Option<&mut [f32]>, &mut [f32]) + Sync>(
     let chunks = first.par_chunks_mut(dm.p * width);
     let init = || vec![0f32; scratch];
     match second {
-        Some((second, width2)) if width2 > 0 => chunks
-            .zip(second.par_chunks_mut(dm.p * width2))
-            .enumerate()
-            .for_each_init(init, |t, (s, (o, o2))| {
+        Some((second, width2)) if width2 > 0 => {
+            chunks.zip(second.par_chunks_mut(dm.p * width2)).enumerate().for_each_init(init, |t, (s, (o, o2))| {
                 wide(
                     #[inline(always)]
                     || f(s, o, Some(o2), t),
                 )
-            }),
+            })
+        }
         _ => chunks.enumerate().for_each_init(init, |t, (s, o)| {
             wide(
                 #[inline(always)]
@@ -397,7 +396,9 @@ impl CustomOp2 for AttendBwd<'_> {
                         match tot.as_deref_mut() {
                             Some(t) => {
                                 let t = &mut t[cols];
-                                for (((g, x), &aj), &daj) in gs.iter_mut().zip(t.iter_mut()).zip(a.iter()).zip(da.iter()) {
+                                for (((g, x), &aj), &daj) in
+                                    gs.iter_mut().zip(t.iter_mut()).zip(a.iter()).zip(da.iter())
+                                {
                                     let own = aj * (daj - centre);
                                     let sum = if has_next { own + *x } else { own };
                                     if keep {

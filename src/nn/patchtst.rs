@@ -428,33 +428,40 @@ mod tests {
     use super::*;
     use crate::nn::init::SeededVars;
 
+    /// The largest absolute element.
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// A small network (`d_model` `d`, `heads`, three layers) on seeded weights and a random
+    /// batch of 4 to 6 windows of `lookback` steps over two channels.
+    fn small_net(d: usize, heads: usize, lookback: usize, seed: u64) -> (PatchTst, SeededVars, Tensor) {
+        let cfg = PatchTstConfig { d_model: d, n_heads: heads, d_ff: 2 * d, ..PatchTstConfig::small(lookback, 3, 2) };
+        let vars = SeededVars::new(seed);
+        let net = PatchTst::new(&cfg, vars.builder(&Device::Cpu)).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (4 + seed as usize % 3, lookback, 2), &Device::Cpu).unwrap();
+        (net, vars, x)
+    }
+
     #[test]
     fn fused_and_candle_attention_paths_agree() {
-        let cfg = PatchTstConfig { d_model: 16, n_heads: 4, d_ff: 32, ..PatchTstConfig::small(48, 5, 2) };
-        let vars = SeededVars::new(3);
-        let net = PatchTst::new(&cfg, vars.builder(&Device::Cpu)).unwrap();
-        let x = Tensor::randn(0f32, 1.0, (6, 48, 2), &Device::Cpu).unwrap();
+        let (net, _, x) = small_net(16, 4, 48, 3);
         let a = net.forward_with(&x, &mut None, true).unwrap();
         let b = net.forward_with(&x, &mut None, false).unwrap();
-        let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let diff = max_abs(&(a - b).unwrap());
         assert!(diff < 1e-5, "{diff}");
     }
 
     #[test]
     fn fused_and_candle_attention_paths_give_the_same_gradients() {
         // Three layers: the fused path hands the scores' gradient back through its links.
-        let cfg = PatchTstConfig { d_model: 8, n_heads: 2, d_ff: 16, ..PatchTstConfig::small(40, 3, 2) };
-        let vars = SeededVars::new(5);
-        let net = PatchTst::new(&cfg, vars.builder(&Device::Cpu)).unwrap();
-        let x = Tensor::randn(0f32, 1.0, (4, 40, 2), &Device::Cpu).unwrap();
+        let (net, vars, x) = small_net(8, 2, 40, 5);
         let grads =
             |fused| net.forward_with(&x, &mut None, fused).unwrap().sqr().unwrap().sum_all().unwrap().backward();
         let (a, b) = (grads(true).unwrap(), grads(false).unwrap());
         for (name, var) in vars.named_vars() {
             let (ga, gb) = (a.get(&var).unwrap(), b.get(&var).unwrap());
-            let diff =
-                (ga - gb).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-            let scale = gb.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let (diff, scale) = (max_abs(&(ga - gb).unwrap()), max_abs(gb));
             assert!(diff <= 1e-4 * scale.max(1.0), "{name}: {diff} (largest {scale})");
         }
     }
