@@ -168,22 +168,37 @@ impl CustomOp3 for FeedForwardBwd {
         let o = offsets(d, ff);
         let mut out = vec![0f32; n * d + o[4]];
         let (dx, dp) = out.split_at_mut(n * d);
-        // Second layer: dW₂ = dyᵀ·f ([d, n] × [n, ff]), db₂ = column sums of dy, df = dy·W₂.
-        let f = activation(self.mask.as_ref(), ff, h);
+        // Second layer: df = dy·W₂, then, in one pass over the pre-activation, the activation
+        // f = mask(gelu(h)) and df through the dropout and the GELU (dh), each element's erf
+        // computed once for both (recomputing f on its own took a second erf per element);
+        // dW₂ = dyᵀ·f ([d, n] × [n, ff]), db₂ = column sums of dy.
+        let mut dh = gemm_new((n, d, ff), dy, (d, 1), &params[o[2]..o[3]], (ff, 1))?;
+        let mut f = vec![0f32; h.len()];
+        f.par_chunks_mut(ROWS * ff)
+            .zip(dh.par_chunks_mut(ROWS * ff))
+            .zip(h.par_chunks(ROWS * ff))
+            .enumerate()
+            .for_each(|(c, ((f, g), h))| {
+                if let Some(m) = &self.mask {
+                    m.apply(c * ROWS * ff, g);
+                }
+                wide(
+                    #[inline(always)]
+                    || {
+                        for ((f, g), &h) in f.iter_mut().zip(g.iter_mut()).zip(h) {
+                            let (v, slope) = gelu_and_slope(h);
+                            *f = v;
+                            *g *= slope;
+                        }
+                    },
+                );
+                if let Some(m) = &self.mask {
+                    m.apply(c * ROWS * ff, f);
+                }
+            });
         gemm_into(&mut dp[o[2]..o[3]], ff, (d, n, ff), dy, (1, d), &f, (ff, 1), false)?;
         drop(f);
         column_sums_into(dy, d, &mut dp[o[3]..o[4]]);
-        let mut dh = gemm_new((n, d, ff), dy, (d, 1), &params[o[2]..o[3]], (ff, 1))?;
-        // Through the dropout and the GELU, in place.
-        dh.par_chunks_mut(ROWS * ff).zip(h.par_chunks(ROWS * ff)).enumerate().for_each(|(c, (g, h))| {
-            if let Some(m) = &self.mask {
-                m.apply(c * ROWS * ff, g);
-            }
-            wide(
-                #[inline(always)]
-                || g.iter_mut().zip(h).for_each(|(g, &h)| *g *= gelu_and_slope(h).1),
-            );
-        });
         // First layer: dW₁ = dhᵀ·x ([ff, n] × [n, d]), db₁ = column sums of dh, dx = dh·W₁.
         gemm_into(&mut dp[o[0]..o[1]], d, (ff, n, d), &dh, (1, ff), x, (d, 1), false)?;
         column_sums_into(&dh, ff, &mut dp[o[1]..o[2]]);

@@ -389,9 +389,16 @@ pub(crate) fn column_sums<const K: usize>(
         .into_par_iter()
         .map(|c| {
             let mut acc = vec![[0f64; K]; cols];
-            for r in c * ROWS..((c + 1) * ROWS).min(rows) {
-                f(r, &mut acc);
-            }
+            // Compiled for AVX2 too (four f64 sums per instruction instead of SSE2's two); each
+            // column still adds its rows in order, so the bits are the same either way.
+            wide(
+                #[inline(always)]
+                || {
+                    for r in c * ROWS..((c + 1) * ROWS).min(rows) {
+                        f(r, &mut acc);
+                    }
+                },
+            );
             acc
         })
         .collect();
@@ -409,11 +416,16 @@ pub(crate) fn column_sums<const K: usize>(
 /// Column sums of `m` (`[rows, cols]`, in f64 over fixed row chunks added in order) into
 /// `dst`.
 pub(crate) fn column_sums_into(m: &[f32], cols: usize, dst: &mut [f32]) {
-    let sums = column_sums::<1>(m, cols, |r, acc| {
-        for (a, &v) in acc.iter_mut().zip(&m[r * cols..(r + 1) * cols]) {
-            a[0] += v as f64;
-        }
-    });
+    let sums = column_sums::<1>(
+        m,
+        cols,
+        #[inline(always)]
+        |r, acc| {
+            for (a, &v) in acc.iter_mut().zip(&m[r * cols..(r + 1) * cols]) {
+                a[0] += v as f64;
+            }
+        },
+    );
     for (b, s) in dst.iter_mut().zip(&sums) {
         *b = s[0] as f32;
     }
@@ -424,13 +436,18 @@ fn bn_forward(x: &[f32], w: &[f32], b: &[f32], eps: f64) -> (Vec<f32>, Vec<f32>,
     let cols = w.len();
     // Shifted sums (by the first row) keep the variance accurate when the mean is large.
     let shift = &x[..cols];
-    let sums = column_sums::<2>(x, cols, |r, acc| {
-        for ((a, &v), &s) in acc.iter_mut().zip(&x[r * cols..(r + 1) * cols]).zip(shift) {
-            let d = (v - s) as f64;
-            a[0] += d;
-            a[1] += d * d;
-        }
-    });
+    let sums = column_sums::<2>(
+        x,
+        cols,
+        #[inline(always)]
+        |r, acc| {
+            for ((a, &v), &s) in acc.iter_mut().zip(&x[r * cols..(r + 1) * cols]).zip(shift) {
+                let d = (v - s) as f64;
+                a[0] += d;
+                a[1] += d * d;
+            }
+        },
+    );
     let n = (x.len() / cols) as f64;
     let mean: Vec<f32> = sums.iter().zip(shift).map(|(a, &s)| (s as f64 + a[0] / n) as f32).collect();
     let var: Vec<f32> = sums.iter().map(|a| ((a[1] - a[0] * a[0] / n) / n).max(0.0) as f32).collect();
@@ -456,14 +473,19 @@ fn bn_backward(x: &[f32], w: &[f32], g: &[f32], mean: &[f32], var: &[f32], eps: 
     let rows = x.len() / cols;
     let inv: Vec<f32> = var.iter().map(|&v| 1.0 / ((v as f64 + eps).sqrt() as f32)).collect();
     // Σ g and Σ g·x̂ per column.
-    let sums = column_sums::<2>(x, cols, |r, acc| {
-        let (xr, gr) = (&x[r * cols..(r + 1) * cols], &g[r * cols..(r + 1) * cols]);
-        for c in 0..cols {
-            let xhat = (xr[c] - mean[c]) * inv[c];
-            acc[c][0] += gr[c] as f64;
-            acc[c][1] += (gr[c] * xhat) as f64;
-        }
-    });
+    let sums = column_sums::<2>(
+        x,
+        cols,
+        #[inline(always)]
+        |r, acc| {
+            let (xr, gr) = (&x[r * cols..(r + 1) * cols], &g[r * cols..(r + 1) * cols]);
+            for c in 0..cols {
+                let xhat = (xr[c] - mean[c]) * inv[c];
+                acc[c][0] += gr[c] as f64;
+                acc[c][1] += (gr[c] * xhat) as f64;
+            }
+        },
+    );
     let n = rows as f32;
     let sg: Vec<f32> = sums.iter().map(|a| a[0] as f32 / n).collect();
     let sgx: Vec<f32> = sums.iter().map(|a| a[1] as f32 / n).collect();
