@@ -75,11 +75,13 @@ fn activation(mask: Option<&Mask>, ff: usize, h: &[f32]) -> Vec<f32> {
     f.par_chunks_mut(ROWS * ff).zip(h.par_chunks(ROWS * ff)).enumerate().for_each(|(c, (f, h))| {
         wide(
             #[inline(always)]
-            || f.iter_mut().zip(h).for_each(|(f, &h)| *f = gelu_and_slope(h).0),
+            || {
+                f.iter_mut().zip(h).for_each(|(f, &h)| *f = gelu_and_slope(h).0);
+                if let Some(m) = mask {
+                    m.apply(c * ROWS * ff, f);
+                }
+            },
         );
-        if let Some(m) = mask {
-            m.apply(c * ROWS * ff, f);
-        }
     });
     f
 }
@@ -179,22 +181,22 @@ impl CustomOp3 for FeedForwardBwd {
             .zip(h.par_chunks(ROWS * ff))
             .enumerate()
             .for_each(|(c, ((f, g), h))| {
-                if let Some(m) = &self.mask {
-                    m.apply(c * ROWS * ff, g);
-                }
                 wide(
                     #[inline(always)]
                     || {
+                        if let Some(m) = &self.mask {
+                            m.apply(c * ROWS * ff, g);
+                        }
                         for ((f, g), &h) in f.iter_mut().zip(g.iter_mut()).zip(h) {
                             let (v, slope) = gelu_and_slope(h);
                             *f = v;
                             *g *= slope;
                         }
+                        if let Some(m) = &self.mask {
+                            m.apply(c * ROWS * ff, f);
+                        }
                     },
                 );
-                if let Some(m) = &self.mask {
-                    m.apply(c * ROWS * ff, f);
-                }
             });
         gemm_into(&mut dp[o[2]..o[3]], ff, (d, n, ff), dy, (1, d), &f, (ff, 1), false)?;
         drop(f);

@@ -67,12 +67,45 @@ impl Mask {
     /// Multiply `v`, elements `start..start + v.len()` of the masked tensor, by the mask.
     #[inline(always)]
     pub(crate) fn apply(&self, start: usize, v: &mut [f32]) {
+        // Element by element to the first hash boundary (an index that is a multiple of 4),
+        // then sixteen elements (four hashes) at a time, then the rest element by element.
+        let head = ((4 - start % 4) % 4).min(v.len());
+        let (first, rest) = v.split_at_mut(head);
+        self.apply_each(start, first);
+        let blocks = rest.len() / 16 * 16;
+        let (middle, last) = rest.split_at_mut(blocks);
+        let q0 = (start + head) / 4;
+        for (b, block) in middle.chunks_exact_mut(16).enumerate() {
+            // The four hashes' bytes in little-endian order: element e's 16 bits are bytes
+            // 2e and 2e + 1 — the same bits `apply_each` takes, laid out so the compare and
+            // select run over the block as vectors.
+            let mut bytes = [0u8; 32];
+            for t in 0..4 {
+                bytes[8 * t..8 * t + 8].copy_from_slice(&self.hash(q0 + 4 * b + t).to_le_bytes());
+            }
+            for (e, x) in block.iter_mut().enumerate() {
+                let bits = u32::from(u16::from_le_bytes([bytes[2 * e], bytes[2 * e + 1]]));
+                *x = if bits < self.threshold { 0.0 } else { *x * self.keep };
+            }
+        }
+        self.apply_each(start + head + blocks, last);
+    }
+
+    /// The hash that decides elements `4q..4q + 4`.
+    #[inline(always)]
+    fn hash(&self, q: usize) -> u64 {
+        mix(self.seed.wrapping_add((q as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+    }
+
+    /// [`Self::apply`] one element at a time.
+    #[inline(always)]
+    fn apply_each(&self, start: usize, v: &mut [f32]) {
         // One 64-bit hash per four elements, 16 bits each: element i gets bits 16·(i mod 4)
         // of hash ⌊i/4⌋, wherever the slice starts.
         let mut i = 0;
         while i < v.len() {
             let idx = start + i;
-            let h = mix(self.seed.wrapping_add(((idx / 4) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            let h = self.hash(idx / 4);
             for lane in idx % 4..4 {
                 let Some(x) = v.get_mut(i) else { break };
                 let bits = ((h >> (16 * lane)) & 0xFFFF) as u32;
@@ -97,7 +130,10 @@ impl CustomOp1 for Dropout {
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (o, x))| {
             o.copy_from_slice(x);
-            self.0.apply(c * CHUNK, o);
+            wide(
+                #[inline(always)]
+                || self.0.apply(c * CHUNK, o),
+            );
         });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -627,10 +663,15 @@ impl CustomOp3 for ResidualBatchNorm {
         sum.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(a.par_chunks(CHUNK))).enumerate().for_each(
             |(c, (s, (x, a)))| {
                 s.copy_from_slice(a);
-                if let Some(m) = &self.mask {
-                    m.apply(c * CHUNK, s);
-                }
-                s.iter_mut().zip(x).for_each(|(s, x)| *s += x);
+                wide(
+                    #[inline(always)]
+                    || {
+                        if let Some(m) = &self.mask {
+                            m.apply(c * CHUNK, s);
+                        }
+                        s.iter_mut().zip(x).for_each(|(s, x)| *s += x);
+                    },
+                );
             },
         );
         let (out, mean, var) = bn_forward(&sum, w, b, self.eps);
@@ -695,7 +736,10 @@ impl CustomOp2 for ResidualBatchNormBwd {
         da.par_chunks_mut(CHUNK).zip(dx.par_chunks(CHUNK)).enumerate().for_each(|(c, (da, dx))| {
             da.copy_from_slice(dx);
             if let Some(m) = &self.mask {
-                m.apply(c * CHUNK, da);
+                wide(
+                    #[inline(always)]
+                    || m.apply(c * CHUNK, da),
+                );
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((2 * rows + 2, cols))))
@@ -782,6 +826,20 @@ mod tests {
         assert_ne!(v, dropout(&x, 0.3, 8).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
         let g = grads_of(y.sum_all().unwrap(), &[&x]);
         assert_eq!(g[0].flatten_all().unwrap().to_vec1::<f32>().unwrap(), v);
+    }
+
+    #[test]
+    fn the_block_path_of_a_mask_gives_the_element_path_bits() {
+        let m = Mask::new(0.3, 5);
+        for start in 0..9 {
+            for len in [0, 1, 3, 15, 16, 17, 33, 100] {
+                let x: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 3.0).collect();
+                let (mut a, mut b) = (x.clone(), x);
+                m.apply(start, &mut a);
+                m.apply_each(start, &mut b);
+                assert_eq!(a, b, "start {start} len {len}");
+            }
+        }
     }
 
     #[test]
