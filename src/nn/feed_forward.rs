@@ -173,7 +173,8 @@ impl CustomOp3 for FeedForwardBwd {
         // Second layer: df = dy·W₂, then, in one pass over the pre-activation, the activation
         // f = mask(gelu(h)) and df through the dropout and the GELU (dh), each element's erf
         // computed once for both (recomputing f on its own took a second erf per element);
-        // dW₂ = dyᵀ·f ([d, n] × [n, ff]), db₂ = column sums of dy.
+        // dW₂ = dyᵀ·f ([d, n] × [n, ff]), db₂ = column sums of dy. The price: f and dh, each
+        // [n, ff], are alive together here (before, f was dropped before dh was made).
         let mut dh = gemm_new((n, d, ff), dy, (d, 1), &params[o[2]..o[3]], (ff, 1))?;
         let mut f = vec![0f32; h.len()];
         f.par_chunks_mut(ROWS * ff)
