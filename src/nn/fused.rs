@@ -425,8 +425,9 @@ pub(crate) fn column_sums<const K: usize>(
         .into_par_iter()
         .map(|c| {
             let mut acc = vec![[0f64; K]; cols];
-            // Compiled for AVX2 too (four f64 sums per instruction instead of SSE2's two); each
-            // column still adds its rows in order, so the bits are the same either way.
+            // Compiled for AVX2 or AVX-512 too (four or eight f64 sums per instruction, not
+            // two); each column still adds its rows in order, so the bits are the same either
+            // way.
             wide(
                 #[inline(always)]
                 || {
