@@ -218,4 +218,47 @@ mod tests {
         assert_eq!(max(&[]), f32::NEG_INFINITY);
         assert_eq!(max(&[f32::NAN, 2.0, 1.0]), 2.0);
     }
+
+    /// The loops of the fused ops, element-wise and reduced, as one bit pattern per output.
+    #[inline(always)]
+    fn kernel_bits(a: &[f32], b: &[f32]) -> Vec<u32> {
+        let mut y = b.to_vec();
+        axpy(0.37, a, &mut y);
+        let mut out: Vec<u32> = y.iter().map(|&v| exp_approx(v * 3.0).to_bits()).collect();
+        let cols = 3;
+        let n = a.len() / cols;
+        let mut d = vec![0f32; cols];
+        dots(&a[..n], &b[..n * cols], &mut d);
+        out.extend(d.iter().map(|v| v.to_bits()));
+        out.extend([dot(a, b), sum(a), max(b)].map(f32::to_bits));
+        out
+    }
+
+    /// The copies only differ once optimised: `cargo test --release --lib nn::kernels` compares
+    /// the widened loops (the test profile leaves this crate unoptimised).
+    #[test]
+    fn every_compiled_copy_gives_the_plain_bits() {
+        let a: Vec<f32> = (0..1001).map(|i| (i as f32 * 0.37).sin() * 9.0).collect();
+        let b: Vec<f32> = (0..1001).map(|i| (i as f32 * 0.11).cos() * 7.0 - 1.0).collect();
+        let plain = kernel_bits(&a, &b);
+        assert_eq!(wide(|| kernel_bits(&a, &b)), plain);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                assert_eq!(unsafe { run_avx2(|| kernel_bits(&a, &b)) }, plain);
+            } else {
+                eprintln!("no AVX2 on this CPU: its copy is not compared");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: the CPU has these AVX-512 subsets.
+                assert_eq!(unsafe { run_avx512(|| kernel_bits(&a, &b)) }, plain);
+            } else {
+                eprintln!("no AVX-512 on this CPU: its copy is not compared");
+            }
+        }
+    }
 }
