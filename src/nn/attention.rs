@@ -228,9 +228,9 @@ fn softmax_row(scores: &[f32], a: &mut [f32]) {
 
 /// Run `f(sample, first output chunk, second output chunk, scratch)` for every sample in
 /// parallel over `first` (`width` values per patch) and, when given, `second` (`width2` per
-/// patch), compiled for AVX-512 or AVX2 where the CPU has it ([`wide`]: the kernels are plain loops the
-/// compiler widens; the arithmetic and its order are the same either way, so results do not
-/// depend on it). `scratch` (`scratch` values, contents left by the previous sample) is
+/// patch), compiled for AVX-512 or AVX2 where the CPU has it ([`wide`]: the kernels are plain
+/// loops the compiler widens; the arithmetic and its order are the same either way, so results
+/// do not depend on it). `scratch` (`scratch` values, contents left by the previous sample) is
 /// allocated once per rayon job, not per sample.
 fn per_sample<F: Fn(usize, &mut [f32], Option<&mut [f32]>, &mut [f32]) + Sync>(
     dm: Dims,

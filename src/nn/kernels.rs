@@ -140,10 +140,7 @@ pub fn exp_approx(x: f32) -> f32 {
 pub fn wide<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
+        if has_avx512() {
             // SAFETY: the CPU has these AVX-512 subsets.
             return unsafe { run_avx512(f) };
         }
@@ -153,6 +150,15 @@ pub fn wide<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     f()
+}
+
+/// Whether the CPU has the AVX-512 subsets [`wide`]'s AVX-512 copy is compiled for.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
 /// [`wide`]'s AVX-512 copy.
@@ -250,10 +256,7 @@ mod tests {
             } else {
                 eprintln!("no AVX2 on this CPU: its copy is not compared");
             }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-            {
+            if has_avx512() {
                 // SAFETY: the CPU has these AVX-512 subsets.
                 assert_eq!(unsafe { run_avx512(|| kernel_bits(&a, &b)) }, plain);
             } else {
