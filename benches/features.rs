@@ -1,14 +1,17 @@
 //! Criterion benchmarks for feature computation on 1,000,000 stitched real bars
-//! (see `retrain::data::stitch`): the full default spec and the TA-Lib-covered subset,
+//! (see `benches/support/stitch.rs`): the full default spec and the TA-Lib-covered subset,
 //! single-threaded and on 2 threads, plus multi-symbol scaling.
 //!
 //! `cargo bench --bench features`; side-by-side TA-Lib numbers: `benches/peers/run_features.sh`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use retrain::data::Bars;
-use retrain::data::stitch::{benchmark_sources, stitch};
+#[path = "support/stitch.rs"]
+mod support;
+
 use retrain::features::{FeatureSpec, compute_many, talib};
 use std::path::Path;
+use support::{benchmark_sources, stitch};
 
 const N: usize = 1_000_000;
 

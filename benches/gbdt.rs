@@ -17,9 +17,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hessboost::prelude::{DMatrix, Iterations, Objective as HbObjective, RegLoss, TrainingParams, train};
-use retrain::data::synthetic::gbdt_benchmark;
+use retrain::rng::Rng;
+#[path = "support/synthetic.rs"]
+mod synthetic;
 use retrain::gbdt::{GbdtParams, TrainData};
 use retrain::validation::metrics::roc_auc;
+use synthetic::gbdt_benchmark;
 
 fn rows() -> usize {
     std::env::var("GBDT_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)

@@ -1,4 +1,4 @@
-//! Supervisor benchmarks (issue 6): trigger evaluation for 100 models × 60 features.
+//! Supervisor benchmarks: trigger evaluation for 100 models × 60 features.
 //!
 //! ```text
 //! cargo bench --bench lifecycle
@@ -11,7 +11,7 @@
 //! quarter of the features are shifted by 0.1 σ, every tenth model's half by 0.5 σ. Each
 //! model also has a 480-prediction health log.
 //!
-//! * `triggers_from_reports_100x60`: the SPEC trigger table for 100 models given their
+//! * `triggers_from_reports_100x60`: the trigger table for 100 models given their
 //!   health and drift reports (what runs every time the host asks).
 //! * `health_100`: health assessment of 100 models' logs.
 //! * `drift_100x60`: KS (scipy's exact p-values: max(n1, n2) ≤ 10,000), PSI and

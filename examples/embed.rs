@@ -5,23 +5,19 @@
 //!
 //! `cargo run --release --example embed` (writes a throw-away store in a temp dir).
 
-use retrain::config::Policy;
-use retrain::data::read_bars;
-use retrain::lifecycle::{
-    CallbackSink, Event, ModelCheck, ModelSpec, Observations, PredictionLog, PredictionRecord, Retrainer, Trigger,
-};
-use retrain::model::ModelKind;
+use retrain::lifecycle::{CallbackSink, Event, ModelCheck, Observations, PredictionLog, PredictionRecord};
+use retrain::{ModelKind, ModelSpec, Policy, Retrainer, Trigger, read_bars};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bars = read_bars(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/btcusd_coinbase_1h.csv"))?.remove(0);
     let dir = tempfile::tempdir()?;
-    // SPEC §4's overfitting gate flags every boosted model on this data (README, "Lifecycle"):
+    // The overfitting gate flags every boosted model on this data (docs/policy.md):
     // lifted here so the example has a deployed version to supervise.
     let policy = Policy { gate_overfitting: false, ..Policy::default() };
     let retrainer = Retrainer::open(dir.path(), policy)?
         .with_threads(2)?
         .with_events(CallbackSink(|e: &Event| println!("event {} {}", e.name(), e.model.as_deref().unwrap_or(""))))
-        .with_model("btc_1h_gbdt", ModelSpec::new(ModelKind::Lightgbm))?;
+        .with_model("btc_1h_gbdt", ModelSpec::new(ModelKind::LIGHTGBM))?;
     let report = retrainer.retrain("btc_1h_gbdt", &bars, Trigger::manual("first model"))?;
     println!("{}: {} in {:.1} s", report.model_id, report.status, report.seconds);
     if let Some(d) = &report.decision {

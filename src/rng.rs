@@ -1,6 +1,6 @@
 //! A tiny seeded random number generator (SplitMix64) shared by everything that samples.
 //!
-//! Reproducibility is a SPEC requirement and every draw must depend only on the seed and a
+//! Training must be reproducible for a given seed, so every draw must depend only on the seed and a
 //! stream id (round, fold, …), never on thread scheduling, so samplers derive a fresh
 //! generator per stream with [`Rng::stream`] instead of sharing one.
 

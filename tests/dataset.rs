@@ -1,7 +1,8 @@
 //! Building datasets: drop accounting, pooled symbols in time order, label end times,
 //! fold selection and weights.
 
-use retrain::data::{Dataset, read_bars};
+use retrain::data::read_bars;
+use retrain::features::Dataset;
 use retrain::features::{FeatureSpec, LabelSpec};
 
 fn btc() -> retrain::data::Bars {

@@ -3,7 +3,7 @@
 //! numpy 2.4.6).
 
 use retrain::lifecycle::drift::{FeatureReference, benjamini_hochberg};
-use retrain::lifecycle::ks::{MAX_EXACT_N, kolmogn_sf, ks_2samp};
+use retrain::lifecycle::ks::ks_2samp;
 use serde_json::Value;
 
 const PHI: f64 = 0.6180339887498949;
@@ -49,24 +49,11 @@ fn ks_2samp_matches_scipy_exact_and_asymptotic() {
         let what = format!("ks_2samp n1={n1} n2={n2}");
         close(r.statistic, c["statistic"].as_f64().unwrap(), 1e-12, &what);
         close(r.p_value, c["p_value"].as_f64().unwrap(), 1e-9, &what);
-        assert_eq!(r.exact, n1.max(n2) <= MAX_EXACT_N, "{what}: the same exact/asymptotic switch as scipy");
+        // scipy computes exactly up to 10,000 rows per sample, asymptotically above.
+        assert_eq!(r.exact, n1.max(n2) <= 10_000, "{what}: the same exact/asymptotic switch as scipy");
         if r.exact { exact += 1 } else { asymp += 1 }
     }
     assert!(exact >= 8 && asymp >= 6, "{exact} exact, {asymp} asymptotic cases");
-}
-
-#[test]
-fn kolmogorov_survival_matches_scipy_kstwo_on_every_branch() {
-    let f = fixture();
-    let grid = f["kstwo_sf"].as_array().unwrap();
-    assert!(grid.len() > 250);
-    for c in grid {
-        let (n, x, sf) = (c["n"].as_u64().unwrap(), c["x"].as_f64().unwrap(), c["sf"].as_f64().unwrap());
-        // Relative agreement where the value is representable; tiny tails agree absolutely.
-        let got = kolmogn_sf(n, x);
-        let tol = 1e-9 * sf.abs() + 1e-14;
-        assert!((got - sf).abs() <= tol, "kstwo.sf({x}, {n}): got {got:e}, scipy {sf:e}");
-    }
 }
 
 #[test]

@@ -7,6 +7,9 @@ use retrain::Error;
 use retrain::gbdt::{FitOptions, Gbdt, GbdtParams, Growth, ObjectiveKind, RoundEval, TrainData};
 use retrain::rng::Rng;
 
+#[path = "../benches/support/synthetic.rs"]
+mod synthetic;
+
 /// `n × f` standard-normal features (column-major, like `Dataset`).
 fn features(n: usize, f: usize, seed: u64) -> Array2<f32> {
     let mut rng = Rng::new(seed);
@@ -380,7 +383,7 @@ fn single_row_prediction_matches_batch() {
 
 #[test]
 fn compiled_single_row_equals_the_model_bit_for_bit() {
-    let (x, y) = retrain::data::synthetic::gbdt_benchmark(3_000, 20, 9).unwrap();
+    let (x, y) = synthetic::gbdt_benchmark(3_000, 20, 9).unwrap();
     let mut x = x;
     for r in (0..3_000).step_by(7) {
         x[[r, r % 20]] = f32::NAN; // exercise the learned NaN directions

@@ -27,7 +27,7 @@ fn run_twice_then_promote_and_roll_back() {
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("models");
     let store = store_dir.to_str().unwrap();
-    // The SPEC's overfitting gate flags every GBDT (in-sample Sharpe far above out-of-sample)
+    // The overfitting gate flags every GBDT (in-sample Sharpe far above out-of-sample)
     // and a short window's metrics are noise: this policy lifts the gates and floors so the
     // store transitions are exercised deterministically (the rule itself: decision.rs tests).
     let policy = dir.path().join("policy.toml");
@@ -98,13 +98,13 @@ fn a_failing_or_panicking_job_never_stops_the_others() {
     let bars = bars.slice(bars.len() - 3000, bars.len()).unwrap();
     let r = Retrainer::open(dir.path(), retrain::config::Policy::default())
         .unwrap()
-        .with_model("ok", ModelSpec::new(ModelKind::Lightgbm))
+        .with_model("ok", ModelSpec::new(ModelKind::LIGHTGBM))
         .unwrap()
-        .with_model("panics", ModelSpec::new(ModelKind::Lightgbm))
+        .with_model("panics", ModelSpec::new(ModelKind::LIGHTGBM))
         .unwrap()
-        .with_model("errors", ModelSpec::new(ModelKind::Xgboost))
+        .with_model("errors", ModelSpec::new(ModelKind::XGBOOST))
         .unwrap()
-        .with_model("slow", ModelSpec::new(ModelKind::Xgboost))
+        .with_model("slow", ModelSpec::new(ModelKind::XGBOOST))
         .unwrap()
         .with_time_limit("slow", std::time::Duration::from_millis(1))
         .unwrap();
@@ -143,10 +143,10 @@ fn a_failing_or_panicking_job_never_stops_the_others() {
 fn a_job_over_the_memory_budget_fails_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let bars = read_bars(DATA).unwrap().remove(0);
-    let need = retrain::lifecycle::job::estimate_memory_mb(bars.len(), 61, ModelKind::Lightgbm, 2);
+    let need = retrain::lifecycle::job::estimate_memory_mb(bars.len(), 61, ModelKind::LIGHTGBM, 2);
     assert!((64..2048).contains(&need), "{need} MiB for 20k bars × 61 features");
     let policy = retrain::config::Policy { memory_budget_mb: Some(need - 1), ..Default::default() };
-    let r = Retrainer::open(dir.path(), policy).unwrap().with_model("m", ModelSpec::new(ModelKind::Lightgbm)).unwrap();
+    let r = Retrainer::open(dir.path(), policy).unwrap().with_model("m", ModelSpec::new(ModelKind::LIGHTGBM)).unwrap();
     let rep = r.retrain("m", &bars, Trigger::manual("too big")).unwrap();
     assert_eq!(rep.status, JobStatus::Failed);
     assert!(rep.error.as_deref().unwrap().contains("memory_budget_mb"), "{:?}", rep.error);

@@ -4,7 +4,9 @@
 
 use candle_core::{Device, Tensor};
 use ndarray::Array2;
-use retrain::nn::{Loss, NetConfig, NhitsConfig, NnModel, NormKind, PatchTstConfig, Schedule, TrainConfig, Windows};
+use retrain::nn::{
+    LrSchedule, NetConfig, NhitsConfig, NnModel, NormKind, PatchTstConfig, TrainConfig, TrainLoss, Windows,
+};
 use retrain::rng::Rng;
 
 fn tiny_patchtst(lookback: usize, horizon: usize, channels: usize) -> PatchTstConfig {
@@ -65,7 +67,7 @@ fn every_variable_gets_a_gradient() {
         let target = input(8, 12, 2, 5);
         let mut rng = Rng::new(1);
         let pred = m.forward_train(&x, &mut rng).unwrap();
-        let loss = retrain::nn::train::loss(Loss::Mse, &pred, &target).unwrap();
+        let loss = retrain::nn::train::loss(TrainLoss::Mse, &pred, &target).unwrap();
         let grads = loss.backward().unwrap();
         for (name, var) in m.vars().named_vars() {
             if name.contains(retrain::nn::layers::RUNNING) {
@@ -126,8 +128,11 @@ fn same_seed_same_model_and_save_load_round_trip() {
     let s = series(400);
     let train = Windows::new(s.view(), 0..300, 32, 4, 3).unwrap();
     let valid = Windows::new(s.view(), 300 - 32..400, 32, 4, 3).unwrap();
-    let cfg =
-        TrainConfig { schedule: Schedule::OneCycle { pct_start: 0.3 }, loss: Loss::Huber { delta: 1.0 }, ..quick(2) };
+    let cfg = TrainConfig {
+        schedule: LrSchedule::OneCycle { pct_start: 0.3 },
+        loss: TrainLoss::Huber { delta: 1.0 },
+        ..quick(2)
+    };
     for net in configs(32, 4, 2) {
         // Products are tiled by shape, never by thread count: 1 and 3 threads give the same bits.
         let fit = |threads: usize| {

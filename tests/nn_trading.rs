@@ -3,12 +3,14 @@
 //! round-trip through the version store.
 
 use ndarray::Array2;
-use retrain::data::{BarColumns, Bars, Dataset};
+use retrain::data::{BarColumns, Bars};
+use retrain::features::Dataset;
+use retrain::features::Task;
 use retrain::features::{Feature, FeatureSpec, LabelSpec};
-use retrain::model::{Fit, ModelKind, Predict};
+use retrain::model::{Fit, Model, ModelKind};
 use retrain::nn::{NetConfig, NhitsConfig, NnParams, PatchTstConfig, TrainedNet};
 use retrain::rng::Rng;
-use retrain::validation::report::{Task, score};
+use retrain::validation::report::score;
 use retrain::validation::{Chronological, Cpcv, CvOptions, Embargo, Splitter, cross_validate};
 
 /// `n` hourly candles from `step`, which gives each bar's log return and volume.
@@ -41,7 +43,7 @@ fn ar1_bars(n: usize, phi: f64, seed: u64) -> Bars {
 }
 
 fn small(kind: ModelKind) -> NnParams {
-    let mut p = kind.nn_params().unwrap();
+    let mut p: NnParams = serde_json::from_value(kind.recipe(Task::Binary).params).unwrap();
     p.lookback = 32;
     p.net = match p.net {
         NetConfig::Nhits(c) => NetConfig::Nhits(NhitsConfig { hidden: 32, mlp_layers: 2, ..c }),
@@ -64,7 +66,7 @@ fn dataset(p: &NnParams, bars: &Bars, label: &LabelSpec) -> Dataset {
 fn both_kinds_learn_a_predictable_direction_and_score_like_any_model() {
     let bars = ar1_bars(3000, 0.6, 1);
     let label = LabelSpec::Direction { horizon: 3, threshold: 0.0, classes: 2 };
-    for kind in [ModelKind::Nhits, ModelKind::Patchtst] {
+    for kind in [ModelKind::NHITS, ModelKind::PATCHTST] {
         let p = small(kind);
         let ds = dataset(&p, &bars, &label);
         let plan = Chronological::default().plan(&ds.t0, &ds.t1).unwrap();
@@ -95,7 +97,7 @@ fn both_kinds_learn_a_predictable_direction_and_score_like_any_model() {
 #[test]
 fn regression_and_three_class_labels_get_their_outputs() {
     let bars = ar1_bars(1500, 0.6, 2);
-    let mut p = small(ModelKind::Nhits);
+    let mut p = small(ModelKind::NHITS);
     p.train.epochs = 2;
     for (label, k) in [
         (LabelSpec::FutureReturn { horizon: 4 }, 1),
@@ -126,7 +128,7 @@ fn regression_and_three_class_labels_get_their_outputs() {
 fn windows_never_span_a_gap_and_targets_stay_in_the_training_rows() {
     let bars = ar1_bars(600, 0.3, 3);
     let label = LabelSpec::FutureReturn { horizon: 5 };
-    let mut p = small(ModelKind::Nhits);
+    let mut p = small(ModelKind::NHITS);
     p.train.epochs = 1;
     let ds = dataset(&p, &bars, &label);
     let n = ds.n_rows();
@@ -145,7 +147,7 @@ fn windows_never_span_a_gap_and_targets_stay_in_the_training_rows() {
 fn artifacts_round_trip_through_the_store_with_identical_outputs() {
     let bars = ar1_bars(800, 0.5, 4);
     let label = LabelSpec::Direction { horizon: 3, threshold: 0.0, classes: 2 };
-    let mut p = small(ModelKind::Patchtst);
+    let mut p = small(ModelKind::PATCHTST);
     p.train.epochs = 2;
     let ds = dataset(&p, &bars, &label);
     let n = ds.n_rows();
@@ -178,7 +180,7 @@ fn artifacts_round_trip_through_the_store_with_identical_outputs() {
 fn missing_windows_and_bad_settings_are_named() {
     let bars = ar1_bars(300, 0.3, 5);
     let label = LabelSpec::FutureReturn { horizon: 3 };
-    let p = small(ModelKind::Nhits);
+    let p = small(ModelKind::NHITS);
     let plain = Dataset::from_bars(
         std::slice::from_ref(&bars),
         &FeatureSpec { features: vec![Feature::Rsi { period: 14 }] },
@@ -202,7 +204,7 @@ fn missing_windows_and_bad_settings_are_named() {
 fn cpcv_treats_a_network_like_any_model() {
     let bars = ar1_bars(1200, 0.6, 6);
     let label = LabelSpec::Direction { horizon: 3, threshold: 0.0, classes: 2 };
-    let mut p = small(ModelKind::Nhits);
+    let mut p = small(ModelKind::NHITS);
     p.train.epochs = 2;
     let ds = dataset(&p, &bars, &label);
     let cpcv = Cpcv::new(6, 2).embargo(Embargo::Bars(p.lookback));
@@ -239,7 +241,7 @@ fn nhits_reads_exogenous_features_and_patchtst_refuses_them() {
         let scores = score(Task::Binary, &test.y.to_vec(), out.view(), None, None, None);
         (net, scores.auc.unwrap())
     };
-    let plain = small(ModelKind::Nhits);
+    let plain = small(ModelKind::NHITS);
     let with_exog = NnParams { exog: vec![Feature::VolumeZ { period: 20 }], ..plain.clone() };
     let (net, led) = auc(&with_exog);
     let (_, blind) = auc(&plain);
@@ -256,7 +258,7 @@ fn nhits_reads_exogenous_features_and_patchtst_refuses_them() {
     let back = TrainedNet::from_artifacts(&meta, &weights, &candle_core::Device::Cpu).unwrap();
     let ds = dataset(&with_exog, &bars, &label);
     assert_eq!(back.scores(ds.x.view()).unwrap(), net.scores(ds.x.view()).unwrap());
-    let patch = NnParams { exog: vec![Feature::VolumeZ { period: 20 }], ..small(ModelKind::Patchtst) };
+    let patch = NnParams { exog: vec![Feature::VolumeZ { period: 20 }], ..small(ModelKind::PATCHTST) };
     let err = patch.fit(&dataset(&patch, &bars, &label), None).err().unwrap().to_string();
     assert!(err.contains("exog") && err.contains("N-HiTS"), "{err}");
 }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use retrain::clock::{Clock, ManualClock};
-use retrain::config::Policy;
+use retrain::config::{CronSchedule, Policy};
 use retrain::data::{BarColumns, Bars, read_bars};
 use retrain::lifecycle::events::{ChannelSink, EventKind};
 use retrain::lifecycle::{
     Call, Decision, JobStatus, LiveAction, ModelCheck, ModelSpec, Observations, PredictionLog, PredictionRecord,
-    Recommendation, Retrainer, Schedule, Trigger, TriggerKind,
+    Recommendation, Retrainer, Trigger, TriggerKind,
 };
 use retrain::model::ModelKind;
 use retrain::store::Status;
@@ -55,7 +55,7 @@ fn shadow_rollback_retirement_and_triggers() {
     let t1: Timestamp = "2026-01-05T00:00:00Z".parse().unwrap();
     let clock = Arc::new(ManualClock::new(t1));
     let policy = Policy {
-        // The SPEC gates reject every short-window GBDT (see tests/lifecycle.rs): lifted so the
+        // The deployment gates reject every short-window GBDT (see tests/lifecycle.rs): lifted so the
         // transitions are exercised; the rules themselves are unit-tested.
         gate_overfitting: false,
         gate_significance: false,
@@ -64,7 +64,7 @@ fn shadow_rollback_retirement_and_triggers() {
         safe_min_calibration: 0.0,
         min_samples: 100,
         shadow_max_samples: 200,
-        schedules: vec![Schedule::new("daily", "@daily")],
+        schedules: vec![CronSchedule::new("daily", "@daily")],
         ..Policy::default()
     };
     let (sink, events) = ChannelSink::new();
@@ -72,7 +72,7 @@ fn shadow_rollback_retirement_and_triggers() {
         .unwrap()
         .with_clock(clock.clone())
         .with_events(sink)
-        .with_model("m", ModelSpec::new(ModelKind::Xgboost))
+        .with_model("m", ModelSpec::new(ModelKind::XGBOOST))
         .unwrap();
     let names = || events.try_iter().map(|e| e.name().to_string()).collect::<Vec<_>>();
     let retrain = |why: &str| {

@@ -3,12 +3,14 @@
 use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView2, ShapeBuilder};
-use retrain::data::{Dataset, read_bars};
+use retrain::data::read_bars;
+use retrain::features::Dataset;
+use retrain::features::Task;
 use retrain::features::{FeatureSpec, LabelSpec};
 use retrain::gbdt::GbdtParams;
 use retrain::model::{Fit, Predict};
 use retrain::rng::Rng;
-use retrain::validation::{Cpcv, CvOptions, Embargo, PurgedKFold, Splitter, Task, cross_validate};
+use retrain::validation::{Cpcv, CvOptions, Embargo, PurgedKFold, Splitter, cross_validate};
 use retrain::{Error, Result};
 
 /// A synthetic dataset: `n` hourly rows, horizon-`h` labels, features from `make`.

@@ -7,7 +7,7 @@ every backtest path.
 usage: cpcv.py DATA.parquet [--groups 6] [--test-groups 2] [--horizon 12] [--embargo 5]
                [--threads 2] [--rounds 100] [--leaves 63]
 
-Settings (issue 4): N=6, k=2, purged_size=h, embargo_size=e; LightGBM 100 rounds, 63 leaves,
+Settings: N=6, k=2, purged_size=h, embargo_size=e; LightGBM 100 rounds, 63 leaves,
 learning rate 0.1, max_bin 255, 2 threads. Run with OMP_WAIT_POLICY=PASSIVE.
 """
 import argparse

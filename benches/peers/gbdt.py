@@ -6,7 +6,7 @@ predict seconds and test AUC / log-loss.
 usage: gbdt.py TRAIN.parquet TEST.parquet [--threads 2] [--rounds 100] [--libs lightgbm,xgboost]
                 [--predict-row]
 
-Settings (issue 3): 100 rounds, learning rate 0.1, max_bin 255, binary log-loss;
+Settings: 100 rounds, learning rate 0.1, max_bin 255, binary log-loss;
 LightGBM leaf-wise with 63 leaves; XGBoost tree_method=hist, depth-wise max_depth 6.
 Run with OMP_WAIT_POLICY=PASSIVE (the peers' fast setting on a shared 2-core machine).
 """

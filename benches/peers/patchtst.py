@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch peer for `retrain nn` (issue 7): the same PatchTST and N-HiTS architectures on the
+"""PyTorch peer for `retrain nn`: the same PatchTST and N-HiTS architectures on the
 same ETT windows (12/4/4-month protocol, per-channel z-score from the training months,
 lookback 336, horizon 96, stride 1), trained with the same optimiser settings, timed per
 epoch with torch.set_num_threads(THREADS). Prints one JSON line per model.

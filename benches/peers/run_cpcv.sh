@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side CPCV benchmark (issue 4): `retrain cv` vs skfolio CombinatorialPurgedCV driving
+# Side-by-side CPCV benchmark: `retrain cv` vs skfolio CombinatorialPurgedCV driving
 # LightGBM, on the same 200,000 x 50 Parquet file, in one run; prints the wall-time ratio and
 # the per-path AUC differences. Peak memory per process via /usr/bin/time.
 #

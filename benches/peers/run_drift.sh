@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side drift/trigger benchmark (issue 6): the supervisor cycle of `cargo bench --bench
+# Side-by-side drift/trigger benchmark: the supervisor cycle of `cargo bench --bench
 # lifecycle` (health + KS/PSI/BH drift + triggers for 100 models x 60 features, 2 threads)
 # against scipy's ks_2samp + numpy PSI + false_discovery_control on the same dumped data (one
 # thread: scipy has no parallel ks_2samp), in one run; prints the ratio.

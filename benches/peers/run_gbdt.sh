@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side GBDT benchmark (issue 3): generate the data, run `retrain gbdt` leaf-wise and
+# Side-by-side GBDT benchmark: generate the data, run `retrain gbdt` leaf-wise and
 # depth-wise and the Python peers (LightGBM, XGBoost) on the same Parquet files in one run,
 # print every result as JSON and the ratios. Peak memory per process via /usr/bin/time -v.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-data GBDT benchmark (issue 3): features + 12-bar direction label from the hourly
+# Real-data GBDT benchmark: features + 12-bar direction label from the hourly
 # EUR/USD, SPY and XAU/USD series in ../shared/datasets (pooled, 191k rows x 61 features),
 # then `retrain gbdt` and LightGBM/XGBoost on the same files, side by side, as in
 # run_gbdt.sh. Two evaluations:

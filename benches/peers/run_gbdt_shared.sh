@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared-CPU GBDT benchmark (issue 3): a trading engine shares its cores. Each library fits
+# Shared-CPU GBDT benchmark: a trading engine shares its cores. Each library fits
 # the 100k × 50 file with 2 threads twice: alone, and while a second, identical fit of the
 # same library runs beside it on the same 2 cores. Prints each library's slowdown
 # (shared ÷ alone; 2.0 = fair sharing, more = threads burning CPU while waiting).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side network training benchmark (issue 7): `retrain nn --ett` vs the PyTorch peer
+# Side-by-side network training benchmark: `retrain nn --ett` vs the PyTorch peer
 # (benches/peers/patchtst.py, same architecture, same ETTh1 windows, same batch sizes) in one
 # run, for PatchTST small, PatchTST large and N-HiTS. Prints seconds per training step of each
 # and the ratio ours / PyTorch, plus peak RSS of each process.

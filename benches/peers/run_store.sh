@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side version-store benchmark (issue 5): retrain's VersionStore vs MLflow's file-based
+# Side-by-side version-store benchmark: retrain's VersionStore vs MLflow's file-based
 # tracking + model registry, same 5 MB artifact, same registry size, one run; prints ratios
 # (retrain ÷ MLflow, < 1 = retrain faster).
 #

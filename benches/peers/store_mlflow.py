@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The same version-store operations with MLflow's file-based tracking + model registry (the
-setup the issue names as the anchor: `file:` URIs, no server, no database).
+setup: `file:` URIs, no server, no database).
 
 usage: store_mlflow.py WORKDIR ARTIFACT_FILE [--models 100] [--versions 100] [--repeat 20]
 

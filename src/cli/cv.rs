@@ -4,16 +4,18 @@
 use super::gbdt::GbdtFlags;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use retrain::data::dataset::median_step;
-use retrain::data::{self, Dataset, LoadOptions, read_table};
+use retrain::data::{self, LoadOptions, read_table};
+use retrain::features::Dataset;
+use retrain::features::Task;
+use retrain::features::dataset::median_step;
 use retrain::features::{FeatureSpec, LabelSpec};
-use retrain::gbdt::{GbdtParams, ObjectiveKind};
-use retrain::model::ModelKind;
+use retrain::gbdt::GbdtParams;
+use retrain::model::{ModelKind, Recipe};
 use retrain::nn::NnParams;
 use retrain::validation::cross_validate::default_embargo_bars;
 use retrain::validation::split::ranges;
 use retrain::validation::{
-    Chronological, Cpcv, CvOptions, CvReport, Embargo, PurgedKFold, SplitPlan, Splitter, Task, WalkForward, Window,
+    Chronological, Cpcv, CvOptions, CvReport, Embargo, PurgedKFold, SplitPlan, Splitter, WalkForward, Window,
     cross_validate, cross_validate_seeds,
 };
 use serde::Serialize;
@@ -244,49 +246,42 @@ pub struct CvArgs {
     json: bool,
 }
 
-fn objective_for(task: Task) -> ObjectiveKind {
-    match task {
-        Task::Binary => ObjectiveKind::Binary,
-        Task::Multiclass { classes } => ObjectiveKind::Multiclass { num_class: classes },
-        Task::Regression => ObjectiveKind::Regression,
-    }
-}
-
-/// The hyperparameters of the chosen kind.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum Params {
-    Gbdt(GbdtParams),
-    Nn(Box<NnParams>),
-}
-
-fn params(args: &CvArgs, task: Task) -> Result<Params> {
-    if let Some(nn) = nn_params(args)? {
-        return Ok(Params::Nn(Box::new(nn)));
-    }
-    let mut base = args.model.gbdt_params().context("a tree kind has GBDT parameters")?;
-    base.objective = objective_for(task);
-    let mut p = args.gbdt.build(base)?;
-    // Splits run in parallel in this process's pool; a private per-fit pool would oversubscribe.
-    p.threads = None;
-    Ok(Params::Gbdt(p))
-}
-
-/// The network parameters when the kind is a network (`--nn-config` and `--epochs` applied).
-fn nn_params(args: &CvArgs) -> Result<Option<NnParams>> {
-    let Some(mut p) = args.model.nn_params() else {
-        if args.nn_config.is_some() || args.epochs.is_some() {
-            bail!("--nn-config and --epochs apply to the network kinds (nhits, patchtst)");
+/// The kind's hyperparameters for `task`, with the flags applied: the GBDT flags to
+/// hyperparameters that are GBDT parameters, `--nn-config` and `--epochs` to network ones.
+fn recipe(args: &CvArgs, task: Task) -> Result<Recipe> {
+    let defaults = args.model.recipe(task).params;
+    let gbdt_flags = args.gbdt.any();
+    let nn_flags = args.nn_config.is_some() || args.epochs.is_some();
+    let params = match (
+        serde_json::from_value::<GbdtParams>(defaults.clone()),
+        serde_json::from_value::<NnParams>(defaults.clone()),
+    ) {
+        (Ok(base), _) => {
+            if nn_flags {
+                bail!("--nn-config and --epochs apply to the network kinds, not {}", args.model);
+            }
+            serde_json::to_value(args.gbdt.build(base)?)?
         }
-        return Ok(None);
+        (_, Ok(mut p)) => {
+            if gbdt_flags {
+                bail!("the GBDT flags (--params, --rounds, …) apply to the GBDT kinds, not {}", args.model);
+            }
+            if args.nn_config.is_some() {
+                p = super::nn::nn_params_from(p, args.nn_config.as_deref())?;
+            }
+            if let Some(e) = args.epochs {
+                p.train.epochs = e;
+            }
+            serde_json::to_value(p)?
+        }
+        _ => {
+            if gbdt_flags || nn_flags {
+                bail!("{} takes no GBDT or network flags", args.model);
+            }
+            defaults
+        }
     };
-    if args.nn_config.is_some() {
-        p = super::nn::nn_params_from(p, args.nn_config.as_deref())?;
-    }
-    if let Some(e) = args.epochs {
-        p.train.epochs = e;
-    }
-    Ok(Some(p))
+    Ok(Recipe::new(args.model, params)?)
 }
 
 /// Load the dataset and work out the default embargo (with a note when it is lowered).
@@ -309,15 +304,13 @@ fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
         };
         return Ok((ds, default, notes));
     }
-    let mut spec = match &args.spec {
+    let spec = match &args.spec {
         Some(p) => FeatureSpec::from_file(p)?,
         None => FeatureSpec::default(),
     };
     // A network reads its lookback windows from the rows; the window is a causal feature, so
     // its length also enters the default embargo below.
-    if let Some(nn) = nn_params(args)? {
-        spec = nn.with_window(&spec);
-    }
+    let spec = recipe(args, Task::of_label(&args.target))?.features(&spec)?;
     let loaded = data::load_many(&args.data, &LoadOptions::default())?;
     let ds = Dataset::from_bars(&loaded.bars, &spec, &args.target)?;
     let five_days = default_embargo_bars(&ds.t0, 5.0, 0);
@@ -344,7 +337,7 @@ fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
 struct CvSummary {
     data: Vec<String>,
     model: ModelKind,
-    params: Params,
+    params: serde_json::Value,
     embargo: Embargo,
     load_seconds: f64,
     report: CvReport,
@@ -355,7 +348,7 @@ pub fn run(args: CvArgs) -> Result<()> {
     let (ds, default_embargo, mut notes) = dataset(&args)?;
     let load_seconds = load_started.elapsed().as_secs_f64();
     let task = Task::of(&ds);
-    let p = params(&args, task)?;
+    let p = recipe(&args, task)?;
     let embargo = args.split.embargo.unwrap_or(Embargo::Bars(default_embargo));
     let splitter = args.split.splitter(embargo)?;
 
@@ -373,22 +366,20 @@ pub fn run(args: CvArgs) -> Result<()> {
     let opts = CvOptions {
         keep_predictions: args.keep_predictions,
         // candle runs its own worker threads inside each network fit: one fit at a time.
-        parallel_splits: !args.serial_splits && matches!(p, Params::Gbdt(_)),
+        parallel_splits: !args.serial_splits && args.model.kind().fits_in_parallel(),
         on_split: Some(&on_split),
         ..CvOptions::default()
     };
-    let mut report = match (&p, args.seeds) {
-        (Params::Gbdt(p), Some(n)) => cross_validate_seeds(p, &ds, splitter.as_ref(), &opts, n)?.0,
-        (Params::Gbdt(p), None) => cross_validate(p, &ds, splitter.as_ref(), &opts)?,
-        (Params::Nn(p), Some(n)) => cross_validate_seeds(p.as_ref(), &ds, splitter.as_ref(), &opts, n)?.0,
-        (Params::Nn(p), None) => cross_validate(p.as_ref(), &ds, splitter.as_ref(), &opts)?,
+    let mut report = match args.seeds {
+        Some(n) => cross_validate_seeds(&p, &ds, splitter.as_ref(), &opts, n)?.0,
+        None => cross_validate(&p, &ds, splitter.as_ref(), &opts)?,
     };
     pb.finish_and_clear();
     report.notes.append(&mut notes);
     let summary = CvSummary {
         data: args.data.iter().map(|d| d.display().to_string()).collect(),
         model: args.model,
-        params: p,
+        params: p.params,
         embargo,
         load_seconds,
         report,

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use retrain::data::{self, Dataset, LoadOptions};
+use retrain::data::{self, LoadOptions};
+use retrain::features::Dataset;
 use retrain::features::{self, FeatureSpec, LabelSpec};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -88,7 +89,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
             let ds = Dataset::from_frame(&loaded.bars, &frame, label)?;
             (ds.to_dataframe()?, Some(ds.dropped))
         }
-        None => (data::dataset::frame_to_dataframe(&frame)?, None),
+        None => (retrain::features::dataset::frame_to_dataframe(&frame)?, None),
     };
     data::write_frame(&mut df, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
     pb.inc(1);

@@ -97,6 +97,25 @@ pub struct GbdtFlags {
 }
 
 impl GbdtFlags {
+    /// Whether any hyperparameter flag (or a --params file) was given.
+    pub fn any(&self) -> bool {
+        self.params.is_some()
+            || self.objective.is_some()
+            || self.rounds.is_some()
+            || self.learning_rate.is_some()
+            || self.num_leaves.is_some()
+            || self.max_depth.is_some()
+            || self.max_bin.is_some()
+            || self.min_data_in_leaf.is_some()
+            || self.min_sum_hessian.is_some()
+            || self.lambda_l2.is_some()
+            || self.bagging_fraction.is_some()
+            || self.bagging_freq.is_some()
+            || self.feature_fraction.is_some()
+            || self.early_stopping.is_some()
+            || self.seed.is_some()
+    }
+
     /// `base` (or the --params file), then every given flag on top; validated.
     pub fn build(&self, base: GbdtParams) -> Result<GbdtParams> {
         let mut p = match &self.params {

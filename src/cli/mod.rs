@@ -71,7 +71,7 @@ pub enum Command {
     Supervise(supervise::SuperviseArgs),
 }
 
-/// The lifecycle policy from `path` (TOML, or JSON by name), else the SPEC defaults.
+/// The lifecycle policy from `path` (TOML, or JSON by name), else the defaults.
 fn read_policy(path: Option<&std::path::Path>) -> anyhow::Result<retrain::config::Policy> {
     match path {
         Some(p) => retrain::config::Policy::from_file(p).with_context(|| format!("reading the policy {}", p.display())),

@@ -9,14 +9,16 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use retrain::data::{self, Dataset, LoadOptions};
+use retrain::data::{self, LoadOptions};
+use retrain::features::Dataset;
+use retrain::features::Task;
 use retrain::features::{Feature, FeatureSpec, LabelSpec};
-use retrain::model::{ModelKind, Predict};
+use retrain::model::{Model, ModelKind};
 use retrain::nn::ett::PaperNet;
 use retrain::nn::{Calibration, DeviceChoice, NetConfig, NnParams, TrainConfig, TrainEvent};
 use retrain::validation::cross_validate::bars_per_year;
 use retrain::validation::report::{Scores, TradeClock, score};
-use retrain::validation::{Chronological, Splitter, Task};
+use retrain::validation::{Chronological, Splitter};
 use serde::Serialize;
 
 /// Which network.
@@ -235,11 +237,11 @@ struct DataSummary {
 }
 
 fn run_data(args: &NnArgs) -> Result<()> {
-    let kind = match args.model {
-        NetKind::Patchtst => ModelKind::Patchtst,
-        NetKind::Nhits => ModelKind::Nhits,
+    let (kind, preset) = match args.model {
+        NetKind::Patchtst => (ModelKind::PATCHTST, NnParams::patchtst()),
+        NetKind::Nhits => (ModelKind::NHITS, NnParams::nhits()),
     };
-    let mut p = nn_params_from(kind.nn_params().context("a network kind")?, args.config.as_deref())?;
+    let mut p = nn_params_from(preset, args.config.as_deref())?;
     if let Some(l) = args.lookback {
         p.lookback = l;
     }
@@ -278,7 +280,7 @@ fn run_data(args: &NnArgs) -> Result<()> {
     }
     if let Some(dir) = &args.save {
         net.save(dir)?;
-        retrain::data::io::write_atomic(&dir.join("features.toml"), spec.to_toml().as_bytes())?;
+        retrain::fsutil::write_atomic(&dir.join("features.toml"), spec.to_toml().as_bytes())?;
     }
     let meta = net.meta();
     let summary = DataSummary {

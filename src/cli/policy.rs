@@ -8,7 +8,7 @@ use retrain::config::Policy;
 /// Arguments of `retrain policy`.
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// Print the default policy (the SPEC numbers) as TOML.
+    /// Print the default policy as TOML.
     #[arg(long, conflicts_with = "check")]
     pub print_default: bool,
     /// Validate a policy file (TOML, or JSON by its `.json` name) and print the full policy.
@@ -22,7 +22,11 @@ pub struct PolicyArgs {
 /// Run `retrain policy`.
 pub fn run(a: PolicyArgs) -> anyhow::Result<()> {
     let policy = match &a.check {
-        Some(path) => Policy::from_file(path).with_context(|| format!("checking {}", path.display()))?,
+        Some(path) => {
+            let p = Policy::from_file(path).with_context(|| format!("checking {}", path.display()))?;
+            retrain::lifecycle::policy_kinds(&p).with_context(|| format!("checking {}", path.display()))?;
+            p
+        }
         None if a.print_default => Policy::default(),
         None => anyhow::bail!("give --print-default or --check FILE"),
     };

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use retrain::data::{LoadOptions, load};
 use retrain::lifecycle::events::{CallbackSink, Event, EventKind};
-use retrain::lifecycle::{JobReport, ModelSpec, Retrainer, Trigger};
+use retrain::lifecycle::{JobReport, ModelSpec, Retrainer, Trigger, policy_kinds};
 use retrain::model::ModelKind;
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ pub struct RunArgs {
     /// Candles (CSV/Parquet).
     #[arg(long, default_value = "datasets/btcusd_coinbase_1h.csv")]
     data: PathBuf,
-    /// Lifecycle policy (TOML, or JSON by name); default the SPEC numbers.
+    /// Lifecycle policy (TOML, or JSON by name); default the built-in defaults.
     #[arg(long)]
     policy: Option<PathBuf>,
     /// Version store directory.
@@ -89,7 +89,10 @@ pub fn run(a: RunArgs, threads: Option<usize>) -> Result<()> {
     });
     let mut r = Retrainer::open(&a.store, policy)?.with_events(sink);
     let mut triggers = Vec::new();
-    let kinds = a.models.clone().unwrap_or_else(|| r.policy().models.clone());
+    let kinds = match a.models.clone() {
+        Some(k) => k,
+        None => policy_kinds(r.policy())?,
+    };
     for kind in &kinds {
         let id = format!("{prefix}_{}", kind.name());
         r = r.with_model(&id, ModelSpec::new(*kind))?;

@@ -1,4 +1,4 @@
-//! Supervised targets with their end time `t1` (the purging input of SPEC §4).
+//! Supervised targets with their end time `t1` (the purging input of cross-validation).
 //!
 //! * [`LabelSpec::FutureReturn`]: `close[t+h] / close[t] − 1`, `t1 = ts[t+h]`.
 //! * [`LabelSpec::Direction`]: the future return thresholded into 2 classes (`1` up when
@@ -33,7 +33,7 @@ fn default_vol_window() -> usize {
     20
 }
 
-/// Which target to compute; serde-tagged by `kind`, defaults from SPEC §2.
+/// Which target to compute; serde-tagged by `kind`, with the documented defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LabelSpec {

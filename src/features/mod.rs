@@ -7,16 +7,20 @@
 //! indicator has not enough history yet) are reported per symbol, never passed off as data.
 
 pub mod calendar;
+pub mod dataset;
 pub mod labels;
 pub mod momentum;
 pub mod spec;
 pub mod talib;
+pub mod task;
 pub mod trend;
 pub mod volatility;
 pub mod volume;
 
+pub use dataset::{Dataset, DropReport};
 pub use labels::{LabelSpec, Labels};
 pub use spec::{Feature, FeatureSpec};
+pub use task::Task;
 
 use crate::data::Bars;
 use crate::error::Result;

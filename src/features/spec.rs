@@ -183,7 +183,7 @@ pub enum Feature {
     },
 }
 
-/// The list of features to compute; [`FeatureSpec::default`] is the full SPEC §2 set.
+/// The list of features to compute; [`FeatureSpec::default`] is the full built-in set (61 columns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeatureSpec {
@@ -486,7 +486,7 @@ impl FeatureSpec {
     }
 
     /// The longest lookback of any item: rows before it are warm-up, and it is the
-    /// minimum embargo after a test block (SPEC §4).
+    /// minimum embargo after a test block.
     pub fn max_lookback(&self) -> usize {
         self.features.iter().map(Feature::lookback).max().unwrap_or(0)
     }

@@ -10,8 +10,8 @@ use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::features::Dataset;
 use crate::gbdt::binning::BinnedMatrix;
 use crate::gbdt::grow::{Renew, TreeLearner};
 use crate::gbdt::objective::{self, Objective};

@@ -350,9 +350,17 @@ impl Gbdt {
     }
 }
 
+/// The GBDT benchmark generator, shared with `benches/` (it takes `Rng` from here).
+#[cfg(test)]
+#[path = "../../benches/support/synthetic.rs"]
+mod synthetic;
+#[cfg(test)]
+use crate::rng::Rng;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gbdt::flat::synthetic;
     use crate::gbdt::{GbdtParams, TrainData};
 
     /// A 31-leaf leaf-wise model of `rounds` trees.
@@ -366,7 +374,7 @@ mod tests {
 
     #[test]
     fn packed_and_general_walks_equal_the_model_bit_for_bit() {
-        let (mut x, y) = crate::data::synthetic::gbdt_benchmark(2_000, 16, 4).unwrap();
+        let (mut x, y) = synthetic::gbdt_benchmark(2_000, 16, 4).unwrap();
         for r in (0..2_000).step_by(5) {
             x[[r, r % 16]] = f32::NAN;
         }
@@ -393,7 +401,7 @@ mod tests {
 
     #[test]
     fn trees_start_on_cache_lines_and_children_share_their_parents_line() {
-        let (x, y) = crate::data::synthetic::gbdt_benchmark(3_000, 16, 5).unwrap();
+        let (x, y) = synthetic::gbdt_benchmark(3_000, 16, 5).unwrap();
         let c = leaf_wise(&x, &y, 7).compile();
         assert_eq!(c.packed.as_ref().unwrap().words().as_ptr() as usize % 64, 0);
         let (mut same, mut internal) = (0, 0);

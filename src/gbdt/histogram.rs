@@ -50,7 +50,9 @@ pub(crate) fn prefetch<T>(p: *const T) {
 
 /// Fill `hist` (zeroed here) with the sums over `rows` (or all rows when `None`) for every
 /// feature, on the calling thread; `gh[i]` is the packed quantized pair of the i-th listed row. The
-/// tree learner builds feature blocks in parallel with [`build_range`] instead.
+/// tree learner builds feature blocks in parallel with [`build_range`] instead; this plain
+/// path is what the tests compare against.
+#[cfg(test)]
 pub fn build(bins: &BinnedMatrix, rows: Option<&[u32]>, gh: &[Packed], hist: &mut [Bin]) {
     hist.fill(0);
     build_range(bins, 0, bins.n_used(), rows, 0, gh, hist, Layout::Rows);

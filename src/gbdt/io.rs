@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use crate::data::io::write_atomic;
 use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
 use crate::gbdt::booster::Gbdt;
 use crate::gbdt::tree::{Node, Tree};
 

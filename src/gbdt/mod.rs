@@ -1,4 +1,4 @@
-//! Native histogram gradient boosting: one engine, two growth policies (SPEC §3 kinds
+//! Native histogram gradient boosting: one engine, two growth policies (model kinds
 //! `xgboost` = depth-wise and `lightgbm` = leaf-wise).
 //!
 //! Pipeline of a fit: [`binning`] (edges from training rows — exact, or a [`sketch`] for
@@ -25,12 +25,12 @@ pub mod binning;
 pub mod booster;
 pub mod flat;
 pub mod grow;
-pub mod histogram;
+mod histogram;
 pub mod interop;
 pub mod io;
 pub mod objective;
 pub mod params;
-pub mod quantize;
+mod quantize;
 pub mod shap;
 pub mod sketch;
 pub mod split;

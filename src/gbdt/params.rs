@@ -1,7 +1,7 @@
-//! Hyperparameters of the boosting engine: a serde struct with SPEC defaults, linfa-style
+//! Hyperparameters of the boosting engine: a serde struct with documented defaults, linfa-style
 //! consuming setters, and one `validate` that names the offending field.
 //!
-//! The two presets mirror SPEC §3's model kinds: [`GbdtParams::xgboost`] (depth-wise, depth 6,
+//! The two presets are the model kinds [`GbdtParams::xgboost`] (depth-wise, depth 6,
 //! XGBoost's regularisation defaults) and [`GbdtParams::lightgbm`] (leaf-wise, 31 leaves,
 //! LightGBM's defaults). They differ only in settings; the engine is the same.
 
@@ -155,7 +155,7 @@ impl Default for GbdtParams {
 }
 
 impl GbdtParams {
-    /// SPEC kind `lightgbm`: leaf-wise, 31 leaves, LightGBM's defaults (min_data 20, λ2 = 0).
+    /// Kind `lightgbm`: leaf-wise, 31 leaves, LightGBM's defaults (min_data 20, λ2 = 0).
     pub fn lightgbm() -> Self {
         GbdtParams {
             objective: ObjectiveKind::Binary,
@@ -179,7 +179,7 @@ impl GbdtParams {
         }
     }
 
-    /// SPEC kind `xgboost`: depth-wise, max depth 6, XGBoost's defaults (λ2 = 1, min_child_weight 1).
+    /// Kind `xgboost`: depth-wise, max depth 6, XGBoost's defaults (λ2 = 1, min_child_weight 1).
     pub fn xgboost() -> Self {
         GbdtParams {
             growth: Growth::DepthWise { max_depth: 6 },

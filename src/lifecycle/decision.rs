@@ -1,4 +1,4 @@
-//! The deployment decision of SPEC §5: a candidate against the deployed version, both scored
+//! The deployment decision: a candidate against the deployed version, both scored
 //! on the same CPCV paths.
 //!
 //! improvement = w_wr·Δwin-rate + w_r·Δavg-R + w_cal·Δcalibration, each Δ a relative change
@@ -155,7 +155,7 @@ pub fn improvement(new: &DecisionMetrics, old: &DecisionMetrics, p: &Policy) -> 
     (comps.iter().map(|c| c.weight * c.relative).sum(), comps)
 }
 
-/// Apply the SPEC rule (see the module docs).
+/// Apply the decision rule (see the module docs).
 pub fn decide(input: DecisionInput, p: &Policy) -> DecisionReport {
     let mut concerns = Vec::new();
     let mut reasons = Vec::new();

@@ -2,10 +2,10 @@
 //! with each model version) against a recent window, by the two-sample KS test (p-values as
 //! scipy's `ks_2samp`), the population stability index over reference-quantile bins, and
 //! Benjamini–Hochberg across features. The [`DriftReport`] carries a severity that maps to
-//! SPEC §5's response: LOW log only, MEDIUM retrain the model, HIGH retrain all models,
+//! The response: LOW log only, MEDIUM retrain the model, HIGH retrain all models,
 //! CRITICAL also raise a stop-trading alarm.
 //!
-//! Severity rule (thresholds in [`Policy`]): a feature *alerts* when its KS statistic exceeds
+//! DriftSeverity rule (thresholds in [`Policy`]): a feature *alerts* when its KS statistic exceeds
 //! `ks_alert` or its BH-adjusted p-value is below `ks_p_value`; it has *drifted* when its KS
 //! statistic exceeds `ks_retrain`, its PSI exceeds `psi_threshold`, or it alerts on both
 //! counts (KS > `ks_alert` and significant). No alert → no drift; alerts without drifted
@@ -313,8 +313,8 @@ impl ReferenceStats {
         self.features.iter().find_map(FeatureReference::problem)
     }
 
-    /// Summarise a [`crate::data::Dataset`]'s feature columns.
-    pub fn from_dataset(ds: &crate::data::Dataset, psi_bins: usize) -> Result<Self> {
+    /// Summarise a [`crate::features::Dataset`]'s feature columns.
+    pub fn from_dataset(ds: &crate::features::Dataset, psi_bins: usize) -> Result<Self> {
         let cols: Vec<Vec<f64>> =
             (0..ds.n_features()).map(|j| ds.x.column(j).iter().map(|&v| f64::from(v)).collect()).collect();
         Self::from_columns(&ds.feature_names, &cols, psi_bins)
@@ -377,10 +377,10 @@ pub fn reference_from_bars(
     ReferenceStats::from_columns(&frame.names, &cols, psi_bins)
 }
 
-/// Drift severity (SPEC §5): what the host should do.
+/// Drift severity: what the host should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Severity {
+pub enum DriftSeverity {
     /// Nothing moved.
     None,
     /// Log only.
@@ -393,14 +393,14 @@ pub enum Severity {
     Critical,
 }
 
-impl std::fmt::Display for Severity {
+impl std::fmt::Display for DriftSeverity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Severity::None => "NONE",
-            Severity::Low => "LOW",
-            Severity::Medium => "MEDIUM",
-            Severity::High => "HIGH",
-            Severity::Critical => "CRITICAL",
+            DriftSeverity::None => "NONE",
+            DriftSeverity::Low => "LOW",
+            DriftSeverity::Medium => "MEDIUM",
+            DriftSeverity::High => "HIGH",
+            DriftSeverity::Critical => "CRITICAL",
         })
     }
 }
@@ -436,7 +436,7 @@ pub struct DriftReport {
     /// The largest KS statistic.
     pub max_ks: f64,
     /// Overall severity.
-    pub severity: Severity,
+    pub severity: DriftSeverity,
 }
 
 impl DriftReport {
@@ -542,13 +542,13 @@ fn summarise(features: Vec<FeatureDrift>, policy: &Policy) -> DriftReport {
     let max_ks = features.iter().map(|f| f.ks.statistic).fold(0.0, f64::max);
     let share = drifted as f64 / features.len().max(1) as f64;
     let severity = if drifted == 0 {
-        if alerts == 0 { Severity::None } else { Severity::Low }
+        if alerts == 0 { DriftSeverity::None } else { DriftSeverity::Low }
     } else if share >= policy.drift_critical_fraction {
-        Severity::Critical
+        DriftSeverity::Critical
     } else if share >= policy.drift_high_fraction {
-        Severity::High
+        DriftSeverity::High
     } else {
-        Severity::Medium
+        DriftSeverity::Medium
     };
     DriftReport { features, alerts, drifted, max_ks, severity }
 }
@@ -755,12 +755,12 @@ mod tests {
             let recent: Vec<Vec<f64>> = (0..8).map(|j| normal(rng, 500, if j < shifted { 1.5 } else { 0.0 })).collect();
             check_drift(&reference, &recent, &policy).unwrap()
         };
-        assert_eq!(check(0, &mut rng).severity, Severity::None);
+        assert_eq!(check(0, &mut rng).severity, DriftSeverity::None);
         let one = check(1, &mut rng);
-        assert_eq!((one.severity, one.drifted), (Severity::Medium, 1));
+        assert_eq!((one.severity, one.drifted), (DriftSeverity::Medium, 1));
         assert_eq!(one.drifted_features(), ["f0"]);
-        assert_eq!(check(2, &mut rng).severity, Severity::High);
-        assert_eq!(check(4, &mut rng).severity, Severity::Critical);
+        assert_eq!(check(2, &mut rng).severity, DriftSeverity::High);
+        assert_eq!(check(4, &mut rng).severity, DriftSeverity::Critical);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Typed lifecycle events (SPEC §5 "Events") and the [`EventSink`] extension point a host
+//! Typed lifecycle events and the [`EventSink`] extension point a host
 //! subscribes with: a callback, a channel, or a JSONL file. Event names are the original
 //! design's (`model.training.started`, `drift.detected`, …); [`Event::name`] returns them and
 //! the JSON form carries them in its `event` field.
@@ -94,7 +94,7 @@ pub enum EventKind {
     /// Feature drift was detected.
     #[serde(rename = "drift.detected")]
     DriftDetected {
-        /// Severity (LOW … CRITICAL).
+        /// DriftSeverity (LOW … CRITICAL).
         severity: String,
         /// The drifted features.
         features: Vec<String>,
@@ -135,13 +135,13 @@ pub struct Event {
     /// The model concerned (`None` for plan-wide events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// The event itself (its `event` field is the SPEC name).
+    /// The event itself (its `event` field is the event name).
     #[serde(flatten)]
     pub kind: EventKind,
 }
 
 impl Event {
-    /// The SPEC name, e.g. `model.training.started`.
+    /// The event name, e.g. `model.training.started`.
     pub fn name(&self) -> &'static str {
         match self.kind {
             EventKind::DataFetchCompleted { .. } => "data.fetch.completed",

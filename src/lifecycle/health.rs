@@ -1,4 +1,4 @@
-//! Model health, the "supervisor" of SPEC §5: from a log of a model's live predictions and
+//! Model health, the "supervisor": from a log of a model's live predictions and
 //! their realised outcomes, the win rate, average R, accuracy, calibration, long/short
 //! ratio, latency percentiles, coverage, rolling IC and trend, and a status.
 //!

@@ -1,4 +1,4 @@
-//! One retraining job (SPEC §5 "Plan and execution"): data window → features and labels →
+//! One retraining job: data window → features and labels →
 //! CPCV → final fit → decision against the deployed version → the candidate stored with its
 //! decision report. Hyperparameters, feature spec and label are inherited from the active
 //! version when it is of the same kind, else taken from the caller's [`ModelSpec`].
@@ -12,32 +12,30 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::Policy;
-use crate::data::{Bars, Dataset};
+use crate::data::Bars;
 use crate::error::{Error, Result};
+use crate::features::Dataset;
+use crate::features::Task;
 use crate::features::{FeatureSpec, LabelSpec};
-use crate::gbdt::{FitOptions, Gbdt, GbdtParams, ObjectiveKind, TrainData};
 use crate::lifecycle::cancel::CancelToken;
 use crate::lifecycle::decision::{DecisionInput, DecisionMetrics, DecisionReport, decide};
 use crate::lifecycle::drift::ReferenceStats;
 use crate::lifecycle::events::{Event, EventKind, EventSink};
 use crate::lifecycle::trigger::Trigger;
-use crate::model::{Fit, ModelKind, Predict};
-use crate::nn::{NnParams, TrainedNet};
+use crate::model::{Fit, Model, ModelKind, Predict, Recipe};
 use crate::store::{Artifact, Change, DataRange, Status, VersionMeta, VersionStore};
 use crate::validation::compare::{IcSignificance, ic_difference};
 use crate::validation::cross_validate::{default_embargo_bars, early_stopping_slice};
 use crate::validation::report::{Scores, score};
-use crate::validation::{Cpcv, CvOptions, CvReport, Embargo, Task, cross_validate};
+use crate::validation::{Cpcv, CvOptions, CvReport, Embargo, cross_validate};
 
 /// Rows per path the frozen incumbent must not have seen for the like-for-like comparison.
 pub const COMPARE_MIN_ROWS: usize = 100;
-/// The model artifact of a GBDT version.
-pub const GBDT_ARTIFACT: &str = "model.bin";
 /// The reference statistics artifact (drift checks).
 pub const REFERENCE_ARTIFACT: &str = "reference.json";
 
@@ -61,101 +59,11 @@ impl ModelSpec {
     }
 }
 
-/// Hyperparameters of either engine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Recipe {
-    /// The native GBDT.
-    Gbdt(GbdtParams),
-    /// A network.
-    Nn(Box<NnParams>),
-}
-
-impl Recipe {
-    /// The kind's defaults for `task`.
-    pub fn defaults(kind: ModelKind, task: Task) -> Recipe {
-        match (kind.gbdt_params(), kind.nn_params()) {
-            (Some(mut p), _) => {
-                p.objective = match task {
-                    Task::Binary => ObjectiveKind::Binary,
-                    Task::Multiclass { classes } => ObjectiveKind::Multiclass { num_class: classes },
-                    Task::Regression => ObjectiveKind::Regression,
-                };
-                Recipe::Gbdt(p)
-            }
-            (None, Some(p)) => Recipe::Nn(Box::new(p)),
-            (None, None) => unreachable!("every kind has parameters"),
-        }
-    }
-
-    /// Read stored hyperparameters of `kind`.
-    pub fn from_value(kind: ModelKind, v: &serde_json::Value) -> Result<Recipe> {
-        let bad = |e: serde_json::Error| Error::param("hyperparameters", e.to_string());
-        Ok(if kind.gbdt_params().is_some() {
-            Recipe::Gbdt(serde_json::from_value(v.clone()).map_err(bad)?)
-        } else {
-            Recipe::Nn(Box::new(serde_json::from_value(v.clone()).map_err(bad)?))
-        })
-    }
-}
-
-/// A fitted model of either engine.
-pub enum Fitted {
-    /// GBDT.
-    Gbdt(Box<Gbdt>),
-    /// Network.
-    Nn(Box<TrainedNet>),
-}
-
-impl Predict for Fitted {
-    fn n_outputs(&self) -> usize {
-        match self {
-            Fitted::Gbdt(m) => m.n_outputs(),
-            Fitted::Nn(m) => m.n_outputs(),
-        }
-    }
-    fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
-        match self {
-            Fitted::Gbdt(m) => Predict::predict(m.as_ref(), x),
-            Fitted::Nn(m) => m.predict(x),
-        }
-    }
-}
-
-impl Fitted {
-    /// The files that store it.
-    pub fn artifacts(&self) -> Result<Vec<Artifact>> {
-        Ok(match self {
-            Fitted::Gbdt(m) => vec![Artifact::bytes(GBDT_ARTIFACT, m.to_bytes())],
-            Fitted::Nn(m) => m.to_artifacts()?.into_iter().map(|(n, b)| Artifact::bytes(n, b)).collect(),
-        })
-    }
-
-    /// Load version `tag` of `model_id` (a `kind` model) from the store, checksums verified.
-    pub fn load(store: &VersionStore, model_id: &str, tag: &str, kind: ModelKind) -> Result<Fitted> {
-        if kind.gbdt_params().is_some() {
-            let bytes = store.load_artifact(model_id, tag, GBDT_ARTIFACT)?;
-            return Ok(Fitted::Gbdt(Box::new(Gbdt::from_bytes(&bytes, &format!("{model_id}/{tag}/{GBDT_ARTIFACT}"))?)));
-        }
-        let meta = store.load_artifact(model_id, tag, crate::nn::forecaster::META_ARTIFACT)?;
-        let weights = store.load_artifact(model_id, tag, crate::nn::forecaster::WEIGHTS_ARTIFACT)?;
-        Ok(Fitted::Nn(Box::new(TrainedNet::from_artifacts(&meta, &weights, &candle_core::Device::Cpu)?)))
-    }
-}
-
-/// Peak memory of a job in MiB, estimated before it starts (SPEC §5 "a memory budget checked
-/// before a job starts"): the f32 feature matrix and its row copies, plus per CPCV fit running
-/// at once (one per thread for GBDTs) a training subset, its u8 bins and 64 MiB of histograms;
-/// for a network the matrix twice plus its lookback windows, materialised a batch at a time
-/// (counted as lookback ÷ 4 copies). Deliberately rough (×1.5 headroom, +64 MiB): its job is
-/// to refuse a window that cannot fit, not to budget bytes.
+/// Peak memory of a job in MiB, estimated before it starts by the kind (a memory budget is
+/// checked before a job starts): deliberately rough, its job is to refuse a window that
+/// cannot fit, not to budget bytes.
 pub fn estimate_memory_mb(rows: usize, features: usize, kind: ModelKind, threads: usize) -> u64 {
-    let cells = (rows * features.max(1)) as f64;
-    let bytes = match kind.nn_params() {
-        Some(p) => cells * 4.0 * (2.0 + p.lookback as f64 / 4.0),
-        None => cells * (4.0 * 2.0 + threads.max(1) as f64 * (4.0 + 1.0)) + threads as f64 * 64.0 * 1024.0 * 1024.0,
-    };
-    (1.5 * bytes / (1024.0 * 1024.0)).ceil() as u64 + 64
+    kind.kind().memory_mb(rows, features, threads)
 }
 
 /// A recipe whose fits stop when the job's [`CancelToken`] fires (every boosting round,
@@ -167,42 +75,26 @@ struct Guarded {
 }
 
 impl Fit for Guarded {
-    type Model = Fitted;
-    fn fit(&self, train: &Dataset, valid: Option<&Dataset>) -> Result<Fitted> {
+    type Model = Box<dyn Model>;
+    fn fit(&self, train: &Dataset, valid: Option<&Dataset>) -> Result<Box<dyn Model>> {
         self.cancel.check()?;
-        let out = match &self.recipe {
-            Recipe::Gbdt(p) => {
-                let t = TrainData::from_dataset(train)?;
-                let v = valid.map(TrainData::from_dataset).transpose()?;
-                let cancel = self.cancel.clone();
-                let mut on_round = move |_: &crate::gbdt::RoundEval| !cancel.is_stopped();
-                let opts = FitOptions { on_round: Some(&mut on_round), ..FitOptions::default() };
-                let mut m = p.fit_with(&t, v.as_ref(), opts)?;
-                m.feature_names = train.feature_names.clone();
-                Fitted::Gbdt(Box::new(m))
-            }
-            Recipe::Nn(p) => {
-                let cancel = self.cancel.clone();
-                Fitted::Nn(Box::new(p.fit_observed(train, valid, &mut |_| !cancel.is_stopped())?))
-            }
-        };
+        let cancel = &self.cancel;
+        let out = self.recipe.fit_observed(train, valid, &|| !cancel.is_stopped())?;
         // A stopped loop returns its partial model: it must not pass for a finished one.
         self.cancel.check()?;
         Ok(out)
     }
     fn uses_validation(&self) -> bool {
-        match &self.recipe {
-            Recipe::Gbdt(p) => p.uses_validation(),
-            Recipe::Nn(p) => p.uses_validation(),
-        }
+        self.recipe.uses_validation()
     }
     fn with_seed(&self, seed: u64) -> Self {
-        let recipe = match &self.recipe {
-            Recipe::Gbdt(p) => Recipe::Gbdt(p.with_seed(seed)),
-            Recipe::Nn(p) => Recipe::Nn(Box::new(p.with_seed(seed))),
-        };
-        Guarded { recipe, cancel: self.cancel.clone() }
+        Guarded { recipe: self.recipe.with_seed(seed), cancel: self.cancel.clone() }
     }
+}
+
+/// Load version `tag` of `model_id` (a `kind` model) from the store, checksums verified.
+pub fn load_model(store: &VersionStore, model_id: &str, tag: &str, kind: ModelKind) -> Result<Box<dyn Model>> {
+    kind.kind().load(&|name| store.load_artifact(model_id, tag, name), &format!("{model_id}/{tag}"))
 }
 
 /// How a job ended.
@@ -349,7 +241,7 @@ pub fn run_job(
                         .map_err(|e| Error::param("label_spec", format!("active version {}: {e}", inc.tag)))?,
                     None => spec.map(|s| s.label.clone()).unwrap_or_default(),
                 };
-                let recipe = inc.meta.hyperparameters.as_ref().map(|v| Recipe::from_value(kind, v)).transpose()?;
+                let recipe = inc.meta.hyperparameters.clone().map(|v| Recipe::new(kind, v)).transpose()?;
                 Some((ModelSpec { kind, features, label }, recipe))
             }
         }
@@ -420,26 +312,16 @@ pub fn run_job(
     ctx.emit(model_id, EventKind::TrainingStarted { kind: spec.kind.name().into(), reason: trigger.reason.clone() });
     ctx.cancel.check()?;
 
-    let features = match spec.kind.nn_params() {
-        Some(_) => match &inherited_recipe {
-            Some(Recipe::Nn(p)) => p.with_window(&spec.features),
-            _ => spec.kind.nn_params().expect("network").with_window(&spec.features),
-        },
-        None => spec.features.clone(),
-    };
+    // The task follows the label, so the kind's defaults are known before the data is built.
+    let recipe = inherited_recipe.unwrap_or_else(|| spec.kind.recipe(Task::of_label(&spec.label)));
+    let features = recipe.features(&spec.features)?;
     let ds = Dataset::from_bars(std::slice::from_ref(&bars), &features, &spec.label)?;
-    let task = Task::of(&ds);
-    let mut recipe = inherited_recipe.unwrap_or_else(|| Recipe::defaults(spec.kind, task));
-    if let Recipe::Gbdt(p) = &mut recipe {
-        // Fits run inside the orchestrator's bounded pool.
-        p.threads = None;
-    }
     let guarded = Guarded { recipe: recipe.clone(), cancel: ctx.cancel.clone() };
     let embargo = default_embargo_bars(&ds.t0, 5.0, features.max_lookback());
     let cpcv = Cpcv::new(6, 2).embargo(Embargo::Bars(embargo));
     let opts = CvOptions {
         keep_predictions: true,
-        parallel_splits: matches!(recipe, Recipe::Gbdt(_)),
+        parallel_splits: spec.kind.kind().fits_in_parallel(),
         ..CvOptions::default()
     };
     let cv = cross_validate(&guarded, &ds, &cpcv, &opts)?;
@@ -506,7 +388,7 @@ pub fn run_job(
     meta.n_features = Some(ds.n_features() as u64);
     meta.feature_spec = Some(serde_json::to_value(&spec.features).expect("spec serialises"));
     meta.label_spec = Some(serde_json::to_value(&spec.label).expect("label serialises"));
-    meta.hyperparameters = Some(serde_json::to_value(&recipe).expect("params serialise"));
+    meta.hyperparameters = Some(recipe.params.clone());
     meta.validation_metrics =
         cv.summary.iter().filter(|s| s.mean.is_finite()).map(|s| (s.metric.clone(), s.mean)).collect();
     meta.cv_summary = Some(serde_json::json!({
@@ -517,11 +399,8 @@ pub fn run_job(
         "paths": cand_paths,
     }));
     meta.parent_version = incumbent.as_ref().map(|i| i.tag.clone());
-    meta.seed = match &recipe {
-        Recipe::Gbdt(p) => Some(p.seed),
-        Recipe::Nn(p) => Some(p.train.seed),
-    };
-    let mut files = model.artifacts()?;
+    meta.seed = recipe.seed();
+    let mut files: Vec<Artifact> = model.artifacts()?.into_iter().map(|(n, b)| Artifact::bytes(n, b)).collect();
     files.push(Artifact::bytes(REFERENCE_ARTIFACT, serde_json::to_vec(&reference).expect("reference serialises")));
     ctx.cancel.check()?;
     let change = Change::new("lifecycle", format!("{} ({}): {}", trigger.reason, trigger.priority, decision));
@@ -575,7 +454,7 @@ fn incumbent_on_paths(
         let unseen = |rows: &[usize]| rows.iter().filter(|&&r| ds.t0[r] > end).count();
         let paths: Vec<(Vec<usize>, Array2<f64>)> = (0..cv.paths.len()).filter_map(|p| cv.path_outputs(p)).collect();
         if paths.len() == cv.paths.len() && paths.iter().all(|(rows, _)| unseen(rows) >= COMPARE_MIN_ROWS) {
-            let old = Fitted::load(ctx.store, model_id, &inc.tag, spec.kind)?;
+            let old = load_model(ctx.store, model_id, &inc.tag, spec.kind)?;
             let y = ds.y.as_slice().ok_or_else(|| Error::param("dataset.y", "labels must be contiguous"))?;
             let mut cand = Vec::new();
             let mut olds = Vec::new();

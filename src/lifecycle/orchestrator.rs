@@ -1,4 +1,4 @@
-//! [`Retrainer`]: the library's front door (DESIGN.md "Core API shape"). It owns the store,
+//! [`Retrainer`]: the library's front door. It owns the store,
 //! the policy, a bounded rayon pool (never the host's global one), the event sink and the
 //! clock; runs plans `batch_size` jobs at a time, each isolated (an error or a panic is a
 //! FAILED job, a time limit or cancellation a CANCELLED one; the others carry on), and
@@ -12,20 +12,22 @@ use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Policy;
-use crate::data::{Bars, Dataset};
+use crate::data::Bars;
 use crate::error::{Error, Result};
+use crate::features::Dataset;
 use crate::features::{FeatureSpec, LabelSpec};
 use crate::lifecycle::cancel::CancelToken;
 use crate::lifecycle::events::{Event, EventKind, EventSink, NullSink};
-use crate::lifecycle::job::{Fitted, JobContext, JobReport, JobStatus, ModelSpec, run_job};
+use crate::lifecycle::job::{JobContext, JobReport, JobStatus, ModelSpec, load_model, run_job};
 use crate::lifecycle::plan::{Plan, plan};
 use crate::lifecycle::trigger::Trigger;
-use crate::model::{ModelKind, Predict, Signal};
+use crate::model::{Model, ModelKind, Predict, Signal};
 use crate::store::{AuditKind, Change, StatusChange, VersionInfo, VersionStore};
-use crate::validation::Task;
 
-/// The deployed version of a model, loaded and ready to predict.
-pub struct ActiveModel {
+/// A stored version of a model (the deployed one, or any kept one), loaded with verified
+/// checksums and ready to predict. (The store's own record of a version is a
+/// [`VersionInfo`]; this is the model it describes.)
+pub struct LoadedModel {
     /// Its store record.
     pub info: VersionInfo,
     /// Its kind.
@@ -35,10 +37,10 @@ pub struct ActiveModel {
     pub features: FeatureSpec,
     /// Its label.
     pub label: LabelSpec,
-    model: Fitted,
+    model: Box<dyn Model>,
 }
 
-impl ActiveModel {
+impl LoadedModel {
     /// The model's call on the last bar of `bars` (features computed causally from them).
     pub fn predict_latest(&self, bars: &Bars) -> Result<Signal> {
         let frame = crate::features::compute(bars, &self.features)?;
@@ -53,13 +55,8 @@ impl ActiveModel {
             ));
         }
         let x = ndarray::Array2::from_shape_vec((1, row.len()), row).expect("one row");
-        let out = self.model.predict(x.view())?;
-        let task = match self.label.classes() {
-            Some(2) => Task::Binary,
-            Some(k) => Task::Multiclass { classes: k as usize },
-            None => Task::Regression,
-        };
-        Ok(Signal::from_outputs(task, out.row(0).as_slice().expect("contiguous"), f64::NAN))
+        let mut signals = self.model.signals(x.view())?;
+        Ok(signals.pop().expect("one row in, one signal out"))
     }
 
     /// Outputs for a prepared dataset's rows.
@@ -130,6 +127,7 @@ impl Retrainer {
     /// `policy.threads` threads.
     pub fn open(root: impl AsRef<Path>, policy: Policy) -> Result<Self> {
         policy.validate()?;
+        policy_kinds(&policy)?;
         let pool = build_pool(policy.threads)?;
         let store = VersionStore::open(root)?;
         let ks_table = load_ks_table(&store);
@@ -357,7 +355,7 @@ impl Retrainer {
     }
 
     /// The deployed version of `model_id`, loaded with verified checksums.
-    pub fn active(&self, model_id: &str) -> Result<ActiveModel> {
+    pub fn active(&self, model_id: &str) -> Result<LoadedModel> {
         let info = self
             .store
             .active(model_id)?
@@ -366,33 +364,32 @@ impl Retrainer {
     }
 
     /// Any kept version of `model_id` (e.g. the SHADOW candidate), loaded like [`Retrainer::active`].
-    pub fn version(&self, model_id: &str, tag: &str) -> Result<ActiveModel> {
+    pub fn version(&self, model_id: &str, tag: &str) -> Result<LoadedModel> {
         let info = self.store.get(model_id, tag)?;
         self.load(model_id, info)
     }
 
-    fn load(&self, model_id: &str, info: VersionInfo) -> Result<ActiveModel> {
+    fn load(&self, model_id: &str, info: VersionInfo) -> Result<LoadedModel> {
         let (kind, features, label) = stored_specs(model_id, &info)?;
-        let model = Fitted::load(&self.store, model_id, &info.tag, kind)?;
-        let features = match &model {
-            Fitted::Nn(net) => net.meta().params.with_window(&features),
-            Fitted::Gbdt(_) => features,
-        };
-        Ok(ActiveModel { info, kind, features, label, model })
+        let model = load_model(&self.store, model_id, &info.tag, kind)?;
+        let features = model.features(&features);
+        Ok(LoadedModel { info, kind, features, label, model })
     }
 
     /// The feature columns a kept version reads (a network's lookback window included, from
     /// its small `net.json`) without loading its weights: what drift checks need.
     pub fn version_features(&self, model_id: &str, info: &VersionInfo) -> Result<FeatureSpec> {
         let (kind, features, _) = stored_specs(model_id, info)?;
-        if kind.nn_params().is_none() {
-            return Ok(features);
-        }
-        let bytes = self.store.load_artifact(model_id, &info.tag, crate::nn::forecaster::META_ARTIFACT)?;
-        let meta: crate::nn::forecaster::NetMeta = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::CorruptVersion { model_id: model_id.into(), tag: info.tag.clone(), reason: format!("net.json: {e}") }
-        })?;
-        Ok(meta.params.with_window(&features))
+        kind.kind().stored_features(&features, &|name| self.store.load_artifact(model_id, &info.tag, name)).map_err(
+            |e| match e {
+                Error::CorruptModel { source_name, reason } => Error::CorruptVersion {
+                    model_id: model_id.into(),
+                    tag: info.tag.clone(),
+                    reason: format!("{source_name}: {reason}"),
+                },
+                e => e,
+            },
+        )
     }
 
     /// The active model's call on the last bar.
@@ -411,6 +408,19 @@ impl Retrainer {
     pub fn status(&self) -> Result<Vec<ModelStatus>> {
         status(&self.store)
     }
+}
+
+/// The policy's `models` as registered kinds (an unknown name is an error naming `models`).
+pub fn policy_kinds(policy: &Policy) -> Result<Vec<ModelKind>> {
+    policy
+        .models
+        .iter()
+        .map(|m| {
+            m.parse::<ModelKind>().map_err(|_| {
+                Error::param("models", format!("unknown model kind `{m}` (known: {})", ModelKind::names()))
+            })
+        })
+        .collect()
 }
 
 /// A version's kind, stored feature spec and label (errors name the version).

@@ -1,4 +1,4 @@
-//! The plan (SPEC §5 "Plan and execution"): triggers grouped into one job per model (the
+//! The plan: triggers grouped into one job per model (the
 //! highest priority wins, every reason is kept), ordered URGENT > HIGH > MEDIUM > LOW (then
 //! by model id, so a plan is deterministic), each with the data window of its winning
 //! trigger and a duration estimated from the model's past jobs in the audit log.

@@ -1,4 +1,4 @@
-//! Retirement and automatic rollback (SPEC §5 "Versions, rollback, retirement"), decided
+//! Retirement and automatic rollback, decided
 //! from the live prediction log.
 //!
 //! Whose records: a record names its version as `model@tag`; a record without a tag belongs

@@ -1,4 +1,4 @@
-//! Shadow and canary testing (SPEC §5 "Shadow and canary"). A candidate in SHADOW predicts
+//! Shadow and canary testing. A candidate in SHADOW predicts
 //! beside the ACTIVE version on the same inputs; each pair of calls is recorded under a key
 //! (the bar, the signal id) and, once the market has spoken, its realised outcome. The log
 //! is a JSONL file next to the store (`models/<id>/shadow/<tag>.jsonl`), appended and fsynced

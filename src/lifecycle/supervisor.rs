@@ -10,15 +10,15 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::config::schedule::parse_all;
 use crate::data::Bars;
 use crate::error::{Error, Result};
-use crate::lifecycle::drift::{DriftReport, ReferenceStats, Severity, check_drift_with, recent_columns};
+use crate::lifecycle::drift::{DriftReport, DriftSeverity, ReferenceStats, check_drift_with, recent_columns};
 use crate::lifecycle::events::EventKind;
 use crate::lifecycle::health::{HealthReport, HealthStatus, PredictionLog};
 use crate::lifecycle::job::REFERENCE_ARTIFACT;
-use crate::lifecycle::orchestrator::{ActiveModel, Retrainer};
+use crate::lifecycle::orchestrator::{LoadedModel, Retrainer};
 use crate::lifecycle::retire::{LiveAction, LiveVerdict, check_live, version_health};
-use crate::lifecycle::schedule::parse_all;
 use crate::lifecycle::shadow::{Call, Recommendation, ShadowEvaluation, ShadowTest};
 use crate::lifecycle::trigger::{RegimeHistory, Trigger, TriggerInputs, evaluate};
 use crate::model::Signal;
@@ -70,7 +70,7 @@ pub fn load_reference(store: &VersionStore, model_id: &str, tag: &str) -> Result
     }
 }
 
-impl ActiveModel {
+impl LoadedModel {
     /// The version's training-distribution reference (its `reference.json`).
     pub fn reference(&self, store: &VersionStore, model_id: &str) -> Result<ReferenceStats> {
         load_reference(store, model_id, &self.info.tag)
@@ -87,9 +87,9 @@ impl ActiveModel {
 /// [`ShadowPair::predict`] asks both, records the pair, and returns the call to act on.
 pub struct ShadowPair {
     /// The serving version.
-    pub active: ActiveModel,
+    pub active: LoadedModel,
     /// The candidate.
-    pub candidate: ActiveModel,
+    pub candidate: LoadedModel,
     /// The paired log.
     pub test: ShadowTest,
     clock: std::sync::Arc<dyn crate::clock::Clock>,
@@ -186,7 +186,7 @@ impl Retrainer {
         &self,
         model_id: &str,
         obs: &Observations<'_>,
-        schedules: &[crate::lifecycle::schedule::ParsedSchedule],
+        schedules: &[crate::config::schedule::ParsedSchedule],
         now: Timestamp,
     ) -> Option<ModelCheck> {
         let info = self.store.active(model_id).ok().flatten()?;
@@ -216,7 +216,7 @@ impl Retrainer {
                 Err(e) => errors.push(format!("drift: {e}")),
             }
         }
-        if let Some(d) = drift.as_ref().filter(|d| d.severity > Severity::None) {
+        if let Some(d) = drift.as_ref().filter(|d| d.severity > DriftSeverity::None) {
             let features: Vec<String> = d.drifted_features().into_iter().map(String::from).collect();
             self.emit(
                 Some(model_id),
@@ -226,8 +226,8 @@ impl Retrainer {
                     max_ks: d.max_ks,
                 },
             );
-            if d.severity >= Severity::Medium {
-                let alarm = if d.severity == Severity::Critical { " — stop-trading alarm" } else { "" };
+            if d.severity >= DriftSeverity::Medium {
+                let alarm = if d.severity == DriftSeverity::Critical { " — stop-trading alarm" } else { "" };
                 self.audit_alert(
                     model_id,
                     format!("drift {}: {} features drifted{alarm}", d.severity, d.drifted),

@@ -1,12 +1,12 @@
-//! Triggers (SPEC §5 "Triggers and priorities"): why a model should be retrained, how
+//! Triggers: why a model should be retrained, how
 //! urgently, and from which data window. [`evaluate`] turns a model's health, drift, regime
-//! and deployment history into triggers row by row of the SPEC table.
+//! and deployment history into triggers row by row of the trigger table (`docs/policy.md`).
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Policy;
-use crate::lifecycle::drift::{DriftReport, Severity};
+use crate::lifecycle::drift::{DriftReport, DriftSeverity};
 use crate::lifecycle::health::{HealthReport, HealthStatus, Trend};
 
 /// How urgent a retrain is (ordered: `Urgent` is the greatest).
@@ -34,7 +34,7 @@ impl std::fmt::Display for Priority {
     }
 }
 
-/// Which row of the SPEC table fired.
+/// Which row of the trigger table fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerKind {
@@ -133,7 +133,7 @@ pub struct TriggerInputs<'a> {
     pub classifier: bool,
 }
 
-/// Every trigger of the SPEC table that fires for one model at `now`.
+/// Every trigger of the table that fires for one model at `now`.
 pub fn evaluate(inputs: &TriggerInputs<'_>, now: Timestamp, policy: &Policy) -> Vec<Trigger> {
     let mut out = Vec::new();
     if let Some(h) = inputs.health {
@@ -183,10 +183,10 @@ pub fn evaluate(inputs: &TriggerInputs<'_>, now: Timestamp, policy: &Policy) -> 
     }
     if let Some(d) = inputs.drift {
         let priority = match d.severity {
-            Severity::None | Severity::Low => None,
-            Severity::Medium => Some(Priority::Medium),
-            Severity::High => Some(Priority::High),
-            Severity::Critical => Some(Priority::Urgent),
+            DriftSeverity::None | DriftSeverity::Low => None,
+            DriftSeverity::Medium => Some(Priority::Medium),
+            DriftSeverity::High => Some(Priority::High),
+            DriftSeverity::Critical => Some(Priority::Urgent),
         };
         if let Some(p) = priority {
             out.push(Trigger::new(
@@ -327,10 +327,10 @@ mod tests {
         use crate::lifecycle::drift::DriftReport;
         let report = |severity| DriftReport { features: vec![], alerts: 1, drifted: 1, max_ks: 0.3, severity };
         for (s, want) in [
-            (Severity::Low, None),
-            (Severity::Medium, Some(Priority::Medium)),
-            (Severity::High, Some(Priority::High)),
-            (Severity::Critical, Some(Priority::Urgent)),
+            (DriftSeverity::Low, None),
+            (DriftSeverity::Medium, Some(Priority::Medium)),
+            (DriftSeverity::High, Some(Priority::High)),
+            (DriftSeverity::Critical, Some(Priority::Urgent)),
         ] {
             let r = report(s);
             let got = fire(TriggerInputs { drift: Some(&r), ..Default::default() }).first().map(|t| t.1);

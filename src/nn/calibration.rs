@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::validation::report::Task;
+use crate::features::Task;
 
 /// Ridge on the standardised coefficients: keeps Newton finite when the score separates
 /// the classes perfectly (tiny validation slices), negligible otherwise.

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::nn::{
-    Loss, NetConfig, NhitsConfig, NnModel, PatchTstConfig, Scaler, Schedule, TrainConfig, TrainEvent, Windows,
+    LrSchedule, NetConfig, NhitsConfig, NnModel, PatchTstConfig, Scaler, TrainConfig, TrainEvent, TrainLoss, Windows,
 };
 
 /// Hourly rows in the training months (12 × 30 × 24).
@@ -49,7 +49,7 @@ pub fn paper_setup(net: PaperNet, lookback: usize, horizon: usize, channels: usi
                 epochs: 10,
                 batch_size: 128,
                 learning_rate: 1e-4,
-                schedule: Schedule::Step { after: 3, every: 1, gamma: 0.9 },
+                schedule: LrSchedule::Step { after: 3, every: 1, gamma: 0.9 },
                 clip_norm: None,
                 patience: 3,
                 ..TrainConfig::default()
@@ -64,8 +64,8 @@ pub fn paper_setup(net: PaperNet, lookback: usize, horizon: usize, channels: usi
                 epochs: 10,
                 batch_size: 256,
                 learning_rate: 1e-3,
-                loss: Loss::Mae,
-                schedule: Schedule::Step { after: 2, every: 2, gamma: 0.5 },
+                loss: TrainLoss::Mae,
+                schedule: LrSchedule::Step { after: 2, every: 2, gamma: 0.5 },
                 clip_norm: Some(1.0),
                 patience: 3,
                 ..TrainConfig::default()

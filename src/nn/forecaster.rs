@@ -1,6 +1,6 @@
-//! PatchTST and N-HiTS as trading models: [`NnParams`] implements [`Fit`] on a
-//! [`Dataset`] and [`TrainedNet`] implements [`Predict`], so cross-validation and the
-//! decision layer treat the networks like the GBDT.
+//! PatchTST and N-HiTS as trading models: [`NnParams::fit_observed`] trains on a
+//! [`Dataset`] and [`TrainedNet`] scores its rows, so that the model layer can offer the
+//! networks to cross-validation and the lifecycle like any other kind.
 //!
 //! **Inputs.** A network reads each row's lookback window of its channels (by default the
 //! one-bar log return) from the dataset's [`Feature::Window`] columns `{channel}_lag{k}`;
@@ -18,23 +18,22 @@
 //! **Signal.** The score of a row is the forecast sum of the first channel over the horizon
 //! (with the default channel, the forecast log return to the label's end). A
 //! [`Calibration`] fitted on the validation slice maps it to a probability (binary), class
-//! probabilities (up/flat/down) or a value (regression); [`TrainedNet::signals`] gives the
-//! common [`Signal`]. Channels are z-scored with training-row statistics only.
+//! probabilities (up/flat/down) or a value (regression); the model layer turns
+//! those into the common trading signal. Channels are z-scored with training-row statistics only.
 
 use candle_core::{Device, Tensor};
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::features::Dataset;
+use crate::features::Task;
 use crate::features::{Feature, FeatureSpec};
-use crate::model::{Fit, Predict, Signal};
 use crate::nn::calibration::Calibration;
 use crate::nn::{
     DeviceChoice, NetConfig, NhitsConfig, NnModel, PatchTstConfig, Scaler, TrainConfig, TrainEvent, TrainReport,
     Windows,
 };
-use crate::validation::report::Task;
 
 /// Rows per forward pass when scoring.
 const SCORE_BATCH: usize = 1024;
@@ -57,7 +56,7 @@ pub struct NnParams {
     pub lookback: usize,
     /// Forecast horizon in bars; default the dataset label's horizon.
     pub horizon: Option<usize>,
-    /// Training loop settings (SPEC §3: 50 epochs with early stopping).
+    /// Training loop settings (default 50 epochs with early stopping).
     pub train: TrainConfig,
     /// Where to compute (default CPU).
     pub device: DeviceChoice,
@@ -70,14 +69,14 @@ impl Default for NnParams {
 }
 
 impl NnParams {
-    /// SPEC §3 `nhits`: hidden 128, 3 stacks of 1 block, window-standardised inputs, 50
+    /// Kind `nhits`: hidden 128, 3 stacks of 1 block, window-standardised inputs, 50
     /// epochs with early stopping.
     pub fn nhits() -> Self {
         let net = NhitsConfig { scaler: Scaler::Standard, ..NhitsConfig::default() };
         NnParams::with_net(NetConfig::Nhits(net))
     }
 
-    /// SPEC §3 `patchtst`: d_model 128, 8 heads, 3 layers, 50 epochs with early stopping.
+    /// Kind `patchtst`: d_model 128, 8 heads, 3 layers, 50 epochs with early stopping.
     pub fn patchtst() -> Self {
         NnParams::with_net(NetConfig::Patchtst(PatchTstConfig::default()))
     }
@@ -211,22 +210,6 @@ impl NnParams {
         trained.meta.calibration_rows = scores.len();
         trained.meta.calibrated_on_validation = !std::ptr::eq(calib, train);
         Ok(trained)
-    }
-}
-
-impl Fit for NnParams {
-    type Model = TrainedNet;
-    fn fit(&self, train: &Dataset, valid: Option<&Dataset>) -> Result<TrainedNet> {
-        self.fit_observed(train, valid, &mut |_| true)
-    }
-    /// Always: the validation slice steers early stopping and fits the calibration.
-    fn uses_validation(&self) -> bool {
-        true
-    }
-    fn with_seed(&self, seed: u64) -> Self {
-        let mut p = self.clone();
-        p.train.seed = seed;
-        p
     }
 }
 
@@ -432,18 +415,19 @@ impl TrainedNet {
         Ok(scores)
     }
 
-    /// The common trading signal of each row.
-    pub fn signals(&self, x: ArrayView2<'_, f32>) -> Result<Vec<Signal>> {
+    /// Outputs per row: 1, or the class count.
+    pub fn n_outputs(&self) -> usize {
+        self.meta.calibration.n_outputs()
+    }
+
+    /// Calibrated outputs of each row (probability, class probabilities or value).
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
         let scores = self.scores(x)?;
-        let k = self.meta.calibration.n_outputs();
-        let mut out = vec![0.0; k];
-        Ok(scores
-            .into_iter()
-            .map(|s| {
-                self.meta.calibration.apply(s, &mut out);
-                Signal::from_outputs(self.meta.task, &out, s)
-            })
-            .collect())
+        let mut out = Array2::zeros((scores.len(), self.n_outputs()));
+        for (mut row, s) in out.rows_mut().into_iter().zip(scores) {
+            self.meta.calibration.apply(s, row.as_slice_mut().expect("standard layout"));
+        }
+        Ok(out)
     }
 
     /// The stored form: `net.json` (everything but the weights) and `weights.safetensors`.
@@ -479,7 +463,7 @@ impl TrainedNet {
     pub fn save(&self, dir: &std::path::Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
         for (name, bytes) in self.to_artifacts()? {
-            crate::data::io::write_atomic(&dir.join(name), &bytes)?;
+            crate::fsutil::write_atomic(&dir.join(name), &bytes)?;
         }
         Ok(())
     }
@@ -491,20 +475,5 @@ impl TrainedNet {
             std::fs::read(&p).map_err(|e| Error::Io { path: p, source: e })
         };
         TrainedNet::from_artifacts(&read(META_ARTIFACT)?, &read(WEIGHTS_ARTIFACT)?, device)
-    }
-}
-
-impl Predict for TrainedNet {
-    fn n_outputs(&self) -> usize {
-        self.meta.calibration.n_outputs()
-    }
-    fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
-        let scores = self.scores(x)?;
-        let k = self.n_outputs();
-        let mut out = Array2::zeros((scores.len(), k));
-        for (mut row, s) in out.rows_mut().into_iter().zip(scores) {
-            self.meta.calibration.apply(s, row.as_slice_mut().expect("standard layout"));
-        }
-        Ok(out)
     }
 }

@@ -1,4 +1,4 @@
-//! Sequence networks in candle: [`PatchTst`] and [`Nhits`] (SPEC §3 kinds `patchtst` and
+//! Sequence networks in candle: [`PatchTst`] and [`Nhits`] (model kinds `patchtst` and
 //! `nhits`), one model per file built with `fn new(cfg, vb: VarBuilder)` as in
 //! candle-transformers, a shared training loop ([`train`]), sliding windows ([`windows`]),
 //! seeded initialisation ([`init`]: candle's CPU generator cannot be seeded) and the device
@@ -7,7 +7,7 @@
 //! [`NnModel`] bundles a network with its variables: build, train, forecast, save
 //! (safetensors + JSON config) and load, with identical outputs after a round trip.
 //! [`NnParams`] / [`TrainedNet`] make either network a trading model on a
-//! [`crate::data::Dataset`] ([`forecaster`]), with a calibrated signal ([`calibration`]).
+//! [`crate::features::Dataset`] ([`forecaster`]), with a calibrated signal ([`calibration`]).
 
 pub mod attention;
 pub mod calibration;
@@ -15,11 +15,11 @@ pub mod device;
 pub mod ett;
 pub mod feed_forward;
 pub mod forecaster;
-pub mod fused;
+mod fused;
 pub mod init;
-pub mod kernels;
+mod kernels;
 pub mod layers;
-pub mod matmul;
+mod matmul;
 pub mod nhits;
 pub mod nhits_block;
 pub mod optim;
@@ -40,7 +40,7 @@ pub use forecaster::{NnParams, TrainedNet};
 pub use init::SeededVars;
 pub use nhits::{Nhits, NhitsConfig, Scaler};
 pub use patchtst::{NormKind, PatchTst, PatchTstConfig};
-pub use train::{Loss, Schedule, TrainConfig, TrainEvent, TrainReport};
+pub use train::{LrSchedule, TrainConfig, TrainEvent, TrainLoss, TrainReport};
 pub use windows::Windows;
 
 use crate::error::{Error, Result};
@@ -228,9 +228,9 @@ impl NnModel {
     /// atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
-        crate::data::io::write_atomic(&dir.join(WEIGHTS_FILE), &self.weights_bytes()?)?;
+        crate::fsutil::write_atomic(&dir.join(WEIGHTS_FILE), &self.weights_bytes()?)?;
         let json = serde_json::to_vec_pretty(&self.config).expect("config serialises");
-        crate::data::io::write_atomic(&dir.join(CONFIG_FILE), &json)
+        crate::fsutil::write_atomic(&dir.join(CONFIG_FILE), &json)
     }
 
     /// Load a model saved by [`NnModel::save`].

@@ -72,7 +72,7 @@ pub enum Scaler {
 }
 
 impl Default for NhitsConfig {
-    /// SPEC §3 defaults for the trading use: hidden 128, 3 stacks of one block.
+    /// Defaults for the trading use: hidden 128, 3 stacks of one block.
     fn default() -> Self {
         NhitsConfig {
             lookback: 64,

@@ -71,7 +71,7 @@ pub struct PatchTstConfig {
 }
 
 impl Default for PatchTstConfig {
-    /// SPEC §3 defaults for the trading use: d_model 128, 8 heads, 3 layers.
+    /// Defaults for the trading use: d_model 128, 8 heads, 3 layers.
     fn default() -> Self {
         PatchTstConfig {
             lookback: 64,

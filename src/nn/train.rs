@@ -18,7 +18,7 @@ use crate::rng::Rng;
 /// Training loss.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Loss {
+pub enum TrainLoss {
     /// Mean squared error.
     Mse,
     /// Mean absolute error.
@@ -38,7 +38,7 @@ pub enum Loss {
 /// Learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Schedule {
+pub enum LrSchedule {
     /// The base rate throughout.
     Constant,
     /// Epoch `n` (1-based) beyond `after` trains at `lr · gamma^((n − after) / every)` —
@@ -72,13 +72,13 @@ pub struct TrainConfig {
     /// Decoupled weight decay (0 = Adam).
     pub weight_decay: f64,
     /// Learning-rate schedule.
-    pub schedule: Schedule,
+    pub schedule: LrSchedule,
     /// Clip the global gradient norm to this (none when absent).
     pub clip_norm: Option<f64>,
     /// Stop after this many epochs without a better validation loss.
     pub patience: usize,
-    /// Loss.
-    pub loss: Loss,
+    /// TrainLoss.
+    pub loss: TrainLoss,
     /// Seed of shuffling and dropout.
     pub seed: u64,
     /// Cap on batches per epoch (a seeded sample of the windows), for quick runs.
@@ -86,17 +86,17 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// SPEC §3: 50 epochs with early stopping.
+    /// The trading kinds' defaults: 50 epochs with early stopping.
     fn default() -> Self {
         TrainConfig {
             epochs: 50,
             batch_size: 128,
             learning_rate: 1e-3,
             weight_decay: 0.0,
-            schedule: Schedule::Constant,
+            schedule: LrSchedule::Constant,
             clip_norm: Some(1.0),
             patience: 5,
-            loss: Loss::Mse,
+            loss: TrainLoss::Mse,
             seed: 42,
             max_batches_per_epoch: None,
         }
@@ -124,20 +124,20 @@ impl TrainConfig {
             return Err(Error::param("clip_norm", "must be > 0"));
         }
         match self.loss {
-            Loss::Huber { delta } if !(delta.is_finite() && delta > 0.0) => {
+            TrainLoss::Huber { delta } if !(delta.is_finite() && delta > 0.0) => {
                 return Err(Error::param("loss.delta", "must be > 0"));
             }
-            Loss::Quantile { q } if !(q.is_finite() && q > 0.0 && q < 1.0) => {
+            TrainLoss::Quantile { q } if !(q.is_finite() && q > 0.0 && q < 1.0) => {
                 return Err(Error::param("loss.q", "must be in (0, 1)"));
             }
             _ => {}
         }
         match self.schedule {
-            Schedule::Step { every: 0, .. } => Err(Error::param("schedule.every", "must be at least 1")),
-            Schedule::Step { gamma, .. } if !(gamma.is_finite() && gamma > 0.0) => {
+            LrSchedule::Step { every: 0, .. } => Err(Error::param("schedule.every", "must be at least 1")),
+            LrSchedule::Step { gamma, .. } if !(gamma.is_finite() && gamma > 0.0) => {
                 Err(Error::param("schedule.gamma", "must be > 0"))
             }
-            Schedule::OneCycle { pct_start } if !(pct_start.is_finite() && pct_start > 0.0 && pct_start < 1.0) => {
+            LrSchedule::OneCycle { pct_start } if !(pct_start.is_finite() && pct_start > 0.0 && pct_start < 1.0) => {
                 Err(Error::param("schedule.pct_start", "must be in (0, 1)"))
             }
             _ => Ok(()),
@@ -148,11 +148,11 @@ impl TrainConfig {
     pub fn rate(&self, epoch: usize, step: usize, total: usize) -> f64 {
         let lr = self.learning_rate;
         match self.schedule {
-            Schedule::Constant => lr,
-            Schedule::Step { after, every, gamma } => {
+            LrSchedule::Constant => lr,
+            LrSchedule::Step { after, every, gamma } => {
                 lr * gamma.powi(((epoch + 1).saturating_sub(after) / every) as i32)
             }
-            Schedule::OneCycle { pct_start } => {
+            LrSchedule::OneCycle { pct_start } => {
                 let (initial, min) = (lr / 25.0, lr / 25.0 / 1e4);
                 let up = (pct_start * total as f64 - 1.0).max(1.0);
                 let down = (total as f64 - 1.0).max(up + 1.0);
@@ -183,17 +183,17 @@ impl Network for crate::nn::Nhits {
 }
 
 /// The loss tensor (scalar) of `pred` against `target`.
-pub fn loss(kind: Loss, pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
+pub fn loss(kind: TrainLoss, pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
     let e = (target - pred)?;
     match kind {
-        Loss::Mse => e.sqr()?.mean_all(),
-        Loss::Mae => e.abs()?.mean_all(),
-        Loss::Huber { delta } => {
+        TrainLoss::Mse => e.sqr()?.mean_all(),
+        TrainLoss::Mae => e.abs()?.mean_all(),
+        TrainLoss::Huber { delta } => {
             let a = e.abs()?;
             let q = a.clamp(0.0, delta)?;
             ((q.sqr()? * 0.5)? + ((a - &q)? * delta)?)?.mean_all()
         }
-        Loss::Quantile { q } => (e.clone() * q)?.maximum(&(e * (q - 1.0))?)?.mean_all(),
+        TrainLoss::Quantile { q } => (e.clone() * q)?.maximum(&(e * (q - 1.0))?)?.mean_all(),
     }
 }
 

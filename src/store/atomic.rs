@@ -8,8 +8,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub(crate) use crate::data::io::{parent_dir, sync_dir};
 use crate::error::{Error, Result};
+pub(crate) use crate::fsutil::{parent_dir, sync_dir};
 
 /// Wrap an I/O error with the path it concerned.
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -86,7 +86,7 @@ pub(crate) const TMP_PREFIX: &str = ".tmp";
 
 /// Replace `path` with `bytes` atomically and durably (temp file, fsync, rename, fsync dir).
 pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::data::io::write_atomic(path, bytes)
+    crate::fsutil::write_atomic(path, bytes)
 }
 
 /// Entry names of `dir`, sorted; a missing directory has none.

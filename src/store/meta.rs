@@ -51,7 +51,7 @@ impl Status {
         )
     }
 
-    /// The SPEC spelling (`ACTIVE`, …).
+    /// The stored spelling (`ACTIVE`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Training => "TRAINING",
@@ -88,7 +88,7 @@ pub struct DataRange {
     pub end: Timestamp,
 }
 
-/// Everything a version records about how it was made (SPEC §5). The store fills
+/// Everything a version records about how it was made. The store fills
 /// `version_tag`, `created_at` and `crate_version`; the rest comes from the caller.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

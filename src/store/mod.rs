@@ -1,5 +1,4 @@
-//! The crash-safe, file-based model version store (SPEC §5 "Versions, rollback,
-//! retirement").
+//! The crash-safe, file-based model version store.
 //!
 //! A store is a directory (layout in [`layout`] and `models/README.md`). Each version is a
 //! directory of artifact files plus `meta.json` and a checksum `manifest.json`, written in

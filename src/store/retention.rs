@@ -1,4 +1,4 @@
-//! Which versions `gc` may delete (SPEC §5): per model keep the last `max_versions`, never
+//! Which versions `gc` may delete: per model keep the last `max_versions`, never
 //! delete a version that was ever ACTIVE or that an alias points at, and keep at most
 //! `max_non_deployed` never-deployed versions beyond the last `max_versions`. Pure planning
 //! over a [`ModelState`]; the store performs the two-phase delete.
@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::store::state::ModelState;
 
-/// Retention settings (SPEC numbers by default).
+/// Retention settings (the policy's defaults unless set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionPolicy {
-    /// Most recent versions always kept per model (SPEC: 10).
+    /// Most recent versions always kept per model (default 10).
     pub max_versions: usize,
-    /// Never-deployed versions kept beyond those (SPEC: 5).
+    /// Never-deployed versions kept beyond those (default 5).
     pub max_non_deployed: usize,
     /// How long a trashed version waits before `gc` purges it (default 24 h).
     pub trash_grace: SignedDuration,

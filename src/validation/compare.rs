@@ -1,5 +1,4 @@
-//! Statistics that compare models' out-of-sample quality (SPEC §4 "Comparing a new model to
-//! the old"): the mean-IC t-test (plain and Newey–West), the paired IC-difference test used
+//! Statistics that compare models' out-of-sample quality: the mean-IC t-test (plain and Newey–West), the paired IC-difference test used
 //! by the deployment gate, and Diebold–Mariano with the Harvey–Leybourne–Newbold correction.
 //!
 //! Conventions (each checked against scipy/statsmodels/numpy in
@@ -80,7 +79,7 @@ pub fn newey_west_mean_test(x: &[f64], lags: Option<usize>) -> Result<TestResult
     Ok(TestResult { mean: m, statistic: z, p_value: normal_p_value(z), n })
 }
 
-/// When a candidate's IC improvement counts (SPEC §4: Δ > 0.01 with p < 0.05).
+/// When a candidate's IC improvement counts (by default Δ > 0.01 with p < 0.05).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IcSignificance {

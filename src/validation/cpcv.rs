@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::validation::split::{BacktestPath, Embargo, SplitPlan, Splitter, check_times, cut, groups, rename};
 
-/// CPCV settings (SPEC §4 defaults: 6 groups, 2 test groups).
+/// CPCV settings (defaults: 6 groups, 2 test groups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Cpcv {

@@ -17,14 +17,13 @@ use std::time::Instant;
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use crate::data::Dataset;
-use crate::data::dataset::median_step;
 use crate::error::{Error, Result};
+use crate::features::dataset::median_step;
+use crate::features::{Dataset, Task};
 use crate::model::{Fit, Predict};
 use crate::validation::overfit::{OverfitFlags, OverfitThresholds, deflated_sharpe, pbo, seed_stability, sharpe_ratio};
 use crate::validation::report::{
-    CvReport, OosPredictions, PathScores, SeedStudy, SplitScores, Task, TradeClock, path_outputs, score, signals,
-    summarize,
+    CvReport, OosPredictions, PathScores, SeedStudy, SplitScores, TradeClock, path_outputs, score, signals, summarize,
 };
 use crate::validation::split::Splitter;
 
@@ -72,7 +71,7 @@ pub fn bars_per_year(t0: &[i64]) -> Option<f64> {
     median_step(t0).map(|step| 365.25 * 86_400_000.0 / step as f64)
 }
 
-/// SPEC §4's default embargo, in bars: `days` (5 trading days by default) of bars at the
+/// The default embargo, in bars: `days` (5 trading days by default) of bars at the
 /// data's median bar interval, or the longest feature lookback if that is longer — rows just
 /// after a test block carry the test period in their lagged features.
 pub fn default_embargo_bars(t0: &[i64], days: f64, feature_lookback: usize) -> usize {

@@ -1,4 +1,4 @@
-//! Honest evaluation of models (SPEC §4): splitters that purge and embargo by label
+//! Honest evaluation of models: splitters that purge and embargo by label
 //! interval ([`split`], [`cpcv`], [`walk_forward`]), [`cross_validate`] with out-of-sample
 //! predictions per split and per backtest path ([`report`]), the scoring [`metrics`], and
 //! the statistics that compare models and flag overfitting ([`compare`], [`overfit`]).
@@ -14,6 +14,6 @@ pub mod walk_forward;
 
 pub use cpcv::Cpcv;
 pub use cross_validate::{CvOptions, cross_validate, cross_validate_seeds};
-pub use report::{CvReport, Scores, Task};
+pub use report::{CvReport, Scores};
 pub use split::{BacktestPath, Chronological, Embargo, PurgedKFold, Split, SplitPlan, Splitter};
 pub use walk_forward::{WalkForward, Window};

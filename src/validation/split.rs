@@ -1,7 +1,7 @@
 //! Splits of a time-ordered table into train / validation / test rows, with purging and
 //! embargo driven by each row's label interval `[t0, t1]`.
 //!
-//! Rows must be sorted by `t0` (a [`crate::data::Dataset`] is). The rules, shared by every
+//! Rows must be sorted by `t0` (a [`crate::features::Dataset`] is). The rules, shared by every
 //! splitter in this module, [`super::cpcv`] and [`super::walk_forward`]:
 //!
 //! * **Groups** are contiguous runs of rows: with `n` rows and `N` groups the first `N − 1`

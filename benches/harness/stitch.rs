@@ -1,11 +1,14 @@
-//! Write a long benchmark series stitched from real data (see `retrain::data::stitch`).
+//! Write a long benchmark series stitched from real data (see `benches/support/stitch.rs`).
 //!
 //! `cargo run --release --example stitch -- OUT.csv [N_BARS]` — sources: the crate's
 //! `datasets/` plus `../shared/datasets/` (SPY, XAUUSD, EURUSD hourly) when present.
 
-use retrain::data::stitch::{benchmark_sources, stitch};
+#[path = "../support/stitch.rs"]
+mod support;
+
 use retrain::data::{bars_to_dataframe, write_frame};
 use std::path::Path;
+use support::{benchmark_sources, stitch};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -1,4 +1,4 @@
-//! Cron schedules (SPEC §5 "time" trigger): besides the periodic rule (`schedule_interval_days`
+//! Cron schedules (the "time" trigger): besides the periodic rule (`schedule_interval_days`
 //! after the last deployment), a policy may name daily / weekly / monthly retrains by cron
 //! expression. A schedule is *due* for a model when one of its occurrences falls after the
 //! last time it fired for that model (or, if it never has, after the active version was
@@ -27,7 +27,7 @@ const MONTHLY_GAP_DAYS: i64 = 28;
 /// One named cron schedule of the policy (`[[schedules]]` in TOML).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Schedule {
+pub struct CronSchedule {
     /// Name shown in reasons and the audit log (e.g. `weekly`).
     pub name: String,
     /// Cron expression, e.g. `0 3 * * MON` (Mondays 03:00) or `@monthly`.
@@ -48,15 +48,15 @@ pub struct Schedule {
 #[derive(Debug, Clone)]
 pub struct ParsedSchedule {
     /// The schedule as configured.
-    pub schedule: Schedule,
+    pub schedule: CronSchedule,
     cron: Cron,
     tz: TimeZone,
 }
 
-impl Schedule {
+impl CronSchedule {
     /// A schedule `name` firing on `cron` in UTC, for every model.
     pub fn new(name: impl Into<String>, cron: impl Into<String>) -> Self {
-        Schedule { name: name.into(), cron: cron.into(), window_days: None, time_zone: None, models: Vec::new() }
+        CronSchedule { name: name.into(), cron: cron.into(), window_days: None, time_zone: None, models: Vec::new() }
     }
 
     /// Parse the expression and resolve the zone; errors name `field` (e.g. `schedules[0]`).
@@ -130,7 +130,7 @@ impl ParsedSchedule {
 }
 
 /// Parse every schedule of a policy; errors name `schedules[i]`.
-pub fn parse_all(schedules: &[Schedule]) -> Result<Vec<ParsedSchedule>> {
+pub fn parse_all(schedules: &[CronSchedule]) -> Result<Vec<ParsedSchedule>> {
     let mut seen = std::collections::BTreeSet::new();
     schedules
         .iter()
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn due_means_an_occurrence_after_the_last_firing_and_not_after_now() {
-        let weekly = Schedule::new("weekly", "0 3 * * MON").parse("s").unwrap();
+        let weekly = CronSchedule::new("weekly", "0 3 * * MON").parse("s").unwrap();
         // 2026-11-23 is a Monday.
         let fired = ts("2026-11-16T03:00:00Z");
         assert_eq!(weekly.due_between(fired, ts("2026-11-23T02:59:59Z")).unwrap(), None);
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn time_zones_move_the_wall_clock_hour() {
-        let mut s = Schedule::new("ny", "0 9 * * *");
+        let mut s = CronSchedule::new("ny", "0 9 * * *");
         s.time_zone = Some("America/New_York".into());
         let p = s.parse("s").unwrap();
         // 09:00 in New York on 24 November 2026 (EST, UTC−5) is 14:00 UTC.
@@ -178,37 +178,37 @@ mod tests {
     #[test]
     fn windows_follow_the_cadence() {
         let from = ts("2026-11-24T00:00:00Z");
-        let monthly = Schedule::new("monthly", "@monthly").parse("s").unwrap();
-        let daily = Schedule::new("daily", "30 0 * * *").parse("s").unwrap();
+        let monthly = CronSchedule::new("monthly", "@monthly").parse("s").unwrap();
+        let daily = CronSchedule::new("daily", "30 0 * * *").parse("s").unwrap();
         assert!(monthly.is_monthly(from) && !daily.is_monthly(from));
         assert_eq!(monthly.window_days(from, 90, 1095), 1095);
         assert_eq!(daily.window_days(from, 90, 1095), 90);
-        let mut own = Schedule::new("own", "@monthly");
+        let mut own = CronSchedule::new("own", "@monthly");
         own.window_days = Some(400);
         assert_eq!(own.parse("s").unwrap().window_days(from, 90, 1095), 400);
     }
 
     #[test]
     fn bad_schedules_are_errors_naming_the_field() {
-        let field = |s: Schedule| match parse_all(&[Schedule::new("ok", "@daily"), s]) {
+        let field = |s: CronSchedule| match parse_all(&[CronSchedule::new("ok", "@daily"), s]) {
             Err(Error::InvalidParam { field, .. }) => field,
             other => panic!("{other:?}"),
         };
-        assert_eq!(field(Schedule::new("x", "61 * * * *")), "schedules[1].cron");
-        assert_eq!(field(Schedule::new("x", "every day")), "schedules[1].cron");
-        assert_eq!(field(Schedule::new("ok", "@weekly")), "schedules[1].name");
-        assert_eq!(field(Schedule::new(" ", "@weekly")), "schedules[1].name");
+        assert_eq!(field(CronSchedule::new("x", "61 * * * *")), "schedules[1].cron");
+        assert_eq!(field(CronSchedule::new("x", "every day")), "schedules[1].cron");
+        assert_eq!(field(CronSchedule::new("ok", "@weekly")), "schedules[1].name");
+        assert_eq!(field(CronSchedule::new(" ", "@weekly")), "schedules[1].name");
         assert_eq!(
-            field(Schedule { time_zone: Some("Mars/Olympus".into()), ..Schedule::new("x", "@daily") }),
+            field(CronSchedule { time_zone: Some("Mars/Olympus".into()), ..CronSchedule::new("x", "@daily") }),
             "schedules[1].time_zone"
         );
         assert_eq!(
-            field(Schedule { window_days: Some(0), ..Schedule::new("x", "@daily") }),
+            field(CronSchedule { window_days: Some(0), ..CronSchedule::new("x", "@daily") }),
             "schedules[1].window_days"
         );
-        assert_eq!(field(Schedule::new("x", "0 0 30 2 *")), "schedules[1].cron");
-        let s = Schedule { models: vec!["a".into()], ..Schedule::new("x", "@daily") };
+        assert_eq!(field(CronSchedule::new("x", "0 0 30 2 *")), "schedules[1].cron");
+        let s = CronSchedule { models: vec!["a".into()], ..CronSchedule::new("x", "@daily") };
         assert!(s.applies_to("a") && !s.applies_to("b"));
-        assert!(Schedule::new("x", "@daily").applies_to("b"));
+        assert!(CronSchedule::new("x", "@daily").applies_to("b"));
     }
 }

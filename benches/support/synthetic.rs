@@ -6,10 +6,14 @@
 //! noise, so trees must find both axis-aligned and curved structure. The same `(rows,
 //! features, seed)` always gives the same bits, so Rust and Python peers can read one file.
 
+//!
+//! Included by path (`#[path = ".../synthetic.rs"] mod synthetic;`) from the GBDT benches, the
+//! `gbdt_data` harness and the booster's unit tests; the including module provides `Rng`
+//! (the crate's seeded generator) in scope.
+
 use ndarray::{Array2, ShapeBuilder};
 
-use crate::error::{Error, Result};
-use crate::rng::Rng;
+use super::Rng;
 
 fn column(j: usize, n: usize, seed: u64) -> Vec<f32> {
     let mut r = Rng::stream(seed, j as u64);
@@ -30,9 +34,9 @@ fn column(j: usize, n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// `rows × features` column-major features and 0/1 labels (features ≥ 16).
-pub fn gbdt_benchmark(rows: usize, features: usize, seed: u64) -> Result<(Array2<f32>, Vec<f64>)> {
+pub fn gbdt_benchmark(rows: usize, features: usize, seed: u64) -> Result<(Array2<f32>, Vec<f64>), String> {
     if features < 16 {
-        return Err(Error::param("features", format!("the benchmark target needs at least 16, got {features}")));
+        return Err(format!("features: the benchmark target needs at least 16, got {features}"));
     }
     let mut x = Array2::<f32>::zeros((rows, features).f());
     for j in 0..features {

@@ -1,12 +1,13 @@
-//! Long synthetic-but-real-shaped series for benchmarks and scale tests.
+//! Long synthetic-but-real-shaped series for benchmarks and scale tests (bench support code,
+//! included by path from `benches/features.rs` and the `stitch` harness).
 //!
 //! [`stitch`] chains the bar-to-bar relative moves of real series (open, high, low and
 //! close relative to the previous close, and the real volume) one after another, cycling
 //! through the sources until `n` bars exist. Every bar's shape and every return is a real
 //! one; only the price level and the clock (a regular grid) are synthetic.
 
-use crate::data::{BarColumns, Bars, read_bars};
-use crate::error::{Error, Result};
+use retrain::data::{BarColumns, Bars, read_bars};
+use retrain::{Error, Result};
 use std::path::Path;
 
 /// Files under `../shared/datasets/` (beside the crate) added to the benchmark sources when
@@ -75,10 +76,9 @@ pub fn stitch(sources: &[Bars], n: usize, symbol: &str, start_ms: i64, step_ms: 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn stitched_returns_are_the_sources_returns() {
+        use super::{BarColumns, Bars, stitch};
         let src = Bars::new(
             "s",
             BarColumns {
