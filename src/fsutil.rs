@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Write `bytes` to `path` atomically (see [`write_atomic_with`]).
+/// Write `bytes` to `path` atomically (a temp file in the same directory, fsynced and renamed over it).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     write_atomic_with(path, |f| f.write_all(bytes).map_err(|e| Error::Io { path: path.to_path_buf(), source: e }))

@@ -26,7 +26,7 @@
 //! Data flows one way, and so do the module imports: [`data`] (validated [`Bars`], file and
 //! `DataFrame` I/O) → [`features`] (a [`FeatureSpec`] and a [`LabelSpec`] make a [`Dataset`])
 //! → [`gbdt`] and [`nn`] (the learners) → [`model`] (one [`ModelKind`] per learner behind one
-//! trait) → [`validation`] ([`Cpcv`], [`cross_validate`], metrics, overfitting statistics) →
+//! trait) → [`validation`] ([`Cpcv`], [`cross_validate()`], metrics, overfitting statistics) →
 //! [`store`] (the [`VersionStore`]) → [`lifecycle`] (health, drift, triggers, jobs, the
 //! decision, supervision, the [`Retrainer`]). Below them all sit [`error`], [`config`]
 //! (the [`Policy`]), [`clock`], [`rng`] and [`fsutil`].

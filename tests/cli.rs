@@ -377,6 +377,27 @@ fn policy_prints_its_defaults_and_checks_files() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("retrain.toml") && err.contains("batch_sise"), "{err}");
+    // A model kind nobody registered fails the check, naming the key and the known kinds.
+    std::fs::write(&file, "models = [\"lightgbm\", \"tabnet\"]\n").unwrap();
+    let o = retrain().args(["policy", "--check"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("tabnet") && err.contains("models") && err.contains("xgboost"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cv_flags_must_fit_the_kind() {
+    let o = retrain().args(["cv", "--data", BTC, "--model", "xgboost", "--epochs", "2"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--epochs") && err.contains("xgboost"), "{err}");
+    let o = retrain().args(["cv", "--data", BTC, "--model", "nhits", "--rounds", "5"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("GBDT flags") && err.contains("nhits"), "{err}");
+    let o = retrain().args(["cv", "--data", BTC, "--model", "tabnet"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("tabnet") && err.contains("lightgbm"), "{err}");
 }
 
 /// The first `n` data rows (or the last `n` with `tail`) of the shipped file as a new CSV.

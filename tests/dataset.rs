@@ -2,8 +2,7 @@
 //! fold selection and weights.
 
 use retrain::data::read_bars;
-use retrain::features::Dataset;
-use retrain::features::{FeatureSpec, LabelSpec};
+use retrain::features::{Dataset, FeatureSpec, LabelSpec};
 
 fn btc() -> retrain::data::Bars {
     read_bars(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/btcusd_coinbase_1h.csv")).unwrap().remove(0)

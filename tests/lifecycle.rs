@@ -176,3 +176,19 @@ fn run_takes_its_model_list_from_the_policy() {
     assert_eq!(jobs.len(), 1, "{s}");
     assert_eq!(jobs[0]["model_id"], "btcusd_coinbase_1h_xgboost");
 }
+
+#[test]
+fn a_policy_naming_an_unknown_kind_is_refused_when_the_retrainer_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = retrain::config::Policy { models: vec!["lightgbm".into(), "tabnet".into()], ..Default::default() };
+    match Retrainer::open(dir.path(), policy) {
+        Err(retrain::Error::InvalidParam { field, reason }) => {
+            assert_eq!(field, "models");
+            assert!(reason.contains("tabnet") && reason.contains("nhits"), "{reason}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("an unknown kind opened"),
+    }
+    let ok = retrain::config::Policy { models: vec!["patchtst".into()], ..Default::default() };
+    assert_eq!(retrain::lifecycle::policy_kinds(&ok).unwrap(), [ModelKind::PATCHTST]);
+}

@@ -4,9 +4,7 @@
 
 use ndarray::Array2;
 use retrain::data::{BarColumns, Bars};
-use retrain::features::Dataset;
-use retrain::features::Task;
-use retrain::features::{Feature, FeatureSpec, LabelSpec};
+use retrain::features::{Dataset, Feature, FeatureSpec, LabelSpec, Task};
 use retrain::model::{Fit, Model, ModelKind};
 use retrain::nn::{NetConfig, NhitsConfig, NnParams, PatchTstConfig, TrainedNet};
 use retrain::rng::Rng;
@@ -261,4 +259,48 @@ fn nhits_reads_exogenous_features_and_patchtst_refuses_them() {
     let patch = NnParams { exog: vec![Feature::VolumeZ { period: 20 }], ..small(ModelKind::PATCHTST) };
     let err = patch.fit(&dataset(&patch, &bars, &label), None).err().unwrap().to_string();
     assert!(err.contains("exog") && err.contains("N-HiTS"), "{err}");
+}
+
+/// A network deployed in the store serves through the `Retrainer` like any kind: the loaded
+/// version reads its stored spec plus its window, and its call on the last bar is the
+/// network's own signal for that row, return forecast included.
+#[test]
+fn a_stored_network_serves_through_the_retrainer_with_its_forecast() {
+    use retrain::store::{Artifact, Change, Status, VersionMeta, VersionStore};
+    let bars = ar1_bars(1500, 0.6, 11);
+    let label = LabelSpec::Direction { horizon: 3, threshold: 0.0, classes: 2 };
+    let mut p = small(ModelKind::NHITS);
+    p.train.epochs = 2;
+    let user_spec = FeatureSpec { features: vec![Feature::Rsi { period: 14 }] };
+    let ds = dataset(&p, &bars, &label);
+    let n = ds.n_rows();
+    let train = ds.select(&(0..n - 200).collect::<Vec<_>>()).unwrap();
+    let valid = ds.select(&(n - 197..n).collect::<Vec<_>>()).unwrap();
+    let net = p.fit(&train, Some(&valid)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = VersionStore::open(dir.path()).unwrap();
+    let mut meta = VersionMeta::new("nhits");
+    meta.status = Status::Active;
+    meta.feature_spec = Some(serde_json::to_value(&user_spec).unwrap());
+    meta.label_spec = Some(serde_json::to_value(&label).unwrap());
+    meta.hyperparameters = Some(serde_json::to_value(&p).unwrap());
+    let arts: Vec<Artifact> = net.artifacts().unwrap().into_iter().map(|(n, b)| Artifact::bytes(n, b)).collect();
+    store.register("ar", meta, &arts, &Change::new("test", "a deployed network")).unwrap();
+    drop(store);
+
+    let r = retrain::Retrainer::open(dir.path(), retrain::Policy::default()).unwrap();
+    let loaded = r.active("ar").unwrap();
+    assert_eq!(loaded.kind, ModelKind::NHITS);
+    assert_eq!(loaded.features, p.with_window(&user_spec));
+    assert_eq!(r.version_features("ar", &loaded.info).unwrap(), loaded.features);
+    let served = loaded.predict_latest(&bars).unwrap();
+
+    let frame = retrain::features::compute(&bars, &loaded.features).unwrap();
+    let seg = &frame.segments[0];
+    let last: Vec<f32> = seg.columns.iter().map(|c| c[seg.len() - 1] as f32).collect();
+    let x = Array2::from_shape_vec((1, last.len()), last).unwrap();
+    let own = net.signals(x.view()).unwrap()[0];
+    assert_eq!(served, own);
+    assert!(served.expected_return.is_some() && served.probability.unwrap() >= 0.5);
 }

@@ -4,9 +4,7 @@ use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView2, ShapeBuilder};
 use retrain::data::read_bars;
-use retrain::features::Dataset;
-use retrain::features::Task;
-use retrain::features::{FeatureSpec, LabelSpec};
+use retrain::features::{Dataset, FeatureSpec, LabelSpec, Task};
 use retrain::gbdt::GbdtParams;
 use retrain::model::{Fit, Predict};
 use retrain::rng::Rng;

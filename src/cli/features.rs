@@ -3,8 +3,7 @@
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use retrain::data::{self, LoadOptions};
-use retrain::features::Dataset;
-use retrain::features::{self, FeatureSpec, LabelSpec};
+use retrain::features::{self, Dataset, FeatureSpec, LabelSpec};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //!
 //! Edges come from every training row: exact quantiles up to `bin_block` rows (200,000 by
 //! default); beyond, each block of that many rows is summarised exactly and the summaries are
-//! merged by a quantile sketch ([`super::sketch`]) — every row counts, nothing is sampled, no
+//! merged by a quantile sketch (`sketch.rs`) — every row counts, nothing is sampled, no
 //! seed is involved. A feature with at most `max_bin` distinct values gets one bin per value,
 //! split at midpoints; otherwise a greedy quantile pass gives each bin about the same number
 //! of rows and lets a heavily repeated value keep a bin of its own.
@@ -40,7 +40,7 @@ impl BinMapper {
     }
 
     /// Edges from a column too long to sort whole: exact summaries of fixed blocks of `block`
-    /// rows, pruned and merged into one [`Summary`] of at most [`sketch_size`] entries.
+    /// rows, pruned and merged into one quantile summary of at most [`sketch_size`] entries.
     pub fn sketch(column: ArrayView1<'_, f32>, max_bin: usize, block: usize) -> BinMapper {
         let n = column.len();
         let size = sketch_size(max_bin);

@@ -1,7 +1,7 @@
 //! [`CompiledGbdt`]: a prediction-only layout of a fitted ensemble for low-latency single
 //! rows (the trading engine scores one bar at a time).
 //!
-//! Why it is faster than walking [`super::Tree`]s one by one: a node is two `u32` words
+//! Why it is faster than walking [`Tree`]s one by one: a node is two `u32` words
 //! (threshold key; child index and feature) with both children adjacent, so a step is two
 //! loads, a mask, a shift, an integer compare and an add-with-carry (`cmp; adc`, no branch,
 //! no float unit); leaves are absorbing nodes (a threshold nothing exceeds, child = itself),
@@ -14,13 +14,13 @@
 //!
 //! The model (≈ 0.1 MB for 100 trees × 63 leaves) lives in L2, not L1, so each new cache
 //! line a step touches costs an L2 round trip. Nodes are therefore laid out in 64-byte lines
-//! ([`flatten`]): a tree starts on a fresh line holding its first three levels, and every
+//! (`flatten`): a tree starts on a fresh line holding its first three levels, and every
 //! node's children share its line while room remains, the nodes that saw the most training
 //! rows claiming that room first — a walk loads a new line about every 2.5 steps instead of
 //! every step below level 3 (measured 6 % faster than plain breadth-first slots; the
 //! row-count priority adds about 1 %).
 //!
-//! Every node asks the same question, `k > t` on unsigned order keys ([`key`]: integers that
+//! Every node asks the same question, `k > t` on unsigned order keys (`key`: integers that
 //! compare like the floats, NaN lowest): a node whose NaN goes left compares the row's key
 //! with its threshold's (NaN fails and lands on the first slot = left child); a node whose
 //! NaN goes right swaps its children and compares complemented keys, `!k > !key(t) − 1`,

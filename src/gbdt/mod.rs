@@ -1,10 +1,10 @@
 //! Native histogram gradient boosting: one engine, two growth policies (model kinds
 //! `xgboost` = depth-wise and `lightgbm` = leaf-wise).
 //!
-//! Pipeline of a fit: [`binning`] (edges from training rows — exact, or a [`sketch`] for
+//! Pipeline of a fit: [`binning`] (edges from training rows — exact, or a quantile sketch for
 //! large sets — and u8/u16 bins) →
-//! per round [`objective`] gradients, [`quantize`]d for the split search → [`grow`] one tree
-//! per output ([`histogram`] construction with subtraction, [`split`] search with learned NaN
+//! per round [`objective`] gradients, quantized for the split search → grow one tree
+//! per output (histogram construction with subtraction, split search with learned NaN
 //! direction) → scores. [`booster`] owns the loop (bagging, feature sampling, early stopping,
 //! warm start) and the fitted [`Gbdt`]; [`flat`] compiles it for low-latency single rows;
 //! [`shap`] explains predictions; [`io`] saves and loads; [`interop`] feeds linfa datasets in.
@@ -24,7 +24,7 @@
 pub mod binning;
 pub mod booster;
 pub mod flat;
-pub mod grow;
+mod grow;
 mod histogram;
 pub mod interop;
 pub mod io;
@@ -32,8 +32,8 @@ pub mod objective;
 pub mod params;
 mod quantize;
 pub mod shap;
-pub mod sketch;
-pub mod split;
+mod sketch;
+mod split;
 pub mod tree;
 
 pub use booster::{FitOptions, Gbdt, RoundEval, TrainData};

@@ -128,8 +128,8 @@ impl ExactPValues {
 
     /// A table holding the entries of [`Self::to_bytes`]'s output (`source` names it in
     /// errors). Anything that is not such a file — wrong magic or length, a hash mismatch, an
-    /// entry that is not a p-value of a valid key — is [`Error::CorruptStore`]; at most
-    /// [`EXACT_TABLE_CAPACITY`] entries are kept.
+    /// entry that is not a p-value of a valid key — is [`Error::CorruptStore`]; at most 65,536
+    /// entries are kept.
     pub fn from_bytes(bytes: &[u8], source: &std::path::Path) -> Result<Self> {
         let corrupt = |reason: String| Error::CorruptStore { path: source.to_path_buf(), reason };
         let head = TABLE_MAGIC.len() + 8;

@@ -9,7 +9,7 @@
 //!
 //! Each kind lives in one file of this folder (`gbdt.rs`: `xgboost`, `lightgbm`; `nn.rs`:
 //! `nhits`, `patchtst`). Adding a kind is one new file implementing [`Kind`] plus one line in
-//! [`KINDS`]; `docs/architecture.md` walks through it.
+//! `KINDS`; `docs/architecture.md` walks through it.
 
 mod gbdt;
 mod nn;

@@ -27,7 +27,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::nn::kernels::{axpy, dot, dots, exp_approx, max, sum, wide};
@@ -91,10 +91,11 @@ impl ScoreLink {
         }
     }
 
-    /// The scores as a tensor `[n, p, heads·p]` (a copy; for inspecting attention maps).
+    /// The scores as a tensor `[n, p, heads·p]` (a copy; the tests inspect attention maps).
+    #[cfg(test)]
     pub fn to_tensor(&self) -> Result<Tensor> {
         match &self.state().scores {
-            Some((s, d)) => Tensor::from_slice(s, *d, &Device::Cpu),
+            Some((s, d)) => Tensor::from_slice(s, *d, &candle_core::Device::Cpu),
             None => candle_core::bail!("fused attention: the scores were never computed"),
         }
     }
@@ -432,7 +433,7 @@ impl CustomOp2 for AttendBwd<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{D, Var};
+    use candle_core::{D, Device, Var};
 
     fn max_diff(x: &Tensor, y: &Tensor) -> f32 {
         (x - y).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()

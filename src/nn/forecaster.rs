@@ -26,9 +26,7 @@ use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::features::Dataset;
-use crate::features::Task;
-use crate::features::{Feature, FeatureSpec};
+use crate::features::{Dataset, Feature, FeatureSpec, Task};
 use crate::nn::calibration::Calibration;
 use crate::nn::{
     DeviceChoice, NetConfig, NhitsConfig, NnModel, PatchTstConfig, Scaler, TrainConfig, TrainEvent, TrainReport,

@@ -9,11 +9,11 @@
 //! [`NnParams`] / [`TrainedNet`] make either network a trading model on a
 //! [`crate::features::Dataset`] ([`forecaster`]), with a calibrated signal ([`calibration`]).
 
-pub mod attention;
+mod attention;
 pub mod calibration;
 pub mod device;
 pub mod ett;
-pub mod feed_forward;
+mod feed_forward;
 pub mod forecaster;
 mod fused;
 pub mod init;
@@ -21,8 +21,8 @@ mod kernels;
 pub mod layers;
 mod matmul;
 pub mod nhits;
-pub mod nhits_block;
-pub mod optim;
+mod nhits_block;
+mod optim;
 pub mod patchtst;
 pub mod revin;
 pub mod train;

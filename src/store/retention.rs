@@ -1,7 +1,7 @@
 //! Which versions `gc` may delete: per model keep the last `max_versions`, never
 //! delete a version that was ever ACTIVE or that an alias points at, and keep at most
 //! `max_non_deployed` never-deployed versions beyond the last `max_versions`. Pure planning
-//! over a [`ModelState`]; the store performs the two-phase delete.
+//! over a model's state; the store performs the two-phase delete.
 
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};

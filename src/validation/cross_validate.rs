@@ -18,8 +18,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::features::dataset::median_step;
-use crate::features::{Dataset, Task};
+use crate::features::{Dataset, Task, dataset::median_step};
 use crate::model::{Fit, Predict};
 use crate::validation::overfit::{OverfitFlags, OverfitThresholds, deflated_sharpe, pbo, seed_stability, sharpe_ratio};
 use crate::validation::report::{

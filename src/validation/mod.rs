@@ -1,5 +1,5 @@
 //! Honest evaluation of models: splitters that purge and embargo by label
-//! interval ([`split`], [`cpcv`], [`walk_forward`]), [`cross_validate`] with out-of-sample
+//! interval ([`split`], [`cpcv`], [`walk_forward`]), [`cross_validate`](mod@cross_validate) with out-of-sample
 //! predictions per split and per backtest path ([`report`]), the scoring [`metrics`], and
 //! the statistics that compare models and flag overfitting ([`compare`], [`overfit`]).
 
