@@ -302,10 +302,16 @@ fn crash_leftovers_are_reported_then_cleaned() {
     fs::create_dir_all(&orphan).unwrap();
     fs::write(d.path().join("models/m/.tmp-123-4-5"), b"{").unwrap();
     let generation = s.aliases("m").unwrap().generation;
-    let ghost = format!(
-        "{{\"ts\":\"2026-11-23T10:20:00Z\",\"event\":\"promoted\",\"model\":\"m\",\"version\":\"v20261123_999999\",\"actor\":\"x\",\"reason\":\"\",\"generation\":{}}}\n{{\"ts\":\"2026",
-        generation + 1
+    // The record a writer appends (chained to the last one) before it dies uncommitted, and
+    // before it moves the chain's head; then a torn line from another.
+    let log = fs::read_to_string(d.path().join("audit.jsonl")).unwrap();
+    let tip: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    let body = format!(
+        "{{\"ts\":\"2026-11-23T10:20:00Z\",\"event\":\"promoted\",\"model\":\"m\",\"version\":\"v20261123_999999\",\"actor\":\"x\",\"reason\":\"\",\"generation\":{},\"prev\":\"{}\"",
+        generation + 1,
+        tip["hash"].as_str().unwrap()
     );
+    let ghost = format!("{body},\"hash\":\"{}\"}}\n{{\"ts\":\"2026", blake3::hash(body.as_bytes()).to_hex());
     fs::OpenOptions::new()
         .append(true)
         .open(d.path().join("audit.jsonl"))
@@ -320,7 +326,8 @@ fn crash_leftovers_are_reported_then_cleaned() {
     assert!(rep.is_ok(), "{rep}");
     let left: Vec<&str> =
         rep.findings.iter().filter(|f| f.severity == Severity::Leftover).map(|f| f.detail.as_str()).collect();
-    assert_eq!(left.len(), 5, "{rep}");
+    assert_eq!(left.len(), 6, "{rep}");
+    assert!(left.iter().any(|l| l.contains("past the chain's head")), "{rep}");
 
     // open (a writer's open) tidies staging, temp files and the audit; gc trashes the orphan.
     let s = open(d.path(), &c);

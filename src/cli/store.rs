@@ -243,12 +243,21 @@ pub fn rollback(a: TagArgs) -> Result<()> {
 /// `retrain history MODEL_ID`.
 pub fn history(a: HistoryArgs) -> Result<()> {
     let s = existing(&a.dir)?;
-    let h: Vec<AuditRecord> = s.history(&a.model_id)?;
+    let trail = s.audit_trail(&a.model_id)?;
+    let h: &[AuditRecord] = &trail.records;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&h)?);
-        return Ok(());
+        println!("{}", serde_json::to_string_pretty(h)?);
+    } else {
+        print_history(h)?;
     }
-    for r in &h {
+    if let Some(b) = &trail.broken {
+        bail!("the audit log's hash chain is broken at {b}; the records above are the ones before the break");
+    }
+    Ok(())
+}
+
+fn print_history(h: &[AuditRecord]) -> Result<()> {
+    for r in h {
         let event = serde_json::to_value(r.event)?.as_str().unwrap_or_default().to_string();
         let moved = match (r.from, r.to) {
             (Some(f), Some(t)) => format!("{f} -> {t}"),

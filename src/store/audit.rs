@@ -7,16 +7,21 @@
 //! committed and appends an `aborted` marker; readers drop records so marked, and records
 //! newer than the committed generation. A torn last line (a crash mid-append) is ignored by
 //! readers and cut off by the next writer before it appends.
+//!
+//! Every record is sealed into a hash chain anchored by `audit.head` (see `chain.rs`), so a
+//! damaged, dropped, repeated, reordered or truncated record is detected; a decision record
+//! carries the BLAKE3 of the report it references.
 
 use std::path::Path;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use std::fs::File;
 
 use crate::store::atomic::{io_err, read_tail};
+use crate::store::chain;
 use crate::store::meta::Status;
 
 /// What happened.
@@ -82,6 +87,17 @@ pub struct AuditRecord {
     /// Structured details of lifecycle records (trigger priority, job status and duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+    /// BLAKE3 (hex) of the file `reference` names, when that file is checksummed (decision
+    /// reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// The previous record's `hash` (the audit log's hash chain; absent in records written
+    /// before the chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+    /// BLAKE3 (hex) of this record's line up to this field. Always the last field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 impl AuditRecord {
@@ -99,72 +115,59 @@ impl AuditRecord {
             generation: None,
             reference: None,
             details: None,
+            checksum: None,
+            prev: None,
+            hash: None,
         }
     }
 }
 
-/// The parsed log.
-#[derive(Debug, Default)]
-pub(crate) struct AuditLog {
-    /// Every parsable record, in file order.
-    pub records: Vec<AuditRecord>,
-    /// 1-based numbers of complete lines that did not parse.
-    pub bad_lines: Vec<usize>,
-    /// The file ends with an unterminated line (a crash mid-append).
-    pub torn_tail: bool,
-}
-
-/// Append `records` (one write, then fsync). Call only under the store lock.
+/// Append `records` chained to the log's last record (one write, then fsync), and move the
+/// chain's head over them. Call only under the store lock.
 pub(crate) fn append(path: &Path, records: &[AuditRecord]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
-    let mut buf = Vec::with_capacity(256 * records.len());
-    for r in records {
-        serde_json::to_writer(&mut buf, r).expect("audit records serialise");
-        buf.push(b'\n');
+    let (complete, prev) = chain_end(path)?;
+    // A head that cannot be read is reported by `verify`; writing goes on and replaces it.
+    if chain::read_head(path).ok().flatten().is_none() {
+        // Anchor the chain's start before its first record, so the head always exists once
+        // chained records do.
+        chain::write_head(path, &chain::Head { offset: complete, hash: prev.clone() })?;
     }
-    crate::store::atomic::append_lines(path, &buf)
+    let (buf, tip) = chain::seal(records, &prev);
+    crate::store::atomic::append_lines(path, &buf)?;
+    chain::write_head(path, &chain::Head { offset: complete + buf.len() as u64, hash: tip })
 }
 
-/// Read the whole log, tolerating a torn last line and reporting unparsable ones.
-pub(crate) fn read(path: &Path) -> Result<AuditLog> {
-    read_matching(path, None)
-}
-
-/// Like [`read`], but parse only the lines of one model (a substring test first: model ids
-/// need no JSON escaping, so `"model":"<id>"` appears verbatim in exactly its lines).
-pub(crate) fn read_model(path: &Path, model: &str) -> Result<AuditLog> {
-    read_matching(path, Some(&format!("\"model\":\"{model}\"")))
-}
-
-fn read_matching(path: &Path, needle: Option<&str>) -> Result<AuditLog> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AuditLog::default()),
+/// Length of the log's complete lines and the hash its next record must follow: the last
+/// record's hash, read from the end of the file, or (before the chain starts) the genesis
+/// value over every complete line.
+fn chain_end(path: &Path) -> Result<(u64, String)> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, chain::genesis(b""))),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let mut log = AuditLog::default();
-    let complete = match bytes.iter().rposition(|&b| b == b'\n') {
-        Some(i) => i + 1,
-        None => 0,
+    let len = f.metadata().map_err(io_err(path))?.len();
+    let n = len.min(256 * 1024);
+    let tail = read_tail(&mut f, path, len, n)?;
+    let Some(nl) = tail.iter().rposition(|&b| b == b'\n') else {
+        if n < len {
+            return Err(Error::CorruptStore { path: path.to_path_buf(), reason: "an audit line over 256 KiB".into() });
+        }
+        return Ok((0, chain::genesis(b""))); // only a torn line, which the append cuts
     };
-    log.torn_tail = complete < bytes.len();
-    for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(n) = needle
-            && !std::str::from_utf8(line).is_ok_and(|l| l.contains(n))
-        {
-            continue;
-        }
-        match serde_json::from_slice::<AuditRecord>(line) {
-            Ok(r) => log.records.push(r),
-            Err(_) => log.bad_lines.push(i + 1),
-        }
+    let complete = len - n + nl as u64 + 1;
+    let start = tail[..nl].iter().rposition(|&b| b == b'\n').map(|i| i + 1);
+    if let Some(start) = start.or((n == len).then_some(0))
+        && let Some(hash) = chain::line_hash(&tail[start..nl])
+    {
+        return Ok((complete, hash));
     }
-    Ok(log)
+    // The chain has not started: its first record seals every complete line before it.
+    let all = std::fs::read(path).map_err(io_err(path))?;
+    Ok((complete, chain::genesis(&all[..complete as usize])))
 }
 
 /// The last complete record, read from the end of the file (cheap for any log size).
@@ -222,28 +225,47 @@ mod tests {
         append(&p, &[rec("m", Some(1), AuditKind::Registered)]).unwrap();
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(br#"{"ts":"1970-01-01T00:00:00Z","event":"regis"#).unwrap();
-        let log = read(&p).unwrap();
-        assert_eq!((log.records.len(), log.torn_tail, log.bad_lines.len()), (1, true, 0));
+        let log = chain::check_file(&p, None).unwrap();
+        assert_eq!((log.records.len(), log.torn_tail, log.broken), (1, true, None));
         assert_eq!(last(&p).unwrap().unwrap().generation, Some(1));
         append(&p, &[rec("m", Some(2), AuditKind::Promoted)]).unwrap();
-        let log = read(&p).unwrap();
-        assert_eq!((log.records.len(), log.torn_tail, log.bad_lines.len()), (2, false, 0));
+        let log = chain::check_file(&p, None).unwrap();
+        assert_eq!((log.records.len(), log.torn_tail, log.broken), (2, false, None));
         assert_eq!(last(&p).unwrap().unwrap().event, AuditKind::Promoted);
     }
 
     #[test]
-    fn garbage_middle_lines_are_reported_not_fatal() {
+    fn a_garbage_line_breaks_the_chain_and_models_are_filtered() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("audit.jsonl");
-        append(&p, &[rec("m", Some(1), AuditKind::Registered)]).unwrap();
-        OpenOptions::new().append(true).open(&p).unwrap().write_all(b"not json\n").unwrap();
+        append(&p, &[rec("m", Some(1), AuditKind::Registered), rec("other", Some(1), AuditKind::Registered)]).unwrap();
         append(&p, &[rec("m", Some(2), AuditKind::Registered)]).unwrap();
-        let log = read(&p).unwrap();
-        assert_eq!(log.records.len(), 2);
-        assert_eq!(log.bad_lines, vec![2]);
-        append(&p, &[rec("other", Some(1), AuditKind::Registered)]).unwrap();
-        assert_eq!(read_model(&p, "m").unwrap().records.len(), 2);
-        assert_eq!(read_model(&p, "other").unwrap().records.len(), 1);
+        let log = chain::check_file(&p, Some("\"model\":\"m\"")).unwrap();
+        assert_eq!((log.records.len(), log.count, log.broken), (2, 3, None));
+        OpenOptions::new().append(true).open(&p).unwrap().write_all(b"not json\n").unwrap();
+        let log = chain::check_file(&p, None).unwrap();
+        assert_eq!(log.records.len(), 3);
+        assert_eq!(log.broken.map(|b| b.line), Some(4));
+    }
+
+    #[test]
+    fn an_old_unchained_log_is_sealed_by_the_first_append() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("audit.jsonl");
+        let mut old = Vec::new();
+        for g in 1..=3 {
+            serde_json::to_writer(&mut old, &rec("m", Some(g), AuditKind::Registered)).unwrap();
+            old.push(b'\n');
+        }
+        std::fs::write(&p, &old).unwrap();
+        let log = chain::check_file(&p, None).unwrap();
+        assert_eq!((log.unchained, log.count, log.broken), (3, 3, None));
+        append(&p, &[rec("m", Some(4), AuditKind::Promoted)]).unwrap();
+        let log = chain::check_file(&p, None).unwrap();
+        assert_eq!((log.unchained, log.count, log.broken), (3, 4, None));
+        let r = last(&p).unwrap().unwrap();
+        assert_eq!(r.prev.as_deref(), Some(chain::genesis(&old).as_str()));
+        assert!(r.hash.is_some());
     }
 
     #[test]

@@ -32,6 +32,7 @@
 mod atomic;
 pub(crate) use atomic::append_lines;
 mod audit;
+mod chain;
 mod gc;
 pub mod layout;
 mod lock;
@@ -49,6 +50,19 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditKind, AuditRecord};
+pub use chain::ChainBreak;
+
+/// A model's audit history as the hash chain vouches for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditTrail {
+    /// The model's committed records up to the first break of the chain, oldest first.
+    pub records: Vec<AuditRecord>,
+    /// Records of the whole log written before the chain started (older stores): accepted,
+    /// but not protected by it.
+    pub unchained: usize,
+    /// Where the chain broke; records after it are not shown.
+    pub broken: Option<ChainBreak>,
+}
 pub use gc::{GcItem, GcReport};
 pub use layout::{FORMAT_VERSION, base_tag, check_model_id, check_tag, is_tag};
 pub use manifest::{FileEntry, Manifest};
@@ -304,9 +318,12 @@ impl VersionStore {
         f()
     }
 
-    /// If the log ends with a change whose generation was never committed, mark it aborted.
+    /// Move the chain's head over records a writer appended before it died (when they
+    /// continue the chain), and if the log ends with a change whose generation was never
+    /// committed, mark it aborted.
     fn recover_audit(&self) -> Result<()> {
         let path = self.layout.audit();
+        chain::catch_up(&path)?;
         let Some(last) = audit::last(&path)? else { return Ok(()) };
         let (Some(model), Some(generation)) = (last.model.as_deref(), last.generation) else { return Ok(()) };
         if last.event == AuditKind::Aborted || check_model_id(model).is_err() {
@@ -690,6 +707,7 @@ impl VersionStore {
             replace(&path, &bytes)?;
             let mut r = self.record(now, AuditKind::Decision, model_id, tag, change);
             r.reference = Some(format!("models/{model_id}/decisions/{name}"));
+            r.checksum = Some(blake3::hash(&bytes).to_hex().to_string());
             audit::append(&self.layout.audit(), &[r])?;
             Ok(path)
         })
@@ -709,15 +727,26 @@ impl VersionStore {
     }
 
     /// A model's committed audit history, oldest first (`NotFound` for a model the store has
-    /// never heard of).
+    /// never heard of). When the log's hash chain is broken, only the records before the break
+    /// are returned (and a warning is logged); [`VersionStore::audit_trail`] says where.
     pub fn history(&self, model_id: &str) -> Result<Vec<AuditRecord>> {
+        let trail = self.audit_trail(model_id)?;
+        if let Some(b) = &trail.broken {
+            tracing::warn!(model = model_id, "audit history cut at the broken chain: {b}");
+        }
+        Ok(trail.records)
+    }
+
+    /// A model's committed audit history with the state of the log's hash chain: the records
+    /// up to the first break, and where it broke.
+    pub fn audit_trail(&self, model_id: &str) -> Result<AuditTrail> {
         let s = self.read_state(model_id)?;
-        let log = audit::read_model(&self.layout.audit(), model_id)?;
-        let out = audit::committed(log.records, model_id, s.generation);
-        if out.is_empty() && s.generation == 0 {
+        let c = chain::check_file(&self.layout.audit(), Some(&format!("\"model\":\"{model_id}\"")))?;
+        let records = audit::committed(c.records, model_id, s.generation);
+        if records.is_empty() && s.generation == 0 && c.broken.is_none() {
             return Err(Error::NotFound { model_id: model_id.into(), what: "model".into() });
         }
-        Ok(out)
+        Ok(AuditTrail { records, unchained: c.unchained, broken: c.broken })
     }
 
     /// Append a lifecycle record (trigger, job, alert) about `model_id` to the audit log; it

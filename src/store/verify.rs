@@ -1,7 +1,8 @@
 //! `verify`: walk the whole store and report every corrupt or leftover entry, never
-//! changing anything. Problems (damaged versions, garbage state files, two actives, bad
-//! audit lines) make the store unhealthy; leftovers (a crashed writer's staging directory,
-//! an orphaned version, a torn audit line) are harmless and removed by `open`/`gc`.
+//! changing anything. Problems (damaged versions, garbage state files, two actives, a broken
+//! audit chain, a damaged or missing decision report) make the store unhealthy; leftovers (a
+//! crashed writer's staging directory, an orphaned version, a torn audit line) are harmless
+//! and removed by `open`/`gc`; notes (audit records older than the chain) are information.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,7 +10,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::atomic::{TMP_PREFIX, list_dir, read_optional};
-use super::audit::{self, AuditKind};
+use super::audit::{AuditKind, AuditRecord};
+use super::chain;
 use super::layout::{ALIASES_FILE, check_model_id};
 use super::lock::FileLock;
 use super::state::ModelState;
@@ -24,6 +26,8 @@ pub enum Severity {
     Problem,
     /// A crash leftover that `open`/`gc` clean; no data is at risk.
     Leftover,
+    /// Worth knowing, nothing wrong (e.g. audit records older than the hash chain).
+    Note,
 }
 
 /// One thing `verify` found.
@@ -50,8 +54,10 @@ pub struct VerifyReport {
     pub versions: usize,
     /// Bytes hashed.
     pub bytes: u64,
-    /// Audit records read.
+    /// Audit records read (up to a break of the hash chain).
     pub audit_records: usize,
+    /// Decision reports checked against their checksums.
+    pub reports: usize,
     /// Entries waiting in `.trash`.
     pub trash_entries: usize,
     /// Everything found, problems first.
@@ -92,11 +98,12 @@ impl fmt::Display for VerifyReport {
         let problems = self.problems().count();
         writeln!(
             f,
-            "{} models, {} versions ({:.1} MB hashed), {} audit records, {} in trash: {}",
+            "{} models, {} versions ({:.1} MB hashed), {} audit records, {} decision reports, {} in trash: {}",
             self.models,
             self.versions,
             self.bytes as f64 / 1e6,
             self.audit_records,
+            self.reports,
             self.trash_entries,
             if problems == 0 { "OK".to_string() } else { format!("{problems} problem(s)") }
         )?;
@@ -109,6 +116,7 @@ impl fmt::Display for VerifyReport {
             let sev = match x.severity {
                 Severity::Problem => "PROBLEM ",
                 Severity::Leftover => "leftover",
+                Severity::Note => "note    ",
             };
             writeln!(f, "  {sev} {what}{} ({})", x.detail, x.path.display())?;
         }
@@ -117,8 +125,65 @@ impl fmt::Display for VerifyReport {
 }
 
 impl VersionStore {
+    /// Check every decision report the audit records reference against the checksum the
+    /// record carries; with an intact chain, report files that no record references.
+    fn verify_reports(&self, records: &[AuditRecord], chain_intact: bool, rep: &mut VerifyReport) -> Result<()> {
+        let mut referenced = std::collections::BTreeSet::new();
+        let mut unchecked = 0;
+        for r in records.iter().filter(|r| r.event == AuditKind::Decision) {
+            let Some(reference) = &r.reference else { continue };
+            let path = self.layout.root().join(reference);
+            referenced.insert(path.clone());
+            let (m, t) = (r.model.as_deref(), r.version.as_deref());
+            let Some(sum) = &r.checksum else {
+                unchecked += 1;
+                continue;
+            };
+            rep.reports += 1;
+            match read_optional(&path)? {
+                None => rep.push(Severity::Problem, path, m, t, "decision report is missing"),
+                Some(bytes) if blake3::hash(&bytes).to_hex().as_str() != sum => rep.push(
+                    Severity::Problem,
+                    path,
+                    m,
+                    t,
+                    "decision report does not match the checksum its audit record carries",
+                ),
+                Some(_) => {}
+            }
+        }
+        if unchecked > 0 {
+            rep.push(
+                Severity::Note,
+                self.layout.audit(),
+                None,
+                None,
+                format!("{unchecked} decision report(s) were recorded before reports were checksummed; not checked"),
+            );
+        }
+        if chain_intact {
+            for model in list_dir(&self.layout.models())?.into_iter().filter(|m| check_model_id(m).is_ok()) {
+                let dir = self.layout.decisions(&model);
+                for name in list_dir(&dir)? {
+                    let path = dir.join(&name);
+                    if !referenced.contains(&path) {
+                        rep.push(
+                            Severity::Leftover,
+                            path,
+                            Some(&model),
+                            None,
+                            "decision report no audit record references (its writer stopped before recording it)",
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Check everything: FORMAT, every model's state invariants, every version's files
-    /// against its manifest (full blake3), the audit log, staging and trash. Holds the
+    /// against its manifest (full blake3), the audit log's hash chain and head, every decision
+    /// report against its record's checksum, staging and trash. Holds the
     /// writers' lock for a consistent view; changes nothing.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.verify_with_progress(&mut |_, _| {})
@@ -186,16 +251,28 @@ impl VersionStore {
             }
         }
         let log_path = self.layout.audit();
-        let log = audit::read(&log_path)?;
-        rep.audit_records = log.records.len();
-        for line in &log.bad_lines {
-            rep.push(
+        let log = chain::check_file(&log_path, None)?;
+        rep.audit_records = log.count;
+        match &log.broken {
+            Some(b) => rep.push(
                 Severity::Problem,
+                log_path.clone(),
+                b.model.as_deref(),
+                None,
+                format!("audit chain broken at {b}; the records after it cannot be trusted"),
+            ),
+            None if log.unchained > 0 => rep.push(
+                Severity::Note,
                 log_path.clone(),
                 None,
                 None,
-                format!("audit line {line} is not a valid record"),
-            );
+                format!(
+                    "the first {} audit records were written before the hash chain; the chain starts after them and \
+                     seals them",
+                    log.unchained
+                ),
+            ),
+            None => {}
         }
         if log.torn_tail {
             rep.push(
@@ -204,6 +281,18 @@ impl VersionStore {
                 None,
                 None,
                 "torn last line (a writer died mid-append); ignored",
+            );
+        }
+        if log.past_head > 0 {
+            rep.push(
+                Severity::Leftover,
+                log_path.clone(),
+                None,
+                None,
+                format!(
+                    "{} record(s) past the chain's head (a writer died before moving it); the next writer moves it",
+                    log.past_head
+                ),
             );
         }
         if let Some(last) = log.records.last()
@@ -219,6 +308,7 @@ impl VersionStore {
                 format!("last record (generation {g}) was never committed; the next writer marks it aborted"),
             );
         }
+        self.verify_reports(&log.records, log.broken.is_none(), &mut rep)?;
         let staging = self.layout.staging();
         for name in list_dir(&staging)? {
             let lock = if name.ends_with(".lock") { staging.join(&name) } else { staging.join(format!("{name}.lock")) };

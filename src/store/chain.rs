@@ -1,0 +1,427 @@
+//! The audit log's hash chain: what makes a flipped byte, a dropped, duplicated or reordered
+//! record, or a truncated tail of `audit.jsonl` visible.
+//!
+//! Each chained line ends with `,"prev":"<hex>","hash":"<hex>"}`: `hash` is the BLAKE3 of the
+//! line's bytes up to (not including) `,"hash":`, so it covers every field and `prev`; `prev`
+//! is the previous record's `hash`. The first chained record's `prev` is the BLAKE3 of every
+//! complete line before it — the unchained records an older store wrote, or nothing — so that
+//! prefix is sealed too. The chain's end is anchored outside the log in `audit.head`
+//! (`{"offset": bytes, "hash": tip}`, replaced atomically after every append, created before
+//! the first chained record): a log shorter than the head's offset, or whose record ending
+//! there has another hash, lost records from its end. Records past the offset with a valid
+//! chain are what a writer that died between its append and its head update left; the next
+//! writer moves the head over them.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::atomic::{io_err, read_optional, replace};
+use crate::store::audit::AuditRecord;
+
+/// `,"hash":"` + 64 hex digits + `"}`.
+const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
+
+/// The chain's anchor, `audit.head` beside the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Head {
+    /// Length in bytes of the log up to the end of the anchored record.
+    pub offset: u64,
+    /// That record's hash (the chain's genesis value before any chained record).
+    pub hash: String,
+}
+
+/// Where the chain broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainBreak {
+    /// 1-based line of the first record that does not fit (one past the last line when
+    /// records are missing from the end).
+    pub line: usize,
+    /// That record's model, when it could be read.
+    pub model: Option<String>,
+    /// That record's time, when it could be read.
+    pub ts: Option<Timestamp>,
+    /// What is wrong.
+    pub detail: String,
+}
+
+impl std::fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "audit line {}", self.line)?;
+        if let Some(m) = &self.model {
+            write!(f, " ({m}")?;
+            if let Some(ts) = self.ts {
+                write!(f, ", {ts}")?;
+            }
+            write!(f, ")")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+/// What a walk of the whole log found.
+#[derive(Debug, Default)]
+pub(crate) struct ChainCheck {
+    /// The wanted records up to the first break, in file order.
+    pub records: Vec<AuditRecord>,
+    /// Records read before the first break (parsed or not).
+    pub count: usize,
+    /// Records written before the chain started (older stores).
+    pub unchained: usize,
+    /// The first break, if any.
+    pub broken: Option<ChainBreak>,
+    /// The log ends with an unterminated line (a writer died mid-append).
+    pub torn_tail: bool,
+    /// Valid chained records after the head's offset (a writer died before moving the head).
+    pub past_head: usize,
+    /// The chain's tip: offset after the last good record and its hash.
+    pub tip: Head,
+}
+
+/// `audit.head` beside `log`.
+pub(crate) fn head_path(log: &Path) -> PathBuf {
+    log.with_file_name("audit.head")
+}
+
+/// Hex BLAKE3 of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// The head, if the file exists (a file that does not parse is `CorruptStore`).
+pub(crate) fn read_head(log: &Path) -> Result<Option<Head>> {
+    let path = head_path(log);
+    let Some(bytes) = read_optional(&path)? else { return Ok(None) };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::CorruptStore { path, reason: e.to_string() })
+}
+
+/// Replace the head (atomically, fsynced).
+pub(crate) fn write_head(log: &Path, head: &Head) -> Result<()> {
+    let mut bytes = serde_json::to_vec(head).expect("the head serialises");
+    bytes.push(b'\n');
+    replace(&head_path(log), &bytes)
+}
+
+/// The hash a chained line claims, and the bytes it covers; `None` for an unchained line.
+fn split_hash(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = line.len();
+    if n < HASH_SUFFIX_LEN || !line[n - HASH_SUFFIX_LEN..].starts_with(br#","hash":""#) || !line.ends_with(b"\"}") {
+        return None;
+    }
+    Some((&line[..n - HASH_SUFFIX_LEN], &line[n - 66..n - 2]))
+}
+
+/// Serialise `records` as chained lines after `prev`; returns the bytes and the new tip hash.
+pub(crate) fn seal(records: &[AuditRecord], prev: &str) -> (Vec<u8>, String) {
+    let mut buf = Vec::with_capacity(320 * records.len());
+    let mut prev = prev.to_string();
+    for r in records {
+        let mut r = r.clone();
+        r.prev = Some(prev.clone());
+        r.hash = None;
+        let mut line = serde_json::to_vec(&r).expect("audit records serialise");
+        debug_assert_eq!(line.last(), Some(&b'}'));
+        line.pop();
+        let hash = hex(&line);
+        buf.extend_from_slice(&line);
+        buf.extend_from_slice(br#","hash":""#);
+        buf.extend_from_slice(hash.as_bytes());
+        buf.extend_from_slice(b"\"}\n");
+        prev = hash;
+    }
+    (buf, prev)
+}
+
+/// The hash a chained line claims (`None` for an unchained line).
+pub(crate) fn line_hash(line: &[u8]) -> Option<String> {
+    split_hash(line).map(|(_, h)| String::from_utf8_lossy(h).into_owned())
+}
+
+/// What the first chained record after `prefix` (every complete line before it) names as
+/// `prev`.
+pub(crate) fn genesis(prefix: &[u8]) -> String {
+    hex(prefix)
+}
+
+/// The hash the next record must name as `prev`, from the log's complete bytes: the last
+/// record's hash, or the genesis value over an unchained log.
+#[cfg(test)]
+fn tip_of(complete: &[u8]) -> String {
+    let body = complete.strip_suffix(b"\n").unwrap_or(complete);
+    let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    line_hash(&body[start..]).unwrap_or_else(|| genesis(complete))
+}
+
+/// `,"prev":"` + 64 hex digits + `"`: what precedes the hash in a chained line.
+const PREV_LEN: usize = 9 + 64 + 1;
+
+/// The `prev` a chained line names, read from its fixed place before the hash.
+fn line_prev(body: &[u8]) -> Option<&[u8]> {
+    let n = body.len();
+    (n >= PREV_LEN && body[n - PREV_LEN..].starts_with(br#","prev":""#) && body.ends_with(b"\""))
+        .then(|| &body[n - 65..n - 1])
+}
+
+/// Walk the whole log `bytes` against `head`, parsing into `records` the lines that contain
+/// `keep` (every line for `None`; a substring test first, as model ids need no escaping).
+pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> ChainCheck {
+    let mut out = ChainCheck::default();
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    out.torn_tail = complete < bytes.len();
+    if let Some(h) = head
+        && h.offset == 0
+        && h.hash != genesis(b"")
+    {
+        out.broken = Some(ChainBreak { line: 1, model: None, ts: None, detail: "the head's hash is wrong".into() });
+        return out;
+    }
+    // `None` until the first chained line, whose `prev` must seal everything before it.
+    let mut tip: Option<String> = None;
+    let mut offset = 0usize;
+    let mut head_seen = head.is_none_or(|h| h.offset == 0);
+    let mut line_no = 0;
+    let wanted = |text: &[u8]| keep.is_none_or(|k| std::str::from_utf8(text).is_ok_and(|t| t.contains(k)));
+    for line in bytes[..complete].split_inclusive(|&b| b == b'\n') {
+        line_no += 1;
+        let text = &line[..line.len() - 1];
+        let fail = |detail: String| {
+            let r = serde_json::from_slice::<AuditRecord>(text).ok();
+            Some(ChainBreak {
+                line: line_no,
+                model: r.as_ref().and_then(|r| r.model.clone()),
+                ts: r.map(|r| r.ts),
+                detail,
+            })
+        };
+        match split_hash(text) {
+            None if tip.is_some() => {
+                out.broken = fail("a record without a hash after the chain started".into());
+                break;
+            }
+            None => match serde_json::from_slice::<AuditRecord>(text) {
+                Ok(r) => {
+                    out.unchained += 1;
+                    out.count += 1;
+                    if wanted(text) {
+                        out.records.push(r);
+                    }
+                }
+                Err(e) => {
+                    out.broken = fail(format!("not a valid record ({e})"));
+                    break;
+                }
+            },
+            Some((body, claimed)) => {
+                if hex(body).as_bytes() != claimed {
+                    out.broken = fail("its hash does not match its bytes (the record was altered)".into());
+                    break;
+                }
+                let expected = tip.clone().unwrap_or_else(|| genesis(&bytes[..offset]));
+                if line_prev(body) != Some(expected.as_bytes()) {
+                    out.broken = fail(
+                        "it does not follow the record before it (a record was removed, repeated or moved)".into(),
+                    );
+                    break;
+                }
+                if wanted(text) {
+                    match serde_json::from_slice::<AuditRecord>(text) {
+                        Ok(r) => out.records.push(r),
+                        Err(e) => {
+                            out.broken = fail(format!("not a valid record ({e})"));
+                            break;
+                        }
+                    }
+                }
+                tip = Some(String::from_utf8_lossy(claimed).into_owned());
+                out.count += 1;
+                if head_seen {
+                    out.past_head += 1;
+                }
+            }
+        }
+        offset += line.len();
+        if let Some(h) = head
+            && !head_seen
+            && offset as u64 == h.offset
+        {
+            head_seen = true;
+            if tip.clone().unwrap_or_else(|| genesis(&bytes[..offset])) != h.hash {
+                out.broken = fail("the record the head anchors has another hash (the log was rewritten)".into());
+                return out;
+            }
+        }
+    }
+    if out.broken.is_none()
+        && let Some(h) = head
+        && !head_seen
+    {
+        out.broken = Some(ChainBreak {
+            line: line_no + 1,
+            model: None,
+            ts: None,
+            detail: format!(
+                "its complete records end at byte {complete} but its head anchors byte {}: records are missing \
+                 from the end",
+                h.offset
+            ),
+        });
+    }
+    out.tip = Head { offset: offset as u64, hash: tip.unwrap_or_else(|| genesis(&bytes[..offset])) };
+    out
+}
+
+/// Read and check the log at `path` (a missing log is an empty one), keeping the records
+/// that contain `keep`.
+pub(crate) fn check_file(path: &Path, keep: Option<&str>) -> Result<ChainCheck> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let head = read_head(path)?;
+    let mut c = check(&bytes, head.as_ref(), keep);
+    if head.is_none() && c.count > c.unchained && c.broken.is_none() {
+        c.broken = Some(ChainBreak {
+            line: c.unchained + 1,
+            model: None,
+            ts: None,
+            detail: "audit.head is missing: the chain's end cannot be checked".into(),
+        });
+    }
+    Ok(c)
+}
+
+/// The head moved over the records `after` (the log's bytes from `head.offset` to its last
+/// complete line), when they continue the chain from it; `None` when they do not.
+pub(crate) fn extend(head: &Head, after: &[u8]) -> Option<Head> {
+    let mut tip = head.hash.clone();
+    let mut offset = head.offset;
+    for line in after.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\n")?;
+        let (body, claimed) = split_hash(text)?;
+        if hex(body).as_bytes() != claimed || line_prev(body) != Some(tip.as_bytes()) {
+            return None;
+        }
+        tip = String::from_utf8_lossy(claimed).into_owned();
+        offset += line.len() as u64;
+    }
+    Some(Head { offset, hash: tip })
+}
+
+/// Under the store lock: when complete records follow the head's offset and continue the
+/// chain from it (a writer died between its append and its head update), move the head over
+/// them. Anything else is left for `verify` to report.
+pub(crate) fn catch_up(log: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(Some(head)) = read_head(log) else { return Ok(()) };
+    let mut f = match std::fs::File::open(log) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(log)(e)),
+    };
+    let len = f.metadata().map_err(io_err(log))?.len();
+    if len <= head.offset {
+        return Ok(());
+    }
+    // Only the bytes past the head are read: this runs before every write.
+    let mut rest = Vec::with_capacity((len - head.offset) as usize);
+    f.seek(SeekFrom::Start(head.offset)).map_err(io_err(log))?;
+    f.read_to_end(&mut rest).map_err(io_err(log))?;
+    let complete = rest.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete == 0 {
+        return Ok(());
+    }
+    match extend(&head, &rest[..complete]) {
+        Some(moved) => write_head(log, &moved),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::audit::AuditKind;
+
+    fn rec(i: u64) -> AuditRecord {
+        let mut r = AuditRecord::new(Timestamp::from_second(i as i64).unwrap(), AuditKind::Registered, "t", "why");
+        r.model = Some(format!("m{}", i % 3));
+        r.generation = Some(i);
+        r
+    }
+
+    /// A chained log of `n` records after `prefix`, and its head.
+    fn log(prefix: &[u8], n: u64) -> (Vec<u8>, Head) {
+        let (buf, tip) = seal(&(0..n).map(rec).collect::<Vec<_>>(), &tip_of(prefix));
+        let mut bytes = prefix.to_vec();
+        bytes.extend_from_slice(&buf);
+        let head = Head { offset: bytes.len() as u64, hash: tip };
+        (bytes, head)
+    }
+
+    #[test]
+    fn an_intact_chain_checks_and_extends() {
+        let (bytes, head) = log(b"", 5);
+        let c = check(&bytes, Some(&head), None);
+        assert!(c.broken.is_none(), "{:?}", c.broken);
+        assert_eq!((c.records.len(), c.unchained, c.past_head, c.torn_tail), (5, 0, 0, false));
+        assert_eq!(c.tip, head);
+        assert_eq!(tip_of(&bytes), head.hash);
+        // A head two records behind: the rest extends it.
+        let cut = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(2).unwrap().0 + 1;
+        let behind = Head { offset: cut as u64, hash: tip_of(&bytes[..cut]) };
+        let c = check(&bytes, Some(&behind), None);
+        assert!(c.broken.is_none() && c.past_head == 2, "{:?} {}", c.broken, c.past_head);
+        assert_eq!(extend(&behind, &bytes[cut..]), Some(head));
+    }
+
+    #[test]
+    fn an_unchained_prefix_is_sealed_by_the_first_chained_record() {
+        let mut old = Vec::new();
+        for i in 0..3 {
+            serde_json::to_writer(&mut old, &rec(100 + i)).unwrap();
+            old.push(b'\n');
+        }
+        let (bytes, head) = log(&old, 2);
+        let c = check(&bytes, Some(&head), None);
+        assert!(c.broken.is_none(), "{:?}", c.broken);
+        assert_eq!((c.unchained, c.records.len()), (3, 5));
+        // Editing the unchained prefix breaks the first chained record.
+        let mut edited = bytes.clone();
+        let at = edited.iter().position(|&b| b == b'w').unwrap(); // the first `why`
+        edited[at] = b'W';
+        let c = check(&edited, Some(&head), None);
+        assert_eq!(c.broken.map(|b| b.line), Some(4));
+    }
+
+    #[test]
+    fn damage_is_named_by_line() {
+        let (bytes, head) = log(b"", 6);
+        let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+        let join = |ls: &[&[u8]]| ls.concat();
+        // A dropped, a repeated and a swapped record break the chain where they sit.
+        let dropped = join(&[lines[0], lines[1], lines[3], lines[4], lines[5]]);
+        assert_eq!(check(&dropped, Some(&head), None).broken.unwrap().line, 3);
+        let repeated = join(&[lines[0], lines[1], lines[1], lines[2], lines[3], lines[4], lines[5]]);
+        assert_eq!(check(&repeated, Some(&head), None).broken.unwrap().line, 3);
+        let swapped = join(&[lines[0], lines[2], lines[1], lines[3], lines[4], lines[5]]);
+        assert_eq!(check(&swapped, Some(&head), None).broken.unwrap().line, 2);
+        // Records cut from the end: the chain is whole, the head is not reached.
+        let cut = join(&lines[..4]);
+        let b = check(&cut, Some(&head), None).broken.unwrap();
+        assert!(b.line == 5 && b.detail.contains("missing from the end"), "{b:?}");
+        // A torn last line alone is a crash, not damage.
+        let mut torn = bytes.clone();
+        torn.extend_from_slice(br#"{"ts":"1970-01-01T00:00:00Z","ev"#);
+        let c = check(&torn, Some(&head), None);
+        assert!(c.broken.is_none() && c.torn_tail);
+        // An altered byte.
+        let mut flipped = bytes.clone();
+        let at = lines[0].len() + lines[1].len() + 10;
+        flipped[at] ^= 0x04;
+        let b = check(&flipped, Some(&head), None).broken.unwrap();
+        assert_eq!(b.line, 3, "{b:?}");
+    }
+}
