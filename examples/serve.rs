@@ -1,7 +1,8 @@
 //! Serving from a host engine: train a first version, then loop over the last bars as if they
 //! arrived live — ask the deployed version for its call, log it, fill in its outcome once the
 //! label's horizon has passed — and run the supervisor on that log: health, retirement and
-//! automatic rollback. Finally roll back by hand to show the audit trail.
+//! automatic rollback. Then a second job on every bar, a rollback by hand to the first
+//! version if the second was deployed, and the versions and audit trail.
 //!
 //! `cargo run --release --example serve` (a throw-away store in a temp dir).
 
