@@ -56,6 +56,11 @@ fn an_untouched_store_verifies_clean_and_history_is_whole() {
     assert_eq!(trail.records, s.history("btc").unwrap());
     assert!(trail.records.iter().any(|r| r.event == AuditKind::RolledBack));
     assert!(trail.records.iter().all(|r| r.hash.is_some() && r.prev.is_some()));
+    // One pass for several models gives each model's history.
+    let all = s.histories(&["btc", "eth", "unknown"]).unwrap();
+    assert_eq!(all["btc"], s.history("btc").unwrap());
+    assert_eq!(all["eth"], s.history("eth").unwrap());
+    assert!(all["unknown"].is_empty());
 }
 
 /// One way of damaging the log.

@@ -435,10 +435,12 @@ fn stored_specs(model_id: &str, info: &VersionInfo) -> Result<(ModelKind, Featur
 /// [`Retrainer::status`] for any store.
 pub fn status(store: &VersionStore) -> Result<Vec<ModelStatus>> {
     let mut out = Vec::new();
-    for model_id in store.models()? {
+    let models = store.models()?;
+    let mut histories = store.histories(&models.iter().map(String::as_str).collect::<Vec<_>>()).unwrap_or_default();
+    for model_id in models {
         let aliases = store.aliases(&model_id)?;
         let active = store.active(&model_id)?;
-        let history = store.history(&model_id).unwrap_or_default();
+        let history = histories.remove(&model_id).unwrap_or_default();
         let last_jobs = history
             .iter()
             .rev()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Policy;
 use crate::lifecycle::trigger::Trigger;
-use crate::store::{AuditKind, VersionStore};
+use crate::store::{AuditKind, AuditRecord, VersionStore};
 
 /// One planned job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,7 +42,11 @@ impl Plan {
 
 /// Mean duration of the model's last (up to 5) completed jobs from the audit log.
 pub fn estimate_seconds(store: &VersionStore, model_id: &str) -> Option<f64> {
-    let history = store.history(model_id).ok()?;
+    mean_job_seconds(&store.history(model_id).ok()?)
+}
+
+/// Mean duration of the last (up to 5) completed jobs of a model's `history`.
+fn mean_job_seconds(history: &[AuditRecord]) -> Option<f64> {
     let secs: Vec<f64> = history
         .iter()
         .rev()
@@ -61,6 +65,9 @@ pub fn plan(triggers: &[(String, Trigger)], policy: &Policy, store: Option<&Vers
     for (m, t) in triggers {
         by_model.entry(m.as_str()).or_default().push(t);
     }
+    // One pass over the audit log for every model's estimate.
+    let ids: Vec<&str> = by_model.keys().copied().collect();
+    let histories = store.and_then(|s| s.histories(&ids).ok()).unwrap_or_default();
     let mut jobs: Vec<PlannedJob> = by_model
         .into_iter()
         .map(|(model_id, mut ts)| {
@@ -73,7 +80,7 @@ pub fn plan(triggers: &[(String, Trigger)], policy: &Policy, store: Option<&Vers
                 model_id: model_id.to_string(),
                 reasons: ts.iter().map(|t| format!("[{}] {}", t.priority, t.reason)).collect(),
                 window_days: winner.window(policy),
-                estimated_seconds: store.and_then(|s| estimate_seconds(s, model_id)),
+                estimated_seconds: histories.get(model_id).and_then(|h| mean_job_seconds(h)),
                 trigger,
             }
         })

@@ -42,6 +42,7 @@ pub mod retention;
 mod state;
 mod verify;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -735,6 +736,24 @@ impl VersionStore {
             tracing::warn!(model = model_id, "audit history cut at the broken chain: {b}");
         }
         Ok(trail.records)
+    }
+
+    /// The committed audit histories of `model_ids` from one pass over the log (one chain
+    /// check for them all, where calling [`VersionStore::history`] per model checks it per
+    /// model); a model the store does not know gets an empty history. Cut at a broken chain,
+    /// like `history`.
+    pub fn histories(&self, model_ids: &[&str]) -> Result<BTreeMap<String, Vec<AuditRecord>>> {
+        let c = chain::check_file(&self.layout.audit(), None)?;
+        if let Some(b) = &c.broken {
+            tracing::warn!("audit histories cut at the broken chain: {b}");
+        }
+        let mut out = BTreeMap::new();
+        for &m in model_ids {
+            let generation = self.read_state(m)?.generation;
+            let mine: Vec<AuditRecord> = c.records.iter().filter(|r| r.model.as_deref() == Some(m)).cloned().collect();
+            out.insert(m.to_string(), audit::committed(mine, m, generation));
+        }
+        Ok(out)
     }
 
     /// A model's committed audit history with the state of the log's hash chain: the records
