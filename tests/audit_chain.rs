@@ -202,6 +202,32 @@ fn a_writer_killed_mid_append_or_before_moving_the_head_leaves_no_problem() {
 }
 
 #[test]
+fn a_report_written_by_a_writer_that_died_before_recording_it_is_a_leftover_gc_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = populated(dir.path());
+    let orphan = dir.path().join("models/btc/decisions/1796000000000-v20261123_101500.json");
+    std::fs::write(&orphan, b"{\"decision\": \"DEPLOY\"}\n").unwrap();
+    let rep = s.verify().unwrap();
+    assert!(rep.is_ok(), "{rep}");
+    assert!(rep.findings.iter().any(|f| f.severity == Severity::Leftover && f.path == orphan), "{rep}");
+    let dry = s.gc(&retrain::store::RetentionPolicy::default(), true).unwrap();
+    assert_eq!(dry.reports_removed.len(), 1);
+    assert!(orphan.exists(), "a dry run changes nothing");
+    let gc = s.gc(&retrain::store::RetentionPolicy::default(), false).unwrap();
+    assert_eq!(gc.reports_removed, [orphan.display().to_string()]);
+    assert!(!orphan.exists());
+    assert!(s.verify().unwrap().findings.is_empty());
+    // With a broken chain nothing is judged orphaned.
+    std::fs::write(&orphan, b"{}\n").unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let mut ls = lines(&std::fs::read(&log).unwrap());
+    ls.remove(3);
+    std::fs::write(&log, ls.concat()).unwrap();
+    assert!(s.gc(&retrain::store::RetentionPolicy::default(), false).unwrap().reports_removed.is_empty());
+    assert!(orphan.exists());
+}
+
+#[test]
 fn a_store_written_before_the_chain_is_accepted_with_a_note() {
     let dir = tempfile::tempdir().unwrap();
     let s = populated(dir.path());

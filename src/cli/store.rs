@@ -428,11 +428,13 @@ fn gc(a: GcArgs) -> Result<()> {
         println!("skipped {m}");
     }
     println!(
-        "{} version(s) {verb}, {} purged, {} dead staging dir(s) and {} temp file(s) removed{}",
+        "{} version(s) {verb}, {} purged, {} dead staging dir(s), {} temp file(s) and {} orphaned decision \
+         report(s) removed{}",
         rep.trashed.len(),
         rep.purged.len(),
         rep.staging_removed.len(),
         rep.temp_files_removed.len(),
+        rep.reports_removed.len(),
         if a.dry_run { " (dry run: nothing changed)" } else { "" }
     );
     Ok(())

@@ -1,14 +1,17 @@
 //! Garbage collection: retention (two-phase delete: move to `.trash`, purge after a grace
-//! period), orphaned version directories, dead staging directories and stale temp files.
+//! period), orphaned version directories and decision reports, dead staging directories and
+//! stale temp files.
 //! Nothing else in the store ever deletes.
 
 use std::fs;
+use std::path::PathBuf;
 
 use jiff::SignedDuration;
 use serde::{Deserialize, Serialize};
 
 use super::atomic::{TMP_PREFIX, io_err, list_dir, sync_dir};
 use super::audit::{self, AuditKind, AuditRecord};
+use super::chain;
 use super::layout::check_model_id;
 use super::lock::FileLock;
 use super::retention::{self, RetentionPolicy};
@@ -39,6 +42,9 @@ pub struct GcReport {
     pub staging_removed: Vec<String>,
     /// Temp files of interrupted replacements removed.
     pub temp_files_removed: Vec<String>,
+    /// Decision reports no audit record references (their writer died before recording
+    /// them) removed; none while the audit chain is broken.
+    pub reports_removed: Vec<String>,
     /// Models skipped because their state file is corrupt (run `verify`).
     pub skipped: Vec<String>,
 }
@@ -55,6 +61,7 @@ impl VersionStore {
                 dry_run,
                 staging_removed: self.clean_staging(dry_run)?,
                 temp_files_removed: self.clean_temp_files(dry_run)?,
+                reports_removed: self.clean_orphan_reports(dry_run)?,
                 ..Default::default()
             };
             for model_id in list_dir(&self.layout.models())? {
@@ -170,6 +177,45 @@ impl VersionStore {
             sync_dir(&trash)?;
         }
         Ok(purged)
+    }
+
+    /// Decision reports that none of `records` (the whole audit log's) references.
+    pub(crate) fn orphan_reports(&self, records: &[AuditRecord]) -> Result<Vec<PathBuf>> {
+        let referenced: std::collections::BTreeSet<PathBuf> = records
+            .iter()
+            .filter(|r| r.event == AuditKind::Decision)
+            .filter_map(|r| r.reference.as_ref().map(|x| self.layout.root().join(x)))
+            .collect();
+        let mut out = Vec::new();
+        for model in list_dir(&self.layout.models())?.into_iter().filter(|m| check_model_id(m).is_ok()) {
+            let dir = self.layout.decisions(&model);
+            for name in list_dir(&dir)?.into_iter().filter(|n| !n.starts_with(TMP_PREFIX)) {
+                let path = dir.join(name);
+                if !referenced.contains(&path) {
+                    out.push(path);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove orphaned decision reports (under the lock no writer is between writing a report
+    /// and recording it). Nothing is removed while the audit chain is broken: which reports
+    /// its lost records referenced is unknown.
+    fn clean_orphan_reports(&self, dry_run: bool) -> Result<Vec<String>> {
+        let log = chain::check_file(&self.layout.audit(), None)?;
+        if log.broken.is_some() {
+            return Ok(Vec::new());
+        }
+        let mut removed = Vec::new();
+        for p in self.orphan_reports(&log.records)? {
+            if !dry_run {
+                fs::remove_file(&p).map_err(io_err(&p))?;
+                sync_dir(p.parent().expect("a report lives in a directory"))?;
+            }
+            removed.push(p.display().to_string());
+        }
+        Ok(removed)
     }
 
     /// Remove staging directories whose writer is gone (its lock file is free or missing).

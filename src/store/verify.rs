@@ -128,12 +128,10 @@ impl VersionStore {
     /// Check every decision report the audit records reference against the checksum the
     /// record carries; with an intact chain, report files that no record references.
     fn verify_reports(&self, records: &[AuditRecord], chain_intact: bool, rep: &mut VerifyReport) -> Result<()> {
-        let mut referenced = std::collections::BTreeSet::new();
         let mut unchecked = 0;
         for r in records.iter().filter(|r| r.event == AuditKind::Decision) {
             let Some(reference) = &r.reference else { continue };
             let path = self.layout.root().join(reference);
-            referenced.insert(path.clone());
             let (m, t) = (r.model.as_deref(), r.version.as_deref());
             let Some(sum) = &r.checksum else {
                 unchecked += 1;
@@ -162,20 +160,17 @@ impl VersionStore {
             );
         }
         if chain_intact {
-            for model in list_dir(&self.layout.models())?.into_iter().filter(|m| check_model_id(m).is_ok()) {
-                let dir = self.layout.decisions(&model);
-                for name in list_dir(&dir)? {
-                    let path = dir.join(&name);
-                    if !referenced.contains(&path) {
-                        rep.push(
-                            Severity::Leftover,
-                            path,
-                            Some(&model),
-                            None,
-                            "decision report no audit record references (its writer stopped before recording it)",
-                        );
-                    }
-                }
+            for path in self.orphan_reports(records)? {
+                let model = path.parent().and_then(|d| d.parent()).and_then(|m| m.file_name());
+                let model = model.map(|m| m.to_string_lossy().into_owned());
+                rep.push(
+                    Severity::Leftover,
+                    path,
+                    model.as_deref(),
+                    None,
+                    "decision report no audit record references (its writer stopped before recording it); gc \
+                     removes it",
+                );
             }
         }
         Ok(())
