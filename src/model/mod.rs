@@ -170,6 +170,12 @@ impl PartialEq for ModelKind {
 
 impl Eq for ModelKind {}
 
+impl std::hash::Hash for ModelKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
 impl fmt::Debug for ModelKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
