@@ -49,8 +49,10 @@
 //! A [`Retrainer`] runs its jobs in its own bounded pool (`policy.threads`, or
 //! [`Retrainer::with_threads`]), never the host's global one. Every other entry point runs in
 //! the caller's rayon pool: wrap calls in `pool.install(|| …)` to cap it. ([`GbdtParams`]
-//! builds a private pool only when its `threads` is set explicitly.) Results do not depend on
-//! the thread count.
+//! builds a private pool only when its `threads` is set explicitly.) The networks' element-wise
+//! candle kernels run in candle's own pool, sized by the `CANDLE_NUM_THREADS` environment
+//! variable (the `retrain` binary sets it from `--threads`; an embedding host sets it itself).
+//! Results do not depend on the thread count.
 
 #![warn(missing_docs)]
 // Indicator kernels index several aligned series at offsets (`x[t - period]`), mirroring the
