@@ -203,8 +203,8 @@ pub struct CvArgs {
     /// numeric columns are features.
     #[arg(long, required = true, num_args = 1..)]
     data: Vec<PathBuf>,
-    /// Model kind: xgboost (depth-wise) | lightgbm (leaf-wise) | nhits | patchtst.
-    #[arg(long, default_value = "lightgbm")]
+    /// Model kind (`xgboost`: GBDT depth-wise, `lightgbm`: leaf-wise, `nhits`, `patchtst`).
+    #[arg(long, default_value = "lightgbm", value_parser = super::kind_parser())]
     model: ModelKind,
     /// Networks: TOML overriding the kind's defaults (`[model]` network fields, `[train]`,
     /// top-level `lookback`, `horizon`, `inputs`); unknown keys are an error.

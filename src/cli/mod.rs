@@ -71,6 +71,14 @@ pub enum Command {
     Supervise(supervise::SuperviseArgs),
 }
 
+/// Parses a model kind, listing every registered kind in `--help` and in errors.
+pub fn kind_parser() -> impl clap::builder::TypedValueParser<Value = retrain::ModelKind> {
+    use clap::builder::TypedValueParser;
+    let names: Vec<&'static str> = retrain::ModelKind::all().map(|k| k.name()).collect();
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|name| name.parse::<retrain::ModelKind>().expect("a registered kind's name parses"))
+}
+
 /// The lifecycle policy from `path` (TOML, or JSON by name), else the defaults.
 fn read_policy(path: Option<&std::path::Path>) -> anyhow::Result<retrain::config::Policy> {
     match path {

@@ -26,9 +26,8 @@ pub struct RunArgs {
     /// Version store directory.
     #[arg(long, default_value = "models")]
     store: PathBuf,
-    /// Model kinds, comma-separated: xgboost, lightgbm, nhits, patchtst (default: the
-    /// policy's `models`, xgboost,lightgbm).
-    #[arg(long, value_delimiter = ',')]
+    /// Model kinds, comma-separated (default: the policy's `models`, xgboost,lightgbm).
+    #[arg(long, value_delimiter = ',', value_parser = super::kind_parser())]
     models: Option<Vec<ModelKind>>,
     /// Model id prefix (ids are `<prefix>_<kind>`); default the data file's stem.
     #[arg(long)]
