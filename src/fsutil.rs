@@ -18,13 +18,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// directory is fsynced, so readers see the old file or the new one, never half of it, and a
 /// finished write survives power loss.
 pub(crate) fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
-    let dir = parent_dir(path);
+    replace_with(path, write)?;
+    sync_dir(&parent_dir(path))
+}
+
+/// Write `bytes` to `path` atomically but without the directory fsync: after a power cut the
+/// rename may be lost (the old file is back), never half-done. For files whose previous
+/// content is a valid state to return to.
+pub(crate) fn write_atomic_rename_only(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    replace_with(path, |f| f.write_all(bytes).map_err(|e| Error::Io { path: path.to_path_buf(), source: e }))
+}
+
+/// A temp file beside `path` (named `.tmp…`), filled by `write`, fsynced and renamed over it.
+fn replace_with(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
     let io = |e: std::io::Error| Error::Io { path: path.to_path_buf(), source: e };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(parent_dir(path)).map_err(io)?;
     write(tmp.as_file_mut())?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
-    sync_dir(&dir)
+    Ok(())
 }
 
 /// The directory holding `path` (`.` for a bare file name).

@@ -41,7 +41,7 @@ fn ar1_bars(n: usize, phi: f64, seed: u64) -> Bars {
 }
 
 fn small(kind: ModelKind) -> NnParams {
-    let mut p: NnParams = serde_json::from_value(kind.recipe(Task::Binary).params).unwrap();
+    let mut p: NnParams = serde_json::from_value(kind.recipe(Task::Binary).into_params()).unwrap();
     p.lookback = 32;
     p.net = match p.net {
         NetConfig::Nhits(c) => NetConfig::Nhits(NhitsConfig { hidden: 32, mlp_layers: 2, ..c }),

@@ -246,7 +246,7 @@ pub struct CvArgs {
 /// The kind's hyperparameters for `task`, with the flags applied: the GBDT flags to
 /// hyperparameters that are GBDT parameters, `--nn-config` and `--epochs` to network ones.
 fn recipe(args: &CvArgs, task: Task) -> Result<Recipe> {
-    let defaults = args.model.recipe(task).params;
+    let defaults = args.model.recipe(task).into_params();
     let gbdt_flags = args.gbdt.any();
     let nn_flags = args.nn_config.is_some() || args.epochs.is_some();
     let params = match (
@@ -281,8 +281,9 @@ fn recipe(args: &CvArgs, task: Task) -> Result<Recipe> {
     Ok(Recipe::new(args.model, params)?)
 }
 
-/// Load the dataset and work out the default embargo (with a note when it is lowered).
-fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
+/// Load the dataset and work out the default embargo (with a note when it is lowered). From
+/// candles, `recipe` says which feature columns the kind reads.
+fn dataset(args: &CvArgs, recipe: Option<&Recipe>) -> Result<(Dataset, usize, Vec<String>)> {
     let mut notes = Vec::new();
     if let Some(label) = &args.label {
         if args.data.len() != 1 {
@@ -307,7 +308,10 @@ fn dataset(args: &CvArgs) -> Result<(Dataset, usize, Vec<String>)> {
     };
     // A network reads its lookback windows from the rows; the window is a causal feature, so
     // its length also enters the default embargo below.
-    let spec = recipe(args, Task::of_label(&args.target))?.features(&spec)?;
+    let spec = match recipe {
+        Some(r) => r.features(&spec)?,
+        None => spec,
+    };
     let loaded = data::load_many(&args.data, &LoadOptions::default())?;
     let ds = Dataset::from_bars(&loaded.bars, &spec, &args.target)?;
     let five_days = default_embargo_bars(&ds.t0, 5.0, 0);
@@ -342,10 +346,16 @@ struct CvSummary {
 
 pub fn run(args: CvArgs) -> Result<()> {
     let load_started = Instant::now();
-    let (ds, default_embargo, mut notes) = dataset(&args)?;
+    // From candles the label fixes the task before any data is read; a table's task is read
+    // off its label column.
+    let from_candles = if args.label.is_none() { Some(recipe(&args, Task::of_label(&args.target))?) } else { None };
+    let (ds, default_embargo, mut notes) = dataset(&args, from_candles.as_ref())?;
     let load_seconds = load_started.elapsed().as_secs_f64();
     let task = Task::of(&ds);
-    let p = recipe(&args, task)?;
+    let p = match from_candles {
+        Some(p) => p,
+        None => recipe(&args, task)?,
+    };
     let embargo = args.split.embargo.unwrap_or(Embargo::Bars(default_embargo));
     let splitter = args.split.splitter(embargo)?;
 
@@ -376,7 +386,7 @@ pub fn run(args: CvArgs) -> Result<()> {
     let summary = CvSummary {
         data: args.data.iter().map(|d| d.display().to_string()).collect(),
         model: args.model,
-        params: p.params,
+        params: p.params().clone(),
         embargo,
         load_seconds,
         report,

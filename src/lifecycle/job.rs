@@ -386,7 +386,7 @@ pub fn run_job(
     meta.n_features = Some(ds.n_features() as u64);
     meta.feature_spec = Some(serde_json::to_value(&spec.features).expect("spec serialises"));
     meta.label_spec = Some(serde_json::to_value(&spec.label).expect("label serialises"));
-    meta.hyperparameters = Some(recipe.params.clone());
+    meta.hyperparameters = Some(recipe.params().clone());
     meta.validation_metrics =
         cv.summary.iter().filter(|s| s.mean.is_finite()).map(|s| (s.metric.clone(), s.mean)).collect();
     meta.cv_summary = Some(serde_json::json!({

@@ -210,16 +210,31 @@ impl<'de> Deserialize<'de> for ModelKind {
     }
 }
 
-/// A kind with its hyperparameters: what a job or a cross-validation trains.
+/// A kind with its hyperparameters: what a job or a cross-validation trains. The kind has
+/// checked the hyperparameters when the recipe was made, so its other calls cannot fail on
+/// them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recipe {
-    /// The kind.
-    pub kind: ModelKind,
-    /// Its hyperparameters (the kind's JSON form, as stored with a version).
-    pub params: serde_json::Value,
+    kind: ModelKind,
+    params: serde_json::Value,
 }
 
 impl Recipe {
+    /// The kind.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    /// The hyperparameters (the kind's JSON form, as stored with a version).
+    pub fn params(&self) -> &serde_json::Value {
+        &self.params
+    }
+
+    /// The hyperparameters, taken out.
+    pub fn into_params(self) -> serde_json::Value {
+        self.params
+    }
+
     /// `kind` with `params`, checked by the kind.
     pub fn new(kind: ModelKind, params: serde_json::Value) -> Result<Recipe> {
         kind.0.check_params(&params)?;
@@ -253,11 +268,10 @@ impl Fit for Recipe {
         self.fit_observed(train, valid, &|| true)
     }
     fn uses_validation(&self) -> bool {
-        // `params` were checked when the recipe was made.
-        self.kind.0.uses_validation(&self.params).unwrap_or(false)
+        self.kind.0.uses_validation(&self.params).expect("checked when the recipe was made")
     }
     fn with_seed(&self, seed: u64) -> Self {
-        let params = self.kind.0.with_seed(&self.params, seed).unwrap_or_else(|_| self.params.clone());
+        let params = self.kind.0.with_seed(&self.params, seed).expect("checked when the recipe was made");
         Recipe { kind: self.kind, params }
     }
 }
@@ -342,7 +356,7 @@ mod tests {
             // Every kind's defaults pass its own check, for every task.
             for task in [Task::Binary, Task::Multiclass { classes: 3 }, Task::Regression] {
                 let r = k.recipe(task);
-                assert!(Recipe::new(k, r.params.clone()).is_ok(), "{k} {task:?}");
+                assert!(Recipe::new(k, r.params().clone()).is_ok(), "{k} {task:?}");
                 let reseeded = r.with_seed(7);
                 assert_eq!(reseeded.seed(), Some(7), "{k}");
             }
@@ -355,8 +369,8 @@ mod tests {
 
     #[test]
     fn a_kind_rejects_another_kinds_params() {
-        let gbdt = ModelKind::LIGHTGBM.recipe(Task::Binary).params;
-        let net = ModelKind::NHITS.recipe(Task::Binary).params;
+        let gbdt = ModelKind::LIGHTGBM.recipe(Task::Binary).into_params();
+        let net = ModelKind::NHITS.recipe(Task::Binary).into_params();
         assert!(Recipe::new(ModelKind::NHITS, gbdt.clone()).is_err());
         assert!(Recipe::new(ModelKind::XGBOOST, net).is_err());
         let mut bad = gbdt;

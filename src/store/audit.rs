@@ -128,13 +128,21 @@ pub(crate) fn append(path: &Path, records: &[AuditRecord]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
-    let (complete, prev) = chain_end(path)?;
     // A head that cannot be read is reported by `verify`; writing goes on and replaces it.
-    if chain::read_head(path).ok().flatten().is_none() {
-        // Anchor the chain's start before its first record, so the head always exists once
-        // chained records do.
-        chain::write_head(path, &chain::Head { offset: complete, hash: prev.clone() })?;
-    }
+    let head = chain::read_head(path).ok().flatten();
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    let (complete, prev) = match head {
+        // The usual case: the head anchors the log's last byte, so it names the tip.
+        Some(h) if h.offset == len => (h.offset, h.hash),
+        Some(_) => chain_end(path)?,
+        None => {
+            // Anchor the chain's start before its first record, so the head always exists
+            // once chained records do.
+            let (complete, prev) = chain_end(path)?;
+            chain::write_head(path, &chain::Head { offset: complete, hash: prev.clone() })?;
+            (complete, prev)
+        }
+    };
     let (buf, tip) = chain::seal(records, &prev);
     crate::store::atomic::append_lines(path, &buf)?;
     chain::write_head(path, &chain::Head { offset: complete + buf.len() as u64, hash: tip })

@@ -18,14 +18,14 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::atomic::{TMP_PREFIX, io_err, read_optional};
+use crate::store::atomic::{io_err, read_optional};
 use crate::store::audit::AuditRecord;
 
 /// `,"hash":"` + 64 hex digits + `"}`.
 const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
 
 /// The chain's anchor, `audit.head` beside the log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Head {
     /// Length in bytes of the log up to the end of the anchored record.
@@ -77,8 +77,6 @@ pub(crate) struct ChainCheck {
     pub torn_tail: bool,
     /// Valid chained records after the head's offset (a writer died before moving the head).
     pub past_head: usize,
-    /// The chain's tip: offset after the last good record and its hash.
-    pub tip: Head,
 }
 
 /// `audit.head` beside `log`.
@@ -103,16 +101,9 @@ pub(crate) fn read_head(log: &Path) -> Result<Option<Head>> {
 /// the state a writer that died before moving the head leaves, absorbed by the next writer —
 /// so one fsync per append is enough.
 pub(crate) fn write_head(log: &Path, head: &Head) -> Result<()> {
-    use std::io::Write;
     let mut bytes = serde_json::to_vec(head).expect("the head serialises");
     bytes.push(b'\n');
-    let path = head_path(log);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(TMP_PREFIX).tempfile_in(dir).map_err(io_err(&path))?;
-    tmp.write_all(&bytes).map_err(io_err(&path))?;
-    tmp.as_file().sync_all().map_err(io_err(&path))?;
-    tmp.persist(&path).map_err(|e| io_err(&path)(e.error))?;
-    Ok(())
+    crate::fsutil::write_atomic_rename_only(&head_path(log), &bytes)
 }
 
 /// The hash a chained line claims, and the bytes it covers; `None` for an unchained line.
@@ -175,6 +166,28 @@ fn line_prev(body: &[u8]) -> Option<&[u8]> {
         .then(|| &body[n - 65..n - 1])
 }
 
+/// How a line relates to the chain.
+enum Link<'a> {
+    /// No hash: written before the chain.
+    Unchained,
+    /// Its hash does not match its bytes.
+    Altered,
+    /// Its `prev` is not the hash before it.
+    Misplaced,
+    /// It continues the chain; its own hash.
+    Follows(&'a [u8]),
+}
+
+/// Whether `text` (a line without its newline) continues the chain from `prev`.
+fn link<'a>(text: &'a [u8], prev: &[u8]) -> Link<'a> {
+    match split_hash(text) {
+        None => Link::Unchained,
+        Some((body, claimed)) if hex(body).as_bytes() != claimed => Link::Altered,
+        Some((body, _)) if line_prev(body) != Some(prev) => Link::Misplaced,
+        Some((_, claimed)) => Link::Follows(claimed),
+    }
+}
+
 /// Walk the whole log `bytes` against `head`, parsing into `records` the lines that contain
 /// `keep` (every line for `None`; a substring test first, as model ids need no escaping).
 pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> ChainCheck {
@@ -189,7 +202,7 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
         return out;
     }
     // `None` until the first chained line, whose `prev` must seal everything before it.
-    let mut tip: Option<String> = None;
+    let mut tip: Option<&[u8]> = None;
     let mut offset = 0usize;
     let mut head_seen = head.is_none_or(|h| h.offset == 0);
     let mut line_no = 0;
@@ -206,12 +219,20 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
                 detail,
             })
         };
-        match split_hash(text) {
-            None if tip.is_some() => {
+        let genesis_hash;
+        let prev: &[u8] = match tip {
+            Some(t) => t,
+            None => {
+                genesis_hash = genesis(&bytes[..offset]);
+                genesis_hash.as_bytes()
+            }
+        };
+        match link(text, prev) {
+            Link::Unchained if tip.is_some() => {
                 out.broken = fail("a record without a hash after the chain started".into());
                 break;
             }
-            None => match serde_json::from_slice::<AuditRecord>(text) {
+            Link::Unchained => match serde_json::from_slice::<AuditRecord>(text) {
                 Ok(r) => {
                     out.unchained += 1;
                     out.count += 1;
@@ -224,18 +245,16 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
                     break;
                 }
             },
-            Some((body, claimed)) => {
-                if hex(body).as_bytes() != claimed {
-                    out.broken = fail("its hash does not match its bytes (the record was altered)".into());
-                    break;
-                }
-                let expected = tip.clone().unwrap_or_else(|| genesis(&bytes[..offset]));
-                if line_prev(body) != Some(expected.as_bytes()) {
-                    out.broken = fail(
-                        "it does not follow the record before it (a record was removed, repeated or moved)".into(),
-                    );
-                    break;
-                }
+            Link::Altered => {
+                out.broken = fail("its hash does not match its bytes (the record was altered)".into());
+                break;
+            }
+            Link::Misplaced => {
+                out.broken =
+                    fail("it does not follow the record before it (a record was removed, repeated or moved)".into());
+                break;
+            }
+            Link::Follows(claimed) => {
                 if wanted(text) {
                     match serde_json::from_slice::<AuditRecord>(text) {
                         Ok(r) => out.records.push(r),
@@ -245,7 +264,7 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
                         }
                     }
                 }
-                tip = Some(String::from_utf8_lossy(claimed).into_owned());
+                tip = Some(claimed);
                 out.count += 1;
                 if head_seen {
                     out.past_head += 1;
@@ -258,7 +277,8 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
             && offset as u64 == h.offset
         {
             head_seen = true;
-            if tip.clone().unwrap_or_else(|| genesis(&bytes[..offset])) != h.hash {
+            let anchored = tip.map_or_else(|| genesis(&bytes[..offset]) == h.hash, |t| t == h.hash.as_bytes());
+            if !anchored {
                 out.broken = fail("the record the head anchors has another hash (the log was rewritten)".into());
                 return out;
             }
@@ -279,7 +299,6 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
             ),
         });
     }
-    out.tip = Head { offset: offset as u64, hash: tip.unwrap_or_else(|| genesis(&bytes[..offset])) };
     out
 }
 
@@ -307,18 +326,14 @@ pub(crate) fn check_file(path: &Path, keep: Option<&str>) -> Result<ChainCheck> 
 /// The head moved over the records `after` (the log's bytes from `head.offset` to its last
 /// complete line), when they continue the chain from it; `None` when they do not.
 pub(crate) fn extend(head: &Head, after: &[u8]) -> Option<Head> {
-    let mut tip = head.hash.clone();
+    let mut tip = head.hash.as_bytes();
     let mut offset = head.offset;
     for line in after.split_inclusive(|&b| b == b'\n') {
-        let text = line.strip_suffix(b"\n")?;
-        let (body, claimed) = split_hash(text)?;
-        if hex(body).as_bytes() != claimed || line_prev(body) != Some(tip.as_bytes()) {
-            return None;
-        }
-        tip = String::from_utf8_lossy(claimed).into_owned();
+        let Link::Follows(claimed) = link(line.strip_suffix(b"\n")?, tip) else { return None };
+        tip = claimed;
         offset += line.len() as u64;
     }
-    Some(Head { offset, hash: tip })
+    Some(Head { offset, hash: String::from_utf8_lossy(tip).into_owned() })
 }
 
 /// Under the store lock: when complete records follow the head's offset and continue the
@@ -377,7 +392,6 @@ mod tests {
         let c = check(&bytes, Some(&head), None);
         assert!(c.broken.is_none(), "{:?}", c.broken);
         assert_eq!((c.records.len(), c.unchained, c.past_head, c.torn_tail), (5, 0, 0, false));
-        assert_eq!(c.tip, head);
         assert_eq!(tip_of(&bytes), head.hash);
         // A head two records behind: the rest extends it.
         let cut = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(2).unwrap().0 + 1;

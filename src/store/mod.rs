@@ -747,13 +747,18 @@ impl VersionStore {
         if let Some(b) = &c.broken {
             tracing::warn!("audit histories cut at the broken chain: {b}");
         }
-        let mut out = BTreeMap::new();
-        for &m in model_ids {
-            let generation = self.read_state(m)?.generation;
-            let mine: Vec<AuditRecord> = c.records.iter().filter(|r| r.model.as_deref() == Some(m)).cloned().collect();
-            out.insert(m.to_string(), audit::committed(mine, m, generation));
+        let mut by_model: BTreeMap<String, Vec<AuditRecord>> =
+            model_ids.iter().map(|&m| (m.to_string(), Vec::new())).collect();
+        for r in c.records {
+            if let Some(v) = r.model.as_deref().and_then(|m| by_model.get_mut(m)) {
+                v.push(r);
+            }
         }
-        Ok(out)
+        for (m, records) in &mut by_model {
+            let generation = self.read_state(m)?.generation;
+            *records = audit::committed(std::mem::take(records), m, generation);
+        }
+        Ok(by_model)
     }
 
     /// A model's committed audit history with the state of the log's hash chain: the records
