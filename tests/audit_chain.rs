@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use jiff::SignedDuration;
 use proptest::prelude::*;
-use retrain::clock::ManualClock;
+use retrain::clock::{Clock, ManualClock};
+use retrain::lifecycle::Call;
+use retrain::lifecycle::shadow::{Mode, ShadowTest};
 use retrain::store::{Artifact, AuditKind, Change, Severity, Status, VersionMeta, VersionStore};
 
 /// A store with two models, promotions, a rollback, decision reports and lifecycle records.
@@ -29,6 +31,14 @@ fn populated(dir: &Path) -> VersionStore {
             tags.push(tag);
         }
         s.rollback(model, &tags[0], &Change::new("ops", "live score fell")).unwrap();
+        // A shadow test of the newest version, with paired calls and outcomes.
+        let shadow =
+            ShadowTest::at(s.shadow_log_path(model, &tags[2]).unwrap(), model, &tags[2], None, Mode::Shadow).unwrap();
+        for k in 0..4 {
+            let key = format!("{model}@{k}");
+            shadow.record(&key, c.now(), Call::new(1, Some(0.6)), Call::new(-1, Some(0.55))).unwrap();
+            shadow.record_outcome(&key, c.now(), 0.001 * f64::from(k), None).unwrap();
+        }
         s.log_event(model, AuditKind::Job, &Change::new("lifecycle", "retrain"), Some(serde_json::json!({"ok": 1})))
             .unwrap();
     }
@@ -159,6 +169,29 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_damage_to_a_shadow_log_is_reported_and_refused(d in damage()) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = populated(dir.path());
+        let logs: Vec<_> = std::fs::read_dir(dir.path().join("models/eth/shadow"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect();
+        prop_assert_eq!(logs.len(), 1);
+        let bytes = std::fs::read(&logs[0]).unwrap();
+        let Some(bad) = apply(&bytes, &d) else { return Ok(()) };
+        std::fs::write(&logs[0], &bad).unwrap();
+        let p = problems(&s);
+        prop_assert!(p.iter().any(|m| m.contains("shadow-test log's hash chain broken")), "{d:?}: {p:?}");
+        let tag = logs[0].file_stem().unwrap().to_string_lossy().into_owned();
+        prop_assert!(ShadowTest::at(&logs[0], "eth", &tag, None, Mode::Shadow).is_err(), "{d:?}");
+    }
+}
+
 #[test]
 fn a_missing_report_or_head_is_a_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,12 +278,32 @@ fn a_store_written_before_the_chain_is_accepted_with_a_note() {
     let n = lines(&old).len();
     std::fs::write(&log, &old).unwrap();
     std::fs::remove_file(dir.path().join("audit.head")).unwrap();
+    // The shadow-test logs too.
+    let shadow_dir = dir.path().join("models/btc/shadow");
+    let shadow_log = std::fs::read_dir(&shadow_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    let mut old_shadow = Vec::new();
+    for line in lines(&std::fs::read(&shadow_log).unwrap()) {
+        let mut v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        v.as_object_mut().unwrap().retain(|k, _| k != "prev" && k != "hash");
+        serde_json::to_writer(&mut old_shadow, &v).unwrap();
+        old_shadow.push(b'\n');
+    }
+    std::fs::write(&shadow_log, &old_shadow).unwrap();
+    std::fs::remove_file(shadow_log.with_extension("head")).unwrap();
+    let tag = shadow_log.file_stem().unwrap().to_string_lossy().into_owned();
+    let reopened = ShadowTest::at(&shadow_log, "btc", &tag, None, Mode::Shadow).unwrap();
+    assert_eq!(reopened.samples().0.len(), 4);
     let rep = s.verify().unwrap();
     assert!(rep.is_ok(), "{rep}");
     let notes: Vec<&str> =
         rep.findings.iter().filter(|f| f.severity == Severity::Note).map(|f| f.detail.as_str()).collect();
     assert!(notes.iter().any(|d| d.contains(&format!("first {n} audit records were written before"))), "{notes:?}");
     assert!(notes.iter().any(|d| d.contains("6 decision report(s)")), "{notes:?}");
+    assert!(notes.iter().any(|d| d.contains("first 8 shadow records were written before")), "{notes:?}");
     // History still reads; the next change starts the chain, which seals the old records.
     assert!(s.history("btc").unwrap().len() > 5);
     s.log_event("btc", AuditKind::Alert, &Change::new("lifecycle", "first chained"), None).unwrap();
@@ -295,9 +348,9 @@ fn the_cli_names_the_break_and_exits_one() {
 
     let (code, out, err) = run(&["store", "verify"]);
     assert_eq!(code, Some(1), "{out}{err}");
-    assert!(out.contains("audit chain broken at audit line 5"), "{out}");
+    assert!(out.contains("audit chain broken at line 5"), "{out}");
     let (code, out, err) = run(&["history", "btc"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("broken at audit line 5"), "{err}");
+    assert!(err.contains("broken at line 5"), "{err}");
     assert!(out.lines().count() < whole.lines().count(), "only the records before the break:\n{out}");
 }

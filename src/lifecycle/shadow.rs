@@ -2,7 +2,8 @@
 //! beside the ACTIVE version on the same inputs; each pair of calls is recorded under a key
 //! (the bar, the signal id) and, once the market has spoken, its realised outcome. The log
 //! is a JSONL file next to the store (`models/<id>/shadow/<tag>.jsonl`), appended and fsynced
-//! line by line, so a crash loses at most the record being written.
+//! line by line, so a crash loses at most the record being written, and hash-chained like the
+//! audit log (`<tag>.head` anchors its end), so damage to it is seen, not evaluated.
 //!
 //! Evaluation, once `min_samples` pairs have outcomes. Per pair and version, the trade
 //! result is `r = direction × outcome ÷ risk` (0 for a flat call). On those same pairs each
@@ -344,27 +345,33 @@ impl ShadowTest {
     }
 }
 
+/// Append `line` to the log's hash chain (a test's records are written by its one owner).
 fn append(path: &Path, line: &Line) -> Result<()> {
-    let mut buf = serde_json::to_vec(line).expect("shadow lines serialise");
-    buf.push(b'\n');
-    crate::store::append_lines(path, &buf)
+    crate::store::append_sealed(path, std::slice::from_ref(line))
 }
 
-fn read_state(path: &Path) -> Result<State> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-        Err(source) => return Err(Error::Io { path: path.into(), source }),
-    };
-    let name = path.display().to_string();
-    let complete = text.rfind('\n').map_or(0, |i| i + 1);
-    let mut st = State::default();
-    for (i, line) in text[..complete].lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+impl crate::store::ChainedRecord for Line {
+    fn parse(text: &[u8]) -> std::result::Result<Self, String> {
+        serde_json::from_slice(&crate::store::payload(text)).map_err(|e| e.to_string())
+    }
+    fn about(&self) -> (Option<String>, Option<Timestamp>) {
+        match self {
+            Line::Prediction { ts, .. } | Line::Outcome { ts, .. } => (None, Some(*ts)),
         }
+    }
+}
+
+/// The test's state from its log. The log's hash chain is checked first: a damaged log is an
+/// error naming the first bad line, never a partial state passed off as whole.
+fn read_state(path: &Path) -> Result<State> {
+    let log = crate::store::check_file_records::<Line>(path, None)?;
+    if let Some(b) = log.broken {
+        let reason = format!("line {}: the log's hash chain is broken: {}", b.line, b.detail);
+        return Err(Error::CorruptStore { path: path.into(), reason });
+    }
+    let mut st = State::default();
+    for (i, parsed) in log.records.into_iter().enumerate() {
         let bad = |m: String| Error::CorruptStore { path: path.into(), reason: format!("line {}: {m}", i + 1) };
-        let parsed: Line = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
         match parsed {
             Line::Prediction { key, ts, active, shadow, routed } => {
                 check_call(&active, "active").and(check_call(&shadow, "shadow")).map_err(|e| bad(e.to_string()))?;
@@ -386,8 +393,8 @@ fn read_state(path: &Path) -> Result<State> {
             }
         }
     }
-    if complete < text.len() {
-        tracing::warn!(file = %name, "ignoring a torn last line of a shadow log");
+    if log.torn_tail {
+        tracing::warn!(file = %path.display(), "ignoring a torn last line of a shadow log");
     }
     Ok(st)
 }

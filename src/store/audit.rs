@@ -17,7 +17,7 @@ use std::path::Path;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::fs::File;
 
 use crate::store::atomic::{io_err, read_tail};
@@ -122,60 +122,10 @@ impl AuditRecord {
     }
 }
 
-/// Append `records` chained to the log's last record (one write, then fsync), and move the
-/// chain's head over them. Call only under the store lock.
+/// Append `records` to the chained log (see [`chain::append_sealed`]). Call only under the
+/// store lock.
 pub(crate) fn append(path: &Path, records: &[AuditRecord]) -> Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    // A head that cannot be read is reported by `verify`; writing goes on and replaces it.
-    let head = chain::read_head(path).ok().flatten();
-    let len = std::fs::metadata(path).map_or(0, |m| m.len());
-    let (complete, prev) = match head {
-        // The usual case: the head anchors the log's last byte, so it names the tip.
-        Some(h) if h.offset == len => (h.offset, h.hash),
-        Some(_) => chain_end(path)?,
-        None => {
-            // Anchor the chain's start before its first record, so the head always exists
-            // once chained records do.
-            let (complete, prev) = chain_end(path)?;
-            chain::write_head(path, &chain::Head { offset: complete, hash: prev.clone() })?;
-            (complete, prev)
-        }
-    };
-    let (buf, tip) = chain::seal(records, &prev);
-    crate::store::atomic::append_lines(path, &buf)?;
-    chain::write_head(path, &chain::Head { offset: complete + buf.len() as u64, hash: tip })
-}
-
-/// Length of the log's complete lines and the hash its next record must follow: the last
-/// record's hash, read from the end of the file, or (before the chain starts) the genesis
-/// value over every complete line.
-fn chain_end(path: &Path) -> Result<(u64, String)> {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, chain::genesis(b""))),
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    let len = f.metadata().map_err(io_err(path))?.len();
-    let n = len.min(256 * 1024);
-    let tail = read_tail(&mut f, path, len, n)?;
-    let Some(nl) = tail.iter().rposition(|&b| b == b'\n') else {
-        if n < len {
-            return Err(Error::CorruptStore { path: path.to_path_buf(), reason: "an audit line over 256 KiB".into() });
-        }
-        return Ok((0, chain::genesis(b""))); // only a torn line, which the append cuts
-    };
-    let complete = len - n + nl as u64 + 1;
-    let start = tail[..nl].iter().rposition(|&b| b == b'\n').map(|i| i + 1);
-    if let Some(start) = start.or((n == len).then_some(0))
-        && let Some(hash) = chain::line_hash(&tail[start..nl])
-    {
-        return Ok((complete, hash));
-    }
-    // The chain has not started: its first record seals every complete line before it.
-    let all = std::fs::read(path).map_err(io_err(path))?;
-    Ok((complete, chain::genesis(&all[..complete as usize])))
+    chain::append_sealed(path, records)
 }
 
 /// The last complete record, read from the end of the file (cheap for any log size).

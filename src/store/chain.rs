@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::atomic::{io_err, read_optional};
+use crate::store::atomic::{append_lines, create_dir_durable, io_err, read_optional, read_tail};
 use crate::store::audit::AuditRecord;
 
 /// `,"hash":"` + 64 hex digits + `"}`.
@@ -50,7 +50,7 @@ pub struct ChainBreak {
 
 impl std::fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "audit line {}", self.line)?;
+        write!(f, "line {}", self.line)?;
         if let Some(m) = &self.model {
             write!(f, " ({m}")?;
             if let Some(ts) = self.ts {
@@ -62,11 +62,39 @@ impl std::fmt::Display for ChainBreak {
     }
 }
 
+/// How a chained log's lines are read: parse one (its bytes without the newline) and say
+/// which model and time a record is about (to name a break).
+pub(crate) trait Record: Sized {
+    /// Parse a line.
+    fn parse(text: &[u8]) -> std::result::Result<Self, String>;
+    /// The model and time a record names.
+    fn about(&self) -> (Option<String>, Option<Timestamp>);
+}
+
+impl Record for AuditRecord {
+    fn parse(text: &[u8]) -> std::result::Result<Self, String> {
+        serde_json::from_slice(text).map_err(|e| e.to_string())
+    }
+    fn about(&self) -> (Option<String>, Option<Timestamp>) {
+        (self.model.clone(), Some(self.ts))
+    }
+}
+
+/// Any JSON object per line (what `verify` reads of logs whose records it does not know).
+impl Record for serde_json::Value {
+    fn parse(text: &[u8]) -> std::result::Result<Self, String> {
+        serde_json::from_slice(&payload(text)).map_err(|e| e.to_string())
+    }
+    fn about(&self) -> (Option<String>, Option<Timestamp>) {
+        (None, self.get("ts").and_then(|t| t.as_str()).and_then(|t| t.parse().ok()))
+    }
+}
+
 /// What a walk of the whole log found.
-#[derive(Debug, Default)]
-pub(crate) struct ChainCheck {
+#[derive(Debug)]
+pub(crate) struct ChainCheck<T = AuditRecord> {
     /// The wanted records up to the first break, in file order.
-    pub records: Vec<AuditRecord>,
+    pub records: Vec<T>,
     /// Records read before the first break (parsed or not).
     pub count: usize,
     /// Records written before the chain started (older stores).
@@ -79,9 +107,9 @@ pub(crate) struct ChainCheck {
     pub past_head: usize,
 }
 
-/// `audit.head` beside `log`.
+/// The head beside `log` (`audit.jsonl` → `audit.head`, `<tag>.jsonl` → `<tag>.head`).
 pub(crate) fn head_path(log: &Path) -> PathBuf {
-    log.with_file_name("audit.head")
+    log.with_extension("head")
 }
 
 /// Hex BLAKE3 of `bytes`.
@@ -115,25 +143,38 @@ fn split_hash(line: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&line[..n - HASH_SUFFIX_LEN], &line[n - 66..n - 2]))
 }
 
-/// Serialise `records` as chained lines after `prev`; returns the bytes and the new tip hash.
-pub(crate) fn seal(records: &[AuditRecord], prev: &str) -> (Vec<u8>, String) {
-    let mut buf = Vec::with_capacity(320 * records.len());
+/// Serialise `items` (JSON objects without `prev`/`hash` of their own) as chained lines after
+/// `prev`; returns the bytes and the new tip hash.
+pub(crate) fn seal<T: Serialize>(items: &[T], prev: &str) -> (Vec<u8>, String) {
+    let mut buf = Vec::with_capacity(320 * items.len());
     let mut prev = prev.to_string();
-    for r in records {
-        let mut r = r.clone();
-        r.prev = Some(prev.clone());
-        r.hash = None;
-        let mut line = serde_json::to_vec(&r).expect("audit records serialise");
-        debug_assert_eq!(line.last(), Some(&b'}'));
-        line.pop();
-        let hash = hex(&line);
-        buf.extend_from_slice(&line);
+    for item in items {
+        let start = buf.len();
+        serde_json::to_writer(&mut buf, item).expect("chained records serialise");
+        debug_assert_eq!(buf.last(), Some(&b'}'));
+        buf.pop();
+        buf.extend_from_slice(br#","prev":""#);
+        buf.extend_from_slice(prev.as_bytes());
+        buf.push(b'"');
+        prev = hex(&buf[start..]);
         buf.extend_from_slice(br#","hash":""#);
-        buf.extend_from_slice(hash.as_bytes());
+        buf.extend_from_slice(prev.as_bytes());
         buf.extend_from_slice(b"\"}\n");
-        prev = hash;
     }
     (buf, prev)
+}
+
+/// A line's own JSON object: a chained line without its `prev` and `hash`, an unchained one
+/// as it is.
+pub(crate) fn payload(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match split_hash(text).map(|(body, _)| body) {
+        Some(body) if line_prev(body).is_some() => {
+            let mut v = body[..body.len() - PREV_LEN].to_vec();
+            v.push(b'}');
+            std::borrow::Cow::Owned(v)
+        }
+        _ => std::borrow::Cow::Borrowed(text),
+    }
 }
 
 /// The hash a chained line claims (`None` for an unchained line).
@@ -190,8 +231,9 @@ fn link<'a>(text: &'a [u8], prev: &[u8]) -> Link<'a> {
 
 /// Walk the whole log `bytes` against `head`, parsing into `records` the lines that contain
 /// `keep` (every line for `None`; a substring test first, as model ids need no escaping).
-pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> ChainCheck {
-    let mut out = ChainCheck::default();
+pub(crate) fn check_records<T: Record>(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> ChainCheck<T> {
+    let mut out =
+        ChainCheck { records: Vec::new(), count: 0, unchained: 0, broken: None, torn_tail: false, past_head: 0 };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     out.torn_tail = complete < bytes.len();
     if let Some(h) = head
@@ -211,13 +253,8 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
         line_no += 1;
         let text = &line[..line.len() - 1];
         let fail = |detail: String| {
-            let r = serde_json::from_slice::<AuditRecord>(text).ok();
-            Some(ChainBreak {
-                line: line_no,
-                model: r.as_ref().and_then(|r| r.model.clone()),
-                ts: r.map(|r| r.ts),
-                detail,
-            })
+            let (model, ts) = T::parse(text).map(|r| r.about()).unwrap_or_default();
+            Some(ChainBreak { line: line_no, model, ts, detail })
         };
         let genesis_hash;
         let prev: &[u8] = match tip {
@@ -232,7 +269,7 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
                 out.broken = fail("a record without a hash after the chain started".into());
                 break;
             }
-            Link::Unchained => match serde_json::from_slice::<AuditRecord>(text) {
+            Link::Unchained => match T::parse(text) {
                 Ok(r) => {
                     out.unchained += 1;
                     out.count += 1;
@@ -256,7 +293,7 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
             }
             Link::Follows(claimed) => {
                 if wanted(text) {
-                    match serde_json::from_slice::<AuditRecord>(text) {
+                    match T::parse(text) {
                         Ok(r) => out.records.push(r),
                         Err(e) => {
                             out.broken = fail(format!("not a valid record ({e})"));
@@ -304,23 +341,97 @@ pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> Ch
 
 /// Read and check the log at `path` (a missing log is an empty one), keeping the records
 /// that contain `keep`.
-pub(crate) fn check_file(path: &Path, keep: Option<&str>) -> Result<ChainCheck> {
+pub(crate) fn check_file_records<T: Record>(path: &Path, keep: Option<&str>) -> Result<ChainCheck<T>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io_err(path)(e)),
     };
     let head = read_head(path)?;
-    let mut c = check(&bytes, head.as_ref(), keep);
+    let mut c = check_records(&bytes, head.as_ref(), keep);
     if head.is_none() && c.count > c.unchained && c.broken.is_none() {
         c.broken = Some(ChainBreak {
             line: c.unchained + 1,
             model: None,
             ts: None,
-            detail: "audit.head is missing: the chain's end cannot be checked".into(),
+            detail: format!(
+                "{} is missing: the chain's end cannot be checked",
+                head_path(path).file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            ),
         });
     }
     Ok(c)
+}
+
+/// [`check_records`] of the audit log's records.
+#[cfg(test)]
+pub(crate) fn check(bytes: &[u8], head: Option<&Head>, keep: Option<&str>) -> ChainCheck {
+    check_records(bytes, head, keep)
+}
+
+/// [`check_file_records`] of the audit log.
+pub(crate) fn check_file(path: &Path, keep: Option<&str>) -> Result<ChainCheck> {
+    check_file_records(path, keep)
+}
+
+/// Append `items` chained to the log's last record (one write, then fsync), and move the
+/// chain's head over them. Writers of one log must be serialised (the store lock, or one
+/// owner).
+pub(crate) fn append_sealed<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    // A head that cannot be read is reported by `verify`; writing goes on and replaces it.
+    let head = read_head(path).ok().flatten();
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    let (complete, prev) = match head {
+        // The usual case: the head anchors the log's last byte, so it names the tip.
+        Some(h) if h.offset == len => (h.offset, h.hash),
+        Some(_) => chain_end(path)?,
+        None => {
+            // Anchor the chain's start before its first record, so the head always exists
+            // once chained records do (in a log's directory that may not exist yet).
+            if let Some(dir) = path.parent() {
+                create_dir_durable(dir)?;
+            }
+            let (complete, prev) = chain_end(path)?;
+            write_head(path, &Head { offset: complete, hash: prev.clone() })?;
+            (complete, prev)
+        }
+    };
+    let (buf, tip) = seal(items, &prev);
+    append_lines(path, &buf)?;
+    write_head(path, &Head { offset: complete + buf.len() as u64, hash: tip })
+}
+
+/// Length of the log's complete lines and the hash its next record must follow: the last
+/// record's hash, read from the end of the file, or (before the chain starts) the genesis
+/// value over every complete line.
+fn chain_end(path: &Path) -> Result<(u64, String)> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, genesis(b""))),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let len = f.metadata().map_err(io_err(path))?.len();
+    let n = len.min(256 * 1024);
+    let tail = read_tail(&mut f, path, len, n)?;
+    let Some(nl) = tail.iter().rposition(|&b| b == b'\n') else {
+        if n < len {
+            return Err(Error::CorruptStore { path: path.to_path_buf(), reason: "a line over 256 KiB".into() });
+        }
+        return Ok((0, genesis(b""))); // only a torn line, which the append cuts
+    };
+    let complete = len - n + nl as u64 + 1;
+    let start = tail[..nl].iter().rposition(|&b| b == b'\n').map(|i| i + 1);
+    if let Some(start) = start.or((n == len).then_some(0))
+        && let Some(hash) = line_hash(&tail[start..nl])
+    {
+        return Ok((complete, hash));
+    }
+    // The chain has not started: its first record seals every complete line before it.
+    let all = std::fs::read(path).map_err(io_err(path))?;
+    Ok((complete, genesis(&all[..complete as usize])))
 }
 
 /// The head moved over the records `after` (the log's bytes from `head.offset` to its last

@@ -260,6 +260,7 @@ impl VersionStore {
             if check_model_id(&m).is_ok() {
                 dirs.push(self.layout.model(&m));
                 dirs.push(self.layout.decisions(&m));
+                dirs.push(self.layout.model(&m).join("shadow"));
             }
         }
         let mut removed = Vec::new();

@@ -30,7 +30,7 @@
 //! ```
 
 mod atomic;
-pub(crate) use atomic::append_lines;
+pub(crate) use chain::{Record as ChainedRecord, append_sealed, check_file_records, payload};
 mod audit;
 mod chain;
 mod gc;

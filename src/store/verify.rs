@@ -176,6 +176,47 @@ impl VersionStore {
         Ok(())
     }
 
+    /// Check the hash chain of every shadow-test log of `model`.
+    fn verify_shadow_logs(&self, model: &str, rep: &mut VerifyReport) -> Result<()> {
+        let dir = self.layout.model(model).join("shadow");
+        for name in list_dir(&dir)?.into_iter().filter(|n| n.ends_with(".jsonl")) {
+            let path = dir.join(&name);
+            let tag = name.trim_end_matches(".jsonl");
+            let log = chain::check_file_records::<serde_json::Value>(&path, None)?;
+            let m = Some(model);
+            match &log.broken {
+                Some(b) => rep.push(
+                    Severity::Problem,
+                    path.clone(),
+                    m,
+                    Some(tag),
+                    format!("shadow-test log's hash chain broken at {b}"),
+                ),
+                None if log.unchained > 0 => rep.push(
+                    Severity::Note,
+                    path.clone(),
+                    m,
+                    Some(tag),
+                    format!("the first {} shadow records were written before the hash chain", log.unchained),
+                ),
+                None => {}
+            }
+            if log.torn_tail {
+                rep.push(Severity::Leftover, path.clone(), m, Some(tag), "torn last line of a shadow log; ignored");
+            }
+            if log.past_head > 0 {
+                rep.push(
+                    Severity::Leftover,
+                    path,
+                    m,
+                    Some(tag),
+                    "shadow records past the chain's head; the next append moves it",
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Check everything: FORMAT, every model's state invariants, every version's files
     /// against its manifest (full blake3), the audit log's hash chain and head, every decision
     /// report against its record's checksum, staging and trash. Holds the
@@ -233,6 +274,7 @@ impl VersionStore {
                     Err(e) => rep.push(Severity::Problem, dir, m, Some(tag), e.to_string()),
                 }
             }
+            self.verify_shadow_logs(&model, &mut rep)?;
             for tag in list_dir(&self.layout.versions(&model))? {
                 if !state.versions.contains_key(&tag) {
                     rep.push(
