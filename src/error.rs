@@ -190,6 +190,33 @@ pub enum Error {
     /// A linfa dataset or trait call failed.
     #[error("linfa: {0}")]
     Linfa(#[from] linfa::error::Error),
+
+    /// A baseline learner (linfa-logistic, linfa-trees, smartcore) could not fit or predict,
+    /// or was asked for a task it does not model.
+    #[error("{kind}: {reason}")]
+    Learner {
+        /// The model kind (`logreg`).
+        kind: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A fit refused a training table over its kind's size limit (a baseline that would run
+    /// for an hour is refused instead).
+    #[error(
+        "{kind}: {rows} training rows × {features} features is over its limit of {limit} rows \
+         (hyperparameter `max_rows`; raise it or narrow the window)"
+    )]
+    TooLarge {
+        /// The model kind.
+        kind: &'static str,
+        /// Training rows asked for.
+        rows: usize,
+        /// Feature columns.
+        features: usize,
+        /// The kind's `max_rows`.
+        limit: usize,
+    },
 }
 
 impl Error {

@@ -203,9 +203,14 @@ pub struct CvArgs {
     /// numeric columns are features.
     #[arg(long, required = true, num_args = 1..)]
     data: Vec<PathBuf>,
-    /// Model kind (`xgboost`: GBDT depth-wise, `lightgbm`: leaf-wise, `nhits`, `patchtst`).
+    /// Model kind (`xgboost`: GBDT depth-wise, `lightgbm`: leaf-wise, `nhits`, `patchtst`;
+    /// baselines `logreg`, `tree`, `forest`, `ridge`).
     #[arg(long, default_value = "lightgbm", value_parser = super::kind_parser())]
     model: ModelKind,
+    /// Baselines: TOML or JSON of the kind's hyperparameters (`alpha`, `n_trees`,
+    /// `max_depth`, …) over its defaults; unknown keys are an error.
+    #[arg(long)]
+    baseline_params: Option<PathBuf>,
     /// Networks: TOML overriding the kind's defaults (`[model]` network fields, `[train]`,
     /// top-level `lookback`, `horizon`, `inputs`); unknown keys are an error.
     #[arg(long)]
@@ -273,12 +278,41 @@ fn recipe(args: &CvArgs, task: Task) -> Result<Recipe> {
         }
         _ => {
             if gbdt_flags || nn_flags {
-                bail!("{} takes no GBDT or network flags", args.model);
+                bail!("{} takes no GBDT or network flags (its hyperparameters: --baseline-params)", args.model);
             }
-            defaults
+            match &args.baseline_params {
+                Some(path) => merge_params(defaults, path)?,
+                None => defaults,
+            }
         }
     };
+    if args.baseline_params.is_some() && (gbdt_flags || nn_flags || !params_are_baseline(args.model)) {
+        bail!("--baseline-params applies to the baseline kinds (logreg, tree, forest, ridge), not {}", args.model);
+    }
     Ok(Recipe::new(args.model, params)?)
+}
+
+/// Whether `kind` took the baseline branch (neither GBDT nor network hyperparameters).
+fn params_are_baseline(kind: ModelKind) -> bool {
+    let d = kind.recipe(Task::Binary).into_params();
+    serde_json::from_value::<GbdtParams>(d.clone()).is_err() && serde_json::from_value::<NnParams>(d).is_err()
+}
+
+/// `defaults` with the keys of the TOML/JSON file at `path` written over them.
+fn merge_params(mut defaults: serde_json::Value, path: &std::path::Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let given: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+    } else {
+        serde_json::to_value(toml::from_str::<toml::Table>(&text).with_context(|| format!("parsing {}", path.display()))?)?
+    };
+    let (Some(into), Some(from)) = (defaults.as_object_mut(), given.as_object()) else {
+        bail!("{}: expected a table of hyperparameters", path.display());
+    };
+    for (k, v) in from {
+        into.insert(k.clone(), v.clone());
+    }
+    Ok(defaults)
 }
 
 /// Load the dataset and work out the default embargo (with a note when it is lowered). From

@@ -125,18 +125,19 @@ fn fmt(v: Option<&f64>) -> String {
 fn print_run(s: &RunSummary) {
     println!("retrain run on {} into {} ({:.1} s)", s.data, s.store, s.seconds);
     println!(
-        "{:<34} {:<9} {:<10} {:<9} {:>8} {:>8} {:>8} {:>8} {:>7}  {:<18} {:<18}",
-        "model", "status", "decision", "improve", "auc", "win", "avg_r", "calib", "secs", "version", "was active"
+        "{:<34} {:<9} {:<10} {:<9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}  {:<18} {:<18}",
+        "model", "status", "decision", "improve", "auc", "ic", "win", "avg_r", "calib", "secs", "version", "was active"
     );
     for j in &s.jobs {
         let d = j.decision.as_ref();
         println!(
-            "{:<34} {:<9} {:<10} {:<9} {:>8} {:>8} {:>8} {:>8} {:>7.1}  {:<18} {:<18}",
+            "{:<34} {:<9} {:<10} {:<9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7.1}  {:<18} {:<18}",
             j.model_id,
             j.status.to_string(),
             d.map_or("-".into(), |d| d.decision.to_string()),
             d.and_then(|d| d.improvement).map_or("-".into(), |i| format!("{:+.2}%", 100.0 * i)),
             fmt(j.metrics.get("auc")),
+            fmt(j.metrics.get("ic_spearman")),
             fmt(j.metrics.get("win_rate")),
             fmt(j.metrics.get("avg_r")),
             fmt(j.metrics.get("calibration")),
@@ -144,6 +145,22 @@ fn print_run(s: &RunSummary) {
             j.tag.as_deref().unwrap_or("-"),
             j.incumbent.as_deref().unwrap_or("-"),
         );
+        // Each baseline on the same paths, with the candidate's margin on the gate's metric.
+        for (name, m) in &j.baselines {
+            let check = d.and_then(|d| d.input.baselines.iter().find(|b| &b.baseline == name));
+            println!(
+                "{:<34} {:<9} {:<10} {:<9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                format!("  baseline {name}"),
+                "",
+                check.map_or("-", |c| if c.beaten { "beaten" } else { "NOT beaten" }),
+                check.and_then(|c| c.test).map_or("-".into(), |t| format!("{:+.4}", t.mean)),
+                fmt(m.get("auc")),
+                fmt(m.get("ic_spearman")),
+                fmt(m.get("win_rate")),
+                fmt(m.get("avg_r")),
+                fmt(m.get("calibration")),
+            );
+        }
     }
     for j in &s.jobs {
         if let Some(d) = &j.decision {

@@ -126,6 +126,23 @@ pub struct Policy {
     /// With a deployed version, safety also requires a significantly higher IC on the same
     /// paths (ΔIC > 0.01 with p < 0.05) (default on).
     pub gate_significance: bool,
+    /// Safety also requires beating every baseline in `baselines` that models the label
+    /// (default on).
+    pub gate_baseline: bool,
+    /// Baseline kinds a candidate must beat on the same CPCV paths; each judges only the
+    /// labels its kind models (default logreg for classification labels, ridge for
+    /// regression labels).
+    pub baselines: Vec<String>,
+    /// Metric of the baseline comparison, per path (default ic_spearman, defined for every
+    /// label; for an error metric such as log_loss or rmse lower is better).
+    pub baseline_metric: String,
+    /// Margin the mean per-path difference over a baseline must exceed, in the metric's
+    /// units (default 0: better on average).
+    pub baseline_min_delta: f64,
+    /// When set, the one-sided paired t-test of the per-path differences must also give a
+    /// p-value below this (default unset: no significance required; with 5 CPCV paths a
+    /// test has little power).
+    pub baseline_p_value: Option<f64>,
     /// Improvement from which a safe candidate deploys (default 5 %).
     pub min_improvement: f64,
     /// Improvement from which a safe candidate goes to canary (default 2 %); below it, REVIEW
@@ -168,7 +185,7 @@ pub struct Policy {
 
     // --- Models.
     /// Model kinds `retrain run` trains when `--models` is not given (default xgboost,
-    /// lightgbm; also nhits, patchtst).
+    /// lightgbm; also nhits, patchtst and the baselines logreg, tree, forest, ridge).
     pub models: Vec<String>,
 
     // --- Cron schedules (kept last: TOML writes arrays of tables after plain keys).
@@ -223,6 +240,11 @@ impl Default for Policy {
             safe_min_calibration: 0.70,
             gate_overfitting: true,
             gate_significance: true,
+            gate_baseline: true,
+            baselines: vec!["logreg".into(), "ridge".into()],
+            baseline_metric: "ic_spearman".into(),
+            baseline_min_delta: 0.0,
+            baseline_p_value: None,
             min_improvement: 0.05,
             canary_threshold: 0.02,
             min_samples: 1000,
@@ -351,6 +373,19 @@ impl Policy {
             ));
         }
         schedule::parse_all(&self.schedules)?;
+        if let Some(k) =
+            self.baselines.iter().enumerate().find_map(|(i, k)| self.baselines[..i].contains(k).then_some(k))
+        {
+            return Err(Error::param("baselines", format!("`{k}` is listed twice")));
+        }
+        if !self.baseline_min_delta.is_finite() {
+            return Err(Error::param("baseline_min_delta", "must be finite"));
+        }
+        if let Some(p) = self.baseline_p_value
+            && !(p > 0.0 && p < 1.0)
+        {
+            return Err(Error::param("baseline_p_value", format!("must be in (0, 1), got {p}")));
+        }
         if self.models.is_empty() {
             return Err(Error::param("models", "must name at least one model kind"));
         }

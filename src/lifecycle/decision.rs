@@ -3,8 +3,10 @@
 //!
 //! improvement = w_wr·Δwin-rate + w_r·Δavg-R + w_cal·Δcalibration, each Δ a relative change
 //! (new − old) / max(|old|, floor). A candidate is *safe* when win rate ≥ 0.50, avg R ≥ 0,
-//! calibration ≥ 0.70, no overfitting flag is raised and (with an incumbent) its IC is
-//! significantly higher (§4: ΔIC > 0.01, p < 0.05) — each gate switchable in the [`Policy`].
+//! calibration ≥ 0.70, no overfitting flag is raised, (with an incumbent) its IC is
+//! significantly higher (ΔIC > 0.01, p < 0.05), and it beats every baseline kind the policy
+//! names for its label on the same CPCV paths (mean per-path difference of the baseline
+//! metric above the margin) — each gate switchable in the [`Policy`].
 //! Not safe → KEEP_OLD; improvement ≥ 5 % → DEPLOY; 2–5 % → CANARY; 0–2 % → REVIEW;
 //! < 0 → KEEP_OLD. With no deployed version a safe candidate deploys. Boundaries belong to
 //! the upper band (exactly 5 % deploys, exactly 2 % goes to canary, exactly 0 to review),
@@ -13,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Policy;
-use crate::validation::compare::IcDifference;
+use crate::validation::compare::{BaselineComparison, IcDifference};
 use crate::validation::overfit::OverfitFlags;
 
 /// Tolerance of the band boundaries (floating-point noise in the relative changes).
@@ -74,6 +76,9 @@ pub struct DecisionInput {
     pub flags: Option<OverfitFlags>,
     /// Candidate IC minus incumbent IC per path, tested (with an incumbent).
     pub ic_difference: Option<IcDifference>,
+    /// The candidate against each baseline kind on the same paths.
+    #[serde(default)]
+    pub baselines: Vec<BaselineComparison>,
 }
 
 /// One weighted relative change.
@@ -200,6 +205,27 @@ pub fn decide(input: DecisionInput, p: &Policy) -> DecisionReport {
             None => concerns.push("IC difference against the deployed version could not be tested".to_string()),
         }
     }
+    if p.gate_baseline {
+        for b in &input.baselines {
+            match (&b.error, b.beaten) {
+                (Some(why), _) => concerns.push(format!("baseline {} could not be scored: {why}", b.baseline)),
+                (None, true) => {}
+                (None, false) => concerns.push(format!(
+                    "does not beat baseline {} on {}: {} vs {} (mean per-path margin {:+.4}, needs > {}{})",
+                    b.baseline,
+                    b.metric,
+                    fmt_opt(b.candidate),
+                    fmt_opt(b.baseline_score),
+                    b.test.map_or(f64::NAN, |t| t.mean),
+                    b.min_delta,
+                    match (b.alpha, b.p_better) {
+                        (Some(a), Some(pv)) => format!(" with one-sided p < {a}; p = {pv:.3}"),
+                        _ => String::new(),
+                    }
+                )),
+            }
+        }
+    }
     let safe = concerns.is_empty();
     let (improvement, components) = match (&input.candidate, &input.incumbent) {
         (Some(c), Some(o)) => {
@@ -273,6 +299,7 @@ mod tests {
             incumbent: old,
             flags: Some(clean()),
             ic_difference: Some(sig(true)),
+            baselines: Vec::new(),
         };
         decide(input, &Policy::default())
     }
@@ -318,6 +345,7 @@ mod tests {
             incumbent: None,
             flags: Some(flags),
             ic_difference: None,
+            baselines: Vec::new(),
         };
         assert_eq!(decide(input.clone(), &Policy::default()).decision, Decision::KeepOld);
         let lax = Policy { gate_overfitting: false, ..Policy::default() };
@@ -327,11 +355,18 @@ mod tests {
             incumbent: Some(m(0.5, 0.1, 0.8)),
             flags: Some(clean()),
             ic_difference: Some(sig(false)),
+            baselines: Vec::new(),
         };
         let r = decide(input, &Policy::default());
         assert_eq!(r.decision, Decision::KeepOld);
         assert!(r.concerns[0].contains("IC not significantly better"), "{r}");
-        let missing = DecisionInput { candidate: None, incumbent: None, flags: Some(clean()), ic_difference: None };
+        let missing = DecisionInput {
+            candidate: None,
+            incumbent: None,
+            flags: Some(clean()),
+            ic_difference: None,
+            baselines: Vec::new(),
+        };
         assert_eq!(decide(missing, &Policy::default()).decision, Decision::KeepOld);
     }
 
@@ -341,5 +376,31 @@ mod tests {
         assert_eq!(r.decision, Decision::Deploy);
         assert!(r.improvement.is_none() && r.reasons[0].contains("no deployed version"));
         assert_eq!(run(m(0.45, 0.01, 0.75), None).decision, Decision::KeepOld);
+    }
+
+    #[test]
+    fn a_candidate_must_beat_its_baselines() {
+        let input = |cand: [f64; 5]| DecisionInput {
+            candidate: Some(m(0.55, 0.1, 0.8)),
+            incumbent: None,
+            flags: Some(clean()),
+            ic_difference: None,
+            baselines: vec![
+                BaselineComparison::of("logreg", "ic_spearman", &cand, &[0.02, 0.03, 0.02, 0.01, 0.03], 0.0, None)
+                    .unwrap(),
+            ],
+        };
+        let wins = decide(input([0.05, 0.04, 0.06, 0.05, 0.07]), &Policy::default());
+        assert_eq!(wins.decision, Decision::Deploy, "{wins}");
+        let loses = decide(input([0.01, 0.02, 0.0, 0.01, 0.02]), &Policy::default());
+        assert_eq!(loses.decision, Decision::KeepOld);
+        assert!(loses.concerns[0].contains("does not beat baseline logreg on ic_spearman"), "{loses}");
+        // The gate can be switched off, and a baseline that could not be scored is a concern.
+        let lax = Policy { gate_baseline: false, ..Policy::default() };
+        assert_eq!(decide(input([0.01, 0.02, 0.0, 0.01, 0.02]), &lax).decision, Decision::Deploy);
+        let mut unscored = input([0.05, 0.04, 0.06, 0.05, 0.07]);
+        unscored.baselines = vec![BaselineComparison::failed("forest", "ic_spearman", "over its row limit")];
+        let r = decide(unscored, &Policy::default());
+        assert!(!r.safe && r.concerns[0].contains("forest could not be scored"), "{r}");
     }
 }

@@ -27,7 +27,7 @@ use crate::lifecycle::events::{Event, EventKind, EventSink};
 use crate::lifecycle::trigger::Trigger;
 use crate::model::{Fit, Model, ModelKind, Predict, Recipe};
 use crate::store::{Artifact, Change, DataRange, Status, VersionMeta, VersionStore};
-use crate::validation::compare::{IcSignificance, ic_difference};
+use crate::validation::compare::{BaselineComparison, IcSignificance, ic_difference};
 use crate::validation::cross_validate::{default_embargo_bars, early_stopping_slice};
 use crate::validation::report::{Scores, score};
 use crate::validation::{Cpcv, CvOptions, CvReport, Embargo, cross_validate};
@@ -141,6 +141,9 @@ pub struct JobReport {
     pub decision: Option<DecisionReport>,
     /// Mean CPCV path metrics of the candidate.
     pub metrics: BTreeMap<String, f64>,
+    /// Mean metrics of each baseline kind on the same CPCV paths (the gate's comparison).
+    #[serde(default)]
+    pub baselines: BTreeMap<String, BTreeMap<String, f64>>,
     /// Dataset rows (after warm-up and label drops).
     pub rows: usize,
     /// Wall-clock seconds.
@@ -271,6 +274,7 @@ pub fn run_job(
         incumbent: incumbent.as_ref().map(|i| i.tag.clone()),
         decision: None,
         metrics: BTreeMap::new(),
+        baselines: BTreeMap::new(),
         rows: 0,
         seconds: started.elapsed().as_secs_f64(),
         error,
@@ -353,11 +357,13 @@ pub fn run_job(
     } else {
         None
     };
+    let (baseline_checks, baseline_metrics) = score_baselines(ctx, spec.kind, &ds, &cpcv, &cv, &mut notes)?;
     let input = DecisionInput {
         candidate: mean_metrics(&cand_cmp),
         incumbent: incumbent.as_ref().and_then(|_| mean_metrics(&inc_cmp)),
         flags: Some(cv.flags),
         ic_difference: ic_diff,
+        baselines: baseline_checks,
     };
     let mut decision = decide(input, policy);
     if let Some(Comparison::Stored) = how {
@@ -417,6 +423,7 @@ pub fn run_job(
     ctx.emit(model_id, EventKind::TrainingCompleted { ok: true, seconds, error: None });
     Ok(JobReport {
         metrics: cv.summary.iter().filter(|s| s.mean.is_finite()).map(|s| (s.metric.clone(), s.mean)).collect(),
+        baselines: baseline_metrics,
         rows: ds.n_rows(),
         tag: Some(tag),
         decision: Some(decision),
@@ -424,6 +431,61 @@ pub fn run_job(
         notes,
         ..report_for(JobStatus::Completed, None)
     })
+}
+
+/// Mean metrics per baseline kind.
+type BaselineMetrics = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// Cross-validate every baseline kind the policy names that models this label, on the
+/// candidate's dataset and splitter (so the same paths), and compare it with the candidate.
+/// A baseline that fails (over its row limit, one class in a fold) is recorded as unscored;
+/// cancellation stops the job.
+fn score_baselines(
+    ctx: &JobContext<'_>,
+    kind: ModelKind,
+    ds: &Dataset,
+    cpcv: &Cpcv,
+    cv: &CvReport,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<BaselineComparison>, BaselineMetrics)> {
+    let policy = ctx.policy;
+    let metric = policy.baseline_metric.as_str();
+    let (mut checks, mut means) = (Vec::new(), BTreeMap::new());
+    let per_path = |r: &CvReport| -> Vec<f64> { r.paths.iter().map(|p| p.scores.get(metric).unwrap_or(f64::NAN)).collect() };
+    for name in &policy.baselines {
+        let base: ModelKind = name.parse()?;
+        if !base.kind().supports(cv.task) {
+            continue;
+        }
+        if base == kind {
+            notes.push(format!("baseline {name} is the candidate's own kind: not compared with itself"));
+            continue;
+        }
+        ctx.cancel.check()?;
+        let recipe = Guarded { recipe: base.recipe(cv.task), cancel: ctx.cancel.clone() };
+        let opts = CvOptions { keep_predictions: false, in_sample: Some(false), ..CvOptions::default() };
+        match cross_validate(&recipe, ds, cpcv, &opts) {
+            Ok(b) => {
+                let check = BaselineComparison::of(
+                    name,
+                    metric,
+                    &per_path(cv),
+                    &per_path(&b),
+                    policy.baseline_min_delta,
+                    policy.baseline_p_value,
+                )
+                .unwrap_or_else(|e| BaselineComparison::failed(name, metric, e.to_string()));
+                checks.push(check);
+                means.insert(
+                    name.clone(),
+                    b.summary.iter().filter(|s| s.mean.is_finite()).map(|s| (s.metric.clone(), s.mean)).collect(),
+                );
+            }
+            Err(e @ Error::Cancelled { .. }) => return Err(e),
+            Err(e) => checks.push(BaselineComparison::failed(name, metric, e.to_string())),
+        }
+    }
+    Ok((checks, means))
 }
 
 /// How the incumbent was scored.

@@ -346,6 +346,7 @@ impl Retrainer {
             incumbent: self.store.aliases(model_id).ok().and_then(|a| a.active),
             decision: None,
             metrics: BTreeMap::new(),
+            baselines: BTreeMap::new(),
             rows: 0,
             seconds: started.elapsed().as_secs_f64(),
             error: Some(error),
@@ -409,17 +410,30 @@ impl Retrainer {
     }
 }
 
-/// The policy's `models` as registered kinds (an unknown name is an error naming `models`).
+/// The policy's `models` as registered kinds, after checking its `baselines` are kinds too and
+/// its `baseline_metric` a comparable metric (an unknown name is an error naming the key).
 pub fn policy_kinds(policy: &Policy) -> Result<Vec<ModelKind>> {
-    policy
-        .models
-        .iter()
-        .map(|m| {
-            m.parse::<ModelKind>().map_err(|_| {
-                Error::param("models", format!("unknown model kind `{m}` (known: {})", ModelKind::names()))
+    let kinds = |field: &str, names: &[String]| -> Result<Vec<ModelKind>> {
+        names
+            .iter()
+            .map(|m| {
+                m.parse::<ModelKind>().map_err(|_| {
+                    Error::param(field, format!("unknown model kind `{m}` (known: {})", ModelKind::names()))
+                })
             })
-        })
-        .collect()
+            .collect()
+    };
+    kinds("baselines", &policy.baselines)?;
+    if crate::validation::report::Scores::higher_is_better(&policy.baseline_metric).is_none() {
+        return Err(Error::param(
+            "baseline_metric",
+            format!(
+                "`{}` is not a metric a baseline can be compared on (e.g. ic_spearman, auc, log_loss, rmse)",
+                policy.baseline_metric
+            ),
+        ));
+    }
+    kinds("models", &policy.models)
 }
 
 /// A version's kind, stored feature spec and label (errors name the version).

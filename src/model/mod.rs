@@ -8,11 +8,17 @@
 //! cheap handle to a registered kind, parsed from and serialised as its name.
 //!
 //! Each kind lives in one file of this folder (`gbdt.rs`: `xgboost`, `lightgbm`; `nn.rs`:
-//! `nhits`, `patchtst`). Adding a kind is one new file implementing [`Kind`] plus one line in
+//! `nhits`, `patchtst`; the baselines `logreg.rs`, `tree.rs`, `forest.rs`, `ridge.rs`, which
+//! share `baseline.rs`). Adding a kind is one new file implementing [`Kind`] plus one line in
 //! `KINDS`; `docs/architecture.md` walks through it.
 
+mod baseline;
+mod forest;
 mod gbdt;
+mod logreg;
 mod nn;
+mod ridge;
+mod tree;
 
 use std::fmt;
 
@@ -22,10 +28,24 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::features::{Dataset, FeatureSpec, Task};
 
+pub use baseline::BASELINE_ARTIFACT;
+pub use forest::ForestParams;
 pub use gbdt::{GBDT_ARTIFACT, objective_for};
+pub use logreg::LogregParams;
+pub use ridge::RidgeParams;
+pub use tree::{Criterion, TreeParams};
 
 /// Every registered model kind, in the order `--help` and errors list them. Add a kind here.
-const KINDS: &[&dyn Kind] = &[&gbdt::XGBOOST, &gbdt::LIGHTGBM, &nn::NHITS, &nn::PATCHTST];
+const KINDS: &[&dyn Kind] = &[
+    &gbdt::XGBOOST,
+    &gbdt::LIGHTGBM,
+    &nn::NHITS,
+    &nn::PATCHTST,
+    &logreg::LOGREG,
+    &tree::TREE,
+    &forest::FOREST,
+    &ridge::RIDGE,
+];
 
 /// Hyperparameters that can train a model on a [`Dataset`].
 pub trait Fit {
@@ -92,6 +112,11 @@ pub trait Kind: Send + Sync {
     fn name(&self) -> &'static str;
     /// One line for listings and `--help`.
     fn about(&self) -> &'static str;
+    /// Whether it models a label of this task (a fit of another fails with a typed error; the
+    /// deployment gate uses only the baselines that model the label at hand).
+    fn supports(&self, _task: Task) -> bool {
+        true
+    }
     /// Default hyperparameters for `task` (the objective follows the task).
     fn default_params(&self, task: Task) -> serde_json::Value;
     /// Check that `params` are this kind's hyperparameters (errors name the bad key).
@@ -361,7 +386,7 @@ mod tests {
                 assert_eq!(reseeded.seed(), Some(7), "{k}");
             }
         }
-        assert_eq!(ModelKind::names(), "xgboost, lightgbm, nhits, patchtst");
+        assert_eq!(ModelKind::names(), "xgboost, lightgbm, nhits, patchtst, logreg, tree, forest, ridge");
         let err = "tabnet".parse::<ModelKind>().unwrap_err().to_string();
         assert!(err.contains("tabnet") && err.contains("lightgbm"), "{err}");
         assert!(serde_json::from_str::<ModelKind>("\"tabnet\"").is_err());

@@ -114,6 +114,96 @@ pub fn ic_difference(new: &[f64], old: &[f64], rule: IcSignificance) -> Result<I
     Ok(IcDifference { test, significant: test.mean > rule.min_delta && test.p_value < rule.alpha })
 }
 
+/// A candidate against a baseline kind on the same CPCV paths (the baseline gate's evidence).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineComparison {
+    /// The baseline kind (`logreg`).
+    pub baseline: String,
+    /// The metric compared.
+    pub metric: String,
+    /// The candidate's mean over the paths.
+    pub candidate: Option<f64>,
+    /// The baseline's mean over the same paths.
+    pub baseline_score: Option<f64>,
+    /// Per path, how much better the candidate is: candidate − baseline, or baseline −
+    /// candidate for an error metric (log-loss, RMSE, …), so that positive always favours
+    /// the candidate.
+    pub per_path: Vec<f64>,
+    /// Paired t-test of `per_path` against 0 (scipy `ttest_rel`; two-sided p).
+    pub test: Option<TestResult>,
+    /// One-sided p-value of "the candidate is better" (half the two-sided p when the mean
+    /// favours the candidate).
+    pub p_better: Option<f64>,
+    /// Margin the mean of `per_path` had to exceed.
+    pub min_delta: f64,
+    /// The one-sided p-value it had to fall below, when significance is required.
+    pub alpha: Option<f64>,
+    /// Whether the candidate beat the baseline.
+    pub beaten: bool,
+    /// Why there is no comparison (the baseline could not be scored), if so.
+    pub error: Option<String>,
+}
+
+impl BaselineComparison {
+    /// Compare per-path scores `candidate` and `baseline` of `metric` (same paths, same
+    /// order): beaten when the mean signed difference exceeds `min_delta` and, with `alpha`,
+    /// the one-sided paired t-test gives p below it. A path where either score is missing
+    /// is left out; fewer than 2 paths left is an error.
+    pub fn of(
+        baseline: &str,
+        metric: &str,
+        candidate: &[f64],
+        base: &[f64],
+        min_delta: f64,
+        alpha: Option<f64>,
+    ) -> Result<BaselineComparison> {
+        if candidate.len() != base.len() {
+            return Err(Error::Shape { what: "baseline paths".into(), expected: candidate.len(), got: base.len() });
+        }
+        let higher =
+            crate::validation::report::Scores::higher_is_better(metric).ok_or_else(|| {
+                Error::param("baseline_metric", format!("`{metric}` is not a metric with a better direction"))
+            })?;
+        let pairs: Vec<(f64, f64)> =
+            candidate.iter().zip(base).map(|(&c, &b)| (c, b)).filter(|(c, b)| c.is_finite() && b.is_finite()).collect();
+        let per_path: Vec<f64> = pairs.iter().map(|&(c, b)| if higher { c - b } else { b - c }).collect();
+        let mean = |v: &mut dyn Iterator<Item = f64>, n: usize| (n > 0).then(|| v.sum::<f64>() / n as f64);
+        let test = t_test(&per_path, 0.0)?;
+        let p_better = if test.mean > 0.0 { test.p_value / 2.0 } else { 1.0 - test.p_value / 2.0 };
+        let beaten = test.mean > min_delta && alpha.is_none_or(|a| p_better < a);
+        Ok(BaselineComparison {
+            baseline: baseline.to_string(),
+            metric: metric.to_string(),
+            candidate: mean(&mut pairs.iter().map(|p| p.0), pairs.len()),
+            baseline_score: mean(&mut pairs.iter().map(|p| p.1), pairs.len()),
+            per_path,
+            test: Some(test),
+            p_better: Some(p_better),
+            min_delta,
+            alpha,
+            beaten,
+            error: None,
+        })
+    }
+
+    /// The record of a baseline that could not be scored (the gate counts it as not beaten).
+    pub fn failed(baseline: &str, metric: &str, why: impl Into<String>) -> BaselineComparison {
+        BaselineComparison {
+            baseline: baseline.to_string(),
+            metric: metric.to_string(),
+            candidate: None,
+            baseline_score: None,
+            per_path: Vec::new(),
+            test: None,
+            p_better: None,
+            min_delta: 0.0,
+            alpha: None,
+            beaten: false,
+            error: Some(why.into()),
+        }
+    }
+}
+
 /// Loss applied to forecast errors in [`diebold_mariano`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,6 +249,33 @@ pub fn diebold_mariano(e1: &[f64], e2: &[f64], h: usize, loss: Loss) -> Result<T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_baseline_comparison_is_signed_by_the_metric_and_gated_both_ways() {
+        let cand = [0.05, 0.04, 0.06, 0.05, 0.07];
+        let base = [0.02, 0.03, 0.02, 0.01, 0.03];
+        let c = BaselineComparison::of("logreg", "ic_spearman", &cand, &base, 0.0, None).unwrap();
+        assert!(c.beaten && c.per_path[0] > 0.0 && c.error.is_none(), "{c:?}");
+        assert!((c.candidate.unwrap() - 0.054).abs() < 1e-12);
+        // The same numbers as an error metric: the candidate's are larger, so it loses.
+        let c = BaselineComparison::of("logreg", "log_loss", &cand, &base, 0.0, None).unwrap();
+        assert!(!c.beaten && c.per_path[0] < 0.0 && c.p_better.unwrap() > 0.5, "{c:?}");
+        // A margin it cannot clear, then a significance level it clears and one it does not.
+        assert!(!BaselineComparison::of("logreg", "ic_spearman", &cand, &base, 0.05, None).unwrap().beaten);
+        assert!(BaselineComparison::of("logreg", "ic_spearman", &cand, &base, 0.0, Some(0.05)).unwrap().beaten);
+        // Better on average (+0.01) but by noise: beaten without a significance level only.
+        let noisy = [0.06, -0.01, 0.08, 0.0, 0.03];
+        assert!(BaselineComparison::of("logreg", "ic_spearman", &noisy, &base, 0.0, None).unwrap().beaten);
+        let c = BaselineComparison::of("logreg", "ic_spearman", &noisy, &base, 0.0, Some(0.05)).unwrap();
+        assert!(!c.beaten && c.p_better.unwrap() > 0.2, "{c:?}");
+        // Missing paths are dropped pairwise; shapes and names are checked.
+        let c = BaselineComparison::of("logreg", "auc", &[0.6, f64::NAN, 0.62], &[0.5, 0.5, 0.51], 0.0, None).unwrap();
+        assert_eq!(c.per_path.len(), 2);
+        assert!(BaselineComparison::of("logreg", "auc", &[0.6], &[0.5, 0.5], 0.0, None).is_err());
+        assert!(BaselineComparison::of("logreg", "max_drawdown", &cand, &base, 0.0, None).is_err());
+        assert!(BaselineComparison::of("logreg", "auc", &[0.6], &[0.5], 0.0, None).is_err(), "one path is no test");
+        assert!(!BaselineComparison::failed("forest", "auc", "too large").beaten);
+    }
 
     #[test]
     fn t_test_known_value() {

@@ -198,6 +198,17 @@ impl Scores {
         all.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
     }
 
+    /// Whether a higher value of metric `name` is better (`None`: no such metric, or one with
+    /// no better direction to compare, `max_drawdown`).
+    pub fn higher_is_better(name: &str) -> Option<bool> {
+        match name {
+            "log_loss" | "brier" | "rmse" | "mae" => Some(false),
+            "auc" | "accuracy" | "precision" | "recall" | "f1" | "calibration" | "r2" | "directional_accuracy"
+            | "ic_spearman" | "ic_pearson" | "win_rate" | "avg_r" | "sharpe" => Some(true),
+            _ => None,
+        }
+    }
+
     /// One metric by name.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.values().into_iter().find(|(k, _)| *k == name).map(|(_, v)| v)
