@@ -21,10 +21,8 @@ const BASELINES: [ModelKind; 4] = [ModelKind::LOGREG, ModelKind::TREE, ModelKind
 fn table(n: usize, label: &str, seed: u64, label_of: impl Fn(&[f32], f64) -> f64) -> Dataset {
     let bars = read_bars(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/eurusd_ask_1h_2017.csv")).unwrap();
     let spec = LabelSpec::Direction { horizon: 1, threshold: 0.0, classes: 2 };
-    let mut ds = Dataset::from_bars(&bars, &FeatureSpec::default(), &spec)
-        .unwrap()
-        .select(&(0..n).collect::<Vec<_>>())
-        .unwrap();
+    let mut ds =
+        Dataset::from_bars(&bars, &FeatureSpec::default(), &spec).unwrap().select(&(0..n).collect::<Vec<_>>()).unwrap();
     let mut rng = Rng::new(seed);
     let mut x = Array2::<f32>::zeros((n, 6).f());
     let mut y = Vec::with_capacity(n);
@@ -58,7 +56,13 @@ fn binary(n: usize, seed: u64) -> Dataset {
 fn three_class(n: usize, seed: u64) -> Dataset {
     table(n, "direction:1:0.001:3", seed, |x, e| {
         let s = score(x) + 0.6 * e;
-        if s < -0.3 { 0.0 } else if s > 0.9 { 2.0 } else { 1.0 }
+        if s < -0.3 {
+            0.0
+        } else if s > 0.9 {
+            2.0
+        } else {
+            1.0
+        }
     })
 }
 
@@ -125,11 +129,17 @@ fn each_baseline_learns_a_planted_signal_and_stays_at_chance_without_one() {
 
 #[test]
 fn every_task_a_baseline_does_not_model_is_a_typed_error() {
-    let cases = [(ModelKind::LOGREG, regression(300, 1)), (ModelKind::TREE, regression(300, 1)), (ModelKind::RIDGE, binary(300, 1))];
+    let cases = [
+        (ModelKind::LOGREG, regression(300, 1)),
+        (ModelKind::TREE, regression(300, 1)),
+        (ModelKind::RIDGE, binary(300, 1)),
+    ];
     for (kind, ds) in cases {
         assert!(!kind.kind().supports(Task::of(&ds)));
         match kind.recipe(Task::of(&ds)).fit(&ds, None) {
-            Err(Error::Learner { kind: k, reason }) => assert!(k == kind.name() && reason.contains("does not model"), "{reason}"),
+            Err(Error::Learner { kind: k, reason }) => {
+                assert!(k == kind.name() && reason.contains("does not model"), "{reason}")
+            }
             other => panic!("{kind}: expected a Learner error, got {:?}", other.map(|_| ())),
         }
     }

@@ -31,7 +31,7 @@ fn run_twice_then_promote_and_roll_back() {
     // and a short window's metrics are noise: this policy lifts the gates and floors so the
     // store transitions are exercised deterministically (the rule itself: decision.rs tests).
     let policy = dir.path().join("policy.toml");
-    let lax = "gate_overfitting = false\ngate_significance = false\nsafe_min_win_rate = 0.0\nsafe_min_avg_r = -1.0\nsafe_min_calibration = 0.0\n";
+    let lax = "gate_overfitting = false\ngate_significance = false\ngate_baseline = false\nsafe_min_win_rate = 0.0\nsafe_min_avg_r = -1.0\nsafe_min_calibration = 0.0\n";
     std::fs::write(&policy, lax).unwrap();
     let policy = policy.to_str().unwrap();
     let args = [
@@ -191,4 +191,66 @@ fn a_policy_naming_an_unknown_kind_is_refused_when_the_retrainer_opens() {
     }
     let ok = retrain::config::Policy { models: vec!["patchtst".into()], ..Default::default() };
     assert_eq!(retrain::lifecycle::policy_kinds(&ok).unwrap(), [ModelKind::PATCHTST]);
+}
+
+#[test]
+fn a_job_scores_its_baselines_on_the_same_paths_and_the_gate_reads_them() {
+    let all = read_bars(DATA).unwrap().remove(0);
+    let bars = all.slice(all.len() - 2000, all.len()).unwrap();
+    // A margin no IC can clear, then one every IC clears: the baseline verdict alone flips
+    // the decision (the other gates and floors are lifted).
+    for (min_delta, beaten) in [(1.0, false), (-1.0, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = retrain::config::Policy {
+            gate_overfitting: false,
+            safe_min_win_rate: 0.0,
+            safe_min_avg_r: -1.0,
+            safe_min_calibration: 0.0,
+            baselines: vec!["logreg".into(), "ridge".into(), "tree".into()],
+            baseline_min_delta: min_delta,
+            ..Default::default()
+        };
+        let r = Retrainer::open(dir.path(), policy).unwrap().with_model("m", ModelSpec::new(ModelKind::TREE)).unwrap();
+        let rep = r.retrain("m", &bars, Trigger::manual("baseline gate")).unwrap();
+        assert_eq!(rep.status, JobStatus::Completed, "{:?}", rep.error);
+        let d = rep.decision.as_ref().unwrap();
+        // ridge does not model a direction label; tree is the candidate's own kind.
+        assert_eq!(d.input.baselines.len(), 1, "{d}");
+        let b = &d.input.baselines[0];
+        assert_eq!((b.baseline.as_str(), b.metric.as_str(), b.per_path.len()), ("logreg", "ic_spearman", 5));
+        assert_eq!(b.beaten, beaten);
+        assert!(rep.baselines["logreg"].contains_key("auc") && !rep.baselines.contains_key("ridge"));
+        assert!(rep.notes.iter().any(|n| n.contains("tree is the candidate's own kind")), "{:?}", rep.notes);
+        if beaten {
+            assert_eq!(d.decision, retrain::lifecycle::decision::Decision::Deploy, "{d}");
+        } else {
+            assert_eq!(d.decision, retrain::lifecycle::decision::Decision::KeepOld, "{d}");
+            assert!(d.concerns.iter().any(|c| c.contains("does not beat baseline logreg on ic_spearman")), "{d}");
+        }
+        // The stored decision report carries the comparison.
+        let tag = rep.tag.as_deref().unwrap();
+        let decisions = dir.path().join("models").join("m").join("decisions");
+        let file = std::fs::read_dir(&decisions)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(&format!("{tag}.json")))
+            .unwrap_or_else(|| panic!("no decision report of {tag} in {}", decisions.display()));
+        let stored = std::fs::read_to_string(file).unwrap();
+        assert!(stored.contains("\"per_path\"") && stored.contains("\"logreg\""), "{stored}");
+    }
+}
+
+#[test]
+fn a_policy_naming_an_unknown_baseline_or_metric_is_refused() {
+    use retrain::config::Policy;
+    let field = |p: Policy| match retrain::lifecycle::policy_kinds(&p) {
+        Err(retrain::Error::InvalidParam { field, .. }) => field,
+        other => panic!("expected an error, got {other:?}"),
+    };
+    assert_eq!(field(Policy { baselines: vec!["tabnet".into()], ..Default::default() }), "baselines");
+    assert_eq!(field(Policy { baseline_metric: "max_drawdown".into(), ..Default::default() }), "baseline_metric");
+    assert_eq!(field(Policy { baseline_metric: "aucc".into(), ..Default::default() }), "baseline_metric");
+    let ok = Policy { baselines: vec!["forest".into()], baseline_metric: "log_loss".into(), ..Default::default() };
+    assert!(retrain::lifecycle::policy_kinds(&ok).is_ok());
+    assert!(retrain::lifecycle::policy_kinds(&Policy { baselines: vec![], ..Default::default() }).is_ok());
 }

@@ -59,6 +59,7 @@ fn shadow_rollback_retirement_and_triggers() {
         // transitions are exercised; the rules themselves are unit-tested.
         gate_overfitting: false,
         gate_significance: false,
+        gate_baseline: false,
         safe_min_win_rate: 0.0,
         safe_min_avg_r: -1.0,
         safe_min_calibration: 0.0,

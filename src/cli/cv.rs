@@ -304,7 +304,9 @@ fn merge_params(mut defaults: serde_json::Value, path: &std::path::Path) -> Resu
     let given: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
     } else {
-        serde_json::to_value(toml::from_str::<toml::Table>(&text).with_context(|| format!("parsing {}", path.display()))?)?
+        serde_json::to_value(
+            toml::from_str::<toml::Table>(&text).with_context(|| format!("parsing {}", path.display()))?,
+        )?
     };
     let (Some(into), Some(from)) = (defaults.as_object_mut(), given.as_object()) else {
         bail!("{}: expected a table of hyperparameters", path.display());

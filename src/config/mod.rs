@@ -536,6 +536,9 @@ mod tests {
         assert_eq!(field("memory_budget_mb = 0"), "memory_budget_mb");
         assert_eq!(field("shadow_max_samples = 10"), "shadow_max_samples");
         assert_eq!(field("models = []"), "models");
+        assert_eq!(field("baselines = [\"logreg\", \"logreg\"]"), "baselines");
+        assert_eq!(field("baseline_p_value = 1.5"), "baseline_p_value");
+        assert_eq!(field("baseline_min_delta = nan"), "baseline_min_delta");
         assert_eq!(field("models = [\"nhits\", \"nhits\"]"), "models");
         // Kind names are checked against the registered kinds one layer up (`Retrainer::open`).
         assert_eq!(

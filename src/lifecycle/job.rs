@@ -451,7 +451,8 @@ fn score_baselines(
     let policy = ctx.policy;
     let metric = policy.baseline_metric.as_str();
     let (mut checks, mut means) = (Vec::new(), BTreeMap::new());
-    let per_path = |r: &CvReport| -> Vec<f64> { r.paths.iter().map(|p| p.scores.get(metric).unwrap_or(f64::NAN)).collect() };
+    let per_path =
+        |r: &CvReport| -> Vec<f64> { r.paths.iter().map(|p| p.scores.get(metric).unwrap_or(f64::NAN)).collect() };
     for name in &policy.baselines {
         let base: ModelKind = name.parse()?;
         if !base.kind().supports(cv.task) {

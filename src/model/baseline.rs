@@ -152,7 +152,11 @@ impl<M: Fitted> Predict for Baseline<M> {
     fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
         let want = self.stored.scaler.width();
         if x.ncols() != want {
-            return Err(Error::Shape { what: format!("{} features", self.stored.kind), expected: want, got: x.ncols() });
+            return Err(Error::Shape {
+                what: format!("{} features", self.stored.kind),
+                expected: want,
+                got: x.ncols(),
+            });
         }
         self.stored.model.outputs(&self.stored.scaler.apply(x), self.stored.task)
     }
@@ -227,7 +231,10 @@ impl<L: Learner> Kind for BaselineKind<L> {
         let p = self.parse(params)?;
         let task = Task::of(train);
         if !L::supports(task) {
-            return Err(Error::Learner { kind: L::NAME, reason: format!("does not model a {task:?} label ({})", L::ABOUT) });
+            return Err(Error::Learner {
+                kind: L::NAME,
+                reason: format!("does not model a {task:?} label ({})", L::ABOUT),
+            });
         }
         if train.n_rows() > p.max_rows() {
             return Err(Error::TooLarge {

@@ -130,7 +130,13 @@ impl Learner for ForestParams {
         }
         Ok(())
     }
-    fn fit(&self, x: &Array2<f64>, y: &[f64], task: Task, keep_going: &(dyn Fn() -> bool + Sync)) -> Result<ForestModel> {
+    fn fit(
+        &self,
+        x: &Array2<f64>,
+        y: &[f64],
+        task: Task,
+        keep_going: &(dyn Fn() -> bool + Sync),
+    ) -> Result<ForestModel> {
         let m = dense(x)?;
         let mtry = self.max_features.map(|f| f.min(x.ncols()));
         // Trees fit side by side; each polls the caller before it starts, so a cancelled fit

@@ -6,8 +6,10 @@
 //! the record only, and every seed gives the same model.
 
 use linfa::DatasetBase;
-use linfa_logistic::{FittedLogisticRegression, LogisticRegression, MultiFittedLogisticRegression, MultiLogisticRegression};
 use linfa::traits::Fit as _;
+use linfa_logistic::{
+    FittedLogisticRegression, LogisticRegression, MultiFittedLogisticRegression, MultiLogisticRegression,
+};
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 

@@ -124,7 +124,10 @@ impl FlatTree {
     pub(super) fn proba(&self, x: &Array2<f64>) -> Result<Array2<f64>> {
         let k = self.nodes.iter().find(|n| n.left == LEAF).map_or(0, |n| n.probs.len());
         if let Some(bad) = self.nodes.iter().find(|n| n.left != LEAF && n.feature as usize >= x.ncols()) {
-            return Err(Error::Learner { kind: "tree", reason: format!("splits on feature {} of {}", bad.feature, x.ncols()) });
+            return Err(Error::Learner {
+                kind: "tree",
+                reason: format!("splits on feature {} of {}", bad.feature, x.ncols()),
+            });
         }
         let mut out = Array2::<f64>::zeros((x.nrows(), k));
         for (row, mut o) in x.rows().into_iter().zip(out.rows_mut()) {
@@ -215,7 +218,13 @@ mod tests {
         for i in 0..n {
             let (a, b, c) = (rng.normal(), rng.normal(), rng.normal());
             x.row_mut(i).assign(&ndarray::arr1(&[a, b, c]));
-            ids.push(if a + 0.3 * rng.normal() > 0.5 { 2 } else if b > 0.0 { 1 } else { 0 });
+            ids.push(if a + 0.3 * rng.normal() > 0.5 {
+                2
+            } else if b > 0.0 {
+                1
+            } else {
+                0
+            });
         }
         let data = DatasetBase::new(x.view(), Array1::from(ids.clone()));
         let tree = DecisionTree::params().max_depth(Some(5)).min_weight_leaf(5.0).fit(&data).unwrap();

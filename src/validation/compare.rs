@@ -160,10 +160,9 @@ impl BaselineComparison {
         if candidate.len() != base.len() {
             return Err(Error::Shape { what: "baseline paths".into(), expected: candidate.len(), got: base.len() });
         }
-        let higher =
-            crate::validation::report::Scores::higher_is_better(metric).ok_or_else(|| {
-                Error::param("baseline_metric", format!("`{metric}` is not a metric with a better direction"))
-            })?;
+        let higher = crate::validation::report::Scores::higher_is_better(metric).ok_or_else(|| {
+            Error::param("baseline_metric", format!("`{metric}` is not a metric with a better direction"))
+        })?;
         let pairs: Vec<(f64, f64)> =
             candidate.iter().zip(base).map(|(&c, &b)| (c, b)).filter(|(c, b)| c.is_finite() && b.is_finite()).collect();
         let per_path: Vec<f64> = pairs.iter().map(|&(c, b)| if higher { c - b } else { b - c }).collect();

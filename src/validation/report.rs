@@ -203,8 +203,19 @@ impl Scores {
     pub fn higher_is_better(name: &str) -> Option<bool> {
         match name {
             "log_loss" | "brier" | "rmse" | "mae" => Some(false),
-            "auc" | "accuracy" | "precision" | "recall" | "f1" | "calibration" | "r2" | "directional_accuracy"
-            | "ic_spearman" | "ic_pearson" | "win_rate" | "avg_r" | "sharpe" => Some(true),
+            "auc"
+            | "accuracy"
+            | "precision"
+            | "recall"
+            | "f1"
+            | "calibration"
+            | "r2"
+            | "directional_accuracy"
+            | "ic_spearman"
+            | "ic_pearson"
+            | "win_rate"
+            | "avg_r"
+            | "sharpe" => Some(true),
             _ => None,
         }
     }
