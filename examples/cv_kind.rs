@@ -4,7 +4,8 @@
 //! report with its overfitting flags.
 //!
 //! `cargo run --release --example cv_kind [-- KIND]` (default `lightgbm`; `xgboost`, `nhits`,
-//! `patchtst` too — the networks take minutes).
+//! `patchtst` — the networks take minutes — and the classifying baselines `logreg`, `tree`,
+//! `forest`).
 
 use retrain::validation::CvOptions;
 use retrain::validation::cross_validate::default_embargo_bars;

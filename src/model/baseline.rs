@@ -231,9 +231,14 @@ impl<L: Learner> Kind for BaselineKind<L> {
         let p = self.parse(params)?;
         let task = Task::of(train);
         if !L::supports(task) {
+            let what = match task {
+                Task::Binary => "binary".to_string(),
+                Task::Multiclass { classes } => format!("{classes}-class"),
+                Task::Regression => "real-valued (regression)".to_string(),
+            };
             return Err(Error::Learner {
                 kind: L::NAME,
-                reason: format!("does not model a {task:?} label ({})", L::ABOUT),
+                reason: format!("does not model a {what} label: {}", L::ABOUT),
             });
         }
         if train.n_rows() > p.max_rows() {

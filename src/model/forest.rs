@@ -5,8 +5,10 @@
 //! and the tree's index. That keeps smartcore's sampling while letting the trees fit side by
 //! side in the caller's rayon pool (the same trees whatever the thread count), the fit stop
 //! between trees when cancelled, and the forest answer with probabilities: the share of trees
-//! voting for each class (smartcore itself only returns the majority class). A regression
-//! forest averages its trees. smartcore is fed through its own `DenseMatrix`, so its ndarray
+//! voting for each class (smartcore itself only returns the majority class), Laplace-smoothed
+//! — `(votes + 1) / (trees + classes)` — so that a unanimous forest never claims certainty and
+//! the log-loss and calibration the decision reads stay finite. A regression forest averages
+//! its trees. smartcore is fed through its own `DenseMatrix`, so its ndarray
 //! never meets ours.
 
 use rayon::prelude::*;
@@ -37,8 +39,9 @@ pub struct ForestParams {
     pub max_features: Option<usize>,
     /// Bootstrap and feature sampling seed.
     pub seed: u64,
-    /// Most training rows a fit accepts (default 100,000: about a minute for 100 trees at
-    /// 60 features on 2 cores; see docs/benchmarks.md).
+    /// Most training rows a fit accepts (default 100,000: one fit of 100 trees at 60
+    /// features takes about a minute on 2 cores, a job's 15 CPCV fits about 15; see
+    /// docs/baselines.md).
     pub max_rows: usize,
 }
 
@@ -220,7 +223,8 @@ impl Fitted for ForestModel {
                         }
                     }
                 }
-                votes /= trees.len().max(1) as f64;
+                votes += 1.0;
+                votes /= (trees.len() + *classes) as f64;
                 Ok(match task {
                     Task::Binary => votes.column(1).to_owned().insert_axis(ndarray::Axis(1)),
                     _ => votes,

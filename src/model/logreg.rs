@@ -26,12 +26,13 @@ pub struct LogregParams {
     pub alpha: f64,
     /// L-BFGS iterations at most (default 100).
     pub max_iterations: u64,
-    /// Stop when the gradient norm falls below this (default 1e-4).
+    /// Stop when the gradient norm of the mean log-loss falls below this (default 1e-4,
+    /// scikit-learn's `tol` scale: linfa's objective is a sum, so it is given `tol × rows`).
     pub gradient_tolerance: f64,
     /// Kept for the record (the fit is deterministic).
     pub seed: u64,
-    /// Most training rows a fit accepts (default 2,000,000: about a minute on 2 cores at
-    /// 60 features).
+    /// Most training rows a fit accepts (default 2,000,000; see docs/baselines.md for what a
+    /// fit costs).
     pub max_rows: usize,
 }
 
@@ -106,11 +107,14 @@ impl Learner for LogregParams {
             return Err(failed(format!("the training rows hold one class only ({seen:?})")));
         }
         let data = DatasetBase::new(x.view(), Array1::from(ids));
+        // linfa minimises the summed loss, whose gradient grows with the row count: a fixed
+        // tolerance would run every large fit to `max_iterations`.
+        let tol = self.gradient_tolerance * x.nrows() as f64;
         if matches!(task, Task::Binary) {
             let m = LogisticRegression::default()
                 .alpha(self.alpha)
                 .max_iterations(self.max_iterations)
-                .gradient_tolerance(self.gradient_tolerance)
+                .gradient_tolerance(tol)
                 .fit(&data)
                 .map_err(failed)?;
             Ok(LogregModel::Binary(m))
@@ -118,7 +122,7 @@ impl Learner for LogregParams {
             let m = MultiLogisticRegression::default()
                 .alpha(self.alpha)
                 .max_iterations(self.max_iterations)
-                .gradient_tolerance(self.gradient_tolerance)
+                .gradient_tolerance(tol)
                 .fit(&data)
                 .map_err(failed)?;
             Ok(LogregModel::Multi(m))

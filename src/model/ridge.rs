@@ -24,13 +24,14 @@ pub struct RidgeParams {
     pub alpha: f64,
     /// Kept for the record (the fit is deterministic).
     pub seed: u64,
-    /// Most training rows a fit accepts (default 5,000,000).
+    /// Most training rows a fit accepts (default 1,000,000: smartcore forms `XᵀX` with a
+    /// plain product and copies the matrix twice; see docs/baselines.md).
     pub max_rows: usize,
 }
 
 impl Default for RidgeParams {
     fn default() -> Self {
-        RidgeParams { alpha: 1.0, seed: 0, max_rows: 5_000_000 }
+        RidgeParams { alpha: 1.0, seed: 0, max_rows: 1_000_000 }
     }
 }
 
