@@ -400,6 +400,36 @@ fn cv_flags_must_fit_the_kind() {
     assert!(!o.status.success() && err.contains("tabnet") && err.contains("lightgbm"), "{err}");
 }
 
+#[test]
+fn cv_takes_the_baseline_kinds_and_their_hyperparameters() {
+    let d = tempfile::tempdir().unwrap();
+    let params = d.path().join("logreg.toml");
+    std::fs::write(&params, "alpha = 10.0\nmax_iterations = 50\n").unwrap();
+    let o = retrain()
+        .args(["--threads", "2", "cv", "--data", BTC, "--model", "logreg", "--json", "--baseline-params"])
+        .arg(&params)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let auc = v["report"]["summary"].as_array().unwrap().iter().find(|m| m["metric"] == "auc").unwrap();
+    assert!(auc["mean"].as_f64().unwrap() > 0.5, "{auc}");
+    // An unknown key, a label the kind does not model, and flags of another kind are refused.
+    std::fs::write(&params, "alpah = 10.0\n").unwrap();
+    let o = retrain().args(["cv", "--data", BTC, "--model", "logreg", "--baseline-params"]).arg(&params).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("alpah"), "{err}");
+    let o = retrain().args(["cv", "--data", BTC, "--model", "ridge"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("ridge") && err.contains("binary label"), "{err}");
+    let o = retrain().args(["cv", "--data", BTC, "--model", "forest", "--rounds", "5"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--baseline-params"), "{err}");
+    let o = retrain().args(["cv", "--data", BTC, "--model", "lightgbm", "--baseline-params"]).arg(&params).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("baseline kinds"), "{err}");
+}
+
 /// The first `n` data rows (or the last `n` with `tail`) of the shipped file as a new CSV.
 fn csv_slice(dir: &std::path::Path, name: &str, n: usize, tail: bool) -> std::path::PathBuf {
     let text = std::fs::read_to_string(BTC).unwrap();

@@ -165,6 +165,7 @@ fn print_run(s: &RunSummary) {
     for j in &s.jobs {
         if let Some(d) = &j.decision {
             println!("{}: {}", j.model_id, d);
+            print_evidence(d);
         }
         if let Some(e) = &j.error {
             println!("{}: {}", j.model_id, e);
@@ -172,6 +173,15 @@ fn print_run(s: &RunSummary) {
         for n in &j.notes {
             println!("{}: note: {n}", j.model_id);
         }
+    }
+}
+
+/// The decision's evidence as a table: value, rule (with units), verdict, the numbers behind it.
+fn print_evidence(d: &retrain::lifecycle::decision::DecisionReport) {
+    println!("  {:<30} {:>9}  {:<52} {:<7} detail", "evidence", "value", "rule", "verdict");
+    for e in &d.evidence {
+        let verdict = if e.gated { e.verdict.to_string() } else { format!("{} (gate off)", e.verdict) };
+        println!("  {:<30} {:>9}  {:<52} {:<7} {}", e.check, fmt(e.value.as_ref()), e.rule, verdict, e.detail);
     }
 }
 

@@ -101,6 +101,27 @@ pub struct Policy {
     /// Per-job time limit in minutes (default 60).
     pub max_training_minutes: u64,
 
+    // --- Validation: how a job cross-validates, and the overfitting checks' limits.
+    /// CPCV groups N of a job (default 6, also the minimum).
+    pub cpcv_groups: usize,
+    /// CPCV test groups k (default 2: 15 splits, 5 backtest paths).
+    pub cpcv_test_groups: usize,
+    /// Embargo after each test block, in days of bars (default 5); the longest feature
+    /// lookback is used instead when it is longer.
+    pub embargo_days: f64,
+    /// Overfitting: largest gap between the Sharpe model selection saw (the early-stopping
+    /// slices) and the CPCV test paths' Sharpe, both annualised (default 0.5); the gap must
+    /// also be significant at `significance` to flag.
+    pub overfit_max_sharpe_gap: f64,
+    /// Overfitting: smallest mean out-of-sample Spearman IC over the paths (default 0.03).
+    pub overfit_min_ic: f64,
+    /// Overfitting: largest variance of the primary score (AUC, …) across seeds (default
+    /// 1e-4, a standard deviation of 0.01).
+    pub overfit_max_seed_variance: f64,
+    /// Significance level of the evidence tests: the Sharpe gap's, and the Deflated Sharpe
+    /// Ratio must reach 1 − this (default 0.05).
+    pub significance: f64,
+
     // --- Deployment decision.
     /// Weight of the relative win-rate change in the improvement score (default 0.35).
     pub weight_win_rate: f64,
@@ -229,6 +250,13 @@ impl Default for Policy {
             threads: 2,
             memory_budget_mb: None,
             max_training_minutes: 60,
+            cpcv_groups: 6,
+            cpcv_test_groups: 2,
+            embargo_days: 5.0,
+            overfit_max_sharpe_gap: 0.5,
+            overfit_min_ic: 0.03,
+            overfit_max_seed_variance: 1e-4,
+            significance: 0.05,
             weight_win_rate: 0.35,
             weight_avg_r: 0.35,
             weight_calibration: 0.30,
@@ -373,6 +401,33 @@ impl Policy {
             ));
         }
         schedule::parse_all(&self.schedules)?;
+        if self.cpcv_groups < 6 || self.cpcv_test_groups == 0 || self.cpcv_test_groups >= self.cpcv_groups {
+            let field = if self.cpcv_groups < 6 { "cpcv_groups" } else { "cpcv_test_groups" };
+            return Err(Error::param(
+                field,
+                format!(
+                    "CPCV needs at least 6 groups and 1 ≤ test groups < groups, got {} and {}",
+                    self.cpcv_groups, self.cpcv_test_groups
+                ),
+            ));
+        }
+        if !(self.embargo_days.is_finite() && self.embargo_days >= 0.0) {
+            return Err(Error::param("embargo_days", format!("must be ≥ 0, got {}", self.embargo_days)));
+        }
+        for (field, v) in [
+            ("overfit_max_sharpe_gap", self.overfit_max_sharpe_gap),
+            ("overfit_max_seed_variance", self.overfit_max_seed_variance),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::param(field, format!("must be finite and ≥ 0, got {v}")));
+            }
+        }
+        if !self.overfit_min_ic.is_finite() {
+            return Err(Error::param("overfit_min_ic", "must be finite"));
+        }
+        if !(self.significance > 0.0 && self.significance < 0.5) {
+            return Err(Error::param("significance", format!("must be in (0, 0.5), got {}", self.significance)));
+        }
         if let Some(k) =
             self.baselines.iter().enumerate().find_map(|(i, k)| self.baselines[..i].contains(k).then_some(k))
         {
@@ -539,6 +594,11 @@ mod tests {
         assert_eq!(field("baselines = [\"logreg\", \"logreg\"]"), "baselines");
         assert_eq!(field("baseline_p_value = 1.5"), "baseline_p_value");
         assert_eq!(field("baseline_min_delta = nan"), "baseline_min_delta");
+        assert_eq!(field("cpcv_groups = 4"), "cpcv_groups");
+        assert_eq!(field("cpcv_test_groups = 6"), "cpcv_test_groups");
+        assert_eq!(field("embargo_days = -1.0"), "embargo_days");
+        assert_eq!(field("significance = 0.5"), "significance");
+        assert_eq!(field("overfit_max_sharpe_gap = -0.1"), "overfit_max_sharpe_gap");
         assert_eq!(field("models = [\"nhits\", \"nhits\"]"), "models");
         // Kind names are checked against the registered kinds one layer up (`Retrainer::open`).
         assert_eq!(

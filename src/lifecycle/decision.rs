@@ -96,6 +96,57 @@ pub struct Component {
     pub weight: f64,
 }
 
+/// How one piece of evidence came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// Meets its rule.
+    Pass,
+    /// Fails its rule (a concern when its gate is on).
+    Fail,
+    /// Could not be measured here (no realised returns, no early stopping, no incumbent).
+    NotApplicable,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::NotApplicable => "n/a",
+        })
+    }
+}
+
+/// One piece of evidence the decision weighed: a statistic measured on rows the candidate
+/// was not fit on, the rule it must meet (with units) and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// What was measured (`win rate`, `Sharpe gap`, `margin over logreg`).
+    pub check: String,
+    /// Its value (`None`: not measured).
+    pub value: Option<f64>,
+    /// The rule, with units (`≥ 0.5`, `≤ 0.5 annualised or p ≥ 0.05`).
+    pub rule: String,
+    /// Pass, fail or not applicable.
+    pub verdict: Verdict,
+    /// Whether its gate is on (a failure then makes the candidate unsafe).
+    pub gated: bool,
+    /// The numbers behind it (the two Sharpes, a p-value, the trial count).
+    pub detail: String,
+}
+
+impl Evidence {
+    fn new(check: &str, value: Option<f64>, rule: String, pass: Option<bool>, gated: bool, detail: String) -> Self {
+        let verdict = match pass {
+            Some(true) => Verdict::Pass,
+            Some(false) => Verdict::Fail,
+            None => Verdict::NotApplicable,
+        };
+        Evidence { check: check.to_string(), value, rule, verdict, gated, detail }
+    }
+}
+
 /// The decision with everything that led to it (persisted as the decision report).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionReport {
@@ -111,6 +162,9 @@ pub struct DecisionReport {
     pub reasons: Vec<String>,
     /// Failed gates and other worries.
     pub concerns: Vec<String>,
+    /// Every statistic weighed, with its rule and verdict, in the order the gates apply.
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
     /// The inputs.
     pub input: DecisionInput,
 }
@@ -183,8 +237,9 @@ pub fn decide(input: DecisionInput, p: &Policy) -> DecisionReport {
             Some(f) => {
                 if f.sharpe_gap_flag {
                     concerns.push(format!(
-                        "overfitting: in- minus out-of-sample Sharpe {:.3}",
-                        f.sharpe_gap.unwrap_or(0.0)
+                        "overfitting: selection-slice minus test-path Sharpe {:.3} (annualised, p = {})",
+                        f.sharpe_gap.unwrap_or(0.0),
+                        fmt_opt(f.sharpe_gap_p)
                     ));
                 }
                 if f.weak_ic {
@@ -192,6 +247,14 @@ pub fn decide(input: DecisionInput, p: &Policy) -> DecisionReport {
                 }
                 if f.unstable {
                     concerns.push(format!("overfitting: seed variance {} too high", fmt_opt(f.seed_variance)));
+                }
+                if f.weak_sharpe {
+                    concerns.push(format!(
+                        "deflated Sharpe ratio {} < {} over {} trial(s): the paths' Sharpe may be luck",
+                        fmt_opt(f.deflated_sharpe),
+                        1.0 - p.significance,
+                        f.trials
+                    ));
                 }
             }
             None => concerns.push("overfitting checks did not run".to_string()),
@@ -265,7 +328,120 @@ pub fn decide(input: DecisionInput, p: &Policy) -> DecisionReport {
             d
         }
     };
-    DecisionReport { decision, safe, improvement, components, reasons, concerns, input }
+    let evidence = evidence(&input, p);
+    DecisionReport { decision, safe, improvement, components, reasons, concerns, input, evidence }
+}
+
+/// The evidence table of `input` under policy `p` (see [`Evidence`]).
+pub fn evidence(input: &DecisionInput, p: &Policy) -> Vec<Evidence> {
+    let mut out = Vec::new();
+    let c = input.candidate.as_ref();
+    let at_least = |v: Option<f64>, min: f64| v.map(|v| !v.is_nan() && v >= min);
+    let (wr, ar, cal) = (c.map(|c| c.win_rate), c.map(|c| c.avg_r), c.map(|c| c.calibration));
+    let paths = "mean over the CPCV test paths".to_string();
+    out.push(Evidence::new(
+        "win rate",
+        wr,
+        format!("≥ {} (share of trades)", p.safe_min_win_rate),
+        at_least(wr, p.safe_min_win_rate),
+        true,
+        paths.clone(),
+    ));
+    out.push(Evidence::new(
+        "average R",
+        ar,
+        format!("≥ {} (return per unit of entry risk)", p.safe_min_avg_r),
+        at_least(ar, p.safe_min_avg_r),
+        true,
+        paths.clone(),
+    ));
+    out.push(Evidence::new(
+        "calibration",
+        cal,
+        format!("≥ {} (1 − expected calibration error)", p.safe_min_calibration),
+        at_least(cal, p.safe_min_calibration),
+        true,
+        paths.clone(),
+    ));
+    let f = input.flags.as_ref();
+    let gated = p.gate_overfitting;
+    let gap = f.and_then(|f| f.sharpe_gap);
+    out.push(Evidence::new(
+        "Sharpe gap",
+        gap,
+        format!("≤ {} annualised, or p ≥ {}", p.overfit_max_sharpe_gap, p.significance),
+        f.and_then(|f| f.sharpe_gap.map(|_| !f.sharpe_gap_flag)),
+        gated,
+        match f.and_then(|f| f.sharpe_gap_p) {
+            Some(pv) => format!("selection slices minus test paths; one-sided p = {pv:.3}"),
+            None => "no early-stopping slice (nothing selected on held-out rows) or no returns".into(),
+        },
+    ));
+    let ic = f.and_then(|f| f.ic);
+    out.push(Evidence::new(
+        "IC",
+        ic,
+        format!("≥ {} (Spearman, score vs realised return)", p.overfit_min_ic),
+        f.map(|f| !f.weak_ic),
+        gated,
+        paths,
+    ));
+    let var = f.and_then(|f| f.seed_variance);
+    out.push(Evidence::new(
+        "seed variance",
+        var,
+        format!("≤ {} (primary score)", p.overfit_max_seed_variance),
+        f.and_then(|f| f.seed_variance.map(|_| !f.unstable)),
+        gated,
+        if var.is_some() { "across seeds".into() } else { "no seed study ran".into() },
+    ));
+    let dsr = f.and_then(|f| f.deflated_sharpe);
+    out.push(Evidence::new(
+        "deflated Sharpe ratio",
+        dsr,
+        format!("≥ {} (probability the Sharpe is not luck)", 1.0 - p.significance),
+        f.and_then(|f| f.deflated_sharpe.map(|_| !f.weak_sharpe)),
+        gated,
+        match f {
+            Some(f) if dsr.is_some() => format!("paths' PnL, one trade per horizon, {} trial(s)", f.trials.max(1)),
+            _ => "no realised returns".into(),
+        },
+    ));
+    if input.incumbent.is_some() {
+        let d = input.ic_difference.as_ref();
+        out.push(Evidence::new(
+            "IC over the deployed version",
+            d.map(|d| d.test.mean),
+            "> 0.01 with p < 0.05 (paired t-test over paths)".into(),
+            d.map(|d| d.significant),
+            p.gate_significance,
+            d.map_or("could not be tested".into(), |d| format!("p = {:.3}", d.test.p_value)),
+        ));
+    }
+    for b in &input.baselines {
+        out.push(Evidence::new(
+            &format!("margin over {}", b.baseline),
+            b.test.map(|t| t.mean),
+            format!(
+                "> {} ({}, mean per-path difference){}",
+                b.min_delta,
+                b.metric,
+                b.alpha.map_or(String::new(), |a| format!(" with p < {a}"))
+            ),
+            if b.error.is_some() { Some(false) } else { Some(b.beaten) },
+            p.gate_baseline,
+            match &b.error {
+                Some(e) => format!("not scored: {e}"),
+                None => format!(
+                    "candidate {} vs {}; one-sided p = {}",
+                    fmt_opt(b.candidate),
+                    fmt_opt(b.baseline_score),
+                    fmt_opt(b.p_better)
+                ),
+            },
+        ));
+    }
+    out
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -283,6 +459,10 @@ mod tests {
     fn clean() -> OverfitFlags {
         OverfitFlags {
             sharpe_gap: Some(0.1),
+            sharpe_gap_p: Some(0.3),
+            deflated_sharpe: Some(0.99),
+            trials: 1,
+            weak_sharpe: false,
             sharpe_gap_flag: false,
             ic: Some(0.05),
             weak_ic: false,
@@ -402,5 +582,46 @@ mod tests {
         unscored.baselines = vec![BaselineComparison::failed("forest", "ic_spearman", "over its row limit")];
         let r = decide(unscored, &Policy::default());
         assert!(!r.safe && r.concerns[0].contains("forest could not be scored"), "{r}");
+    }
+
+    #[test]
+    fn the_evidence_table_lists_every_check_with_its_verdict() {
+        let mut flags = clean();
+        flags.weak_sharpe = true;
+        flags.deflated_sharpe = Some(0.7);
+        flags.trials = 10;
+        flags.sharpe_gap = None;
+        flags.sharpe_gap_p = None;
+        let input = DecisionInput {
+            candidate: Some(m(0.55, -0.1, 0.8)),
+            incumbent: None,
+            flags: Some(flags),
+            ic_difference: None,
+            baselines: Vec::new(),
+        };
+        let r = decide(input, &Policy::default());
+        let by = |name: &str| r.evidence.iter().find(|e| e.check == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(by("win rate").verdict, Verdict::Pass);
+        assert_eq!(by("average R").verdict, Verdict::Fail);
+        assert_eq!(by("Sharpe gap").verdict, Verdict::NotApplicable, "no selection slice");
+        assert_eq!(by("seed variance").verdict, Verdict::NotApplicable);
+        let dsr = by("deflated Sharpe ratio");
+        assert!(dsr.verdict == Verdict::Fail && dsr.detail.contains("10 trial"), "{dsr:?}");
+        assert!(r.evidence.iter().all(|e| e.check != "IC over the deployed version"), "no incumbent");
+        assert_eq!(r.decision, Decision::KeepOld);
+        assert!(r.concerns.iter().any(|c| c.contains("deflated Sharpe ratio 0.7000 < 0.95")), "{r}");
+        // With the overfitting gate off its evidence is still shown, marked as not gating.
+        let lax = Policy { gate_overfitting: false, safe_min_avg_r: -1.0, ..Policy::default() };
+        let input = DecisionInput {
+            candidate: Some(m(0.55, -0.1, 0.8)),
+            incumbent: None,
+            flags: Some(flags),
+            ic_difference: None,
+            baselines: Vec::new(),
+        };
+        let r = decide(input, &lax);
+        assert_eq!(r.decision, Decision::Deploy, "{r}");
+        let dsr = r.evidence.iter().find(|e| e.check == "deflated Sharpe ratio").unwrap();
+        assert!(dsr.verdict == Verdict::Fail && !dsr.gated);
     }
 }

@@ -29,6 +29,7 @@ use crate::model::{Fit, Model, ModelKind, Predict, Recipe};
 use crate::store::{Artifact, Change, DataRange, Status, VersionMeta, VersionStore};
 use crate::validation::compare::{BaselineComparison, IcSignificance, ic_difference};
 use crate::validation::cross_validate::{default_embargo_bars, early_stopping_slice};
+use crate::validation::overfit::OverfitThresholds;
 use crate::validation::report::{Scores, score};
 use crate::validation::{Cpcv, CvOptions, CvReport, Embargo, cross_validate};
 
@@ -319,11 +320,12 @@ pub fn run_job(
     let features = recipe.features(&spec.features)?;
     let ds = Dataset::from_bars(std::slice::from_ref(&bars), &features, &spec.label)?;
     let guarded = Guarded { recipe: recipe.clone(), cancel: ctx.cancel.clone() };
-    let embargo = default_embargo_bars(&ds.t0, 5.0, features.max_lookback());
-    let cpcv = Cpcv::new(6, 2).embargo(Embargo::Bars(embargo));
+    let embargo = default_embargo_bars(&ds.t0, policy.embargo_days, features.max_lookback());
+    let cpcv = Cpcv::new(policy.cpcv_groups, policy.cpcv_test_groups).embargo(Embargo::Bars(embargo));
     let opts = CvOptions {
         keep_predictions: true,
         parallel_splits: spec.kind.kind().fits_in_parallel(),
+        thresholds: overfit_thresholds(policy),
         ..CvOptions::default()
     };
     let cv = cross_validate(&guarded, &ds, &cpcv, &opts)?;
@@ -431,6 +433,17 @@ pub fn run_job(
         notes,
         ..report_for(JobStatus::Completed, None)
     })
+}
+
+/// The overfitting limits the policy sets.
+pub fn overfit_thresholds(policy: &Policy) -> OverfitThresholds {
+    OverfitThresholds {
+        max_sharpe_gap: policy.overfit_max_sharpe_gap,
+        min_ic: policy.overfit_min_ic,
+        max_seed_variance: policy.overfit_max_seed_variance,
+        seeds: OverfitThresholds::default().seeds,
+        alpha: policy.significance,
+    }
 }
 
 /// Mean metrics per baseline kind.

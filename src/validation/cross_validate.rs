@@ -20,7 +20,10 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::features::{Dataset, Task, dataset::median_step};
 use crate::model::{Fit, Predict};
-use crate::validation::overfit::{OverfitFlags, OverfitThresholds, deflated_sharpe, pbo, seed_stability, sharpe_ratio};
+use crate::validation::overfit::{
+    OverfitFlags, OverfitThresholds, SharpeGap, annualised_sharpe_se, deflated_sharpe, pbo, probabilistic_sharpe,
+    seed_stability, sharpe_ratio,
+};
 use crate::validation::report::{
     CvReport, OosPredictions, PathScores, SeedStudy, SplitScores, TradeClock, path_outputs, score, signals, summarize,
 };
@@ -35,8 +38,8 @@ pub struct CvOptions<'a> {
     /// Share of each split's (latest) training rows held out for early stopping, when the
     /// model uses a validation set (default 0.1).
     pub early_stopping_fraction: f64,
-    /// Also score each split's training rows: `None` (default) only when the dataset has
-    /// realised returns (the in- vs out-of-sample Sharpe gap needs them), `Some(b)` always / never.
+    /// Also score each split's training rows, for the record (`None`, the default: no; no
+    /// check reads them — the Sharpe gap compares the selection slices with the test paths).
     pub in_sample: Option<bool>,
     /// Fit splits concurrently (each fit then mostly runs on one thread); `false` fits one
     /// split at a time with all threads inside the fit.
@@ -133,8 +136,17 @@ where
         let train = ds.select(&fit_rows)?;
         let valid = if es_rows.is_empty() { None } else { Some(ds.select(&es_rows)?) };
         let model = params.fit(&train, valid.as_ref())?;
+        // What model selection saw: the early-stopping slice, scored by the fitted model.
+        let selection = match &valid {
+            Some(v) if v.ret.is_some() => {
+                let out = model.predict(v.x.view())?;
+                let ys = v.y.as_slice().expect("contiguous");
+                Some(score(task, ys, out.view(), v.ret.as_deref(), v.risk.as_deref(), clock))
+            }
+            _ => None,
+        };
         drop(valid);
-        let in_sample = if opts.in_sample.unwrap_or(ds.ret.is_some()) {
+        let in_sample = if opts.in_sample.unwrap_or(false) {
             let out = model.predict(train.x.view())?;
             let ys = train.y.as_slice().expect("contiguous");
             Some(score(task, ys, out.view(), train.ret.as_deref(), train.risk.as_deref(), clock))
@@ -161,6 +173,7 @@ where
                 clock,
             ),
             train: in_sample,
+            selection,
         };
         if let Some(cb) = opts.on_split {
             cb(&scores, plan.splits.len());
@@ -200,9 +213,21 @@ where
         .collect();
     let summary = summarize(&paths);
     let mean_of = |name: &str| summary.iter().find(|s| s.metric == name).map(|s| s.mean);
-    let is_sharpe: Vec<f64> = splits.iter().filter_map(|s| s.train.as_ref().and_then(|t| t.sharpe)).collect();
-    let is_sharpe = (!is_sharpe.is_empty()).then(|| is_sharpe.iter().sum::<f64>() / is_sharpe.len() as f64);
-    let flags = OverfitFlags::evaluate(is_sharpe, mean_of("sharpe"), mean_of("ic_spearman"), None, &opts.thresholds);
+    let gap = clock.and_then(|c| sharpe_gap(&splits, mean_of("sharpe")?, ds.n_rows(), c));
+    // The paths' PnL averaged per row, one trade per label horizon: the Probabilistic Sharpe
+    // Ratio against 0 (one configuration tried; the seed study deflates it).
+    let psr = match (&ds.ret, clock) {
+        (Some(ret), Some(c)) => {
+            let outs: Vec<(Vec<usize>, Array2<f64>)> =
+                plan.paths.iter().map(|path| path_outputs(&plan.groups, &oos, &path.segments)).collect();
+            path_pnl(task, &outs, ret, ds.n_rows(), c.horizon as usize)
+                .and_then(|pnl| probabilistic_sharpe(&pnl, 0.0).ok())
+                .filter(|v| v.is_finite())
+        }
+        _ => None,
+    };
+    let flags =
+        OverfitFlags::evaluate(gap, mean_of("ic_spearman"), None, psr.map(|p| (p, 1)), &opts.thresholds);
     Ok(CvReport {
         method: plan.method,
         task,
@@ -219,6 +244,43 @@ where
         seeds: None,
         oos: if opts.keep_predictions { oos } else { Vec::new() },
     })
+}
+
+/// Selection-slice Sharpe against the test paths' (`test`), with the standard error of the
+/// difference; `None` when no split early-stopped. The slices of different splits overlap, so
+/// their mean is as uncertain as one slice (a conservative error).
+fn sharpe_gap(splits: &[SplitScores], test: f64, rows: usize, clock: TradeClock) -> Option<SharpeGap> {
+    let sel: Vec<(f64, usize)> = splits
+        .iter()
+        .filter_map(|s| s.selection.as_ref().and_then(|sc| sc.sharpe).map(|v| (v, s.early_stopping_rows)))
+        .filter(|(v, _)| v.is_finite())
+        .collect();
+    if sel.is_empty() {
+        return None;
+    }
+    let h = clock.horizon.max(1.0);
+    let periods = clock.bars_per_year / h;
+    let selection = sel.iter().map(|s| s.0).sum::<f64>() / sel.len() as f64;
+    let slice_trades = sel.iter().map(|s| s.1 as f64).sum::<f64>() / sel.len() as f64 / h;
+    let se = annualised_sharpe_se(selection, slice_trades.max(1.0), periods)
+        .hypot(annualised_sharpe_se(test, (rows as f64 / h).max(1.0), periods));
+    Some(SharpeGap { selection, test, se })
+}
+
+/// Per row, the mean over the backtest paths of position × realised return, kept one row per
+/// `horizon` so that trades do not overlap (`None` when a path has no positions).
+fn path_pnl(task: Task, paths: &[(Vec<usize>, Array2<f64>)], ret: &[f64], n: usize, horizon: usize) -> Option<Vec<f64>> {
+    let (mut sum, mut count) = (vec![0.0f64; n], vec![0u32; n]);
+    for (rows, out) in paths {
+        let (Some(pos), _) = signals(task, out.view()) else { return None };
+        for (&r, p) in rows.iter().zip(pos) {
+            sum[r] += p * ret[r];
+            count[r] += 1;
+        }
+    }
+    let pnl: Vec<f64> =
+        (0..n).step_by(horizon.max(1)).filter(|&r| count[r] > 0).map(|r| sum[r] / count[r] as f64).collect();
+    (pnl.len() >= 3).then_some(pnl)
 }
 
 /// Seed stability: cross-validate with seeds `0..n` and return the seed-0 report with a
@@ -250,7 +312,9 @@ where
         if let (Some(ret), Some((rows, out))) = (&ds.ret, r.path_outputs(0))
             && let (Some(pos), _) = signals(r.task, out.view())
         {
-            pnls.push(rows.iter().zip(&pos).map(|(&row, p)| p * ret[row]).collect());
+            // One trade per label horizon: overlapping returns would overstate the evidence.
+            let h = r.clock.map_or(1, |c| c.horizon.max(1.0) as usize);
+            pnls.push(rows.iter().zip(&pos).step_by(h).map(|(&row, p)| p * ret[row]).collect());
         }
         if first.is_none() {
             first = Some(r);
@@ -281,6 +345,12 @@ where
         report
             .notes
             .push("every seed gave the same predictions (no sampling): PBO and DSR across seeds skipped".into());
+    }
+    if let Some(d) = dsr {
+        // The seeds were trials: the paths' Sharpe must beat the best of them by luck.
+        report.flags.deflated_sharpe = Some(d);
+        report.flags.trials = seeds;
+        report.flags.weak_sharpe = d.is_nan() || d < 1.0 - opts.thresholds.alpha;
     }
     report.seeds = Some(SeedStudy { scores: scores.clone(), variance: var, sharpes, pbo: pbo_value, dsr });
     Ok((report, scores))

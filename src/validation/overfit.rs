@@ -123,32 +123,67 @@ pub fn seed_stability(scores: &[f64]) -> Result<(f64, f64)> {
     Ok((m, s * s))
 }
 
-/// Thresholds of the overfitting flags (defaults: Sharpe gap 0.5, IC 0.03, 10 seeds).
+/// The limits of the overfitting flags (units stated per field).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct OverfitThresholds {
-    /// Flag when in-sample minus out-of-sample (annualised) Sharpe exceeds this.
+    /// Flag when the Sharpe model selection saw exceeds the test paths' Sharpe by more than
+    /// this, both annualised, and significantly (at `alpha`).
     pub max_sharpe_gap: f64,
-    /// Flag validation IC below this as too weak.
+    /// Flag a mean out-of-sample Spearman IC below this as too weak.
     pub min_ic: f64,
     /// Flag a score variance across seeds above this as unstable (std 0.01).
     pub max_seed_variance: f64,
     /// Seeds for the stability check.
     pub seeds: usize,
+    /// Significance level: of the Sharpe gap's one-sided test, and the Deflated Sharpe Ratio
+    /// must reach `1 − alpha`.
+    pub alpha: f64,
 }
 
 impl Default for OverfitThresholds {
     fn default() -> Self {
-        OverfitThresholds { max_sharpe_gap: 0.5, min_ic: 0.03, max_seed_variance: 1e-4, seeds: 10 }
+        OverfitThresholds { max_sharpe_gap: 0.5, min_ic: 0.03, max_seed_variance: 1e-4, seeds: 10, alpha: 0.05 }
     }
 }
 
-/// The overfitting flags of one cross-validation.
+/// The Sharpe ratio model selection saw against the one the CPCV paths earned, annualised,
+/// with the standard error of their difference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SharpeGap {
+    /// Mean annualised Sharpe on the early-stopping (selection) slices of the splits.
+    pub selection: f64,
+    /// Mean annualised Sharpe of the CPCV test paths.
+    pub test: f64,
+    /// Standard error of `selection − test` (annualised).
+    pub se: f64,
+}
+
+impl SharpeGap {
+    /// One-sided p-value of "selection saw a higher Sharpe than the test paths earned".
+    pub fn p_value(&self) -> f64 {
+        let z = (self.selection - self.test) / self.se;
+        if z.is_finite() { 1.0 - Normal::standard().cdf(z) } else { f64::NAN }
+    }
+}
+
+/// The standard error of an annualised Sharpe ratio measured on `n` non-overlapping trades,
+/// `periods` trades per year: √periods · √((1 + SR²/2) / n) with SR per trade (Lo 2002).
+pub fn annualised_sharpe_se(sharpe: f64, n: f64, periods: f64) -> f64 {
+    let per_trade = sharpe / periods.sqrt();
+    periods.sqrt() * ((1.0 + per_trade * per_trade / 2.0) / n).sqrt()
+}
+
+/// The overfitting flags of one cross-validation. Every statistic comes from rows the judged
+/// fits were not trained on.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct OverfitFlags {
-    /// Mean in-sample Sharpe − mean out-of-sample Sharpe (None without returns).
+    /// Selection-slice Sharpe − CPCV test Sharpe, annualised (`None` without realised returns
+    /// or when the model selects nothing on held-out rows, i.e. no early stopping).
     pub sharpe_gap: Option<f64>,
-    /// `sharpe_gap > max_sharpe_gap`.
+    /// Its one-sided p-value.
+    #[serde(default)]
+    pub sharpe_gap_p: Option<f64>,
+    /// `sharpe_gap > max_sharpe_gap` with `sharpe_gap_p < alpha`.
     pub sharpe_gap_flag: bool,
     /// Mean out-of-sample Spearman IC.
     pub ic: Option<f64>,
@@ -158,34 +193,48 @@ pub struct OverfitFlags {
     pub seed_variance: Option<f64>,
     /// `seed_variance > max_seed_variance`.
     pub unstable: bool,
+    /// Deflated Sharpe Ratio of the CPCV paths' PnL (the Probabilistic Sharpe Ratio against
+    /// 0 when there was one trial): the probability that its true Sharpe is positive, or
+    /// beats the best of `trials` unskilled ones (`None` without realised returns).
+    #[serde(default)]
+    pub deflated_sharpe: Option<f64>,
+    /// Configurations tried (seeds of the stability study; 1 without it).
+    #[serde(default)]
+    pub trials: usize,
+    /// `deflated_sharpe < 1 − alpha`: the paths' Sharpe is not distinguishable from luck.
+    #[serde(default)]
+    pub weak_sharpe: bool,
 }
 
 impl OverfitFlags {
     /// Evaluate the flags.
     pub fn evaluate(
-        in_sample_sharpe: Option<f64>,
-        oos_sharpe: Option<f64>,
+        gap: Option<SharpeGap>,
         ic: Option<f64>,
         seed_variance: Option<f64>,
+        deflated_sharpe: Option<(f64, usize)>,
         t: &OverfitThresholds,
     ) -> Self {
-        let gap = match (in_sample_sharpe, oos_sharpe) {
-            (Some(a), Some(b)) if a.is_finite() && b.is_finite() => Some(a - b),
-            _ => None,
-        };
+        let gap = gap.filter(|g| g.selection.is_finite() && g.test.is_finite());
+        let p = gap.map(|g| g.p_value());
+        let diff = gap.map(|g| g.selection - g.test);
         OverfitFlags {
-            sharpe_gap: gap,
-            sharpe_gap_flag: gap.is_some_and(|g| g > t.max_sharpe_gap),
+            sharpe_gap: diff,
+            sharpe_gap_p: p,
+            sharpe_gap_flag: matches!((diff, p), (Some(d), Some(p)) if d > t.max_sharpe_gap && p < t.alpha),
             ic,
             weak_ic: ic.is_none_or(|v| v.is_nan() || v < t.min_ic),
             seed_variance,
             unstable: seed_variance.is_some_and(|v| v > t.max_seed_variance),
+            deflated_sharpe: deflated_sharpe.map(|d| d.0),
+            trials: deflated_sharpe.map_or(0, |d| d.1),
+            weak_sharpe: deflated_sharpe.is_some_and(|(d, _)| d.is_nan() || d < 1.0 - t.alpha),
         }
     }
 
     /// Any flag raised.
     pub fn any(&self) -> bool {
-        self.sharpe_gap_flag || self.weak_ic || self.unstable
+        self.sharpe_gap_flag || self.weak_ic || self.unstable || self.weak_sharpe
     }
 }
 
@@ -205,11 +254,29 @@ mod tests {
     }
 
     #[test]
-    fn flags() {
+    fn flags_fire_on_evidence_and_only_then() {
         let t = OverfitThresholds::default();
-        let f = OverfitFlags::evaluate(Some(2.0), Some(1.0), Some(0.01), Some(1e-3), &t);
-        assert!(f.sharpe_gap_flag && f.weak_ic && f.unstable);
-        let f = OverfitFlags::evaluate(Some(1.2), Some(1.0), Some(0.05), None, &t);
-        assert!(!f.any());
+        let gap = |selection: f64, se: f64| Some(SharpeGap { selection, test: 1.0, se });
+        let f = OverfitFlags::evaluate(gap(2.0, 0.2), Some(0.01), Some(1e-3), Some((0.6, 10)), &t);
+        assert!(f.sharpe_gap_flag && f.weak_ic && f.unstable && f.weak_sharpe, "{f:?}");
+        assert_eq!(f.trials, 10);
+        // The same gap measured with an error as large as itself is noise, not a flag.
+        let f = OverfitFlags::evaluate(gap(2.0, 1.0), Some(0.05), None, Some((0.99, 1)), &t);
+        assert!(!f.sharpe_gap_flag && f.sharpe_gap_p.unwrap() > 0.05, "{f:?}");
+        assert!(!f.any(), "{f:?}");
+        // A significant but small gap is within the limit.
+        let f = OverfitFlags::evaluate(gap(1.3, 0.05), Some(0.05), None, None, &t);
+        assert!(!f.sharpe_gap_flag && f.sharpe_gap_p.unwrap() < 0.05);
+        // No selection slice, no returns: the Sharpe checks cannot run and do not flag.
+        let f = OverfitFlags::evaluate(None, Some(0.05), None, None, &t);
+        assert!(f.sharpe_gap.is_none() && f.deflated_sharpe.is_none() && !f.any());
+    }
+
+    #[test]
+    fn the_sharpe_standard_error_shrinks_with_trades() {
+        // Annualised SR 1 over 730 trades a year: per trade 0.037; SE √730·√((1 + …)/n).
+        let se = annualised_sharpe_se(1.0, 1000.0, 730.0);
+        assert!((se - (730.0f64).sqrt() * ((1.0f64 + 1.0 / 730.0 / 2.0) / 1000.0).sqrt()).abs() < 1e-12);
+        assert!(annualised_sharpe_se(1.0, 4000.0, 730.0) < se / 1.9);
     }
 }

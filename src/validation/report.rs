@@ -245,8 +245,13 @@ pub struct SplitScores {
     pub seconds: f64,
     /// Out-of-sample scores.
     pub test: Scores,
-    /// In-sample scores on the training rows (for the Sharpe gap), when computed.
+    /// In-sample scores on the training rows, when asked for (for the record: no check reads
+    /// them, a model's score on its own rows says nothing).
     pub train: Option<Scores>,
+    /// Scores on the early-stopping (selection) slice, when the model early-stops: what model
+    /// selection saw, the left side of the Sharpe gap.
+    #[serde(default)]
+    pub selection: Option<Scores>,
 }
 
 /// One backtest path's outcome.
