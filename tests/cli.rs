@@ -416,7 +416,8 @@ fn cv_takes_the_baseline_kinds_and_their_hyperparameters() {
     assert!(auc["mean"].as_f64().unwrap() > 0.5, "{auc}");
     // An unknown key, a label the kind does not model, and flags of another kind are refused.
     std::fs::write(&params, "alpah = 10.0\n").unwrap();
-    let o = retrain().args(["cv", "--data", BTC, "--model", "logreg", "--baseline-params"]).arg(&params).output().unwrap();
+    let o =
+        retrain().args(["cv", "--data", BTC, "--model", "logreg", "--baseline-params"]).arg(&params).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("alpah"), "{err}");
     let o = retrain().args(["cv", "--data", BTC, "--model", "ridge"]).output().unwrap();
@@ -425,7 +426,11 @@ fn cv_takes_the_baseline_kinds_and_their_hyperparameters() {
     let o = retrain().args(["cv", "--data", BTC, "--model", "forest", "--rounds", "5"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--baseline-params"), "{err}");
-    let o = retrain().args(["cv", "--data", BTC, "--model", "lightgbm", "--baseline-params"]).arg(&params).output().unwrap();
+    let o = retrain()
+        .args(["cv", "--data", BTC, "--model", "lightgbm", "--baseline-params"])
+        .arg(&params)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("baseline kinds"), "{err}");
 }

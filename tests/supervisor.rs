@@ -55,8 +55,8 @@ fn shadow_rollback_retirement_and_triggers() {
     let t1: Timestamp = "2026-01-05T00:00:00Z".parse().unwrap();
     let clock = Arc::new(ManualClock::new(t1));
     let policy = Policy {
-        // The deployment gates reject every short-window GBDT (see tests/lifecycle.rs): lifted so the
-        // transitions are exercised; the rules themselves are unit-tested.
+        // A short window's evidence is noise (see tests/lifecycle.rs): the gates are lifted so
+        // the transitions are exercised; the rules themselves are unit-tested.
         gate_overfitting: false,
         gate_significance: false,
         gate_baseline: false,

@@ -172,7 +172,9 @@ fn real_candles_get_trading_metrics() {
     }
     let clock = r.clock.unwrap();
     assert!((clock.bars_per_year - 8766.0).abs() < 1.0 && clock.horizon == 6.0);
-    assert!(r.flags.sharpe_gap.is_some());
+    // No early stopping: no selection slice, no Sharpe gap; the paths' PnL gives the PSR.
+    assert!(r.flags.sharpe_gap.is_none());
+    assert!(r.flags.deflated_sharpe.is_some_and(|p| (0.0..=1.0).contains(&p)));
 }
 
 #[test]
@@ -219,6 +221,44 @@ fn seeds_on_candles_give_pbo_and_deflated_sharpe() {
     assert!((0.0..=1.0).contains(&st.dsr.unwrap()));
     assert!(r.oos.is_empty(), "predictions were not asked for");
     assert!(r.to_string().contains("PBO over seeds"));
+}
+
+#[test]
+fn the_sharpe_gap_compares_the_selection_slices_with_the_test_paths() {
+    let bars = read_bars(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/eurusd_ask_1h_2017.csv")).unwrap();
+    let ds = Dataset::from_bars(&bars, &FeatureSpec::default(), &"direction:6".parse().unwrap()).unwrap();
+    let cpcv = Cpcv::new(6, 2).embargo(Embargo::Bars(24));
+    // Early stopping: each split scores its selection slice, and the gap has a p-value.
+    let es = GbdtParams::lightgbm().rounds(20).num_leaves(8).early_stopping_rounds(3);
+    let r = cross_validate(&es, &ds, &cpcv, &CvOptions::default()).unwrap();
+    assert!(r.splits.iter().all(|s| s.selection.as_ref().is_some_and(|sc| sc.sharpe.is_some())));
+    assert!(r.splits.iter().all(|s| s.train.is_none()), "training rows are not scored by default");
+    let (gap, p) = (r.flags.sharpe_gap.unwrap(), r.flags.sharpe_gap_p.unwrap());
+    assert!(gap.is_finite() && (0.0..=1.0).contains(&p), "{gap} {p}");
+    // The flag needs both a large gap and a significant one.
+    assert_eq!(r.flags.sharpe_gap_flag, gap > 0.5 && p < 0.05);
+    let psr = r.flags.deflated_sharpe.unwrap();
+    assert!((0.0..=1.0).contains(&psr) && r.flags.trials == 1);
+    assert_eq!(r.flags.weak_sharpe, psr < 0.95);
+    // Without early stopping nothing was selected on held-out rows: no gap, no flag.
+    let plain = GbdtParams::lightgbm().rounds(20).num_leaves(8);
+    let r = cross_validate(&plain, &ds, &cpcv, &CvOptions::default()).unwrap();
+    assert!(r.flags.sharpe_gap.is_none() && !r.flags.sharpe_gap_flag);
+    assert!(r.splits.iter().all(|s| s.selection.is_none()));
+}
+
+#[test]
+fn a_seed_study_of_a_model_that_draws_nothing_stops_after_two_seeds() {
+    let bars = read_bars(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/eurusd_ask_1h_2017.csv")).unwrap();
+    let ds = Dataset::from_bars(&bars, &FeatureSpec::default(), &"direction:6".parse().unwrap()).unwrap();
+    let p = GbdtParams::lightgbm().rounds(10).num_leaves(8);
+    let opts = CvOptions { keep_predictions: false, ..CvOptions::default() };
+    let (r, scores) =
+        retrain::validation::cross_validate_seeds(&p, &ds, &Cpcv::new(4, 2).embargo(Embargo::Bars(24)), &opts, 10)
+            .unwrap();
+    assert_eq!(scores.len(), 2, "seed 1 repeated seed 0: the study stopped");
+    assert_eq!(r.flags.seed_variance, Some(0.0));
+    assert!(!r.flags.unstable && r.notes.iter().any(|n| n.contains("stopped")), "{:?}", r.notes);
 }
 
 #[test]

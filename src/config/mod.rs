@@ -121,6 +121,10 @@ pub struct Policy {
     /// Significance level of the evidence tests: the Sharpe gap's, and the Deflated Sharpe
     /// Ratio must reach 1 − this (default 0.05).
     pub significance: f64,
+    /// Seeds of the stability check every job runs (default 10; 0 or 1: off). A kind whose
+    /// hyperparameters draw nothing from the seed stops after seed 1 (identical predictions);
+    /// a network's job costs this many cross-validations.
+    pub stability_seeds: usize,
 
     // --- Deployment decision.
     /// Weight of the relative win-rate change in the improvement score (default 0.35).
@@ -257,6 +261,7 @@ impl Default for Policy {
             overfit_min_ic: 0.03,
             overfit_max_seed_variance: 1e-4,
             significance: 0.05,
+            stability_seeds: 10,
             weight_win_rate: 0.35,
             weight_avg_r: 0.35,
             weight_calibration: 0.30,

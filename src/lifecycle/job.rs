@@ -28,6 +28,7 @@ use crate::lifecycle::trigger::Trigger;
 use crate::model::{Fit, Model, ModelKind, Predict, Recipe};
 use crate::store::{Artifact, Change, DataRange, Status, VersionMeta, VersionStore};
 use crate::validation::compare::{BaselineComparison, IcSignificance, ic_difference};
+use crate::validation::cross_validate::cross_validate_seeds;
 use crate::validation::cross_validate::{default_embargo_bars, early_stopping_slice};
 use crate::validation::overfit::OverfitThresholds;
 use crate::validation::report::{Scores, score};
@@ -328,7 +329,14 @@ pub fn run_job(
         thresholds: overfit_thresholds(policy),
         ..CvOptions::default()
     };
-    let cv = cross_validate(&guarded, &ds, &cpcv, &opts)?;
+    // Seed stability by default: the seed-0 report carries the variance across seeds, and the
+    // seeds count as trials for the deflated Sharpe ratio.
+    let cv = if policy.stability_seeds >= 2 {
+        cross_validate_seeds(&guarded, &ds, &cpcv, &opts, policy.stability_seeds)?.0
+    } else {
+        cross_validate(&guarded, &ds, &cpcv, &opts)?
+    };
+    notes.extend(cv.notes.iter().cloned());
     ctx.cancel.check()?;
 
     // Final fit on every row (the latest 10 % steer early stopping where the model uses it).

@@ -226,8 +226,7 @@ where
         }
         _ => None,
     };
-    let flags =
-        OverfitFlags::evaluate(gap, mean_of("ic_spearman"), None, psr.map(|p| (p, 1)), &opts.thresholds);
+    let flags = OverfitFlags::evaluate(gap, mean_of("ic_spearman"), None, psr.map(|p| (p, 1)), &opts.thresholds);
     Ok(CvReport {
         method: plan.method,
         task,
@@ -262,14 +261,23 @@ fn sharpe_gap(splits: &[SplitScores], test: f64, rows: usize, clock: TradeClock)
     let periods = clock.bars_per_year / h;
     let selection = sel.iter().map(|s| s.0).sum::<f64>() / sel.len() as f64;
     let slice_trades = sel.iter().map(|s| s.1 as f64).sum::<f64>() / sel.len() as f64 / h;
-    let se = annualised_sharpe_se(selection, slice_trades.max(1.0), periods)
-        .hypot(annualised_sharpe_se(test, (rows as f64 / h).max(1.0), periods));
+    let se = annualised_sharpe_se(selection, slice_trades.max(1.0), periods).hypot(annualised_sharpe_se(
+        test,
+        (rows as f64 / h).max(1.0),
+        periods,
+    ));
     Some(SharpeGap { selection, test, se })
 }
 
 /// Per row, the mean over the backtest paths of position × realised return, kept one row per
 /// `horizon` so that trades do not overlap (`None` when a path has no positions).
-fn path_pnl(task: Task, paths: &[(Vec<usize>, Array2<f64>)], ret: &[f64], n: usize, horizon: usize) -> Option<Vec<f64>> {
+fn path_pnl(
+    task: Task,
+    paths: &[(Vec<usize>, Array2<f64>)],
+    ret: &[f64],
+    n: usize,
+    horizon: usize,
+) -> Option<Vec<f64>> {
     let (mut sum, mut count) = (vec![0.0f64; n], vec![0u32; n]);
     for (rows, out) in paths {
         let (Some(pos), _) = signals(task, out.view()) else { return None };
@@ -286,7 +294,8 @@ fn path_pnl(task: Task, paths: &[(Vec<usize>, Array2<f64>)], ret: &[f64], n: usi
 /// Seed stability: cross-validate with seeds `0..n` and return the seed-0 report with a
 /// [`SeedStudy`] attached (primary-metric variance feeds the `unstable` flag; with realised
 /// returns also PBO and the Deflated Sharpe Ratio over the seeds' path-0 PnL) plus the
-/// per-seed scores.
+/// per-seed scores. When seed 1 predicts exactly as seed 0 (nothing in the hyperparameters
+/// is random) the study stops there: two identical runs, variance 0, one trial.
 pub fn cross_validate_seeds<F>(
     params: &F,
     ds: &Dataset,
@@ -316,8 +325,12 @@ where
             let h = r.clock.map_or(1, |c| c.horizon.max(1.0) as usize);
             pnls.push(rows.iter().zip(&pos).step_by(h).map(|(&row, p)| p * ret[row]).collect());
         }
-        if first.is_none() {
-            first = Some(r);
+        match &first {
+            None => first = Some(r),
+            // Seed 1 predicting exactly as seed 0 did: the hyperparameters draw nothing from
+            // their seed, so further seeds would repeat the same fits.
+            Some(f) if seed == 1 && r.oos == f.oos => break,
+            Some(_) => {}
         }
     }
     let mut report = first.expect("seeds >= 2");
@@ -344,7 +357,7 @@ where
     if !distinct {
         report
             .notes
-            .push("every seed gave the same predictions (no sampling): PBO and DSR across seeds skipped".into());
+            .push("seeds 0 and 1 gave the same predictions (nothing random in the hyperparameters): the study stopped there; PBO and DSR across seeds skipped".into());
     }
     if let Some(d) = dsr {
         // The seeds were trials: the paths' Sharpe must beat the best of them by luck.
