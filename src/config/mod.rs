@@ -119,7 +119,8 @@ pub struct Policy {
     /// 1e-4, a standard deviation of 0.01).
     pub overfit_max_seed_variance: f64,
     /// Significance level of the evidence tests: the Sharpe gap's, and the Deflated Sharpe
-    /// Ratio must reach 1 − this (default 0.05).
+    /// Ratio must reach 1 − this (default 0.01: several correlated tests read the same paths,
+    /// and at 0.05 one random walk in ten deployed; docs/policy.md).
     pub significance: f64,
     /// Seeds of the stability check every job runs (default 10; 0 or 1: off). A kind whose
     /// hyperparameters draw nothing from the seed stops after seed 1 (identical predictions);
@@ -260,7 +261,7 @@ impl Default for Policy {
             overfit_max_sharpe_gap: 0.5,
             overfit_min_ic: 0.03,
             overfit_max_seed_variance: 1e-4,
-            significance: 0.05,
+            significance: 0.01,
             stability_seeds: 10,
             weight_win_rate: 0.35,
             weight_avg_r: 0.35,

@@ -609,7 +609,7 @@ mod tests {
         assert!(dsr.verdict == Verdict::Fail && dsr.detail.contains("10 trial"), "{dsr:?}");
         assert!(r.evidence.iter().all(|e| e.check != "IC over the deployed version"), "no incumbent");
         assert_eq!(r.decision, Decision::KeepOld);
-        assert!(r.concerns.iter().any(|c| c.contains("deflated Sharpe ratio 0.7000 < 0.95")), "{r}");
+        assert!(r.concerns.iter().any(|c| c.contains("deflated Sharpe ratio 0.7000 < 0.99")), "{r}");
         // With the overfitting gate off its evidence is still shown, marked as not gating.
         let lax = Policy { gate_overfitting: false, safe_min_avg_r: -1.0, ..Policy::default() };
         let input = DecisionInput {

@@ -142,7 +142,7 @@ pub struct OverfitThresholds {
 
 impl Default for OverfitThresholds {
     fn default() -> Self {
-        OverfitThresholds { max_sharpe_gap: 0.5, min_ic: 0.03, max_seed_variance: 1e-4, seeds: 10, alpha: 0.05 }
+        OverfitThresholds { max_sharpe_gap: 0.5, min_ic: 0.03, max_seed_variance: 1e-4, seeds: 10, alpha: 0.01 }
     }
 }
 
@@ -261,7 +261,7 @@ mod tests {
         assert!(f.sharpe_gap_flag && f.weak_ic && f.unstable && f.weak_sharpe, "{f:?}");
         assert_eq!(f.trials, 10);
         // The same gap measured with an error as large as itself is noise, not a flag.
-        let f = OverfitFlags::evaluate(gap(2.0, 1.0), Some(0.05), None, Some((0.99, 1)), &t);
+        let f = OverfitFlags::evaluate(gap(2.0, 1.0), Some(0.05), None, Some((0.995, 1)), &t);
         assert!(!f.sharpe_gap_flag && f.sharpe_gap_p.unwrap() > 0.05, "{f:?}");
         assert!(!f.any(), "{f:?}");
         // A significant but small gap is within the limit.
