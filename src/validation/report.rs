@@ -449,14 +449,22 @@ impl fmt::Display for CvReport {
         let fl = &self.flags;
         writeln!(
             f,
-            "overfitting: sharpe gap {}{}, IC {}{}{}",
-            fl.sharpe_gap.map_or("-".into(), |g| format!("{g:.3}")),
+            "overfitting: Sharpe gap (selection slices − test paths, annualised) {}{}, IC {}{}{}{}",
+            match (fl.sharpe_gap, fl.sharpe_gap_p) {
+                (Some(g), Some(p)) => format!("{g:.3} (p = {p:.3})"),
+                _ => "n/a (no early stopping)".into(),
+            },
             if fl.sharpe_gap_flag { " (FLAG > limit)" } else { "" },
             fl.ic.map_or("-".into(), |v| format!("{v:.4}")),
             if fl.weak_ic { " (FLAG weak)" } else { "" },
             fl.seed_variance.map_or(String::new(), |v| format!(
                 ", seed variance {v:.2e}{}",
                 if fl.unstable { " (FLAG unstable)" } else { "" }
+            )),
+            fl.deflated_sharpe.map_or(String::new(), |d| format!(
+                ", deflated Sharpe {d:.3} over {} trial(s){}",
+                fl.trials.max(1),
+                if fl.weak_sharpe { " (FLAG weak)" } else { "" }
             )),
         )?;
         if let Some(st) = &self.seeds {
