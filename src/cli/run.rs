@@ -76,9 +76,9 @@ pub fn run(a: RunArgs, threads: Option<usize>) -> Result<()> {
     let sink = CallbackSink(move |e: &Event| {
         let m = e.model.as_deref().unwrap_or("");
         match &e.kind {
-            EventKind::TrainingStarted { kind, .. } => {
-                pb2.set_message(format!("{m}: training {kind} (CPCV 15 fits + final fit)"))
-            }
+            EventKind::TrainingStarted { kind, .. } => pb2.set_message(format!(
+                "{m}: training {kind} (CPCV per seed of the stability study, baselines, final fit)"
+            )),
             EventKind::Registered { tag, decision } => pb2.println(format!("  {m}: stored {tag} → {decision}")),
             EventKind::TrainingCompleted { ok: false, error, .. } => {
                 pb2.println(format!("  {m}: FAILED: {}", error.as_deref().unwrap_or("?")))
