@@ -223,6 +223,9 @@ fn a_job_scores_its_baselines_on_the_same_paths_and_the_gate_reads_them() {
         assert!(rep.notes.iter().any(|n| n.contains("tree is the candidate's own kind")), "{:?}", rep.notes);
         if beaten {
             assert_eq!(d.decision, retrain::lifecycle::decision::Decision::Deploy, "{d}");
+            // The deployed baseline serves from the store (artifact checksummed, reloaded).
+            let signal = r.active("m").unwrap().predict_latest(&bars).unwrap();
+            assert!(signal.direction.abs() == 1 && signal.probability.is_some_and(|p| (0.5..=1.0).contains(&p)));
         } else {
             assert_eq!(d.decision, retrain::lifecycle::decision::Decision::KeepOld, "{d}");
             assert!(d.concerns.iter().any(|c| c.contains("does not beat baseline logreg on ic_spearman")), "{d}");

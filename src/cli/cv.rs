@@ -254,6 +254,13 @@ fn recipe(args: &CvArgs, task: Task) -> Result<Recipe> {
     let defaults = args.model.recipe(task).into_params();
     let gbdt_flags = args.gbdt.any();
     let nn_flags = args.nn_config.is_some() || args.epochs.is_some();
+    let baseline_flags = args.baseline_params.is_some();
+    let not_baseline = || {
+        anyhow::anyhow!(
+            "--baseline-params applies to the baseline kinds (logreg, tree, forest, ridge), not {}",
+            args.model
+        )
+    };
     let params = match (
         serde_json::from_value::<GbdtParams>(defaults.clone()),
         serde_json::from_value::<NnParams>(defaults.clone()),
@@ -262,11 +269,17 @@ fn recipe(args: &CvArgs, task: Task) -> Result<Recipe> {
             if nn_flags {
                 bail!("--nn-config and --epochs apply to the network kinds, not {}", args.model);
             }
+            if baseline_flags {
+                return Err(not_baseline());
+            }
             serde_json::to_value(args.gbdt.build(base)?)?
         }
         (_, Ok(mut p)) => {
             if gbdt_flags {
                 bail!("the GBDT flags (--params, --rounds, …) apply to the GBDT kinds, not {}", args.model);
+            }
+            if baseline_flags {
+                return Err(not_baseline());
             }
             if args.nn_config.is_some() {
                 p = super::nn::nn_params_from(p, args.nn_config.as_deref())?;
@@ -286,16 +299,7 @@ fn recipe(args: &CvArgs, task: Task) -> Result<Recipe> {
             }
         }
     };
-    if args.baseline_params.is_some() && (gbdt_flags || nn_flags || !params_are_baseline(args.model)) {
-        bail!("--baseline-params applies to the baseline kinds (logreg, tree, forest, ridge), not {}", args.model);
-    }
     Ok(Recipe::new(args.model, params)?)
-}
-
-/// Whether `kind` took the baseline branch (neither GBDT nor network hyperparameters).
-fn params_are_baseline(kind: ModelKind) -> bool {
-    let d = kind.recipe(Task::Binary).into_params();
-    serde_json::from_value::<GbdtParams>(d.clone()).is_err() && serde_json::from_value::<NnParams>(d).is_err()
 }
 
 /// `defaults` with the keys of the TOML/JSON file at `path` written over them.

@@ -134,6 +134,9 @@ pub struct Evidence {
     pub gated: bool,
     /// The numbers behind it (the two Sharpes, a p-value, the trial count).
     pub detail: String,
+    /// What a failure says in the report's concerns (`None` when another row already says it).
+    #[serde(skip)]
+    concern: Option<String>,
 }
 
 impl Evidence {
@@ -143,7 +146,15 @@ impl Evidence {
             Some(false) => Verdict::Fail,
             None => Verdict::NotApplicable,
         };
-        Evidence { check: check.to_string(), value, rule, verdict, gated, detail }
+        Evidence { check: check.to_string(), value, rule, verdict, gated, detail, concern: None }
+    }
+
+    /// The concern a failure raises.
+    fn concern(mut self, text: impl FnOnce() -> String) -> Self {
+        if self.verdict == Verdict::Fail {
+            self.concern = Some(text());
+        }
+        self
     }
 }
 
@@ -216,79 +227,11 @@ pub fn improvement(new: &DecisionMetrics, old: &DecisionMetrics, p: &Policy) -> 
 
 /// Apply the decision rule (see the module docs).
 pub fn decide(input: DecisionInput, p: &Policy) -> DecisionReport {
-    let mut concerns = Vec::new();
+    // Every rule lives in `evidence`; a failing gated row is a concern.
+    let evidence = evidence(&input, p);
+    let concerns: Vec<String> =
+        evidence.iter().filter(|e| e.gated && e.verdict == Verdict::Fail).filter_map(|e| e.concern.clone()).collect();
     let mut reasons = Vec::new();
-    match &input.candidate {
-        None => concerns.push("validation produced no win rate / avg R / calibration".to_string()),
-        Some(c) => {
-            if c.win_rate.is_nan() || c.win_rate < p.safe_min_win_rate {
-                concerns.push(format!("win rate {:.4} < {}", c.win_rate, p.safe_min_win_rate));
-            }
-            if c.avg_r.is_nan() || c.avg_r < p.safe_min_avg_r {
-                concerns.push(format!("avg R {:.4} < {}", c.avg_r, p.safe_min_avg_r));
-            }
-            if c.calibration.is_nan() || c.calibration < p.safe_min_calibration {
-                concerns.push(format!("calibration {:.4} < {}", c.calibration, p.safe_min_calibration));
-            }
-        }
-    }
-    if p.gate_overfitting {
-        match &input.flags {
-            Some(f) => {
-                if f.sharpe_gap_flag {
-                    concerns.push(format!(
-                        "overfitting: selection-slice minus test-path Sharpe {:.3} (annualised, p = {})",
-                        f.sharpe_gap.unwrap_or(0.0),
-                        fmt_opt(f.sharpe_gap_p)
-                    ));
-                }
-                if f.weak_ic {
-                    concerns.push(format!("overfitting: out-of-sample IC {} too weak", fmt_opt(f.ic)));
-                }
-                if f.unstable {
-                    concerns.push(format!("overfitting: seed variance {} too high", fmt_opt(f.seed_variance)));
-                }
-                if f.weak_sharpe {
-                    concerns.push(format!(
-                        "deflated Sharpe ratio {} < {} over {} trial(s): the paths' Sharpe may be luck",
-                        fmt_opt(f.deflated_sharpe),
-                        1.0 - p.significance,
-                        f.trials
-                    ));
-                }
-            }
-            None => concerns.push("overfitting checks did not run".to_string()),
-        }
-    }
-    if p.gate_significance && input.incumbent.is_some() {
-        match &input.ic_difference {
-            Some(d) if d.significant => {}
-            Some(d) => concerns
-                .push(format!("IC not significantly better: mean ΔIC {:+.4}, p = {:.3}", d.test.mean, d.test.p_value)),
-            None => concerns.push("IC difference against the deployed version could not be tested".to_string()),
-        }
-    }
-    if p.gate_baseline {
-        for b in &input.baselines {
-            match (&b.error, b.beaten) {
-                (Some(why), _) => concerns.push(format!("baseline {} could not be scored: {why}", b.baseline)),
-                (None, true) => {}
-                (None, false) => concerns.push(format!(
-                    "does not beat baseline {} on {}: {} vs {} (mean per-path margin {:+.4}, needs > {}{})",
-                    b.baseline,
-                    b.metric,
-                    fmt_opt(b.candidate),
-                    fmt_opt(b.baseline_score),
-                    b.test.map_or(f64::NAN, |t| t.mean),
-                    b.min_delta,
-                    match (b.alpha, b.p_better) {
-                        (Some(a), Some(pv)) => format!(" with one-sided p < {a}; p = {pv:.3}"),
-                        _ => String::new(),
-                    }
-                )),
-            }
-        }
-    }
     let safe = concerns.is_empty();
     let (improvement, components) = match (&input.candidate, &input.incumbent) {
         (Some(c), Some(o)) => {
@@ -328,118 +271,174 @@ pub fn decide(input: DecisionInput, p: &Policy) -> DecisionReport {
             d
         }
     };
-    let evidence = evidence(&input, p);
     DecisionReport { decision, safe, improvement, components, reasons, concerns, input, evidence }
 }
 
-/// The evidence table of `input` under policy `p` (see [`Evidence`]).
+/// The evidence table of `input` under policy `p` (see [`Evidence`]): every rule of the
+/// safety gates, applied once. Missing inputs fail where the gate needs them (no candidate
+/// metrics, no overfitting flags, an untestable IC difference); checks that cannot apply to
+/// this candidate (no early stopping, no realised returns, no seed study) are `n/a`.
 pub fn evidence(input: &DecisionInput, p: &Policy) -> Vec<Evidence> {
     let mut out = Vec::new();
     let c = input.candidate.as_ref();
-    let at_least = |v: Option<f64>, min: f64| v.map(|v| !v.is_nan() && v >= min);
-    let (wr, ar, cal) = (c.map(|c| c.win_rate), c.map(|c| c.avg_r), c.map(|c| c.calibration));
-    let paths = "mean over the CPCV test paths".to_string();
-    out.push(Evidence::new(
-        "win rate",
-        wr,
-        format!("≥ {} (share of trades)", p.safe_min_win_rate),
-        at_least(wr, p.safe_min_win_rate),
-        true,
-        paths.clone(),
-    ));
-    out.push(Evidence::new(
-        "average R",
-        ar,
-        format!("≥ {} (return per unit of entry risk)", p.safe_min_avg_r),
-        at_least(ar, p.safe_min_avg_r),
-        true,
-        paths.clone(),
-    ));
-    out.push(Evidence::new(
+    let paths = || "mean over the CPCV test paths".to_string();
+    // A floor: fails on a missing candidate (said once, by the first row) or NaN.
+    let mut floor = |check: &str, short: &str, v: Option<f64>, min: f64, unit: &str, first: bool| {
+        let e = Evidence::new(
+            check,
+            v,
+            format!("≥ {min} ({unit})"),
+            Some(v.is_some_and(|v| !v.is_nan() && v >= min)),
+            true,
+            paths(),
+        );
+        out.push(match v {
+            Some(v) => e.concern(|| format!("{short} {v:.4} < {min}")),
+            None if first => e.concern(|| "validation produced no win rate / avg R / calibration".into()),
+            None => e,
+        });
+    };
+    floor("win rate", "win rate", c.map(|c| c.win_rate), p.safe_min_win_rate, "share of trades", true);
+    floor("average R", "avg R", c.map(|c| c.avg_r), p.safe_min_avg_r, "return per unit of entry risk", false);
+    floor(
         "calibration",
-        cal,
-        format!("≥ {} (1 − expected calibration error)", p.safe_min_calibration),
-        at_least(cal, p.safe_min_calibration),
-        true,
-        paths.clone(),
-    ));
+        "calibration",
+        c.map(|c| c.calibration),
+        p.safe_min_calibration,
+        "1 − expected calibration error",
+        false,
+    );
     let f = input.flags.as_ref();
     let gated = p.gate_overfitting;
-    let gap = f.and_then(|f| f.sharpe_gap);
-    out.push(Evidence::new(
-        "Sharpe gap",
-        gap,
-        format!("≤ {} annualised, or p ≥ {}", p.overfit_max_sharpe_gap, p.significance),
-        f.and_then(|f| f.sharpe_gap.map(|_| !f.sharpe_gap_flag)),
-        gated,
-        match f.and_then(|f| f.sharpe_gap_p) {
-            Some(pv) => format!("selection slices minus test paths; one-sided p = {pv:.3}"),
-            None => "no early-stopping slice (nothing selected on held-out rows) or no returns".into(),
-        },
-    ));
-    let ic = f.and_then(|f| f.ic);
-    out.push(Evidence::new(
-        "IC",
-        ic,
-        format!("≥ {} (Spearman, score vs realised return)", p.overfit_min_ic),
-        f.map(|f| !f.weak_ic),
-        gated,
-        paths,
-    ));
+    out.push(
+        Evidence::new(
+            "Sharpe gap",
+            f.and_then(|f| f.sharpe_gap),
+            format!("≤ {} annualised, or p ≥ {}", p.overfit_max_sharpe_gap, p.significance),
+            f.and_then(|f| f.sharpe_gap.map(|_| !f.sharpe_gap_flag)),
+            gated,
+            match f.and_then(|f| f.sharpe_gap_p) {
+                Some(pv) => format!("selection slices minus test paths; one-sided p = {pv:.3}"),
+                None => "no early-stopping slice (nothing selected on held-out rows) or no returns".into(),
+            },
+        )
+        .concern(|| {
+            format!(
+                "overfitting: selection-slice minus test-path Sharpe {:.3} (annualised, p = {})",
+                f.and_then(|f| f.sharpe_gap).unwrap_or(0.0),
+                fmt_opt(f.and_then(|f| f.sharpe_gap_p))
+            )
+        }),
+    );
+    // Without flags the overfitting checks did not run: the IC row fails and says so.
+    out.push(
+        Evidence::new(
+            "IC",
+            f.and_then(|f| f.ic),
+            format!("≥ {} (Spearman, score vs realised return)", p.overfit_min_ic),
+            Some(f.is_some_and(|f| !f.weak_ic)),
+            gated,
+            paths(),
+        )
+        .concern(|| match f {
+            Some(f) => format!("overfitting: out-of-sample IC {} too weak", fmt_opt(f.ic)),
+            None => "overfitting checks did not run".into(),
+        }),
+    );
     let var = f.and_then(|f| f.seed_variance);
-    out.push(Evidence::new(
-        "seed variance",
-        var,
-        format!("≤ {} (primary score)", p.overfit_max_seed_variance),
-        f.and_then(|f| f.seed_variance.map(|_| !f.unstable)),
-        gated,
-        if var.is_some() { "across seeds".into() } else { "no seed study ran".into() },
-    ));
+    out.push(
+        Evidence::new(
+            "seed variance",
+            var,
+            format!("≤ {} (primary score)", p.overfit_max_seed_variance),
+            f.and_then(|f| f.seed_variance.map(|_| !f.unstable)),
+            gated,
+            if var.is_some() { "across seeds".into() } else { "no seed study ran".into() },
+        )
+        .concern(|| format!("overfitting: seed variance {} too high", fmt_opt(var))),
+    );
     let dsr = f.and_then(|f| f.deflated_sharpe);
-    out.push(Evidence::new(
-        "deflated Sharpe ratio",
-        dsr,
-        format!("≥ {} (probability the Sharpe is not luck)", 1.0 - p.significance),
-        f.and_then(|f| f.deflated_sharpe.map(|_| !f.weak_sharpe)),
-        gated,
-        match f {
-            Some(f) if dsr.is_some() => format!("paths' PnL, one trade per horizon, {} trial(s)", f.trials.max(1)),
-            _ => "no realised returns".into(),
-        },
-    ));
+    let trials = f.map_or(1, |f| f.trials.max(1));
+    out.push(
+        Evidence::new(
+            "deflated Sharpe ratio",
+            dsr,
+            format!("≥ {} (probability the Sharpe is not luck)", 1.0 - p.significance),
+            f.and_then(|f| f.deflated_sharpe.map(|_| !f.weak_sharpe)),
+            gated,
+            if dsr.is_some() {
+                format!("paths' PnL, one trade per horizon, {trials} trial(s)")
+            } else {
+                "no realised returns".into()
+            },
+        )
+        .concern(|| {
+            format!(
+                "deflated Sharpe ratio {} < {} over {trials} trial(s): the paths' Sharpe may be luck",
+                fmt_opt(dsr),
+                1.0 - p.significance
+            )
+        }),
+    );
     if input.incumbent.is_some() {
         let d = input.ic_difference.as_ref();
-        out.push(Evidence::new(
-            "IC over the deployed version",
-            d.map(|d| d.test.mean),
-            "> 0.01 with p < 0.05 (paired t-test over paths)".into(),
-            d.map(|d| d.significant),
-            p.gate_significance,
-            d.map_or("could not be tested".into(), |d| format!("p = {:.3}", d.test.p_value)),
-        ));
+        out.push(
+            Evidence::new(
+                "IC over the deployed version",
+                d.map(|d| d.test.mean),
+                "> 0.01 with p < 0.05 (paired t-test over paths)".into(),
+                Some(d.is_some_and(|d| d.significant)),
+                p.gate_significance,
+                d.map_or("could not be tested".into(), |d| format!("p = {:.3}", d.test.p_value)),
+            )
+            .concern(|| match d {
+                Some(d) => {
+                    format!("IC not significantly better: mean ΔIC {:+.4}, p = {:.3}", d.test.mean, d.test.p_value)
+                }
+                None => "IC difference against the deployed version could not be tested".into(),
+            }),
+        );
     }
     for b in &input.baselines {
-        out.push(Evidence::new(
-            &format!("margin over {}", b.baseline),
-            b.test.map(|t| t.mean),
-            format!(
-                "> {} ({}, mean per-path difference){}",
-                b.min_delta,
-                b.metric,
-                b.alpha.map_or(String::new(), |a| format!(" with p < {a}"))
-            ),
-            if b.error.is_some() { Some(false) } else { Some(b.beaten) },
-            p.gate_baseline,
-            match &b.error {
-                Some(e) => format!("not scored: {e}"),
+        out.push(
+            Evidence::new(
+                &format!("margin over {}", b.baseline),
+                b.test.map(|t| t.mean),
+                format!(
+                    "> {} ({}, mean per-path difference){}",
+                    b.min_delta,
+                    b.metric,
+                    b.alpha.map_or(String::new(), |a| format!(" with p < {a}"))
+                ),
+                Some(b.error.is_none() && b.beaten),
+                p.gate_baseline,
+                match &b.error {
+                    Some(e) => format!("not scored: {e}"),
+                    None => format!(
+                        "candidate {} vs {}; one-sided p = {}",
+                        fmt_opt(b.candidate),
+                        fmt_opt(b.baseline_score),
+                        fmt_opt(b.p_better)
+                    ),
+                },
+            )
+            .concern(|| match &b.error {
+                Some(why) => format!("baseline {} could not be scored: {why}", b.baseline),
                 None => format!(
-                    "candidate {} vs {}; one-sided p = {}",
+                    "does not beat baseline {} on {}: {} vs {} (mean per-path margin {:+.4}, needs > {}{})",
+                    b.baseline,
+                    b.metric,
                     fmt_opt(b.candidate),
                     fmt_opt(b.baseline_score),
-                    fmt_opt(b.p_better)
+                    b.test.map_or(f64::NAN, |t| t.mean),
+                    b.min_delta,
+                    match (b.alpha, b.p_better) {
+                        (Some(a), Some(pv)) => format!(" with one-sided p < {a}; p = {pv:.3}"),
+                        _ => String::new(),
+                    }
                 ),
-            },
-        ));
+            }),
+        );
     }
     out
 }

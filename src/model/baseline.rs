@@ -38,9 +38,9 @@ pub(super) trait Learner: Serialize + DeserializeOwned + Default + Send + Sync +
     fn seed(&self) -> u64;
     /// The same hyperparameters with another seed.
     fn set_seed(&mut self, seed: u64);
-    /// Most training rows a fit accepts.
+    /// Most training rows a fit accepts (checked ≥ 1 here for every kind).
     fn max_rows(&self) -> usize;
-    /// Check value ranges (errors name the key).
+    /// Check the kind's own value ranges (errors name the key).
     fn validate(&self) -> Result<()>;
     /// Fit on standardised `x` with labels `y` (class ids for a classifier). `keep_going`
     /// is polled between sub-fits where the learner has them (a forest's trees).
@@ -105,6 +105,13 @@ impl Standardiser {
     fn width(&self) -> usize {
         self.mean.len()
     }
+}
+
+/// smartcore's matrix of standardised rows `x` (a row-major copy: smartcore has its own
+/// matrix type, so its ndarray version never meets ours).
+pub(super) fn dense(x: &Array2<f64>) -> Result<smartcore::linalg::basic::matrix::DenseMatrix<f64>> {
+    smartcore::linalg::basic::matrix::DenseMatrix::new(x.nrows(), x.ncols(), x.iter().copied().collect(), false)
+        .map_err(|e| Error::Learner { kind: "smartcore", reason: e.to_string() })
 }
 
 /// Class ids `0..classes` of the labels, or a typed error naming the bad row.
@@ -186,6 +193,9 @@ impl<L> BaselineKind<L> {
 impl<L: Learner> BaselineKind<L> {
     fn parse(&self, params: &serde_json::Value) -> Result<L> {
         let p: L = parse_params(L::NAME, params)?;
+        if p.max_rows() == 0 {
+            return Err(Error::param("max_rows", format!("{}: must be ≥ 1", L::NAME)));
+        }
         p.validate()?;
         Ok(p)
     }

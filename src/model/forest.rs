@@ -21,7 +21,7 @@ use smartcore::tree::decision_tree_classifier::SplitCriterion;
 use ndarray::Array2;
 
 use super::ModelKind;
-use super::baseline::{BaselineKind, Fitted, Learner, class_ids};
+use super::baseline::{BaselineKind, Fitted, Learner, class_ids, dense};
 use crate::error::{Error, Result};
 use crate::features::Task;
 
@@ -86,15 +86,20 @@ fn failed(e: impl std::fmt::Display) -> Error {
     Error::Learner { kind: "forest", reason: e.to_string() }
 }
 
-/// smartcore's matrix of `x` (row-major copy).
-fn dense(x: &Array2<f64>) -> Result<DenseMatrix<f64>> {
-    DenseMatrix::new(x.nrows(), x.ncols(), x.iter().copied().collect(), false).map_err(failed)
-}
-
 impl ForestParams {
-    /// The seed of tree `i`.
-    fn tree_seed(&self, i: usize) -> u64 {
-        crate::rng::mix(self.seed ^ crate::rng::mix(i as u64 + 1))
+    /// Fit `n_trees` trees side by side, tree `i` from its own seed, kept in index order (the
+    /// same forest whatever the thread count). Each tree polls `keep_going` before it starts,
+    /// so a cancelled fit stops within one tree per worker.
+    fn grow<T: Send>(
+        &self,
+        keep_going: &(dyn Fn() -> bool + Sync),
+        fit_one: impl Fn(u64) -> std::result::Result<T, smartcore::error::Failed> + Sync,
+    ) -> Result<Vec<T>> {
+        (0..self.n_trees)
+            .into_par_iter()
+            .filter(|_| keep_going())
+            .map(|i| fit_one(crate::rng::mix(self.seed ^ crate::rng::mix(i as u64 + 1))).map_err(failed))
+            .collect()
     }
 }
 
@@ -128,9 +133,6 @@ impl Learner for ForestParams {
         if self.max_features == Some(0) {
             return Err(Error::param("max_features", "forest: must be ≥ 1 (or null)"));
         }
-        if self.max_rows == 0 {
-            return Err(Error::param("max_rows", "forest: must be ≥ 1"));
-        }
         Ok(())
     }
     fn fit(
@@ -142,28 +144,21 @@ impl Learner for ForestParams {
     ) -> Result<ForestModel> {
         let m = dense(x)?;
         let mtry = self.max_features.map(|f| f.min(x.ncols()));
-        // Trees fit side by side; each polls the caller before it starts, so a cancelled fit
-        // stops within one tree per worker.
-        let keep = |i: usize| keep_going().then_some(i);
         match task {
             Task::Regression => {
                 let y = y.to_vec();
-                let trees = (0..self.n_trees)
-                    .into_par_iter()
-                    .filter_map(keep)
-                    .map(|i| {
-                        let p = RandomForestRegressorParameters {
-                            max_depth: self.max_depth,
-                            min_samples_leaf: self.min_samples_leaf,
-                            min_samples_split: 2 * self.min_samples_leaf,
-                            n_trees: 1,
-                            m: mtry,
-                            keep_samples: false,
-                            seed: self.tree_seed(i),
-                        };
-                        Regressor::fit(&m, &y, p).map_err(failed)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let trees = self.grow(keep_going, |seed| {
+                    let p = RandomForestRegressorParameters {
+                        max_depth: self.max_depth,
+                        min_samples_leaf: self.min_samples_leaf,
+                        min_samples_split: 2 * self.min_samples_leaf,
+                        n_trees: 1,
+                        m: mtry,
+                        keep_samples: false,
+                        seed,
+                    };
+                    Regressor::fit(&m, &y, p)
+                })?;
                 Ok(ForestModel::Regressor(trees))
             }
             _ => {
@@ -172,23 +167,19 @@ impl Learner for ForestParams {
                     _ => 2,
                 };
                 let ids: Vec<u32> = class_ids(Self::NAME, y, classes)?.into_iter().map(|c| c as u32).collect();
-                let trees = (0..self.n_trees)
-                    .into_par_iter()
-                    .filter_map(keep)
-                    .map(|i| {
-                        let p = RandomForestClassifierParameters {
-                            criterion: SplitCriterion::Gini,
-                            max_depth: self.max_depth,
-                            min_samples_leaf: self.min_samples_leaf,
-                            min_samples_split: 2 * self.min_samples_leaf,
-                            n_trees: 1,
-                            m: mtry,
-                            keep_samples: false,
-                            seed: self.tree_seed(i),
-                        };
-                        Classifier::fit(&m, &ids, p).map_err(failed)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let trees = self.grow(keep_going, |seed| {
+                    let p = RandomForestClassifierParameters {
+                        criterion: SplitCriterion::Gini,
+                        max_depth: self.max_depth,
+                        min_samples_leaf: self.min_samples_leaf,
+                        min_samples_split: 2 * self.min_samples_leaf,
+                        n_trees: 1,
+                        m: mtry,
+                        keep_samples: false,
+                        seed,
+                    };
+                    Classifier::fit(&m, &ids, p)
+                })?;
                 Ok(ForestModel::Classifier { classes, trees })
             }
         }

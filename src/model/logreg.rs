@@ -89,9 +89,6 @@ impl Learner for LogregParams {
         if !(self.gradient_tolerance.is_finite() && self.gradient_tolerance > 0.0) {
             return Err(Error::param("gradient_tolerance", "logreg: must be finite and > 0"));
         }
-        if self.max_rows == 0 {
-            return Err(Error::param("max_rows", "logreg: must be ≥ 1"));
-        }
         Ok(())
     }
     fn fit(&self, x: &Array2<f64>, y: &[f64], task: Task, _: &(dyn Fn() -> bool + Sync)) -> Result<LogregModel> {

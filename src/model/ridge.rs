@@ -12,7 +12,7 @@ use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::ridge_regression::{RidgeRegression, RidgeRegressionParameters, RidgeRegressionSolverName};
 
 use super::ModelKind;
-use super::baseline::{BaselineKind, Fitted, Learner};
+use super::baseline::{BaselineKind, Fitted, Learner, dense};
 use crate::error::{Error, Result};
 use crate::features::Task;
 
@@ -55,10 +55,6 @@ fn failed(e: impl std::fmt::Display) -> Error {
     Error::Learner { kind: "ridge", reason: e.to_string() }
 }
 
-fn dense(x: &Array2<f64>) -> Result<DenseMatrix<f64>> {
-    DenseMatrix::new(x.nrows(), x.ncols(), x.iter().copied().collect(), false).map_err(failed)
-}
-
 impl Learner for RidgeParams {
     type Fitted = RidgeModel;
     const NAME: &'static str = "ridge";
@@ -79,9 +75,6 @@ impl Learner for RidgeParams {
     fn validate(&self) -> Result<()> {
         if !(self.alpha.is_finite() && self.alpha >= 0.0) {
             return Err(Error::param("alpha", format!("ridge: must be finite and ≥ 0, got {}", self.alpha)));
-        }
-        if self.max_rows == 0 {
-            return Err(Error::param("max_rows", "ridge: must be ≥ 1"));
         }
         Ok(())
     }

@@ -161,9 +161,6 @@ impl Learner for TreeParams {
         if self.min_samples_leaf == 0 {
             return Err(Error::param("min_samples_leaf", "tree: must be ≥ 1"));
         }
-        if self.max_rows == 0 {
-            return Err(Error::param("max_rows", "tree: must be ≥ 1"));
-        }
         Ok(())
     }
     fn fit(&self, x: &Array2<f64>, y: &[f64], task: Task, _: &(dyn Fn() -> bool + Sync)) -> Result<FlatTree> {

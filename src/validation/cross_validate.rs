@@ -199,14 +199,16 @@ where
         })
         .unzip();
     // Each path takes its groups' rows from the splits its segments name, in row order.
+    let outs: Vec<(Vec<usize>, Array2<f64>)> =
+        plan.paths.iter().map(|path| path_outputs(&plan.groups, &oos, &path.segments)).collect();
     let paths: Vec<PathScores> = plan
         .paths
         .iter()
+        .zip(&outs)
         .enumerate()
-        .map(|(p, path)| {
-            let (rows, out) = path_outputs(&plan.groups, &oos, &path.segments);
+        .map(|(p, (path, (rows, out)))| {
             let ys: Vec<f64> = rows.iter().map(|&r| y[r]).collect();
-            let (ret, risk) = (pick(&ds.ret, &rows), pick(&ds.risk, &rows));
+            let (ret, risk) = (pick(&ds.ret, rows), pick(&ds.risk, rows));
             let scores = score(task, &ys, out.view(), ret.as_deref(), risk.as_deref(), clock);
             PathScores { path: p, segments: path.segments.clone(), scores }
         })
@@ -217,15 +219,12 @@ where
     // The paths' PnL averaged per row, one trade per label horizon: the Probabilistic Sharpe
     // Ratio against 0 (one configuration tried; the seed study deflates it).
     let psr = match (&ds.ret, clock) {
-        (Some(ret), Some(c)) => {
-            let outs: Vec<(Vec<usize>, Array2<f64>)> =
-                plan.paths.iter().map(|path| path_outputs(&plan.groups, &oos, &path.segments)).collect();
-            path_pnl(task, &outs, ret, ds.n_rows(), c.horizon as usize)
-                .and_then(|pnl| probabilistic_sharpe(&pnl, 0.0).ok())
-                .filter(|v| v.is_finite())
-        }
+        (Some(ret), Some(c)) => path_pnl(task, &outs, ret, ds.n_rows(), c.horizon as usize)
+            .and_then(|pnl| probabilistic_sharpe(&pnl, 0.0).ok())
+            .filter(|v| v.is_finite()),
         _ => None,
     };
+    drop(outs);
     let flags = OverfitFlags::evaluate(gap, mean_of("ic_spearman"), None, psr.map(|p| (p, 1)), &opts.thresholds);
     Ok(CvReport {
         method: plan.method,
