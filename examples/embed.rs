@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_threads(2)?
         .with_events(CallbackSink(|e: &Event| println!("event {} {}", e.name(), e.model.as_deref().unwrap_or(""))))
         .with_model("btc_1h_gbdt", ModelSpec::new(ModelKind::LIGHTGBM))?;
-    let report = retrainer.retrain("btc_1h_gbdt", &bars, Trigger::manual("first model"))?;
+    let report = retrainer.retrain("btc_1h_gbdt", &bars, Trigger::manual("first model").with_all_bars())?;
     println!("{}: {} in {:.1} s", report.model_id, report.status, report.seconds);
     if let Some(d) = &report.decision {
         println!("decision: {d}");

@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Train on all but the last 300 bars; those play the live market.
     let live_from = all.len() - 300;
     let history = all.slice(0, live_from)?;
-    let first = retrainer.retrain("btc", &history, Trigger::manual("first version"))?;
+    let first = retrainer.retrain("btc", &history, Trigger::manual("first version").with_all_bars())?;
     println!("first job: {} {}", first.status, first.decision.map(|d| d.to_string()).unwrap_or_default());
     let model = match retrainer.active("btc") {
         Ok(m) => m,
@@ -70,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // A second version, then a manual rollback to the first.
-    let second = retrainer.retrain("btc", &all, Trigger::manual("all bars"))?;
+    let second = retrainer.retrain("btc", &all, Trigger::manual("all bars").with_all_bars())?;
     println!("second job: {} → {:?}", second.status, second.tag);
     if second.tag.is_some() && retrainer.active("btc")?.info.tag != model.info.tag {
         retrainer.rollback("btc", &model.info.tag)?;

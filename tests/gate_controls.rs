@@ -33,7 +33,7 @@ fn decision(kind: ModelKind, bars: &Bars) -> DecisionReport {
         .unwrap()
         .with_model("m", ModelSpec::new(kind))
         .unwrap();
-    let rep = r.retrain("m", bars, Trigger::manual("control")).unwrap();
+    let rep = r.retrain("m", bars, Trigger::manual("control").with_all_bars()).unwrap();
     rep.decision.unwrap_or_else(|| panic!("{kind}: no decision ({:?})", rep.error))
 }
 

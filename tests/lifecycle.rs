@@ -108,8 +108,10 @@ fn a_failing_or_panicking_job_never_stops_the_others() {
         .unwrap()
         .with_time_limit("slow", std::time::Duration::from_millis(1))
         .unwrap();
-    let triggers: Vec<(String, Trigger)> =
-        ["panics", "errors", "slow", "ok"].iter().map(|m| (m.to_string(), Trigger::manual("test"))).collect();
+    let triggers: Vec<(String, Trigger)> = ["panics", "errors", "slow", "ok"]
+        .iter()
+        .map(|m| (m.to_string(), Trigger::manual("test").with_all_bars()))
+        .collect();
     let plan = r.plan(&triggers);
     let reports = r.execute(&plan, &|m| match m {
         "panics" => panic!("data feed exploded"),
@@ -134,7 +136,7 @@ fn a_failing_or_panicking_job_never_stops_the_others() {
 
     // A cancelled retrainer stops its jobs before they store anything.
     r.cancel_token().cancel();
-    let rep = r.retrain("ok", &bars, Trigger::manual("after cancel")).unwrap();
+    let rep = r.retrain("ok", &bars, Trigger::manual("after cancel").with_all_bars()).unwrap();
     assert_eq!(rep.status, JobStatus::Cancelled, "{rep:?}");
     assert_eq!(r.store().list("ok", None).unwrap().len(), 1);
 }
@@ -147,7 +149,7 @@ fn a_job_over_the_memory_budget_fails_before_training() {
     assert!((64..2048).contains(&need), "{need} MiB for 20k bars × 61 features");
     let policy = retrain::config::Policy { memory_budget_mb: Some(need - 1), ..Default::default() };
     let r = Retrainer::open(dir.path(), policy).unwrap().with_model("m", ModelSpec::new(ModelKind::LIGHTGBM)).unwrap();
-    let rep = r.retrain("m", &bars, Trigger::manual("too big")).unwrap();
+    let rep = r.retrain("m", &bars, Trigger::manual("too big").with_all_bars()).unwrap();
     assert_eq!(rep.status, JobStatus::Failed);
     assert!(rep.error.as_deref().unwrap().contains("memory_budget_mb"), "{:?}", rep.error);
     assert!(r.store().list("m", None).map(|l| l.is_empty()).unwrap_or(true), "nothing stored");
@@ -211,7 +213,7 @@ fn a_job_scores_its_baselines_on_the_same_paths_and_the_gate_reads_them() {
             ..Default::default()
         };
         let r = Retrainer::open(dir.path(), policy).unwrap().with_model("m", ModelSpec::new(ModelKind::TREE)).unwrap();
-        let rep = r.retrain("m", &bars, Trigger::manual("baseline gate")).unwrap();
+        let rep = r.retrain("m", &bars, Trigger::manual("baseline gate").with_all_bars()).unwrap();
         assert_eq!(rep.status, JobStatus::Completed, "{:?}", rep.error);
         let d = rep.decision.as_ref().unwrap();
         // ridge does not model a direction label; tree is the candidate's own kind.
@@ -256,4 +258,52 @@ fn a_policy_naming_an_unknown_baseline_or_metric_is_refused() {
     let ok = Policy { baselines: vec!["forest".into()], baseline_metric: "log_loss".into(), ..Default::default() };
     assert!(retrain::lifecycle::policy_kinds(&ok).is_ok());
     assert!(retrain::lifecycle::policy_kinds(&Policy { baselines: vec![], ..Default::default() }).is_ok());
+}
+
+#[test]
+fn jobs_record_train_metrics_honour_the_manual_window_and_apply_retention() {
+    let all = read_bars(DATA).unwrap().remove(0);
+    let bars = all.slice(all.len() - 2000, all.len()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = retrain::config::Policy {
+        gate_overfitting: false,
+        gate_significance: false,
+        gate_baseline: false,
+        safe_min_win_rate: 0.0,
+        safe_min_avg_r: -1.0,
+        safe_min_calibration: 0.0,
+        stability_seeds: 0,
+        window_manual_days: 60,
+        max_versions: 2,
+        max_non_deployed: 0,
+        ..Default::default()
+    };
+    let r = Retrainer::open(dir.path(), policy).unwrap().with_model("m", ModelSpec::new(ModelKind::TREE)).unwrap();
+    let mut tags = Vec::new();
+    let mut last = None;
+    for i in 0..4 {
+        let rep = r.retrain("m", &bars, Trigger::manual(format!("job {i}"))).unwrap();
+        assert_eq!(rep.status, JobStatus::Completed, "{:?}", rep.error);
+        // 60 days of hourly bars, not the 83 days given.
+        assert!(rep.rows <= 60 * 24 && rep.rows > 50 * 24, "rows {}", rep.rows);
+        tags.push(rep.tag.clone().unwrap());
+        last = Some(rep);
+    }
+    let info = r.store().get("m", &tags[3]).unwrap();
+    for k in ["auc", "win_rate", "ic_spearman"] {
+        let v = info.meta.train_metrics.get(k).copied();
+        assert!(v.is_some_and(f64::is_finite), "train_metrics.{k}: {:?}", info.meta.train_metrics);
+    }
+    // In-sample fit of a deep tree beats its own out-of-sample AUC.
+    assert!(info.meta.train_metrics["auc"] > info.meta.validation_metrics["auc"], "{:?}", info.meta);
+    // Retention ran after each job: the deployed first version and the last two stay.
+    let kept: Vec<String> = r.store().list("m", None).unwrap().into_iter().map(|v| v.tag).collect();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(kept.contains(&tags[0]) && kept.contains(&tags[2]) && kept.contains(&tags[3]), "{kept:?}");
+    let notes = last.unwrap().notes;
+    assert!(notes.iter().any(|n| n.contains("retention moved 1 old version") && n.contains(&tags[1])), "{notes:?}");
+    assert!(r.store().verify().unwrap().is_ok());
+    // An operator's whole-history job ignores the window.
+    let rep = r.retrain("m", &bars, Trigger::manual("all").with_all_bars()).unwrap();
+    assert!(rep.rows > 70 * 24, "rows {}", rep.rows);
 }

@@ -77,7 +77,7 @@ fn shadow_rollback_retirement_and_triggers() {
         .unwrap();
     let names = || events.try_iter().map(|e| e.name().to_string()).collect::<Vec<_>>();
     let retrain = |why: &str| {
-        let rep = r.retrain("m", &bars, Trigger::manual(why)).unwrap();
+        let rep = r.retrain("m", &bars, Trigger::manual(why).with_all_bars()).unwrap();
         assert_eq!(rep.status, JobStatus::Completed, "{rep:?}");
         rep
     };

@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 r = r.with_model(kind.name(), ModelSpec::new(kind))?;
             }
             for kind in [ModelKind::LIGHTGBM, ModelKind::XGBOOST] {
-                let rep = r.retrain(kind.name(), &bars, Trigger::manual("control"))?;
+                let rep = r.retrain(kind.name(), &bars, Trigger::manual("control").with_all_bars())?;
                 let d = rep.decision.as_ref().ok_or("no decision")?;
                 let failed: Vec<&str> = d
                     .evidence

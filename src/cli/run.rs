@@ -95,10 +95,11 @@ pub fn run(a: RunArgs, threads: Option<usize>) -> Result<()> {
     for kind in &kinds {
         let id = format!("{prefix}_{}", kind.name());
         r = r.with_model(&id, ModelSpec::new(*kind))?;
-        let mut t = Trigger::manual(&a.reason);
-        if let Some(d) = a.window_days {
-            t = t.with_window_days(d);
-        }
+        // The main job is an operator's first model on the whole file unless narrowed.
+        let t = match a.window_days {
+            Some(d) => Trigger::manual(&a.reason).with_window_days(d),
+            None => Trigger::manual(&a.reason).with_all_bars(),
+        };
         triggers.push((id, t));
     }
     let plan = r.plan(&triggers);

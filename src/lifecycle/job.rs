@@ -346,6 +346,7 @@ pub fn run_job(
     let train = ds.select(&fit_rows)?;
     let valid = if es_rows.is_empty() { None } else { Some(ds.select(&es_rows)?) };
     let model = guarded.fit(&train, valid.as_ref())?;
+    let train_metrics = in_sample_metrics(model.as_ref(), &train)?;
     drop((train, valid));
     let reference = ReferenceStats::from_dataset(&ds, policy.psi_bins)?;
 
@@ -403,6 +404,7 @@ pub fn run_job(
     meta.feature_spec = Some(serde_json::to_value(&spec.features).expect("spec serialises"));
     meta.label_spec = Some(serde_json::to_value(&spec.label).expect("label serialises"));
     meta.hyperparameters = Some(recipe.params().clone());
+    meta.train_metrics = train_metrics;
     meta.validation_metrics =
         cv.summary.iter().filter(|s| s.mean.is_finite()).map(|s| (s.metric.clone(), s.mean)).collect();
     meta.cv_summary = Some(serde_json::json!({
@@ -441,6 +443,22 @@ pub fn run_job(
         notes,
         ..report_for(JobStatus::Completed, None)
     })
+}
+
+/// The final model's scores on the rows it was fit on (a version's `train_metrics`: in-sample,
+/// so only a record of fit; every gate reads the out-of-sample CPCV scores instead).
+fn in_sample_metrics(model: &dyn Model, train: &Dataset) -> Result<BTreeMap<String, f64>> {
+    let out = model.predict(train.x.view())?;
+    let y = train.y.as_slice().ok_or_else(|| Error::param("dataset.y", "labels must be contiguous"))?;
+    let clock = train.ret.as_ref().and_then(|_| {
+        let bars_per_year = crate::validation::cross_validate::bars_per_year(&train.t0)?;
+        Some(crate::validation::report::TradeClock {
+            bars_per_year,
+            horizon: train.label.as_ref().map_or(1, |l| l.horizon()) as f64,
+        })
+    });
+    let s = score(Task::of(train), y, out.view(), train.ret.as_deref(), train.risk.as_deref(), clock);
+    Ok(s.values().into_iter().filter(|(_, v)| v.is_finite()).map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 /// The overfitting limits the policy sets.

@@ -286,7 +286,7 @@ impl Retrainer {
             let bars = bars_for(model_id)?;
             run_job(&ctx, model_id, spec, &bars, trigger, reasons.clone())
         }));
-        let report = match result {
+        let mut report = match result {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 let status =
@@ -321,6 +321,22 @@ impl Retrainer {
         let why = format!("job {}: {}", report.status, trigger.reason);
         if let Err(e) = self.store.log_event(model_id, AuditKind::Job, &Change::new("lifecycle", why), Some(details)) {
             tracing::warn!(model = model_id, error = %e, "could not audit a job");
+        }
+        // Retention after every registration keeps the store bounded however often jobs run
+        // (a failure is noted, never the job's).
+        if report.tag.is_some() {
+            match self.store.retain(model_id, &crate::store::RetentionPolicy::from(&self.policy)) {
+                Ok(r) if !r.trashed.is_empty() => report.notes.push(format!(
+                    "retention moved {} old version(s) to the trash: {}",
+                    r.trashed.len(),
+                    r.trashed.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(model = model_id, error = %e, "retention after the job failed");
+                    report.notes.push(format!("retention after the job failed: {e}"));
+                }
+            }
         }
         report
     }

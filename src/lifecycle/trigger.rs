@@ -63,9 +63,12 @@ pub struct Trigger {
     pub priority: Priority,
     /// Human-readable reason.
     pub reason: String,
-    /// Training window in days (`None`: the policy's window for this kind; for a manual
-    /// trigger, every bar given).
+    /// Training window in days (`None`: the policy's window for this kind).
     pub window_days: Option<usize>,
+    /// Train on every bar given, whatever the windows say (an operator's first model on a
+    /// whole history).
+    #[serde(default)]
+    pub all_bars: bool,
     /// Run even without `min_new_samples` new labelled rows (operator's call).
     pub force: bool,
 }
@@ -73,12 +76,12 @@ pub struct Trigger {
 impl Trigger {
     /// A trigger of `kind` at `priority`.
     pub fn new(kind: TriggerKind, priority: Priority, reason: impl Into<String>) -> Self {
-        Trigger { kind, priority, reason: reason.into(), window_days: None, force: false }
+        Trigger { kind, priority, reason: reason.into(), window_days: None, all_bars: false, force: false }
     }
 
     /// An operator's request (HIGH unless changed with [`Trigger::with_priority`]); trains on
-    /// every bar given unless [`Trigger::with_window_days`] narrows it, and runs even without
-    /// enough new rows.
+    /// the policy's `window_manual_days` unless [`Trigger::with_window_days`] or
+    /// [`Trigger::with_all_bars`] says otherwise, and runs even without enough new rows.
     pub fn manual(reason: impl Into<String>) -> Self {
         Trigger { force: true, ..Trigger::new(TriggerKind::Manual, Priority::High, reason) }
     }
@@ -92,17 +95,28 @@ impl Trigger {
     /// The same trigger with a training window of `days`.
     pub fn with_window_days(mut self, days: usize) -> Self {
         self.window_days = Some(days);
+        self.all_bars = false;
+        self
+    }
+
+    /// The same trigger training on every bar given.
+    pub fn with_all_bars(mut self) -> Self {
+        self.window_days = None;
+        self.all_bars = true;
         self
     }
 
     /// The training window in days under `policy` (`None`: all bars).
     pub fn window(&self, policy: &Policy) -> Option<usize> {
+        if self.all_bars {
+            return None;
+        }
         self.window_days.or(match self.kind {
             TriggerKind::Performance | TriggerKind::IcDecay => Some(policy.window_performance_days),
             TriggerKind::Drift => Some(policy.window_drift_days),
             TriggerKind::Regime => Some(policy.window_regime_days),
             TriggerKind::Time | TriggerKind::Schedule => Some(policy.window_time_days),
-            TriggerKind::Manual => None,
+            TriggerKind::Manual => Some(policy.window_manual_days),
         })
     }
 }
@@ -340,7 +354,11 @@ mod tests {
         assert_eq!(Trigger::new(TriggerKind::Drift, Priority::High, "").window(&p), Some(60));
         assert_eq!(Trigger::new(TriggerKind::Regime, Priority::High, "").window(&p), Some(30));
         assert_eq!(Trigger::new(TriggerKind::Time, Priority::Low, "").window(&p), Some(90));
-        assert_eq!(Trigger::manual("x").window(&p), None);
+        assert_eq!(Trigger::manual("x").window(&p), Some(90));
+        let p2 = Policy { window_manual_days: 12, ..Policy::default() };
+        assert_eq!(Trigger::manual("x").window(&p2), Some(12));
         assert_eq!(Trigger::manual("x").with_window_days(10).window(&p), Some(10));
+        assert_eq!(Trigger::manual("x").with_all_bars().window(&p), None);
+        assert_eq!(Trigger::manual("x").with_all_bars().with_window_days(10).window(&p), Some(10));
     }
 }

@@ -92,42 +92,66 @@ impl VersionStore {
                     }
                     report.trashed.push(GcItem { model_id: model_id.clone(), tag, reason });
                 }
-                let doomed = retention::plan(&state, policy);
-                if doomed.is_empty() {
-                    continue;
-                }
-                if !dry_run {
-                    let now = self.clock.now();
-                    let mut next = state.clone();
-                    next.remove(&doomed.iter().map(|d| d.tag.clone()).collect::<Vec<_>>());
-                    let dests: Vec<String> = doomed.iter().map(|d| self.trash_name(&model_id, &d.tag, now)).collect();
-                    let records: Vec<AuditRecord> = doomed
-                        .iter()
-                        .zip(&dests)
-                        .map(|(d, dest)| {
-                            let mut r = self.record(now, AuditKind::Trashed, &model_id, &d.tag, &who);
-                            r.reason = d.reason.clone();
-                            r.from = state.versions.get(&d.tag).map(|e| e.status);
-                            r.generation = Some(next.generation);
-                            r.reference = Some(format!(".trash/{dest}"));
-                            r
-                        })
-                        .collect();
-                    audit::append(&self.layout.audit(), &records)?;
-                    self.commit_state(&model_id, &next)?;
-                    for (d, dest) in doomed.iter().zip(&dests) {
-                        self.move_to_trash(&model_id, &d.tag, dest)?;
-                    }
-                }
-                report.trashed.extend(doomed.into_iter().map(|d| GcItem {
-                    model_id: model_id.clone(),
-                    tag: d.tag,
-                    reason: d.reason,
-                }));
+                report.trashed.extend(self.apply_retention(&model_id, &state, policy, dry_run, &who)?);
             }
             report.purged = self.purge_trash(policy.trash_grace, dry_run)?;
             Ok(report)
         })
+    }
+
+    /// Retention for one model only, then the trash purge: what the lifecycle runs after
+    /// every job, so the store stays bounded however many versions jobs register. Unlike
+    /// [`VersionStore::gc`] it never touches staging directories or other models, so it is
+    /// safe beside jobs still writing. A corrupt state file is an error here.
+    pub fn retain(&self, model_id: &str, policy: &RetentionPolicy) -> Result<GcReport> {
+        policy.check()?;
+        check_model_id(model_id)?;
+        let who = Change::new("retention", "");
+        self.locked(|| {
+            let state = self.read_state(model_id)?;
+            Ok(GcReport {
+                trashed: self.apply_retention(model_id, &state, policy, false, &who)?,
+                purged: self.purge_trash(policy.trash_grace, false)?,
+                ..Default::default()
+            })
+        })
+    }
+
+    /// Move the versions `policy` lets go of to the trash (audited, state committed first);
+    /// in a dry run only say which.
+    fn apply_retention(
+        &self,
+        model_id: &str,
+        state: &super::state::ModelState,
+        policy: &RetentionPolicy,
+        dry_run: bool,
+        who: &Change,
+    ) -> Result<Vec<GcItem>> {
+        let doomed = retention::plan(state, policy);
+        if !dry_run && !doomed.is_empty() {
+            let now = self.clock.now();
+            let mut next = state.clone();
+            next.remove(&doomed.iter().map(|d| d.tag.clone()).collect::<Vec<_>>());
+            let dests: Vec<String> = doomed.iter().map(|d| self.trash_name(model_id, &d.tag, now)).collect();
+            let records: Vec<AuditRecord> = doomed
+                .iter()
+                .zip(&dests)
+                .map(|(d, dest)| {
+                    let mut r = self.record(now, AuditKind::Trashed, model_id, &d.tag, who);
+                    r.reason = d.reason.clone();
+                    r.from = state.versions.get(&d.tag).map(|e| e.status);
+                    r.generation = Some(next.generation);
+                    r.reference = Some(format!(".trash/{dest}"));
+                    r
+                })
+                .collect();
+            audit::append(&self.layout.audit(), &records)?;
+            self.commit_state(model_id, &next)?;
+            for (d, dest) in doomed.iter().zip(&dests) {
+                self.move_to_trash(model_id, &d.tag, dest)?;
+            }
+        }
+        Ok(doomed.into_iter().map(|d| GcItem { model_id: model_id.into(), tag: d.tag, reason: d.reason }).collect())
     }
 
     /// `<millis>.<model>.<tag>`: the time says when it may be purged, the rest what it was.
