@@ -1,8 +1,8 @@
-//! KS p-values, Benjamini–Hochberg and PSI against scipy / numpy (fixture:
+//! KS p-values, Benjamini–Hochberg / –Yekutieli and PSI against scipy / numpy (fixture:
 //! tests/fixtures/ks_scipy.json, made by tests/fixtures/ks_scipy.py with scipy 1.17.1 and
 //! numpy 2.4.6).
 
-use retrain::lifecycle::drift::{FeatureReference, benjamini_hochberg};
+use retrain::lifecycle::drift::{FeatureReference, benjamini_hochberg, benjamini_yekutieli};
 use retrain::lifecycle::ks::ks_2samp;
 use serde_json::Value;
 
@@ -63,6 +63,10 @@ fn benjamini_hochberg_matches_scipy() {
     let want: Vec<f64> = f["bh"]["adjusted"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     for (i, (g, w)) in benjamini_hochberg(&p).iter().zip(&want).enumerate() {
         close(*g, *w, 1e-12, &format!("bh[{i}]"));
+    }
+    let want: Vec<f64> = f["bh"]["by"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for (i, (g, w)) in benjamini_yekutieli(&p).iter().zip(&want).enumerate() {
+        close(*g, *w, 1e-12, &format!("by[{i}]"));
     }
 }
 

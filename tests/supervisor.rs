@@ -161,17 +161,25 @@ fn shadow_rollback_retirement_and_triggers() {
     assert_eq!(r.store().aliases("m").unwrap().active.as_deref(), Some(v3.as_str()));
     assert!(events.try_iter().any(|e| matches!(e.kind, EventKind::Retired { fallback: Some(_), .. })));
 
-    // --- Triggers a day later: the last 20 days' volume ×8 drifts the volume features; the
-    // daily schedule is due (a midnight passed since v3 came back); health is assessed.
+    // --- Triggers a day later: the last 20 days' log-moves ×20 (every price raised to the
+    // 20th power about the close before them) put the volatility features beyond anything
+    // the reference saw. (125 days of BTC hold few independent 20-day windows and much
+    // volatility clustering, so a ×3 move is not significant against them; the sensitivity
+    // floors are tested on synthetic series in tests/drift_series.rs.) The daily schedule is
+    // due (a midnight passed since v3 came back); health is assessed.
     clock.advance(SignedDuration::from_hours(24));
     let from = bars.len() - 20 * 24;
+    let pivot = bars.close()[from - 1];
+    let cube = |x: &[f64]| -> Vec<f64> {
+        x.iter().enumerate().map(|(i, &v)| if i >= from { pivot * (v / pivot).powi(20) } else { v }).collect()
+    };
     let cols = BarColumns {
         ts: bars.timestamps().to_vec(),
-        open: bars.open().to_vec(),
-        high: bars.high().to_vec(),
-        low: bars.low().to_vec(),
-        close: bars.close().to_vec(),
-        volume: bars.volume().iter().enumerate().map(|(i, v)| if i >= from { v * 8.0 } else { *v }).collect(),
+        open: cube(bars.open()),
+        high: cube(bars.high()),
+        low: cube(bars.low()),
+        close: cube(bars.close()),
+        volume: bars.volume().to_vec(),
     };
     let shifted = Bars::new(bars.symbol(), cols).unwrap();
     let bars_for = |_: &str| Ok(shifted.clone());
@@ -182,6 +190,7 @@ fn shadow_rollback_retirement_and_triggers() {
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     let drift = c.drift.as_ref().unwrap();
     assert!(drift.drifted > 0, "{drift:?}");
+    assert!(drift.drifted_features().contains(&"natr_14"), "{:?}", drift.drifted_features());
     let kinds: Vec<TriggerKind> = c.triggers.iter().map(|t| t.kind).collect();
     assert!(kinds.contains(&TriggerKind::Drift) && kinds.contains(&TriggerKind::Schedule), "{kinds:?}");
     assert!(c.health.is_some());
@@ -218,4 +227,85 @@ fn shadow_rollback_retirement_and_triggers() {
     std::fs::write(&cache, b"not a table").unwrap();
     let reopened = Retrainer::open(dir.path().join("store"), Policy::default()).unwrap();
     assert!(reopened.exact_p_values().is_empty());
+}
+
+#[path = "../benches/support/planted.rs"]
+mod planted;
+use retrain::rng::Rng;
+
+#[test]
+fn critical_drift_raises_a_stop_trading_alarm_and_retrains_every_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let policy = Policy {
+        gate_overfitting: false,
+        gate_significance: false,
+        gate_baseline: false,
+        safe_min_win_rate: 0.0,
+        safe_min_avg_r: -1.0,
+        safe_min_calibration: 0.0,
+        stability_seeds: 0,
+        ..Policy::default()
+    };
+    let (sink, events) = ChannelSink::new();
+    let r = Retrainer::open(&store, policy)
+        .unwrap()
+        .with_events(sink)
+        .with_model("a", ModelSpec::new(ModelKind::TREE))
+        .unwrap()
+        .with_model("b", ModelSpec::new(ModelKind::TREE))
+        .unwrap();
+    // Both trained on a stationary walk; then `a`'s market turns: ×5 volatility and a drift
+    // over its last 20 days, while `b`'s stays as it was.
+    let n = 5000;
+    let calm = planted::candles(n, 0.0, 21);
+    for m in ["a", "b"] {
+        let rep = r.retrain(m, &calm.slice(0, n - 480).unwrap(), Trigger::manual("first").with_all_bars()).unwrap();
+        assert_eq!(rep.status, JobStatus::Completed, "{rep:?}");
+    }
+    let turned = planted::shifted(n, 0.0, 21, Some(planted::Shift { at: n - 480, vol: 5.0, mean: 1.0 }));
+    let bars_for = |m: &str| Ok(if m == "a" { turned.clone() } else { calm.clone() });
+    let obs = Observations { bars: Some(&bars_for), ..Default::default() };
+    let checks = r.evaluate_triggers(&obs).unwrap();
+    let by = |m: &str| checks.iter().find(|c| c.model_id == m).unwrap().clone();
+    let (a, b) = (by("a"), by("b"));
+    assert_eq!(a.drift.as_ref().unwrap().severity, retrain::lifecycle::DriftSeverity::Critical, "{:?}", a.drift);
+    assert_eq!(b.drift.as_ref().unwrap().severity, retrain::lifecycle::DriftSeverity::None, "{:?}", b.drift);
+    // CRITICAL: a typed alarm on `a` (not on `b`), and an URGENT drift retrain of both models.
+    let alarm = a.alarm.clone().expect("a stop-trading alarm on a");
+    assert!(alarm.reason.contains("CRITICAL drift"), "{alarm:?}");
+    assert!(b.alarm.is_none());
+    let urgent = |c: &ModelCheck| {
+        c.triggers.iter().any(|t| t.kind == TriggerKind::Drift && t.priority == retrain::lifecycle::Priority::Urgent)
+    };
+    assert!(urgent(&a) && urgent(&b), "{:?} / {:?}", a.triggers, b.triggers);
+    assert!(b.triggers.iter().any(|t| t.reason.contains("drift of a: retrain all models")), "{:?}", b.triggers);
+    let plan = r.plan(&ModelCheck::pairs(&checks));
+    assert_eq!(plan.jobs.len(), 2, "{plan:?}");
+    // The alarm is state, not a message: it holds across cycles (raised once), is the same
+    // from a fresh process, and lists in the store's alarms.
+    let again = r.evaluate_triggers(&obs).unwrap();
+    assert!(again.iter().find(|c| c.model_id == "a").unwrap().alarm.is_some());
+    let raised = events.try_iter().filter(|e| matches!(e.kind, EventKind::StopTradingRaised { .. })).count();
+    assert_eq!(raised, 1);
+    let fresh = Retrainer::open(&store, Policy::default()).unwrap();
+    assert_eq!(fresh.stop_trading("a").unwrap().map(|x| x.raised_at), Some(alarm.raised_at));
+    assert!(fresh.stop_trading("b").unwrap().is_none());
+    assert_eq!(fresh.alarms().unwrap().len(), 1);
+    // The CLI lists it and clears it explicitly, with who and why; clearing twice is an error.
+    let cli = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_retrain")).args(args).output().unwrap();
+    let s = store.to_str().unwrap();
+    let out = cli(&["alarm", "--store", s, "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["model_id"], "a", "{listed}");
+    let out = cli(&["alarm", "clear", "a", "--store", s, "--actor", "ops", "--reason", "feed checked"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(r.stop_trading("a").unwrap().is_none());
+    let out = cli(&["alarm", "clear", "a", "--store", s, "--reason", "again"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("raised stop-trading alarm"));
+    let h = r.store().history("a").unwrap();
+    let alarms: Vec<_> = h.iter().filter(|x| x.event == retrain::store::AuditKind::Alarm).collect();
+    assert_eq!(alarms.len(), 2);
+    assert_eq!((alarms[1].actor.as_str(), alarms[1].reason.as_str()), ("ops", "feed checked"));
+    assert!(r.clear_alarm("b", &retrain::store::Change::new("ops", "none")).is_err());
 }

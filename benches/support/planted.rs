@@ -23,15 +23,36 @@ pub const SIGMA: f64 = 0.005;
 
 /// `n` hourly candles from 2020-01-01 with drift strength `strength` (0: none).
 pub fn candles(n: usize, strength: f64, seed: u64) -> Bars {
+    shifted(n, strength, seed, None)
+}
+
+/// A change of regime from bar `at` on: the noise's σ multiplied by `vol`, and `mean`·σ
+/// added to every log-return.
+#[derive(Debug, Clone, Copy)]
+pub struct Shift {
+    /// First bar of the new regime.
+    pub at: usize,
+    /// Volatility multiplier.
+    pub vol: f64,
+    /// Drift per bar, in units of the base σ.
+    pub mean: f64,
+}
+
+/// [`candles`] with an optional [`Shift`] (the bars before it are the same as `candles`').
+pub fn shifted(n: usize, strength: f64, seed: u64, shift: Option<Shift>) -> Bars {
     let mut rng = Rng::new(seed);
     let mut r = Vec::with_capacity(n);
     for t in 0..n {
+        let (vol, mean) = match shift {
+            Some(s) if t >= s.at => (s.vol, s.mean),
+            _ => (1.0, 0.0),
+        };
         // The return of bars [t − to, t − from) in units of its standard deviation.
         let z = |from: usize, to: usize| {
             if t >= to { r[t - to..t - from].iter().sum::<f64>() / (SIGMA * ((to - from) as f64).sqrt()) } else { 0.0 }
         };
         let h = (2.0 * z(0, 12)).tanh() * (2.0 * z(12, 48)).tanh();
-        r.push(SIGMA * rng.normal() + strength * SIGMA * h);
+        r.push(vol * SIGMA * rng.normal() + strength * SIGMA * h + mean * SIGMA);
     }
     let (mut open, mut high, mut low, mut close, mut volume) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());

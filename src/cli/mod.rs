@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch for the `retrain` binary; one file per command.
 
+mod alarm;
 mod cv;
 mod features;
 mod gbdt;
@@ -69,6 +70,8 @@ pub enum Command {
     Shadow(supervise::ShadowArgs),
     /// Retire or roll back active versions that the live prediction log condemns.
     Supervise(supervise::SuperviseArgs),
+    /// Raised stop-trading alarms (CRITICAL drift raises one); `alarm clear MODEL` clears one.
+    Alarm(alarm::AlarmArgs),
 }
 
 /// Parses a model kind, listing every registered kind in `--help` and in errors.
@@ -170,6 +173,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Triggers(args) => supervise::triggers(args),
         Command::Shadow(args) => supervise::shadow(args),
         Command::Supervise(args) => supervise::supervise(args),
+        Command::Alarm(args) => alarm::run(args),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());
             Ok(())

@@ -252,6 +252,9 @@ pub fn status(a: StatusArgs) -> Result<()> {
             if !metrics.is_empty() {
                 println!("  CPCV: {}", metrics.join(", "));
             }
+            if let Some(a) = &m.alarm {
+                println!("  STOP TRADING: alarm raised {} by {}: {}", a.raised_at, a.actor, a.reason);
+            }
             if let Some(h) = &row.health {
                 let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v));
                 println!(

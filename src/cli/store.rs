@@ -17,6 +17,13 @@ pub struct StoreDir {
     store: PathBuf,
 }
 
+impl StoreDir {
+    /// The store root.
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.store
+    }
+}
+
 /// Who and why, for the audit log.
 #[derive(Debug, clap::Args)]
 pub struct Why {
@@ -29,7 +36,8 @@ pub struct Why {
 }
 
 impl Why {
-    fn change(&self, default_reason: &str) -> Change {
+    /// The audit log's who and why (`default_reason` unless --reason).
+    pub(super) fn change(&self, default_reason: &str) -> Change {
         let actor = self.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
         Change::new(actor, self.reason.clone().unwrap_or_else(|| default_reason.into()))
     }

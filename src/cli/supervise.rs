@@ -120,14 +120,19 @@ pub struct DriftArgs {
 
 fn print_drift(d: &DriftReport) {
     println!(
-        "drift {}: {} of {} features drifted, {} alerts, max KS {:.3}",
+        "drift {}: {} of {} features drifted, {} alerts, max KS {:.3} ({} of {} features calibrated for autocorrelation)",
         d.severity,
         d.drifted,
         d.features.len(),
         d.alerts,
-        d.max_ks
+        d.max_ks,
+        d.calibrated,
+        d.features.len()
     );
-    println!("{:<28} {:>7} {:>10} {:>10} {:>8} {:>7}  flags", "feature", "KS", "p", "p (BH)", "PSI", "n");
+    println!(
+        "{:<28} {:>7} {:>10} {:>8} {:>10} {:>10} {:>8} {:>7}  flags",
+        "feature", "KS", "p (raw)", "noise KS", "p (eff)", "p (BH)", "PSI", "n"
+    );
     let mut rows: Vec<_> = d.features.iter().collect();
     rows.sort_by(|a, b| b.ks.statistic.total_cmp(&a.ks.statistic));
     for f in rows {
@@ -137,10 +142,24 @@ fn print_drift(d: &DriftReport) {
             _ => "",
         };
         println!(
-            "{:<28} {:>7.4} {:>10.3e} {:>10.3e} {:>8.4} {:>7}  {flag}",
-            f.name, f.ks.statistic, f.ks.p_value, f.p_adjusted, f.psi, f.n_recent
+            "{:<28} {:>7.4} {:>10.3e} {:>8} {:>10.3e} {:>10.3e} {:>8.4} {:>7}  {flag}",
+            f.name,
+            f.ks.statistic,
+            f.ks.p_value,
+            f.noise_ks.map_or("-".into(), |v| format!("{v:.4}")),
+            f.p_effective,
+            f.p_adjusted,
+            f.psi,
+            f.n_recent
         );
     }
+}
+
+/// UTC dates with at least one of the (ascending) timestamps `ts`.
+fn trading_days(ts: &[i64]) -> usize {
+    let mut d: Vec<i64> = ts.iter().map(|t| t.div_euclid(86_400_000)).collect();
+    d.dedup();
+    d.len()
 }
 
 /// Run `retrain drift`.
@@ -174,7 +193,9 @@ pub fn drift(a: DriftArgs) -> Result<()> {
                 }
                 r
             } else {
-                reference_from_bars(&one_symbol(path)?, &spec, p.psi_bins)?
+                // Calibrated for windows as long as the one checked (--days, else all of --current).
+                let days = a.days.unwrap_or_else(|| trading_days(current.timestamps()));
+                reference_from_bars(&one_symbol(path)?, &spec, p.psi_bins, Some(days))?
             };
             (reference, spec)
         }
@@ -228,6 +249,12 @@ fn print_triggers(s: &TriggersSummary) {
                 d.drifted,
                 d.features.len(),
                 d.max_ks
+            );
+        }
+        if let Some(a) = &c.alarm {
+            println!(
+                "  STOP TRADING (alarm raised {}): {} — clear with `retrain alarm clear {}`",
+                a.raised_at, a.reason, c.model_id
             );
         }
         for t in &c.triggers {

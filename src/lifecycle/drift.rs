@@ -1,16 +1,31 @@
 //! Feature drift: the training distribution of every feature (its [`ReferenceStats`], saved
-//! with each model version) against a recent window, by the two-sample KS test (p-values as
-//! scipy's `ks_2samp`), the population stability index over reference-quantile bins, and
-//! Benjamini–Hochberg across features. The [`DriftReport`] carries a severity that maps to
-//! The response: LOW log only, MEDIUM retrain the model, HIGH retrain all models,
+//! with each model version) against a recent window, by the two-sample KS test (the raw
+//! p-value as scipy's `ks_2samp`), the population stability index over reference-quantile
+//! bins, and Benjamini–Yekutieli across features. The [`DriftReport`] carries a severity that
+//! maps to the response: LOW log only, MEDIUM retrain the model, HIGH retrain all models,
 //! CRITICAL also raise a stop-trading alarm.
 //!
-//! DriftSeverity rule (thresholds in [`Policy`]): a feature *alerts* when its KS statistic exceeds
-//! `ks_alert` or its BH-adjusted p-value is below `ks_p_value`; it has *drifted* when its KS
-//! statistic exceeds `ks_retrain`, its PSI exceeds `psi_threshold`, or it alerts on both
-//! counts (KS > `ks_alert` and significant). No alert → no drift; alerts without drifted
-//! features → LOW; drifted features → MEDIUM, HIGH from `drift_high_fraction` of the features,
-//! CRITICAL from `drift_critical_fraction`.
+//! Features are time series: 480 hourly values of a 100-bar moving-average ratio are a
+//! handful of independent draws, not 480, so the raw KS p-value (which assumes independence)
+//! calls a stationary series drifted. Each feature's reference therefore carries a
+//! [`NullCalibration`]: windows of the drift window's length drawn from the training rows
+//! themselves, compared with the whole reference, show how large the KS statistic of a
+//! window is when nothing changed. The *effective* p-value reads the statistic off scipy's
+//! `kstwo` at an *effective* sample size: the size at which the largest calibration window's
+//! statistic (rescaled to a window independent of the reference and to the recent window's
+//! length) is as likely as the largest of the n/W independent windows the training rows hold.
+//! Matching the tail, not the median, matters: windows of autocorrelated features have tails
+//! heavier than the Kolmogorov law's at the size that fits their median (docs/drift.md). The
+//! effective p-value is never below the raw one. Benjamini–Yekutieli runs on the effective
+//! p-values: features computed from one price series move together, and the adjustment
+//! must hold under any dependence.
+//!
+//! Severity rule (thresholds in [`Policy`]): a feature is *significant* when its BH-adjusted
+//! effective p-value is below `ks_p_value`; it *alerts* when significant and its KS statistic
+//! exceeds `ks_alert` or its PSI `psi_threshold`; it has *drifted* when significant and its KS
+//! statistic exceeds `ks_retrain` or its PSI `psi_threshold`. No alert → no drift; alerts
+//! without drifted features → LOW; drifted features → MEDIUM, HIGH from `drift_high_fraction`
+//! of the features, CRITICAL from `drift_critical_fraction`. See `docs/drift.md`.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +40,70 @@ pub const PSI_EPSILON: f64 = 1e-4;
 /// Quantile points kept per feature: the reference ECDF is known to 1/(`REFERENCE_QUANTILES` − 1).
 pub const REFERENCE_QUANTILES: usize = 1001;
 
+/// Windows a [`NullCalibration`] draws from the training rows (evenly spaced; they overlap
+/// when the training period is short).
+pub const CALIBRATION_WINDOWS: usize = 64;
+
+/// The calibration windows' upper quantile kept for reports beside their median and maximum.
+pub const UPPER_QUANTILE: f64 = 0.9;
+
+/// How noisy a drift window of one feature is when nothing has changed, measured on the
+/// training rows (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullCalibration {
+    /// Rows per window (the drift window's length in training rows).
+    pub window: usize,
+    /// Windows drawn.
+    pub windows: usize,
+    /// Median KS statistic of those windows against the whole reference.
+    pub median_ks: f64,
+    /// Their [`UPPER_QUANTILE`] quantile.
+    pub upper_ks: f64,
+    /// Largest KS statistic of those windows.
+    pub max_ks: f64,
+}
+
+impl NullCalibration {
+    /// What a calibration window's KS statistic becomes for a window of `m` rows independent
+    /// of a reference of `n`: the two-sample variance factor is 1/W − 1/n for a window inside
+    /// the reference and 1/m + 1/n for one outside it.
+    fn scale(&self, n: usize, m: usize) -> f64 {
+        let (n, w, m) = (n as f64, self.window as f64, m.max(1) as f64);
+        let inside = (1.0 / w - 1.0 / n).max(1.0 / (w * n));
+        ((1.0 / m + 1.0 / n) / inside).sqrt()
+    }
+
+    /// The median KS statistic of a window of `m` rows against a reference of `n` when
+    /// nothing changed (the feature's noise level).
+    pub fn noise(&self, n: usize, m: usize) -> f64 {
+        self.median_ks * self.scale(n, m)
+    }
+
+    /// The effective two-sample size of a window of `m` rows against a reference of `n`: the
+    /// largest size (at most the nominal `n·m/(n+m)`) at which the KS statistic exceeds the
+    /// calibration windows' largest with at least the chance of the largest of
+    /// `n/W` independent windows, 1/(n/W + 1).
+    pub fn effective_size(&self, n: usize, m: usize) -> u64 {
+        let nominal = ((n * m) as f64 / (n + m) as f64).floor().max(1.0) as u64;
+        let q = self.max_ks * self.scale(n, m);
+        let level = 1.0 / (n as f64 / self.window as f64 + 1.0);
+        if q <= 0.0 || ks::kolmogn_sf(nominal, q) >= level {
+            return nominal;
+        }
+        // kolmogn_sf(k, q) falls as k grows: the last k with sf ≥ level.
+        let (mut lo, mut hi) = (1u64, nominal);
+        if ks::kolmogn_sf(1, q) < level {
+            return 1;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if ks::kolmogn_sf(mid, q) >= level { lo = mid } else { hi = mid }
+        }
+        lo
+    }
+}
+
 /// One feature's training distribution, compact enough to store with a model version.
 /// Read-only once built (its lookup index for the drift kernel is derived from it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +114,9 @@ pub struct FeatureReference {
     quantiles: Vec<f64>,
     psi_edges: Vec<f64>,
     psi_expected: Vec<f64>,
+    /// The feature's null calibration (none: treated as independent draws).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    calibration: Option<NullCalibration>,
     #[serde(skip)]
     index: IndexSlot,
 }
@@ -94,6 +176,7 @@ impl FeatureReference {
             quantiles,
             psi_edges,
             psi_expected,
+            calibration: None,
             index: IndexSlot::default(),
         };
         // Built now so the first drift check does not pay for it.
@@ -126,11 +209,58 @@ impl FeatureReference {
         &self.psi_expected
     }
 
+    /// The null calibration, if the training rows allowed one.
+    pub fn calibration(&self) -> Option<&NullCalibration> {
+        self.calibration.as_ref()
+    }
+
+    /// Calibrate against windows of `window` consecutive rows of `values` (the feature's
+    /// training values in time order, the ones this reference summarises). Needs at least two
+    /// windows' worth of finite values; with fewer the reference stays uncalibrated.
+    pub fn calibrate(&mut self, values: &[f64], window: usize) {
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        self.calibration = None;
+        if window < 10 || finite.len() < 2 * window {
+            return;
+        }
+        let span = finite.len() - window;
+        let k = CALIBRATION_WINDOWS;
+        let mut scratch = Scratch::default();
+        let mut ds: Vec<f64> = (0..k)
+            .map(|i| {
+                let start = (i * span + (k - 1) / 2) / (k - 1);
+                self.column_stats(&finite[start..start + window], &mut scratch).0
+            })
+            .collect();
+        ds.sort_by(f64::total_cmp);
+        let median_ks = 0.5 * (ds[k / 2 - 1] + ds[k / 2]);
+        let upper_ks = quantile_sorted(&ds, UPPER_QUANTILE);
+        self.calibration = Some(NullCalibration { window, windows: k, median_ks, upper_ks, max_ks: ds[k - 1] });
+    }
+
+    /// The effective p-value of a KS statistic `d` of `m` recent values (see the module
+    /// docs): `raw` where the reference is uncalibrated.
+    fn effective_p(&self, d: f64, m: usize, raw: f64) -> (Option<f64>, f64) {
+        let Some(c) = &self.calibration else { return (None, raw) };
+        let p = ks::kolmogn_sf(c.effective_size(self.n, m), d);
+        (Some(c.noise(self.n, m)), p.clamp(0.0, 1.0).max(raw))
+    }
+
     /// Why this (deserialised) reference cannot be used, if it cannot.
     pub fn problem(&self) -> Option<String> {
         let q = &self.quantiles;
         if self.n == 0 {
             return Some(format!("{}: n is 0", self.name));
+        }
+        if let Some(c) = &self.calibration
+            && !(c.median_ks.is_finite()
+                && c.median_ks >= 0.0
+                && c.upper_ks >= c.median_ks
+                && c.max_ks >= c.upper_ks
+                && c.max_ks <= 1.0
+                && c.window > 0)
+        {
+            return Some(format!("{}: calibration needs a window and 0 ≤ median ≤ upper ≤ max KS ≤ 1", self.name));
         }
         if q.len() < 2 || q.iter().any(|v| !v.is_finite()) || q.windows(2).any(|w| w[0] > w[1]) {
             return Some(format!("{}: quantiles must be at least two finite ascending values", self.name));
@@ -291,7 +421,41 @@ impl FeatureReference {
     }
 }
 
+/// Rows a drift window of `days` trading days spans in rows stamped `ts` (ms, ascending):
+/// rows per UTC date with rows, times `days`.
+pub fn window_rows(ts: &[i64], days: usize) -> usize {
+    let mut dates = 0usize;
+    let mut last = None;
+    for &t in ts {
+        let d = t.div_euclid(86_400_000);
+        if last != Some(d) {
+            dates += 1;
+            last = Some(d);
+        }
+    }
+    if dates == 0 {
+        return 0;
+    }
+    ((ts.len() as f64 / dates as f64) * days as f64).round() as usize
+}
+
 impl ReferenceStats {
+    /// Calibrate every feature against windows of `window` rows of its training column
+    /// (`columns[j]`, time order) — see [`FeatureReference::calibrate`].
+    pub fn calibrate(&mut self, columns: &[Vec<f64>], window: usize) -> Result<()> {
+        if columns.len() != self.features.len() {
+            return Err(Error::Shape {
+                what: "calibration columns".into(),
+                expected: self.features.len(),
+                got: columns.len(),
+            });
+        }
+        for (f, c) in self.features.iter_mut().zip(columns) {
+            f.calibrate(c, window);
+        }
+        Ok(())
+    }
+
     /// Summarise the training matrix, column by column (`columns[j]` holds feature `j`).
     pub fn from_columns(names: &[String], columns: &[Vec<f64>], psi_bins: usize) -> Result<Self> {
         if names.len() != columns.len() {
@@ -313,11 +477,16 @@ impl ReferenceStats {
         self.features.iter().find_map(FeatureReference::problem)
     }
 
-    /// Summarise a [`crate::features::Dataset`]'s feature columns.
-    pub fn from_dataset(ds: &crate::features::Dataset, psi_bins: usize) -> Result<Self> {
+    /// Summarise a [`crate::features::Dataset`]'s feature columns, calibrated for drift
+    /// windows of `window_days` trading days (`None`: uncalibrated).
+    pub fn from_dataset(ds: &crate::features::Dataset, psi_bins: usize, window_days: Option<usize>) -> Result<Self> {
         let cols: Vec<Vec<f64>> =
             (0..ds.n_features()).map(|j| ds.x.column(j).iter().map(|&v| f64::from(v)).collect()).collect();
-        Self::from_columns(&ds.feature_names, &cols, psi_bins)
+        let mut r = Self::from_columns(&ds.feature_names, &cols, psi_bins)?;
+        if let Some(days) = window_days {
+            r.calibrate(&cols, window_rows(&ds.t0, days))?;
+        }
+        Ok(r)
     }
 }
 
@@ -365,16 +534,22 @@ pub fn recent_columns(
 }
 
 /// Reference statistics of `bars`' features under `spec` (every finite value, rounded to
-/// f32 as in training).
+/// f32 as in training), calibrated for drift windows of `window_days` trading days (`None`:
+/// uncalibrated).
 pub fn reference_from_bars(
     bars: &crate::data::Bars,
     spec: &crate::features::FeatureSpec,
     psi_bins: usize,
+    window_days: Option<usize>,
 ) -> Result<ReferenceStats> {
     let frame = crate::features::compute(bars, spec)?;
     let seg = frame.segments.first().ok_or_else(|| Error::Empty { source_name: "reference bars".into() })?;
     let cols: Vec<Vec<f64>> = seg.columns.iter().map(|c| c.iter().map(|&v| f64::from(v as f32)).collect()).collect();
-    ReferenceStats::from_columns(&frame.names, &cols, psi_bins)
+    let mut r = ReferenceStats::from_columns(&frame.names, &cols, psi_bins)?;
+    if let Some(days) = window_days {
+        r.calibrate(&cols, window_rows(&seg.ts, days))?;
+    }
+    Ok(r)
 }
 
 /// Drift severity: what the host should do.
@@ -414,11 +589,17 @@ pub struct FeatureDrift {
     pub n_recent: usize,
     /// KS statistic and raw p-value.
     pub ks: KsResult,
-    /// Benjamini–Hochberg adjusted p-value across the report's features.
+    /// The KS statistic a window like this one shows when nothing changed (the calibrated
+    /// noise level; none where the reference is uncalibrated).
+    pub noise_ks: Option<f64>,
+    /// The p-value that accounts for autocorrelation (see the module docs; the raw one where
+    /// the reference is uncalibrated).
+    pub p_effective: f64,
+    /// Benjamini–Yekutieli adjusted effective p-value across the report's features.
     pub p_adjusted: f64,
     /// Population stability index.
     pub psi: f64,
-    /// KS above `ks_alert` or BH-significant.
+    /// Significant, with KS above `ks_alert` or PSI above `psi_threshold`.
     pub alert: bool,
     /// Retrain-worthy (see the module docs).
     pub drifted: bool,
@@ -435,6 +616,9 @@ pub struct DriftReport {
     pub drifted: usize,
     /// The largest KS statistic.
     pub max_ks: f64,
+    /// Features whose reference carries a null calibration.
+    #[serde(default)]
+    pub calibrated: usize,
     /// Overall severity.
     pub severity: DriftSeverity,
 }
@@ -459,6 +643,15 @@ pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
         out[i] = running.min(1.0);
     }
     out
+}
+
+/// Benjamini–Yekutieli adjusted p-values (as `scipy.stats.false_discovery_control(p,
+/// method='by')`): Benjamini–Hochberg scaled by Σ 1/i, which controls the false discovery
+/// rate under any dependence between the tests.
+pub fn benjamini_yekutieli(p: &[f64]) -> Vec<f64> {
+    let c: f64 = (1..=p.len()).map(|i| 1.0 / i as f64).sum();
+    let scaled: Vec<f64> = p.iter().map(|&v| v * c).collect();
+    benjamini_hochberg(&scaled)
 }
 
 /// Compare recent feature values (`recent[j]` = column `j`, same order as the reference) with
@@ -515,28 +708,41 @@ pub fn check_drift_with(
             (r.name.clone(), n, ks.unwrap_or_else(|| ks::ks_p_value_with(d, r.n, n, table)), psi)
         })
         .collect();
-    let adjusted = benjamini_hochberg(&rows.iter().map(|r| r.2.p_value).collect::<Vec<_>>());
+    let effective: Vec<(Option<f64>, f64)> = reference
+        .features
+        .iter()
+        .zip(&rows)
+        .map(|(r, (_, m, ks, _))| r.effective_p(ks.statistic, *m, ks.p_value))
+        .collect();
+    // Features computed from the same prices move together (a trending month moves every
+    // trend feature at once), so the adjustment must hold under any dependence: with
+    // Benjamini–Hochberg a 90-day reference alarmed in 5.8 % of stationary cycles.
+    let adjusted = benjamini_yekutieli(&effective.iter().map(|e| e.1).collect::<Vec<_>>());
     let features: Vec<FeatureDrift> = rows
         .into_iter()
+        .zip(effective)
         .zip(adjusted)
-        .map(|((name, n_recent, ks, psi), p_adjusted)| {
-            let big = ks.statistic > policy.ks_alert;
+        .map(|(((name, n_recent, ks, psi), (noise_ks, p_effective)), p_adjusted)| {
             let significant = p_adjusted < policy.ks_p_value;
+            let wide = psi > policy.psi_threshold;
             FeatureDrift {
                 name,
                 n_recent,
                 ks,
+                noise_ks,
+                p_effective,
                 p_adjusted,
                 psi,
-                alert: big || significant,
-                drifted: ks.statistic > policy.ks_retrain || psi > policy.psi_threshold || (big && significant),
+                alert: significant && (ks.statistic > policy.ks_alert || wide),
+                drifted: significant && (ks.statistic > policy.ks_retrain || wide),
             }
         })
         .collect();
-    Ok(summarise(features, policy))
+    let calibrated = reference.features.iter().filter(|f| f.calibration.is_some()).count();
+    Ok(summarise(features, calibrated, policy))
 }
 
-fn summarise(features: Vec<FeatureDrift>, policy: &Policy) -> DriftReport {
+fn summarise(features: Vec<FeatureDrift>, calibrated: usize, policy: &Policy) -> DriftReport {
     let alerts = features.iter().filter(|f| f.alert).count();
     let drifted = features.iter().filter(|f| f.drifted).count();
     let max_ks = features.iter().map(|f| f.ks.statistic).fold(0.0, f64::max);
@@ -550,7 +756,7 @@ fn summarise(features: Vec<FeatureDrift>, policy: &Policy) -> DriftReport {
     } else {
         DriftSeverity::Medium
     };
-    DriftReport { features, alerts, drifted, max_ks, severity }
+    DriftReport { features, alerts, drifted, max_ks, calibrated, severity }
 }
 
 #[cfg(test)]
@@ -761,6 +967,85 @@ mod tests {
         assert_eq!(one.drifted_features(), ["f0"]);
         assert_eq!(check(2, &mut rng).severity, DriftSeverity::High);
         assert_eq!(check(4, &mut rng).severity, DriftSeverity::Critical);
+    }
+
+    /// An AR(1) series with lag-one autocorrelation `rho` and unit variance.
+    fn ar1(rng: &mut Rng, n: usize, rho: f64) -> Vec<f64> {
+        let mut x = rng.normal();
+        let e = (1.0 - rho * rho).sqrt();
+        (0..n)
+            .map(|_| {
+                x = rho * x + e * rng.normal();
+                x
+            })
+            .collect()
+    }
+
+    #[test]
+    fn calibration_reads_the_noise_of_a_window_off_the_training_rows() {
+        let mut rng = Rng::new(5);
+        let policy = Policy::default();
+        // Independent draws: the noise level is the Kolmogorov median at the two-sample size
+        // (0.8276 / √(n·m/(n+m))), within the scatter of 64 windows.
+        let iid = normal(&mut rng, 8000, 0.0);
+        let mut r = FeatureReference::from_values("iid", &iid, 10).unwrap();
+        r.calibrate(&iid, 480);
+        let c = r.calibration().unwrap().clone();
+        assert_eq!((c.window, c.windows), (480, CALIBRATION_WINDOWS));
+        let want = 0.8276 / (8000.0 * 480.0 / 8480.0f64).sqrt();
+        let noise = c.noise(r.n(), 480);
+        assert!((noise / want - 1.0).abs() < 0.3, "noise {noise} vs {want}");
+        // A slow AR(1) (ρ = 0.99): a window of it is a few independent draws. A later window
+        // of the same process has a raw p-value that calls it drifted, and an effective one
+        // that does not; shifted by three standard deviations it is drifted either way.
+        let series = ar1(&mut rng, 12_000, 0.99);
+        let mut slow = FeatureReference::from_values("slow", &series[..8000], 10).unwrap();
+        slow.calibrate(&series[..8000], 480);
+        assert!(slow.calibration().unwrap().noise(8000, 480) > 4.0 * want, "{:?}", slow.calibration());
+        let reference = ReferenceStats { features: vec![slow] };
+        let (mut raw_hits, mut eff_hits) = (0, 0);
+        for end in (8480..=12_000).step_by(240) {
+            let d = check_drift(&reference, &[series[end - 480..end].to_vec()], &policy).unwrap();
+            raw_hits += usize::from(d.features[0].ks.p_value < policy.ks_p_value);
+            eff_hits += usize::from(d.features[0].p_adjusted < policy.ks_p_value);
+            assert!(d.features[0].p_effective >= d.features[0].ks.p_value);
+        }
+        assert!(raw_hits >= 10 && eff_hits <= 1, "raw {raw_hits}, effective {eff_hits} of 15 windows");
+        let shifted: Vec<f64> = series[11_520..].iter().map(|v| v + 3.0).collect();
+        let d = check_drift(&reference, &[shifted], &policy).unwrap();
+        assert!(d.features[0].drifted && d.severity == DriftSeverity::Critical, "{:?}", d.features[0]);
+        assert_eq!(d.calibrated, 1);
+    }
+
+    #[test]
+    fn calibration_needs_two_windows_and_survives_a_round_trip() {
+        let mut rng = Rng::new(9);
+        let x = normal(&mut rng, 900, 0.0);
+        let mut r = FeatureReference::from_values("x", &x, 10).unwrap();
+        r.calibrate(&x, 480);
+        assert!(r.calibration().is_none(), "900 rows hold fewer than two 480-row windows");
+        r.calibrate(&x, 400);
+        assert!(r.calibration().is_some());
+        let stats = ReferenceStats { features: vec![r] };
+        let text = serde_json::to_string(&stats).unwrap();
+        let back: ReferenceStats = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, stats);
+        // A reference written before calibrations existed still reads (uncalibrated).
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["features"][0].as_object_mut().unwrap().remove("calibration");
+        let old: ReferenceStats = serde_json::from_value(v.clone()).unwrap();
+        assert!(old.features[0].calibration().is_none() && old.problem().is_none());
+        // A damaged calibration is named.
+        v["features"][0]["calibration"] =
+            serde_json::json!({"window": 400, "windows": 64, "median_ks": 0.5, "upper_ks": 0.6, "max_ks": 0.1});
+        let bad: ReferenceStats = serde_json::from_value(v).unwrap();
+        assert!(bad.problem().unwrap().contains("x: calibration"), "{:?}", bad.problem());
+        // Rows per window follow the bars' rows per trading day.
+        let hourly: Vec<i64> = (0..24 * 30).map(|i| i * 3_600_000).collect();
+        assert_eq!(window_rows(&hourly, 20), 480);
+        let weekdays: Vec<i64> = hourly.iter().copied().filter(|t| t / 86_400_000 % 7 < 5).collect();
+        assert_eq!(window_rows(&weekdays, 20), 480);
+        assert_eq!(window_rows(&[], 20), 0);
     }
 
     #[test]

@@ -101,6 +101,19 @@ pub enum EventKind {
         /// Largest KS statistic.
         max_ks: f64,
     },
+    /// A stop-trading alarm was raised (critical drift): the host should stop acting on the
+    /// model's signals until an operator clears it.
+    #[serde(rename = "alarm.stop_trading.raised")]
+    StopTradingRaised {
+        /// Why.
+        reason: String,
+    },
+    /// A stop-trading alarm was cleared.
+    #[serde(rename = "alarm.stop_trading.cleared")]
+    StopTradingCleared {
+        /// Who cleared it and why.
+        reason: String,
+    },
     /// A shadow test has had no new record for `shadow_stuck_hours`.
     #[serde(rename = "shadow.test.stuck")]
     ShadowStuck {
@@ -156,6 +169,8 @@ impl Event {
             EventKind::ShadowStuck { .. } => "shadow.test.stuck",
             EventKind::ShadowRejected { .. } => "shadow.rejected",
             EventKind::DriftDetected { .. } => "drift.detected",
+            EventKind::StopTradingRaised { .. } => "alarm.stop_trading.raised",
+            EventKind::StopTradingCleared { .. } => "alarm.stop_trading.cleared",
             EventKind::PerformanceDegraded { .. } => "model.performance.degraded",
         }
     }

@@ -348,7 +348,7 @@ pub fn run_job(
     let model = guarded.fit(&train, valid.as_ref())?;
     let train_metrics = in_sample_metrics(model.as_ref(), &train)?;
     drop((train, valid));
-    let reference = ReferenceStats::from_dataset(&ds, policy.psi_bins)?;
+    let reference = ReferenceStats::from_dataset(&ds, policy.psi_bins, Some(policy.drift_window_days))?;
 
     // Compare with the deployed version on the same paths.
     let cand_paths: Vec<PathMetrics> = cv.paths.iter().map(|p| PathMetrics::of(&p.scores)).collect();

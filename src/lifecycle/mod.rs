@@ -4,6 +4,7 @@
 //! decision, shadow and canary tests, retirement and automatic rollback, and the audit trail
 //! — behind one front door, [`Retrainer`].
 
+pub mod alarm;
 pub mod cancel;
 pub mod decision;
 pub mod drift;
@@ -19,6 +20,7 @@ pub mod shadow;
 pub mod supervisor;
 pub mod trigger;
 
+pub use alarm::Alarm;
 pub use cancel::CancelToken;
 pub use decision::{Decision, DecisionReport, decide};
 pub use drift::{

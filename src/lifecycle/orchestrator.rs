@@ -81,6 +81,8 @@ pub struct ModelStatus {
     pub metrics: BTreeMap<String, f64>,
     /// The last jobs (newest first): time, status, seconds, reason.
     pub last_jobs: Vec<serde_json::Value>,
+    /// The raised stop-trading alarm, if any.
+    pub alarm: Option<crate::lifecycle::alarm::Alarm>,
 }
 
 /// The front door.
@@ -486,6 +488,7 @@ pub fn status(store: &VersionStore) -> Result<Vec<ModelStatus>> {
             })
             .collect();
         out.push(ModelStatus {
+            alarm: crate::lifecycle::alarm::raised_in(&model_id, &history),
             model_id: model_id.clone(),
             active: aliases.active,
             shadow: aliases.shadow,

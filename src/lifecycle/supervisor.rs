@@ -49,8 +49,12 @@ pub struct ModelCheck {
     pub health: Option<HealthReport>,
     /// Drift of recent features against the active version's reference (with bars).
     pub drift: Option<DriftReport>,
-    /// Every trigger that fired.
+    /// Every trigger that fired (HIGH or CRITICAL drift of another model adds one here:
+    /// such drift retrains every model).
     pub triggers: Vec<Trigger>,
+    /// The model's raised stop-trading alarm after this check (raised by this check's
+    /// CRITICAL drift, or earlier and not yet cleared).
+    pub alarm: Option<crate::lifecycle::alarm::Alarm>,
     /// Inputs that could not be evaluated (the rest still were).
     pub errors: Vec<String>,
 }
@@ -179,7 +183,9 @@ impl Retrainer {
             models.par_iter().map(|m| self.check_model(m, obs, &schedules, now)).collect()
         });
         self.save_ks_table();
-        Ok(checks.into_iter().flatten().collect())
+        let mut checks: Vec<ModelCheck> = checks.into_iter().flatten().collect();
+        retrain_all_on_broad_drift(&mut checks);
+        Ok(checks)
     }
 
     fn check_model(
@@ -226,15 +232,31 @@ impl Retrainer {
                     max_ks: d.max_ks,
                 },
             );
+            let evidence = serde_json::json!({"severity": d.severity, "features": features, "max_ks": d.max_ks});
             if d.severity >= DriftSeverity::Medium {
-                let alarm = if d.severity == DriftSeverity::Critical { " — stop-trading alarm" } else { "" };
-                self.audit_alert(
-                    model_id,
-                    format!("drift {}: {} features drifted{alarm}", d.severity, d.drifted),
-                    serde_json::json!({"alert": "drift.detected", "severity": d.severity, "features": features, "max_ks": d.max_ks}),
+                let mut details = evidence.clone();
+                details["alert"] = "drift.detected".into();
+                self.audit_alert(model_id, format!("drift {}: {} features drifted", d.severity, d.drifted), details);
+            }
+            if d.severity == DriftSeverity::Critical {
+                let why = format!(
+                    "CRITICAL drift: {} of {} features drifted (max KS {:.3})",
+                    d.drifted,
+                    d.features.len(),
+                    d.max_ks
                 );
+                if let Err(e) = self.raise_alarm(model_id, &Change::new("supervisor", why), Some(evidence)) {
+                    errors.push(format!("stop-trading alarm: {e}"));
+                }
             }
         }
+        let alarm = match self.stop_trading(model_id) {
+            Ok(a) => a,
+            Err(e) => {
+                errors.push(format!("stop-trading alarm state: {e}"));
+                None
+            }
+        };
         let mine: Vec<_> = schedules.iter().filter(|s| s.schedule.applies_to(model_id)).collect();
         // The audit log is read only when a schedule needs its last firing.
         let history = if mine.is_empty() { Vec::new() } else { self.store.history(model_id).unwrap_or_default() };
@@ -270,7 +292,7 @@ impl Retrainer {
             classifier,
         };
         let triggers = evaluate(&inputs, now, &self.policy);
-        Some(ModelCheck { model_id: model_id.into(), active: info.tag, health, drift, triggers, errors })
+        Some(ModelCheck { model_id: model_id.into(), active: info.tag, health, drift, triggers, alarm, errors })
     }
 
     /// Retire (IC < 0 for `retire_ic_days`) or roll back (live score > `rollback_threshold`
@@ -365,6 +387,32 @@ impl Retrainer {
             Recommendation::ContinueTesting => {}
         }
         Ok(ev)
+    }
+}
+
+/// HIGH or CRITICAL drift of one model retrains every model: each other model gets a drift
+/// trigger at that drift's priority (HIGH, or URGENT for CRITICAL), naming its source.
+fn retrain_all_on_broad_drift(checks: &mut [ModelCheck]) {
+    let broad: Vec<(String, Trigger)> = checks
+        .iter()
+        .filter_map(|c| {
+            let d = c.drift.as_ref().filter(|d| d.severity >= DriftSeverity::High)?;
+            let own = c.triggers.iter().find(|t| t.kind == crate::lifecycle::trigger::TriggerKind::Drift)?;
+            Some((
+                c.model_id.clone(),
+                Trigger {
+                    reason: format!("{} drift of {}: retrain all models", d.severity, c.model_id),
+                    ..own.clone()
+                },
+            ))
+        })
+        .collect();
+    for c in checks.iter_mut() {
+        for (source, t) in &broad {
+            if *source != c.model_id {
+                c.triggers.push(t.clone());
+            }
+        }
     }
 }
 

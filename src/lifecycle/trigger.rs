@@ -339,7 +339,8 @@ mod tests {
     #[test]
     fn drift_priority_follows_severity_and_windows_follow_the_policy() {
         use crate::lifecycle::drift::DriftReport;
-        let report = |severity| DriftReport { features: vec![], alerts: 1, drifted: 1, max_ks: 0.3, severity };
+        let report =
+            |severity| DriftReport { features: vec![], alerts: 1, drifted: 1, max_ks: 0.3, calibrated: 0, severity };
         for (s, want) in [
             (DriftSeverity::Low, None),
             (DriftSeverity::Medium, Some(Priority::Medium)),

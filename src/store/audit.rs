@@ -51,8 +51,10 @@ pub enum AuditKind {
     /// A retraining job finished: COMPLETED, FAILED, DEFERRED or CANCELLED, with its duration
     /// in `details` (the plan's duration estimates come from these).
     Job,
-    /// A lifecycle alert (drift, degraded health, stuck shadow test, stop-trading alarm).
+    /// A lifecycle alert (drift, degraded health, stuck shadow test).
     Alert,
+    /// A stop-trading alarm was raised or cleared (`details.state`: `RAISED` or `CLEARED`).
+    Alarm,
 }
 
 /// One line of the audit log.
