@@ -160,7 +160,7 @@ fn the_noise_level_predicts_later_windows() {
     let w = p.drift_window_days * HOURS_PER_DAY;
     let mut worst: f64 = 0.0;
     for (j, f) in r.features.iter().enumerate() {
-        let one = ReferenceStats { features: vec![f.clone()] };
+        let one = ReferenceStats { features: vec![f.clone()], prediction: None };
         let mut ds: Vec<f64> = (8000 / HOURS_PER_DAY + 1..32_000 / HOURS_PER_DAY)
             .map(|d| {
                 let recent = vec![cols[j][d * HOURS_PER_DAY - w..d * HOURS_PER_DAY].to_vec()];

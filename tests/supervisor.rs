@@ -309,3 +309,92 @@ fn critical_drift_raises_a_stop_trading_alarm_and_retrains_every_model() {
     assert_eq!((alarms[1].actor.as_str(), alarms[1].reason.as_str()), ("ops", "feed checked"));
     assert!(r.clear_alarm("b", &retrain::store::Change::new("ops", "none")).is_err());
 }
+
+#[test]
+fn prediction_drift_compares_the_logged_scores_with_the_validation_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 5000;
+    let bars = planted::candles(n, 0.5, 31);
+    let at = |i: usize| Timestamp::from_millisecond(bars.timestamps()[i]).unwrap();
+    let clock = Arc::new(ManualClock::new(at(n - 481)));
+    let policy = Policy {
+        gate_overfitting: false,
+        gate_significance: false,
+        gate_baseline: false,
+        safe_min_win_rate: 0.0,
+        safe_min_avg_r: -1.0,
+        safe_min_calibration: 0.0,
+        stability_seeds: 0,
+        ..Policy::default()
+    };
+    let r = Retrainer::open(dir.path(), policy)
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_model("m", ModelSpec::new(ModelKind::LOGREG))
+        .unwrap();
+    let rep = r.retrain("m", &bars.slice(0, n - 480).unwrap(), Trigger::manual("first").with_all_bars()).unwrap();
+    assert_eq!(rep.status, JobStatus::Completed, "{rep:?}");
+    let reference =
+        retrain::lifecycle::supervisor::load_reference(r.store(), "m", rep.tag.as_deref().unwrap()).unwrap();
+    let stored = reference.prediction.as_ref().expect("the version stores its validation scores");
+    assert!(stored.n() > 3000 && stored.calibration().is_some());
+    clock.set(at(n - 1) + SignedDuration::from_hours(1));
+
+    // What the host logged over the last 20 days: the deployed model's own calls on the same
+    // process (no drift), or a model stuck on "up, 0.9" (drift).
+    let model = r.active("m").unwrap();
+    let ds = retrain::features::Dataset::from_bars(std::slice::from_ref(&bars), &model.features, &model.label).unwrap();
+    let out = model.predict(&ds).unwrap();
+    let task = retrain::features::Task::of(&ds);
+    let log_of = |stuck: bool| {
+        let mut log = PredictionLog::new();
+        for (i, row) in out.rows().into_iter().enumerate() {
+            let ts = Timestamp::from_millisecond(ds.t0[i]).unwrap();
+            if ts < at(n - 480) {
+                continue;
+            }
+            let s = retrain::model::Signal::from_outputs(task, &row.to_vec(), None);
+            let (direction, probability) = if stuck { (1, Some(0.9)) } else { (s.direction, s.probability) };
+            log.push(PredictionRecord {
+                ts,
+                model: "m".into(),
+                direction,
+                probability,
+                score: None,
+                outcome: None,
+                risk: None,
+                latency_ms: None,
+            })
+            .unwrap();
+        }
+        log
+    };
+    for (stuck, drifted) in [(false, false), (true, true)] {
+        let log = log_of(stuck);
+        let obs = Observations { predictions: Some(&log), ..Default::default() };
+        let checks = r.evaluate_triggers(&obs).unwrap();
+        let p = checks[0].prediction_drift.as_ref().expect("enough logged scores for a check");
+        assert!(p.n_recent > 400, "{p:?}");
+        assert_eq!(p.drifted, drifted, "stuck {stuck}: {p:?}");
+        let fired = checks[0].triggers.iter().any(|t| t.reason.starts_with("prediction drift"));
+        assert_eq!(fired, drifted, "{:?}", checks[0].triggers);
+    }
+    // Too few logged scores: no verdict rather than a noisy one.
+    let mut short = PredictionLog::new();
+    for h in 0..10 {
+        short
+            .push(PredictionRecord {
+                ts: at(n - 1) - SignedDuration::from_hours(h),
+                model: "m".into(),
+                direction: 1,
+                probability: Some(0.9),
+                score: None,
+                outcome: None,
+                risk: None,
+                latency_ms: None,
+            })
+            .unwrap();
+    }
+    let obs = Observations { predictions: Some(&short), ..Default::default() };
+    assert!(r.evaluate_triggers(&obs).unwrap()[0].prediction_drift.is_none());
+}

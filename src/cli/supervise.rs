@@ -251,6 +251,16 @@ fn print_triggers(s: &TriggersSummary) {
                 d.max_ks
             );
         }
+        if let Some(p) = &c.prediction_drift {
+            println!(
+                "  prediction drift{}: KS {:.3} (noise {}), p {:.2e}, {} logged scores",
+                if p.drifted { " DRIFTED" } else { "" },
+                p.ks.statistic,
+                p.noise_ks.map_or("-".into(), |v| format!("{v:.3}")),
+                p.p_effective,
+                p.n_recent
+            );
+        }
         if let Some(a) = &c.alarm {
             println!(
                 "  STOP TRADING (alarm raised {}): {} — clear with `retrain alarm clear {}`",

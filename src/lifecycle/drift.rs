@@ -127,6 +127,20 @@ pub struct FeatureReference {
 pub struct ReferenceStats {
     /// One entry per feature, in the model's column order.
     pub features: Vec<FeatureReference>,
+    /// The model's own out-of-sample prediction scores on its validation rows (see
+    /// [`prediction_score`]), for drift of what the model says beside what it sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<FeatureReference>,
+}
+
+/// Name of the prediction-score entry in drift reports.
+pub const PREDICTION: &str = "prediction";
+
+/// The score a prediction's distribution is compared on: its signed probability
+/// (direction × probability) where the model gives a probability, else its `score` (a
+/// regression's value). `None` when the record has neither.
+pub fn prediction_score(direction: i8, probability: Option<f64>, score: Option<f64>) -> Option<f64> {
+    probability.map(|p| f64::from(direction) * p).or(score).filter(|v| v.is_finite())
 }
 
 /// numpy's default (linear) quantile of sorted, non-empty values.
@@ -466,7 +480,7 @@ impl ReferenceStats {
             .zip(columns)
             .map(|(n, c)| FeatureReference::from_values(n, c, psi_bins))
             .collect::<Result<_>>()?;
-        Ok(ReferenceStats { features })
+        Ok(ReferenceStats { features, prediction: None })
     }
 
     /// Why this (deserialised) reference cannot be used, if it cannot (the first bad feature).
@@ -474,7 +488,7 @@ impl ReferenceStats {
         if self.features.is_empty() {
             return Some("no features".into());
         }
-        self.features.iter().find_map(FeatureReference::problem)
+        self.features.iter().chain(&self.prediction).find_map(FeatureReference::problem)
     }
 
     /// Summarise a [`crate::features::Dataset`]'s feature columns, calibrated for drift
@@ -628,6 +642,38 @@ impl DriftReport {
     pub fn drifted_features(&self) -> Vec<&str> {
         self.features.iter().filter(|f| f.drifted).map(|f| f.name.as_str()).collect()
     }
+}
+
+/// Drift of a model's recent prediction scores (see [`prediction_score`]) against the
+/// scores it gave on its validation rows: one test, so its effective p-value is not
+/// adjusted; it alerts and drifts by the features' rules. `None` with fewer than
+/// `min_values` finite scores.
+pub fn check_prediction_drift(
+    reference: &FeatureReference,
+    recent: &[f64],
+    policy: &Policy,
+    min_values: usize,
+) -> Option<FeatureDrift> {
+    let finite: Vec<f64> = recent.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.len() < min_values.max(1) {
+        return None;
+    }
+    let (d, m, psi) = reference.column_stats(&finite, &mut Scratch::default());
+    let ks = ks::ks_p_value(d, reference.n, m);
+    let (noise_ks, p_effective) = reference.effective_p(d, m, ks.p_value);
+    let significant = p_effective < policy.ks_p_value;
+    let wide = psi > policy.psi_threshold;
+    Some(FeatureDrift {
+        name: PREDICTION.into(),
+        n_recent: m,
+        ks,
+        noise_ks,
+        p_effective,
+        p_adjusted: p_effective,
+        psi,
+        alert: significant && (d > policy.ks_alert || wide),
+        drifted: significant && (d > policy.ks_retrain || wide),
+    })
 }
 
 /// Benjamini–Hochberg adjusted p-values (as `scipy.stats.false_discovery_control(p, method='bh')`).
@@ -875,7 +921,7 @@ mod tests {
     #[test]
     fn a_damaged_reference_names_its_problem() {
         let r = FeatureReference::from_values("x", &[1.0, 2.0, 3.0], 10).unwrap();
-        let stats = ReferenceStats { features: vec![r] };
+        let stats = ReferenceStats { features: vec![r], prediction: None };
         assert_eq!(stats.problem(), None);
         let mut v = serde_json::to_value(&stats).unwrap();
         let kept = v["features"][0]["quantiles"][3].clone();
@@ -1002,7 +1048,7 @@ mod tests {
         let mut slow = FeatureReference::from_values("slow", &series[..8000], 10).unwrap();
         slow.calibrate(&series[..8000], 480);
         assert!(slow.calibration().unwrap().noise(8000, 480) > 4.0 * want, "{:?}", slow.calibration());
-        let reference = ReferenceStats { features: vec![slow] };
+        let reference = ReferenceStats { features: vec![slow], prediction: None };
         let (mut raw_hits, mut eff_hits) = (0, 0);
         for end in (8480..=12_000).step_by(240) {
             let d = check_drift(&reference, &[series[end - 480..end].to_vec()], &policy).unwrap();
@@ -1026,7 +1072,7 @@ mod tests {
         assert!(r.calibration().is_none(), "900 rows hold fewer than two 480-row windows");
         r.calibrate(&x, 400);
         assert!(r.calibration().is_some());
-        let stats = ReferenceStats { features: vec![r] };
+        let stats = ReferenceStats { features: vec![r], prediction: None };
         let text = serde_json::to_string(&stats).unwrap();
         let back: ReferenceStats = serde_json::from_str(&text).unwrap();
         assert_eq!(back, stats);
@@ -1046,6 +1092,23 @@ mod tests {
         let weekdays: Vec<i64> = hourly.iter().copied().filter(|t| t / 86_400_000 % 7 < 5).collect();
         assert_eq!(window_rows(&weekdays, 20), 480);
         assert_eq!(window_rows(&[], 20), 0);
+    }
+
+    #[test]
+    fn prediction_scores_are_signed_probabilities_else_the_score() {
+        assert_eq!(prediction_score(-1, Some(0.7), Some(3.0)), Some(-0.7));
+        assert_eq!(prediction_score(1, None, Some(0.02)), Some(0.02));
+        assert_eq!(prediction_score(1, None, None), None);
+        assert_eq!(prediction_score(1, None, Some(f64::NAN)), None);
+        let mut rng = Rng::new(4);
+        let scores = normal(&mut rng, 3000, 0.0);
+        let r = FeatureReference::from_values(PREDICTION, &scores, 10).unwrap();
+        let policy = Policy::default();
+        assert!(check_prediction_drift(&r, &scores[..40], &policy, 50).is_none(), "too few");
+        let same = check_prediction_drift(&r, &normal(&mut rng, 400, 0.0), &policy, 50).unwrap();
+        let moved = check_prediction_drift(&r, &normal(&mut rng, 400, 1.0), &policy, 50).unwrap();
+        assert!(!same.drifted && moved.drifted, "{same:?} {moved:?}");
+        assert_eq!(moved.p_adjusted, moved.p_effective, "one test: nothing to adjust");
     }
 
     #[test]

@@ -348,7 +348,8 @@ pub fn run_job(
     let model = guarded.fit(&train, valid.as_ref())?;
     let train_metrics = in_sample_metrics(model.as_ref(), &train)?;
     drop((train, valid));
-    let reference = ReferenceStats::from_dataset(&ds, policy.psi_bins, Some(policy.drift_window_days))?;
+    let mut reference = ReferenceStats::from_dataset(&ds, policy.psi_bins, Some(policy.drift_window_days))?;
+    reference.prediction = prediction_reference(&cv, &ds, policy);
 
     // Compare with the deployed version on the same paths.
     let cand_paths: Vec<PathMetrics> = cv.paths.iter().map(|p| PathMetrics::of(&p.scores)).collect();
@@ -443,6 +444,33 @@ pub fn run_job(
         notes,
         ..report_for(JobStatus::Completed, None)
     })
+}
+
+/// The distribution of the candidate's out-of-sample prediction scores (CPCV path 0, which
+/// covers every row once, in time order), calibrated like a feature's: what prediction drift
+/// compares the live log with. `None` where the kind's outputs give no score.
+fn prediction_reference(
+    cv: &CvReport,
+    ds: &Dataset,
+    policy: &Policy,
+) -> Option<crate::lifecycle::drift::FeatureReference> {
+    use crate::lifecycle::drift::{FeatureReference, PREDICTION, prediction_score, window_rows};
+    let (rows, out) = cv.path_outputs(0)?;
+    let task = Task::of(ds);
+    let mut scored: Vec<(usize, f64)> = rows
+        .iter()
+        .zip(out.rows())
+        .filter_map(|(&i, o)| {
+            let s = crate::model::Signal::from_outputs(task, &o.to_vec(), None);
+            prediction_score(s.direction, s.probability, s.expected_return).map(|v| (i, v))
+        })
+        .collect();
+    scored.sort_by_key(|x| x.0);
+    let scores: Vec<f64> = scored.iter().map(|x| x.1).collect();
+    let ts: Vec<i64> = scored.iter().map(|x| ds.t0[x.0]).collect();
+    let mut r = FeatureReference::from_values(PREDICTION, &scores, policy.psi_bins).ok()?;
+    r.calibrate(&scores, window_rows(&ts, policy.drift_window_days));
+    Some(r)
 }
 
 /// The final model's scores on the rows it was fit on (a version's `train_metrics`: in-sample,

@@ -24,6 +24,9 @@ use crate::lifecycle::trigger::{RegimeHistory, Trigger, TriggerInputs, evaluate}
 use crate::model::Signal;
 use crate::store::{AuditKind, Change, VersionInfo, VersionStore};
 
+/// Logged predictions a prediction-drift check needs in its window.
+pub const PREDICTION_DRIFT_MIN: usize = 50;
+
 /// A source of a model's recent candles, by model id.
 pub type BarsSource<'a> = &'a (dyn Fn(&str) -> Result<Bars> + Sync);
 
@@ -49,6 +52,10 @@ pub struct ModelCheck {
     pub health: Option<HealthReport>,
     /// Drift of recent features against the active version's reference (with bars).
     pub drift: Option<DriftReport>,
+    /// Drift of the active version's logged prediction scores over the drift window against
+    /// the scores it gave on its validation rows (with a prediction log holding at least
+    /// [`PREDICTION_DRIFT_MIN`] of them).
+    pub prediction_drift: Option<crate::lifecycle::drift::FeatureDrift>,
     /// Every trigger that fired (HIGH or CRITICAL drift of another model adds one here:
     /// such drift retrains every model).
     pub triggers: Vec<Trigger>,
@@ -169,6 +176,31 @@ impl Retrainer {
         check_drift_with(&reference, &recent, &self.policy, &self.ks_table)
     }
 
+    /// Drift of the active version's logged prediction scores (records since its deployment
+    /// within the last `drift_window_days`) against its stored validation scores; `None` when
+    /// the version stored none or the log holds too few.
+    fn prediction_drift_of(
+        &self,
+        model_id: &str,
+        info: &VersionInfo,
+        deployed: Option<Timestamp>,
+        log: &PredictionLog,
+        now: Timestamp,
+    ) -> Result<Option<crate::lifecycle::drift::FeatureDrift>> {
+        let reference = self.cached_reference(model_id, &info.tag)?;
+        let Some(p) = reference.prediction.as_ref() else { return Ok(None) };
+        let from = now - jiff::SignedDuration::from_hours(24 * self.policy.drift_window_days as i64);
+        let from = deployed.map_or(from, |d| d.max(from));
+        let tagged = format!("{model_id}@{}", info.tag);
+        let scores: Vec<f64> = log
+            .of(model_id)
+            .into_iter()
+            .filter(|r| r.ts >= from && r.ts <= now && (r.model == model_id || r.model == tagged))
+            .filter_map(|r| crate::lifecycle::drift::prediction_score(r.direction, r.probability, r.score))
+            .collect();
+        Ok(crate::lifecycle::drift::check_prediction_drift(p, &scores, &self.policy, PREDICTION_DRIFT_MIN))
+    }
+
     /// Supervise every model with an active version: health, drift, regime, periodic and cron
     /// triggers (in the bounded pool, one model per task). Emits `model.performance.degraded`
     /// and `drift.detected`, audits alerts, and returns one [`ModelCheck`] per model (sorted by
@@ -257,6 +289,28 @@ impl Retrainer {
                 None
             }
         };
+        let prediction_drift = match obs.predictions {
+            Some(log) => self.prediction_drift_of(model_id, &info, deployed, log, now).unwrap_or_else(|e| {
+                errors.push(format!("prediction drift: {e}"));
+                None
+            }),
+            None => None,
+        };
+        if let Some(p) = prediction_drift.as_ref().filter(|p| p.drifted) {
+            self.emit(
+                Some(model_id),
+                EventKind::DriftDetected {
+                    severity: DriftSeverity::Medium.to_string(),
+                    features: vec![p.name.clone()],
+                    max_ks: p.ks.statistic,
+                },
+            );
+            self.audit_alert(
+                model_id,
+                format!("prediction drift: KS {:.3} (noise {:.3})", p.ks.statistic, p.noise_ks.unwrap_or(f64::NAN)),
+                serde_json::json!({"alert": "drift.detected", "prediction": p}),
+            );
+        }
         let mine: Vec<_> = schedules.iter().filter(|s| s.schedule.applies_to(model_id)).collect();
         // The audit log is read only when a schedule needs its last firing.
         let history = if mine.is_empty() { Vec::new() } else { self.store.history(model_id).unwrap_or_default() };
@@ -291,8 +345,31 @@ impl Retrainer {
             schedules_due: due,
             classifier,
         };
-        let triggers = evaluate(&inputs, now, &self.policy);
-        Some(ModelCheck { model_id: model_id.into(), active: info.tag, health, drift, triggers, alarm, errors })
+        let mut triggers = evaluate(&inputs, now, &self.policy);
+        if let Some(p) = prediction_drift.as_ref().filter(|p| p.drifted) {
+            triggers.push(Trigger::new(
+                crate::lifecycle::trigger::TriggerKind::Drift,
+                crate::lifecycle::trigger::Priority::Medium,
+                format!(
+                    "prediction drift: the active version's scores over the last {} days moved (KS {:.3}, noise {:.3}, \
+                     p {:.2e})",
+                    self.policy.drift_window_days,
+                    p.ks.statistic,
+                    p.noise_ks.unwrap_or(f64::NAN),
+                    p.p_effective
+                ),
+            ));
+        }
+        Some(ModelCheck {
+            model_id: model_id.into(),
+            active: info.tag,
+            health,
+            drift,
+            prediction_drift,
+            triggers,
+            alarm,
+            errors,
+        })
     }
 
     /// Retire (IC < 0 for `retire_ic_days`) or roll back (live score > `rollback_threshold`
