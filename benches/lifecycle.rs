@@ -7,15 +7,17 @@
 //! ```
 //! Data: 100 models, each with 60 features; the reference is 2,160 training values per
 //! feature (90 days of hourly bars, the periodic window) summarised as stored with a version
-//! (1,001 quantiles + PSI bins), the recent window 480 values (20 days of hourly bars). A
+//! (1,001 quantiles + PSI bins + the null calibration for 480-row windows), the recent window
+//! 480 values (20 days of hourly bars). A
 //! quarter of the features are shifted by 0.1 σ, every tenth model's half by 0.5 σ. Each
 //! model also has a 480-prediction health log.
 //!
 //! * `triggers_from_reports_100x60`: the trigger table for 100 models given their
 //!   health and drift reports (what runs every time the host asks).
 //! * `health_100`: health assessment of 100 models' logs.
-//! * `drift_100x60`: KS (scipy's exact p-values: max(n1, n2) ≤ 10,000), PSI and
-//!   Benjamini–Hochberg for all 6,000 features, models in parallel on a 2-thread pool.
+//! * `drift_100x60`: KS (scipy's exact p-values: max(n1, n2) ≤ 10,000), PSI, the effective
+//!   p-values and Benjamini–Yekutieli for all 6,000 features, models in parallel on a
+//!   2-thread pool.
 //! * `drift_100x60_unshared`: the same, each model's check with its own p-value table.
 //! * `ks_exact_p_2160x480_null`: one exact p-value at a typical no-drift statistic.
 //! * `supervisor_cycle_100x60`: health + drift + triggers together, the full check, cold
@@ -83,7 +85,9 @@ fn models() -> Vec<Model> {
                     std::iter::once(prev_rng.normal() + shift(j)).chain(r[..RECENT_ROWS - 1].iter().copied()).collect()
                 })
                 .collect();
-            let reference = ReferenceStats::from_columns(&names, &raw_reference, 10).unwrap();
+            let mut reference = ReferenceStats::from_columns(&names, &raw_reference, 10).unwrap();
+            // As a job stores it: calibrated for 480-row windows of its own training rows.
+            reference.calibrate(&raw_reference, RECENT_ROWS).unwrap();
             let log = (0..RECENT_ROWS)
                 .map(|h| {
                     let outcome = 0.01 * rng.normal();

@@ -49,14 +49,14 @@ pub struct Policy {
     pub ic_decay_days: usize,
 
     // --- Drift.
-    /// Feature KS statistic that raises a drift alert (default 0.1).
+    /// KS statistic above which a significant feature alerts (default 0.1).
     pub ks_alert: f64,
-    /// Feature KS statistic that triggers a retrain (default 0.2).
+    /// KS statistic above which a significant feature has drifted (default 0.2).
     pub ks_retrain: f64,
-    /// KS p-value below which (after Benjamini–Hochberg across features) a feature has drifted
-    /// (default 0.05).
+    /// Effective KS p-value (autocorrelation-aware, Benjamini–Yekutieli across features)
+    /// below which a feature is significant (default 0.05).
     pub ks_p_value: f64,
-    /// PSI above which a feature has drifted. 0.25 (default) is the usual
+    /// PSI above which a significant feature has drifted. 0.25 (default) is the usual
     /// "significant shift" rule of thumb (0.1–0.25 moderate).
     pub psi_threshold: f64,
     /// Reference-quantile bins of the PSI (default 10).

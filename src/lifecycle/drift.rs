@@ -119,6 +119,48 @@ pub struct FeatureReference {
     calibration: Option<NullCalibration>,
     #[serde(skip)]
     index: IndexSlot,
+    #[serde(skip)]
+    sizes: SizeCache,
+}
+
+/// Effective sizes already solved, by recent-window length: a calibration never changes and
+/// the supervisor checks windows of the same few lengths every cycle, so each is solved once.
+/// Never compared, printed or saved (derived from the reference's own fields).
+#[derive(Default)]
+struct SizeCache(std::sync::Mutex<Vec<(usize, u64)>>);
+
+impl SizeCache {
+    fn get_or(&self, m: usize, solve: impl FnOnce() -> u64) -> u64 {
+        let lock = || self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&(_, k)) = lock().iter().find(|e| e.0 == m) {
+            return k;
+        }
+        let k = solve();
+        let mut v = lock();
+        if v.len() >= 16 {
+            v.remove(0);
+        }
+        v.push((m, k));
+        k
+    }
+}
+
+impl Clone for SizeCache {
+    fn clone(&self) -> Self {
+        SizeCache::default()
+    }
+}
+
+impl PartialEq for SizeCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for SizeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SizeCache")
+    }
 }
 
 /// Every feature's [`FeatureReference`]: what a drift check needs instead of the training data.
@@ -192,6 +234,7 @@ impl FeatureReference {
             psi_expected,
             calibration: None,
             index: IndexSlot::default(),
+            sizes: SizeCache::default(),
         };
         // Built now so the first drift check does not pay for it.
         r.index();
@@ -234,6 +277,7 @@ impl FeatureReference {
     pub fn calibrate(&mut self, values: &[f64], window: usize) {
         let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
         self.calibration = None;
+        self.sizes = SizeCache::default();
         if window < 10 || finite.len() < 2 * window {
             return;
         }
@@ -256,7 +300,8 @@ impl FeatureReference {
     /// docs): `raw` where the reference is uncalibrated.
     fn effective_p(&self, d: f64, m: usize, raw: f64) -> (Option<f64>, f64) {
         let Some(c) = &self.calibration else { return (None, raw) };
-        let p = ks::kolmogn_sf(c.effective_size(self.n, m), d);
+        let k = self.sizes.get_or(m, || c.effective_size(self.n, m));
+        let p = ks::kolmogn_sf(k, d);
         (Some(c.noise(self.n, m)), p.clamp(0.0, 1.0).max(raw))
     }
 
