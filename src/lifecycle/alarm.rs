@@ -49,10 +49,28 @@ pub fn raised_in(model_id: &str, history: &[AuditRecord]) -> Option<Alarm> {
 }
 
 impl Retrainer {
-    /// The raised stop-trading alarm of `model_id`, if any.
+    /// The raised stop-trading alarm of `model_id`, if any (read from the audit log).
     pub fn stop_trading(&self, model_id: &str) -> Result<Option<Alarm>> {
         crate::store::check_model_id(model_id)?;
-        Ok(raised_in(model_id, &self.store.history(model_id)?))
+        let alarm = raised_in(model_id, &self.store.history(model_id)?);
+        self.remember_alarm(model_id, alarm.is_some());
+        Ok(alarm)
+    }
+
+    /// [`Retrainer::stop_trading`] for a supervisor cycle: the audit log is read the first
+    /// time a model is checked and afterwards only while its alarm is raised (so an
+    /// operator's clear shows on the next cycle) — not for every model every cycle. An alarm
+    /// another process raises meanwhile shows in `stop_trading`, which always reads the log.
+    pub(super) fn alarm_in_cycle(&self, model_id: &str) -> Result<Option<Alarm>> {
+        let known = self.alarm_raised.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(model_id).copied();
+        match known {
+            Some(false) => Ok(None),
+            _ => self.stop_trading(model_id),
+        }
+    }
+
+    fn remember_alarm(&self, model_id: &str, raised: bool) {
+        self.alarm_raised.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(model_id.into(), raised);
     }
 
     /// Every raised stop-trading alarm in the store, by model id.
@@ -70,6 +88,7 @@ impl Retrainer {
         }
         let details = serde_json::json!({"state": RAISED, "evidence": evidence});
         self.store.log_event(model_id, AuditKind::Alarm, change, Some(details))?;
+        self.remember_alarm(model_id, true);
         self.emit(Some(model_id), EventKind::StopTradingRaised { reason: change.reason.clone() });
         Ok(true)
     }
@@ -81,6 +100,7 @@ impl Retrainer {
             .stop_trading(model_id)?
             .ok_or_else(|| Error::NotFound { model_id: model_id.into(), what: "raised stop-trading alarm".into() })?;
         self.store.log_event(model_id, AuditKind::Alarm, change, Some(serde_json::json!({"state": CLEARED})))?;
+        self.remember_alarm(model_id, false);
         self.emit(
             Some(model_id),
             EventKind::StopTradingCleared { reason: format!("{}: {}", change.actor, change.reason) },

@@ -104,6 +104,10 @@ pub struct Retrainer {
     /// Versions are immutable, so one read per version serves every supervisor cycle (and
     /// keeps the drift kernel's lookup indexes built).
     pub(super) references: std::sync::Mutex<BTreeMap<String, (String, Arc<crate::lifecycle::drift::ReferenceStats>)>>,
+    /// Whether each model's stop-trading alarm was raised when last read from the audit log,
+    /// so a supervisor cycle reads the log only for models with a raised alarm (to see an
+    /// operator's clear) rather than for every model every cycle.
+    pub(super) alarm_raised: std::sync::Mutex<BTreeMap<String, bool>>,
 }
 
 /// File name of the saved exact KS p-value table under the store's cache directory.
@@ -145,6 +149,7 @@ impl Retrainer {
             ks_table,
             ks_saved,
             references: Default::default(),
+            alarm_raised: Default::default(),
         })
     }
 

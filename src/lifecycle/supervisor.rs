@@ -282,7 +282,7 @@ impl Retrainer {
                 }
             }
         }
-        let alarm = match self.stop_trading(model_id) {
+        let alarm = match self.alarm_in_cycle(model_id) {
             Ok(a) => a,
             Err(e) => {
                 errors.push(format!("stop-trading alarm state: {e}"));
