@@ -233,11 +233,10 @@ fn shadow_rollback_retirement_and_triggers() {
 mod planted;
 use retrain::rng::Rng;
 
-#[test]
-fn critical_drift_raises_a_stop_trading_alarm_and_retrains_every_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let policy = Policy {
+/// Gates and floors lifted, no seed study: these tests exercise the supervisor, not the
+/// decision (its rules have their own tests).
+fn lax() -> Policy {
+    Policy {
         gate_overfitting: false,
         gate_significance: false,
         gate_baseline: false,
@@ -246,7 +245,14 @@ fn critical_drift_raises_a_stop_trading_alarm_and_retrains_every_model() {
         safe_min_calibration: 0.0,
         stability_seeds: 0,
         ..Policy::default()
-    };
+    }
+}
+
+#[test]
+fn critical_drift_raises_a_stop_trading_alarm_and_retrains_every_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let policy = lax();
     let (sink, events) = ChannelSink::new();
     let r = Retrainer::open(&store, policy)
         .unwrap()
@@ -317,16 +323,7 @@ fn prediction_drift_compares_the_logged_scores_with_the_validation_scores() {
     let bars = planted::candles(n, 0.5, 31);
     let at = |i: usize| Timestamp::from_millisecond(bars.timestamps()[i]).unwrap();
     let clock = Arc::new(ManualClock::new(at(n - 481)));
-    let policy = Policy {
-        gate_overfitting: false,
-        gate_significance: false,
-        gate_baseline: false,
-        safe_min_win_rate: 0.0,
-        safe_min_avg_r: -1.0,
-        safe_min_calibration: 0.0,
-        stability_seeds: 0,
-        ..Policy::default()
-    };
+    let policy = lax();
     let r = Retrainer::open(dir.path(), policy)
         .unwrap()
         .with_clock(clock.clone())
