@@ -304,6 +304,13 @@ fn critical_drift_raises_a_stop_trading_alarm_and_retrains_every_model() {
     let out = cli(&["alarm", "--store", s, "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed[0]["model_id"], "a", "{listed}");
+    let out = cli(&["status", "--store", s, "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |m: &str| status.as_array().unwrap().iter().find(|r| r["model_id"] == m).unwrap().clone();
+    assert_eq!(row("a")["alarm"]["model_id"], "a", "{status}");
+    assert!(row("b")["alarm"].is_null(), "{status}");
+    let out = cli(&["status", "--store", s]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STOP TRADING"), "{}", String::from_utf8_lossy(&out.stdout));
     let out = cli(&["alarm", "clear", "a", "--store", s, "--actor", "ops", "--reason", "feed checked"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(r.stop_trading("a").unwrap().is_none());
