@@ -42,17 +42,7 @@ fn cycles(r: &ReferenceStats, cols: &[Vec<f64>], from: usize, to: usize, p: &Pol
         .filter(|&end| end >= w)
         .map(|end| {
             let recent: Vec<Vec<f64>> = cols.iter().map(|c| c[end - w..end].to_vec()).collect();
-            let rep = check_drift(r, &recent, p).unwrap();
-            if std::env::var("DRIFT_DEBUG").is_ok() && rep.severity >= DriftSeverity::Medium {
-                for f in rep.features.iter().filter(|f| f.drifted) {
-                    let c = r.features.iter().find(|x| x.name() == f.name).unwrap().calibration().cloned();
-                    println!(
-                        "  {end}: {} D {:.3} noise {:?} p_eff {:.2e} psi {:.2} cal {:?}",
-                        f.name, f.ks.statistic, f.noise_ks, f.p_effective, f.psi, c
-                    );
-                }
-            }
-            rep.severity
+            check_drift(r, &recent, p).unwrap().severity
         })
         .collect()
 }
