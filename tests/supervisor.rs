@@ -57,16 +57,10 @@ fn shadow_rollback_retirement_and_triggers() {
     let policy = Policy {
         // A short window's evidence is noise (see tests/lifecycle.rs): the gates are lifted so
         // the transitions are exercised; the rules themselves are unit-tested.
-        gate_overfitting: false,
-        gate_significance: false,
-        gate_baseline: false,
-        safe_min_win_rate: 0.0,
-        safe_min_avg_r: -1.0,
-        safe_min_calibration: 0.0,
         min_samples: 100,
         shadow_max_samples: 200,
         schedules: vec![CronSchedule::new("daily", "@daily")],
-        ..Policy::default()
+        ..lax()
     };
     let (sink, events) = ChannelSink::new();
     let r = Retrainer::open(dir.path().join("store"), policy)

@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use retrain::config::Policy;
 use retrain::data::{Bars, LoadOptions, load};
 use retrain::features::FeatureSpec;
-use retrain::lifecycle::drift::{DriftReport, ReferenceStats, check_drift, recent_columns, reference_from_bars};
+use retrain::lifecycle::drift::{
+    DriftReport, ReferenceStats, check_drift, recent_columns, reference_from_bars, trading_days,
+};
 use retrain::lifecycle::{
     HealthReport, LiveAction, ModelCheck, Observations, PredictionLog, Retrainer, ShadowEvaluation, assess,
 };
@@ -153,13 +155,6 @@ fn print_drift(d: &DriftReport) {
             f.n_recent
         );
     }
-}
-
-/// UTC dates with at least one of the (ascending) timestamps `ts`.
-fn trading_days(ts: &[i64]) -> usize {
-    let mut d: Vec<i64> = ts.iter().map(|t| t.div_euclid(86_400_000)).collect();
-    d.dedup();
-    d.len()
 }
 
 /// Run `retrain drift`.

@@ -82,26 +82,27 @@ impl NullCalibration {
     }
 
     /// The effective two-sample size of a window of `m` rows against a reference of `n`: the
-    /// largest size (at most the nominal `n·m/(n+m)`) at which the KS statistic exceeds the
-    /// calibration windows' largest with at least the chance of the largest of
-    /// `n/W` independent windows, 1/(n/W + 1).
-    pub fn effective_size(&self, n: usize, m: usize) -> u64 {
+    /// largest size below the nominal `n·m/(n+m)` at which the KS statistic exceeds the
+    /// calibration windows' largest with at least the chance of the largest of `n/W`
+    /// independent windows, 1/(n/W + 1); `None` when the nominal size already does (the
+    /// windows are as informative as independent draws).
+    pub fn effective_size(&self, n: usize, m: usize) -> Option<u64> {
         let nominal = ((n * m) as f64 / (n + m) as f64).floor().max(1.0) as u64;
         let q = self.max_ks * self.scale(n, m);
         let level = 1.0 / (n as f64 / self.window as f64 + 1.0);
         if q <= 0.0 || kolmogorov_sf(nominal, q) >= level {
-            return nominal;
+            return None;
         }
         // The survival function falls as k grows: the last k with sf ≥ level.
         let (mut lo, mut hi) = (1u64, nominal);
         if kolmogorov_sf(1, q) < level {
-            return 1;
+            return Some(1);
         }
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
             if kolmogorov_sf(mid, q) >= level { lo = mid } else { hi = mid }
         }
-        lo
+        Some(lo)
     }
 }
 
@@ -128,10 +129,10 @@ pub struct FeatureReference {
 /// the supervisor checks windows of the same few lengths every cycle, so each is solved once.
 /// Never compared, printed or saved (derived from the reference's own fields).
 #[derive(Default)]
-struct SizeCache(std::sync::Mutex<Vec<(usize, u64)>>);
+struct SizeCache(std::sync::Mutex<Vec<(usize, Option<u64>)>>);
 
 impl SizeCache {
-    fn get_or(&self, m: usize, solve: impl FnOnce() -> u64) -> u64 {
+    fn get_or(&self, m: usize, solve: impl FnOnce() -> Option<u64>) -> Option<u64> {
         let lock = || self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(&(_, k)) = lock().iter().find(|e| e.0 == m) {
             return k;
@@ -302,13 +303,11 @@ impl FeatureReference {
     fn effective_p(&self, d: f64, m: usize, raw: f64) -> (Option<f64>, f64) {
         let Some(c) = &self.calibration else { return (None, raw) };
         let noise = Some(c.noise(self.n, m));
-        let nominal = ((self.n * m) as f64 / (self.n + m) as f64).floor().max(1.0) as u64;
-        let k = self.sizes.get_or(m, || c.effective_size(self.n, m));
-        if k >= nominal {
+        match self.sizes.get_or(m, || c.effective_size(self.n, m)) {
+            Some(k) => (noise, kolmogorov_sf(k, d).max(raw)),
             // Windows as informative as independent draws: the (exact) raw p-value stands.
-            return (noise, raw);
+            None => (noise, raw),
         }
-        (noise, kolmogorov_sf(k, d).max(raw))
     }
 
     /// Why this (deserialised) reference cannot be used, if it cannot.
@@ -518,22 +517,20 @@ pub fn kolmogorov_sf(k: u64, d: f64) -> f64 {
     p.clamp(0.0, 1.0)
 }
 
+/// Trading days (UTC dates with at least one row) among ascending timestamps `ts` (ms).
+pub fn trading_days(ts: &[i64]) -> usize {
+    let mut d: Vec<i64> = ts.iter().map(|t| t.div_euclid(86_400_000)).collect();
+    d.dedup();
+    d.len()
+}
+
 /// Rows a drift window of `days` trading days spans in rows stamped `ts` (ms, ascending):
-/// rows per UTC date with rows, times `days`.
+/// rows per trading day, times `days`.
 pub fn window_rows(ts: &[i64], days: usize) -> usize {
-    let mut dates = 0usize;
-    let mut last = None;
-    for &t in ts {
-        let d = t.div_euclid(86_400_000);
-        if last != Some(d) {
-            dates += 1;
-            last = Some(d);
-        }
+    match trading_days(ts) {
+        0 => 0,
+        dates => ((ts.len() as f64 / dates as f64) * days as f64).round() as usize,
     }
-    if dates == 0 {
-        return 0;
-    }
-    ((ts.len() as f64 / dates as f64) * days as f64).round() as usize
 }
 
 impl ReferenceStats {

@@ -478,13 +478,7 @@ fn prediction_reference(
 fn in_sample_metrics(model: &dyn Model, train: &Dataset) -> Result<BTreeMap<String, f64>> {
     let out = model.predict(train.x.view())?;
     let y = train.y.as_slice().ok_or_else(|| Error::param("dataset.y", "labels must be contiguous"))?;
-    let clock = train.ret.as_ref().and_then(|_| {
-        let bars_per_year = crate::validation::cross_validate::bars_per_year(&train.t0)?;
-        Some(crate::validation::report::TradeClock {
-            bars_per_year,
-            horizon: train.label.as_ref().map_or(1, |l| l.horizon()) as f64,
-        })
-    });
+    let clock = crate::validation::cross_validate::trade_clock(train, None);
     let s = score(Task::of(train), y, out.view(), train.ret.as_deref(), train.risk.as_deref(), clock);
     Ok(s.values().into_iter().filter(|(_, v)| v.is_finite()).map(|(k, v)| (k.to_string(), v)).collect())
 }

@@ -73,6 +73,14 @@ pub fn bars_per_year(t0: &[i64]) -> Option<f64> {
     median_step(t0).map(|step| 365.25 * 86_400_000.0 / step as f64)
 }
 
+/// How `ds`'s trades turn into annual figures: `bars_per_year` (else the data's own) and the
+/// label's horizon; `None` without realised returns or a datable bar interval.
+pub fn trade_clock(ds: &Dataset, bars_per_year_override: Option<f64>) -> Option<TradeClock> {
+    ds.ret.as_ref()?;
+    let bpy = bars_per_year_override.or_else(|| bars_per_year(&ds.t0))?;
+    Some(TradeClock { bars_per_year: bpy, horizon: ds.label.as_ref().map_or(1, |l| l.horizon()) as f64 })
+}
+
 /// The default embargo, in bars: `days` (5 trading days by default) of bars at the
 /// data's median bar interval, or the longest feature lookback if that is longer — rows just
 /// after a test block carry the test period in their lagged features.
@@ -115,10 +123,7 @@ where
     }
     let plan = splitter.plan(&ds.t0, &ds.t1)?;
     let task = Task::of(ds);
-    let clock = ds.ret.as_ref().and_then(|_| {
-        let bpy = opts.bars_per_year.or_else(|| bars_per_year(&ds.t0))?;
-        Some(TradeClock { bars_per_year: bpy, horizon: ds.label.as_ref().map_or(1, |l| l.horizon()) as f64 })
-    });
+    let clock = trade_clock(ds, opts.bars_per_year);
     let y = ds.y.as_slice().ok_or_else(|| Error::param("dataset.y", "labels must be contiguous"))?;
     let run_split = |(i, split): (usize, &crate::validation::split::Split)| -> Result<(SplitScores, Array2<f64>)> {
         let t = Instant::now();
