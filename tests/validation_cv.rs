@@ -261,6 +261,41 @@ fn a_seed_study_of_a_model_that_draws_nothing_stops_after_two_seeds() {
     assert!(!r.flags.unstable && r.notes.iter().any(|n| n.contains("stopped")), "{:?}", r.notes);
 }
 
+/// The same hyperparameters, with the seed question left open: the study must measure.
+struct Unknown(GbdtParams);
+
+impl retrain::model::Fit for Unknown {
+    type Model = <GbdtParams as retrain::model::Fit>::Model;
+    fn fit(&self, train: &Dataset, valid: Option<&Dataset>) -> retrain::Result<Self::Model> {
+        self.0.fit(train, valid)
+    }
+    fn uses_validation(&self) -> bool {
+        self.0.uses_validation()
+    }
+    fn with_seed(&self, seed: u64) -> Self {
+        Unknown(self.0.with_seed(seed))
+    }
+}
+
+#[test]
+fn a_model_known_to_draw_nothing_skips_the_refit_and_reports_what_measuring_finds() {
+    let bars = read_bars(concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/eurusd_ask_1h_2017.csv")).unwrap();
+    let ds = Dataset::from_bars(&bars, &FeatureSpec::default(), &"direction:6".parse().unwrap()).unwrap();
+    let cpcv = Cpcv::new(4, 2).embargo(Embargo::Bars(24));
+    let p = GbdtParams::lightgbm().rounds(10).num_leaves(8);
+    assert_eq!(retrain::model::Fit::draws_from_seed(&p), Some(false));
+    assert_eq!(retrain::model::Fit::draws_from_seed(&p.clone().bagging(0.5, 1)), Some(true));
+    assert_eq!(retrain::model::Fit::draws_from_seed(&p.clone().feature_fraction(1.0, 0.5)), Some(true));
+    let opts = CvOptions::default();
+    let (known, s1) = retrain::validation::cross_validate_seeds(&p, &ds, &cpcv, &opts, 10).unwrap();
+    let (measured, s2) = retrain::validation::cross_validate_seeds(&Unknown(p), &ds, &cpcv, &opts, 10).unwrap();
+    assert_eq!(s1, s2);
+    assert_eq!(known.flags, measured.flags);
+    assert_eq!(known.oos, measured.oos);
+    assert_eq!(known.notes, measured.notes);
+    assert_eq!(known.seeds.as_ref().map(|s| s.variance), measured.seeds.as_ref().map(|s| s.variance));
+}
+
 #[test]
 fn chronological_split_early_stops_on_its_validation_part() {
     let n = 1000;

@@ -195,6 +195,13 @@ impl GbdtParams {
         self.objective = o;
         self
     }
+    /// Whether a fit samples anything with the seed: row bagging, or features per tree or per
+    /// node (without them every seed grows the same trees).
+    pub fn draws_from_seed(&self) -> bool {
+        (self.bagging_freq > 0 && self.bagging_fraction < 1.0)
+            || self.feature_fraction < 1.0
+            || self.feature_fraction_bynode < 1.0
+    }
     /// Set the number of rounds.
     pub fn rounds(mut self, n: usize) -> Self {
         self.rounds = n;

@@ -94,6 +94,11 @@ pub fn best_split(
         let (a, b, c, d) = (tl * tl, lh + l2, tr * tr, rh + l2);
         (a * d + c * b > best * (b * d)).then(|| a / b + c / d)
     };
+    // The hessian halves are integer step counts, and `k·scale ≥ min_h` is monotone in k: the
+    // bound as a step count tests each side without decoding, the same verdict bit for bit.
+    let min_q = min_steps(min_h, scales.h);
+    let total_q = crate::gbdt::quantize::unpack(total).1;
+    let steps = |v: Packed| v & 0xFFFF_FFFF;
     let mut best: Option<SplitInfo> = None;
     let mut best_gain = parent + p.min_gain;
     for &j in features {
@@ -109,27 +114,28 @@ pub fn best_split(
                 continue; // nothing added: same sums as the previous threshold
             }
             cum += e;
-            let (lg, lh) = scales.decode(cum);
-            let (rg, rh) = scales.decode(total - cum);
-            if rh < min_h {
+            let lq = steps(cum);
+            if total_q - lq < min_q {
                 break; // the right side only shrinks from here on
             }
-            if lh >= min_h
-                && let Some(gain) = wins(lg, lh, rg, rh, best_gain)
-            {
-                best_gain = gain;
-                best = Some(SplitInfo { gain, feature: j, bin: t, default_left: false, left: cum });
+            if lq >= min_q {
+                let (lg, lh) = scales.decode(cum);
+                let (rg, rh) = scales.decode(total - cum);
+                if let Some(gain) = wins(lg, lh, rg, rh, best_gain) {
+                    best_gain = gain;
+                    best = Some(SplitInfo { gain, feature: j, bin: t, default_left: false, left: cum });
+                }
             }
             if nan != 0 {
                 let with_nan = cum + nan;
-                let (lg2, lh2) = scales.decode(with_nan);
-                let (rg2, rh2) = scales.decode(total - with_nan);
-                if lh2 >= min_h
-                    && rh2 >= min_h
-                    && let Some(gain) = wins(lg2, lh2, rg2, rh2, best_gain)
-                {
-                    best_gain = gain;
-                    best = Some(SplitInfo { gain, feature: j, bin: t, default_left: true, left: with_nan });
+                let lq2 = steps(with_nan);
+                if lq2 >= min_q && total_q - lq2 >= min_q {
+                    let (lg2, lh2) = scales.decode(with_nan);
+                    let (rg2, rh2) = scales.decode(total - with_nan);
+                    if let Some(gain) = wins(lg2, lh2, rg2, rh2, best_gain) {
+                        best_gain = gain;
+                        best = Some(SplitInfo { gain, feature: j, bin: t, default_left: true, left: with_nan });
+                    }
                 }
             }
         }
@@ -138,6 +144,20 @@ pub fn best_split(
         b.gain -= parent;
         b
     })
+}
+
+/// The fewest hessian steps of size `scale` whose value reaches `min_h` (`k·scale ≥ min_h`,
+/// evaluated in f64 exactly as a decoded sum is compared).
+fn min_steps(min_h: f64, scale: f64) -> i64 {
+    let reaches = |k: i64| k as f64 * scale >= min_h;
+    let mut k = (min_h / scale).ceil().clamp(0.0, i64::MAX as f64 / 2.0) as i64;
+    while k > 0 && reaches(k - 1) {
+        k -= 1;
+    }
+    while !reaches(k) {
+        k += 1;
+    }
+    k
 }
 
 /// Combine block winners in block order: a later block wins only with a strictly larger gain,
@@ -167,6 +187,20 @@ mod tests {
 
     /// On small data, the histogram scan must find the same split as trying every (feature, bin,
     /// NaN side) by summing rows directly.
+    #[test]
+    fn min_steps_is_the_first_step_count_whose_value_reaches_the_bound() {
+        let mut rng = crate::rng::Rng::new(9);
+        for _ in 0..2000 {
+            let scale = 10f64.powf(rng.next_f64() * 8.0 - 6.0);
+            let min_h = 10f64.powf(rng.next_f64() * 6.0 - 3.0);
+            let k = min_steps(min_h, scale);
+            assert!(k as f64 * scale >= min_h, "{scale} {min_h} {k}");
+            assert!(k == 0 || ((k - 1) as f64 * scale) < min_h, "{scale} {min_h} {k}");
+        }
+        // Exactly on a step.
+        assert_eq!(min_steps(0.5, 0.25), 2);
+    }
+
     #[test]
     fn equals_brute_force_search_over_the_same_bins() {
         let n = 300;

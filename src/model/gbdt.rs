@@ -82,6 +82,9 @@ impl Kind for GbdtKind {
     fn seed(&self, params: &serde_json::Value) -> Option<u64> {
         self.parse(params).ok().map(|p| p.seed)
     }
+    fn draws_from_seed(&self, params: &serde_json::Value) -> Option<bool> {
+        self.parse(params).ok().map(|p| p.draws_from_seed())
+    }
     fn fits_in_parallel(&self) -> bool {
         true
     }
@@ -127,6 +130,9 @@ impl Fit for GbdtParams {
     }
     fn with_seed(&self, seed: u64) -> Self {
         self.clone().seed(seed)
+    }
+    fn draws_from_seed(&self) -> Option<bool> {
+        Some(GbdtParams::draws_from_seed(self))
     }
 }
 

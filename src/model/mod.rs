@@ -62,6 +62,11 @@ pub trait Fit {
     fn with_seed(&self, seed: u64) -> Self
     where
         Self: Sized;
+    /// Whether a fit draws anything from its seed: `Some(false)` lets a seed study skip
+    /// refits that would repeat seed 0 exactly; `None` (unknown) makes the study find out.
+    fn draws_from_seed(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// A fitted model that scores feature rows.
@@ -131,6 +136,10 @@ pub trait Kind: Send + Sync {
     fn with_seed(&self, params: &serde_json::Value, seed: u64) -> Result<serde_json::Value>;
     /// The seed the hyperparameters fix.
     fn seed(&self, params: &serde_json::Value) -> Option<u64>;
+    /// Whether a fit with `params` draws anything from the seed (`None`: not known).
+    fn draws_from_seed(&self, _params: &serde_json::Value) -> Option<bool> {
+        None
+    }
     /// Whether cross-validation may fit splits concurrently in the caller's pool (a kind
     /// that runs its own worker threads inside each fit says no).
     fn fits_in_parallel(&self) -> bool;
@@ -298,6 +307,9 @@ impl Fit for Recipe {
     fn with_seed(&self, seed: u64) -> Self {
         let params = self.kind.0.with_seed(&self.params, seed).expect("checked when the recipe was made");
         Recipe { kind: self.kind, params }
+    }
+    fn draws_from_seed(&self) -> Option<bool> {
+        self.kind.0.draws_from_seed(&self.params)
     }
 }
 
