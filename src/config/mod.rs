@@ -17,6 +17,9 @@ pub use schedule::{CronSchedule, ParsedSchedule};
 
 use crate::error::{Error, Result};
 
+/// The trigger kinds a policy can enable (`triggers`), as the audit log and events name them.
+pub const TRIGGER_KINDS: [&str; 6] = ["performance", "ic_decay", "drift", "regime", "time", "schedule"];
+
 /// Every lifecycle threshold; `Default` gives the documented defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,9 +76,14 @@ pub struct Policy {
     pub regime_sustain_days: usize,
     /// Periodic retrain this many days after the last deployment (default 7).
     pub schedule_interval_days: usize,
+    /// Trigger kinds the supervisor may fire (default all: `performance`, `ic_decay`, `drift`,
+    /// `regime`, `time`, `schedule`); an operator's manual retrain always runs. `["time"]` is
+    /// a purely periodic policy.
+    pub triggers: Vec<String>,
 
     // --- Plan.
-    /// Labelled rows needed since the active version's training window ended (default 1000).
+    /// Labelled rows needed beyond the newest trained data (default 1000): the active
+    /// version's, or a newer candidate's that the gate refused or sent to shadow.
     pub min_new_samples: usize,
     /// Training window of a performance- or IC-triggered job, in days (default 60).
     pub window_performance_days: usize,
@@ -171,6 +179,9 @@ pub struct Policy {
     pub baseline_p_value: Option<f64>,
     /// Improvement from which a safe candidate deploys (default 5 %).
     pub min_improvement: f64,
+    /// Deploy every completed candidate whatever its evidence (default false): a blind policy
+    /// kept for comparison. The evidence is still computed and stored with the decision.
+    pub always_deploy: bool,
     /// Improvement from which a safe candidate goes to canary (default 2 %); below it, REVIEW
     /// down to 0 and KEEP_OLD below 0.
     pub canary_threshold: f64,
@@ -244,6 +255,7 @@ impl Default for Policy {
             drift_critical_fraction: 0.5,
             regime_sustain_days: 3,
             schedule_interval_days: 7,
+            triggers: TRIGGER_KINDS.iter().map(|k| k.to_string()).collect(),
             min_new_samples: 1000,
             window_performance_days: 60,
             window_drift_days: 60,
@@ -280,6 +292,7 @@ impl Default for Policy {
             baseline_min_delta: 0.0,
             baseline_p_value: None,
             min_improvement: 0.05,
+            always_deploy: false,
             canary_threshold: 0.02,
             min_samples: 1000,
             promotion_threshold: 0.05,
@@ -325,6 +338,11 @@ impl Policy {
     /// The policy as a TOML document (every key, in declaration order).
     pub fn to_toml_string(&self) -> String {
         toml::to_string(self).expect("a policy always serialises")
+    }
+
+    /// Whether the supervisor may fire triggers of `kind` (a [`TRIGGER_KINDS`] name).
+    pub fn fires(&self, kind: &str) -> bool {
+        self.triggers.iter().any(|k| k == kind)
     }
 
     /// Check every value: fractions in [0, 1], counts ≥ 1, thresholds in a sensible order,
@@ -446,6 +464,12 @@ impl Policy {
             && !(p > 0.0 && p < 1.0)
         {
             return Err(Error::param("baseline_p_value", format!("must be in (0, 1), got {p}")));
+        }
+        if let Some(k) = self.triggers.iter().find(|k| !TRIGGER_KINDS.contains(&k.as_str())) {
+            return Err(Error::param(
+                "triggers",
+                format!("unknown trigger kind `{k}` (known: {})", TRIGGER_KINDS.join(", ")),
+            ));
         }
         if self.models.is_empty() {
             return Err(Error::param("models", "must name at least one model kind"));

@@ -241,6 +241,10 @@ pub fn decide(input: DecisionInput, p: &Policy) -> DecisionReport {
         _ => (None, Vec::new()),
     };
     let decision = match (safe, improvement) {
+        _ if p.always_deploy => {
+            reasons.push("always_deploy: every completed candidate deploys (evidence recorded, not applied)".into());
+            Decision::Deploy
+        }
         (false, _) => {
             reasons.push("candidate is not safe".to_string());
             Decision::KeepOld

@@ -986,6 +986,23 @@ mod tests {
         assert_kernel_matches(&r, &[1.5, 1.5, 0.0, 2.0, 1.5], "constant");
     }
 
+    #[test]
+    fn a_discrete_feature_with_the_same_levels_does_not_drift() {
+        // A weekday encoding: four levels with masses 2/7, 2/7, 2/7, 1/7 in the reference and
+        // 0.30 / 0.30 / 0.25 / 0.15 in a 20-day window: the ECDFs differ by at most 0.03.
+        let levels = [-0.9009688496589661, -0.22252093255519867, 0.6234897971153259, 1.0];
+        let reference: Vec<f64> =
+            [298, 281, 281, 141].iter().zip(levels).flat_map(|(&n, v)| std::iter::repeat_n(v, n)).collect();
+        let recent: Vec<f64> =
+            [144, 144, 120, 72].iter().zip(levels).flat_map(|(&n, v)| std::iter::repeat_n(v, n)).collect();
+        let r = FeatureReference::from_values("dow_cos", &reference, 10).unwrap();
+        let (d, n, psi) = r.column_stats(&recent, &mut Scratch::default());
+        assert_eq!(n, 480);
+        assert!(d < 0.05, "KS {d}");
+        assert!(psi < 0.1, "PSI {psi}");
+        assert_kernel_matches(&r, &recent, "levels");
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         #[test]

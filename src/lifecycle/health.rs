@@ -163,6 +163,33 @@ impl PredictionLog {
         Ok(PredictionLog { records })
     }
 
+    /// Record the realised `outcome` (and `risk`) of record `index` once its label has ended.
+    pub fn resolve(&mut self, index: usize, outcome: f64, risk: Option<f64>) -> Result<()> {
+        let len = self.records.len();
+        let r = self
+            .records
+            .get_mut(index)
+            .ok_or_else(|| Error::param("index", format!("record {index} of a log of {len}")))?;
+        let (old_outcome, old_risk) = (r.outcome, r.risk);
+        r.outcome = Some(outcome);
+        r.risk = risk;
+        if let Err(e) = check_record(r, index + 1, "<memory>") {
+            (r.outcome, r.risk) = (old_outcome, old_risk);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// Every record.
     pub fn records(&self) -> &[PredictionRecord] {
         &self.records

@@ -20,6 +20,7 @@ use crate::config::Policy;
 use crate::data::Bars;
 use crate::error::{Error, Result};
 use crate::features::{Dataset, FeatureSpec, LabelSpec, Task};
+use crate::lifecycle::cache::{JobCache, KeyBuilder};
 use crate::lifecycle::cancel::CancelToken;
 use crate::lifecycle::decision::{DecisionInput, DecisionMetrics, DecisionReport, decide};
 use crate::lifecycle::drift::ReferenceStats;
@@ -89,6 +90,9 @@ impl Fit for Guarded {
     }
     fn with_seed(&self, seed: u64) -> Self {
         Guarded { recipe: self.recipe.with_seed(seed), cancel: self.cancel.clone() }
+    }
+    fn draws_from_seed(&self) -> Option<bool> {
+        self.recipe.draws_from_seed()
     }
 }
 
@@ -168,6 +172,8 @@ pub struct JobContext<'a> {
     pub clock: &'a dyn Clock,
     /// Cancellation (with the job's time limit).
     pub cancel: CancelToken,
+    /// Training work shared with identical jobs (none: every job trains).
+    pub cache: Option<&'a JobCache>,
 }
 
 impl JobContext<'_> {
@@ -184,6 +190,28 @@ pub fn window(bars: &Bars, days: Option<usize>) -> Result<Bars> {
     let from = last - days as i64 * 86_400_000;
     let start = ts.partition_point(|&t| t < from);
     bars.slice(start, ts.len())
+}
+
+/// Where the model's training data ends, and whose it is: the active version's, or a newer
+/// candidate's (one the gate refused or sent to shadow has already been trained on those rows,
+/// so a retrain waits for `min_new_samples` beyond it rather than repeating its verdict every
+/// cycle). `None` without an active version: a first model needs no new rows.
+fn trained_through(
+    store: &VersionStore,
+    model_id: &str,
+    incumbent: Option<&crate::store::VersionInfo>,
+) -> Option<(i64, String)> {
+    let inc = incumbent?;
+    let mut best = inc.meta.data_range.map(|r| (r.end.as_millisecond(), format!("the active version {}", inc.tag)));
+    let newest = store.list(model_id, None).ok().and_then(|l| l.into_iter().max_by_key(|v| v.seq));
+    if let Some(v) = newest.filter(|v| v.tag != inc.tag)
+        && let Ok(info) = store.get(model_id, &v.tag)
+        && let Some(end) = info.meta.data_range.map(|r| r.end.as_millisecond())
+        && best.as_ref().is_none_or(|b| end > b.0)
+    {
+        best = Some((end, format!("the newer candidate {} ({})", v.tag, v.status)));
+    }
+    best
 }
 
 /// Per-path metrics used by the decision, as stored in `cv_summary.paths`.
@@ -285,11 +313,11 @@ pub fn run_job(
 
     // Data window and the new-data rule.
     let bars = window(bars, trigger.window(policy))?;
-    if let Some(end) = incumbent.as_ref().and_then(|i| i.meta.data_range).map(|r| r.end.as_millisecond()) {
+    if let Some((end, whose)) = trained_through(ctx.store, model_id, incumbent.as_ref()) {
         let new_rows = bars.timestamps().iter().filter(|&&t| t > end).count().saturating_sub(spec.label.horizon());
         if new_rows < policy.min_new_samples {
             let why = format!(
-                "{new_rows} new labelled rows since the active version's data ended (needs {})",
+                "{new_rows} new labelled rows since the data of {whose} ended (needs {})",
                 policy.min_new_samples
             );
             if !trigger.force {
@@ -323,39 +351,49 @@ pub fn run_job(
     let guarded = Guarded { recipe: recipe.clone(), cancel: ctx.cancel.clone() };
     let embargo = default_embargo_bars(&ds.t0, policy.embargo_days, features.max_lookback());
     let cpcv = Cpcv::new(policy.cpcv_groups, policy.cpcv_test_groups).embargo(Embargo::Bars(embargo));
-    let opts = CvOptions {
-        keep_predictions: true,
-        parallel_splits: spec.kind.kind().fits_in_parallel(),
-        thresholds: overfit_thresholds(policy),
-        ..CvOptions::default()
+    // Baselines another job of this window may share: computed first by the job that claims
+    // them, so a job started alongside finds them done when it gets there.
+    if let Some(cache) = ctx.cache {
+        for base in baseline_kinds(policy, spec.kind, Task::of(&ds))? {
+            let key = baseline_key(base, &bars, &ds, &cpcv);
+            if cache.claim(key) {
+                // A failure is recorded where the job scores its baselines.
+                let _ = cache.get_or_compute(key, || baseline_cv(ctx, base, &ds, &cpcv));
+            }
+        }
+    }
+    let train = || train_candidate(ctx, &guarded, spec.kind, &ds, &cpcv);
+    let key = || {
+        KeyBuilder::new("training")
+            .text(spec.kind.name())
+            .json(recipe.params())
+            .json(&features)
+            .json(&spec.label)
+            .bars(&bars)
+            .json(&(policy.cpcv_groups, policy.cpcv_test_groups, embargo, policy.stability_seeds))
+            .text(&format!("{:?}", overfit_thresholds(policy)))
+            .json(&(policy.psi_bins, policy.drift_window_days))
+            .finish()
     };
-    // Seed stability by default: the seed-0 report carries the variance across seeds, and the
-    // seeds count as trials for the deflated Sharpe ratio.
-    let cv = if policy.stability_seeds >= 2 {
-        cross_validate_seeds(&guarded, &ds, &cpcv, &opts, policy.stability_seeds)?.0
-    } else {
-        cross_validate(&guarded, &ds, &cpcv, &opts)?
+    let trained = match ctx.cache {
+        Some(cache) => {
+            let (t, reused) = cache.get_or_compute(key(), train)?;
+            if reused {
+                notes.push("reused the training of an identical job (same kind, recipe, window and validation)".into());
+            }
+            t
+        }
+        None => std::sync::Arc::new(train()?),
     };
+    let Trained { cv, artifacts, train_metrics, reference } = trained.as_ref();
     notes.extend(cv.notes.iter().cloned());
     ctx.cancel.check()?;
-
-    // Final fit on every row (the latest 10 % steer early stopping where the model uses it).
-    let all: Vec<usize> = (0..ds.n_rows()).collect();
-    let (fit_rows, es_rows) =
-        if guarded.uses_validation() { early_stopping_slice(&ds, &all, 0.1) } else { (all, Vec::new()) };
-    let train = ds.select(&fit_rows)?;
-    let valid = if es_rows.is_empty() { None } else { Some(ds.select(&es_rows)?) };
-    let model = guarded.fit(&train, valid.as_ref())?;
-    let train_metrics = in_sample_metrics(model.as_ref(), &train)?;
-    drop((train, valid));
-    let mut reference = ReferenceStats::from_dataset(&ds, policy.psi_bins, Some(policy.drift_window_days))?;
-    reference.prediction = prediction_reference(&cv, &ds, policy);
 
     // Compare with the deployed version on the same paths.
     let cand_paths: Vec<PathMetrics> = cv.paths.iter().map(|p| PathMetrics::of(&p.scores)).collect();
     let (incumbent_paths, how) = match &incumbent {
         None => (None, None),
-        Some(inc) => incumbent_on_paths(ctx, model_id, inc, &spec, &ds, &cv, &mut notes)?,
+        Some(inc) => incumbent_on_paths(ctx, model_id, inc, &spec, &ds, cv, &mut notes)?,
     };
     let inc_cmp = incumbent_paths.unwrap_or_default();
     let cand_cmp = match &how {
@@ -369,7 +407,7 @@ pub fn run_job(
     } else {
         None
     };
-    let (baseline_checks, baseline_metrics) = score_baselines(ctx, spec.kind, &ds, &cpcv, &cv, &mut notes)?;
+    let (baseline_checks, baseline_metrics) = score_baselines(ctx, spec.kind, &bars, &ds, &cpcv, cv, &mut notes)?;
     let input = DecisionInput {
         candidate: mean_metrics(&cand_cmp),
         incumbent: incumbent.as_ref().and_then(|_| mean_metrics(&inc_cmp)),
@@ -405,7 +443,7 @@ pub fn run_job(
     meta.feature_spec = Some(serde_json::to_value(&spec.features).expect("spec serialises"));
     meta.label_spec = Some(serde_json::to_value(&spec.label).expect("label serialises"));
     meta.hyperparameters = Some(recipe.params().clone());
-    meta.train_metrics = train_metrics;
+    meta.train_metrics = train_metrics.clone();
     meta.validation_metrics =
         cv.summary.iter().filter(|s| s.mean.is_finite()).map(|s| (s.metric.clone(), s.mean)).collect();
     meta.cv_summary = Some(serde_json::json!({
@@ -417,8 +455,8 @@ pub fn run_job(
     }));
     meta.parent_version = incumbent.as_ref().map(|i| i.tag.clone());
     meta.seed = recipe.seed();
-    let mut files: Vec<Artifact> = model.artifacts()?.into_iter().map(|(n, b)| Artifact::bytes(n, b)).collect();
-    files.push(Artifact::bytes(REFERENCE_ARTIFACT, serde_json::to_vec(&reference).expect("reference serialises")));
+    let mut files: Vec<Artifact> = artifacts.iter().map(|(n, b)| Artifact::bytes(n.clone(), b.clone())).collect();
+    files.push(Artifact::bytes(REFERENCE_ARTIFACT, serde_json::to_vec(reference).expect("reference serialises")));
     ctx.cancel.check()?;
     let change = Change::new("lifecycle", format!("{} ({}): {}", trigger.reason, trigger.priority, decision));
     let tag = ctx.store.register(model_id, meta, &files, &change)?;
@@ -444,6 +482,53 @@ pub fn run_job(
         notes,
         ..report_for(JobStatus::Completed, None)
     })
+}
+
+/// What a job trains before it looks at the deployed version: the same for identical jobs.
+struct Trained {
+    cv: CvReport,
+    artifacts: Vec<(String, Vec<u8>)>,
+    train_metrics: BTreeMap<String, f64>,
+    reference: ReferenceStats,
+}
+
+/// Cross-validate (with the policy's seed study), fit the final model on every row and
+/// describe the training distribution.
+fn train_candidate(
+    ctx: &JobContext<'_>,
+    guarded: &Guarded,
+    kind: ModelKind,
+    ds: &Dataset,
+    cpcv: &Cpcv,
+) -> Result<Trained> {
+    let policy = ctx.policy;
+    let opts = CvOptions {
+        keep_predictions: true,
+        parallel_splits: kind.kind().fits_in_parallel(),
+        thresholds: overfit_thresholds(policy),
+        ..CvOptions::default()
+    };
+    // Seed stability by default: the seed-0 report carries the variance across seeds, and the
+    // seeds count as trials for the deflated Sharpe ratio.
+    let cv = if policy.stability_seeds >= 2 {
+        cross_validate_seeds(guarded, ds, cpcv, &opts, policy.stability_seeds)?.0
+    } else {
+        cross_validate(guarded, ds, cpcv, &opts)?
+    };
+    ctx.cancel.check()?;
+
+    // Final fit on every row (the latest 10 % steer early stopping where the model uses it).
+    let all: Vec<usize> = (0..ds.n_rows()).collect();
+    let (fit_rows, es_rows) =
+        if guarded.uses_validation() { early_stopping_slice(ds, &all, 0.1) } else { (all, Vec::new()) };
+    let train = ds.select(&fit_rows)?;
+    let valid = if es_rows.is_empty() { None } else { Some(ds.select(&es_rows)?) };
+    let model = guarded.fit(&train, valid.as_ref())?;
+    let train_metrics = in_sample_metrics(model.as_ref(), &train)?;
+    drop((train, valid));
+    let mut reference = ReferenceStats::from_dataset(ds, policy.psi_bins, Some(policy.drift_window_days))?;
+    reference.prediction = prediction_reference(&cv, ds, policy);
+    Ok(Trained { artifacts: model.artifacts()?, cv, train_metrics, reference })
 }
 
 /// The distribution of the candidate's out-of-sample prediction scores (CPCV path 0, which
@@ -504,6 +589,7 @@ type BaselineMetrics = BTreeMap<String, BTreeMap<String, f64>>;
 fn score_baselines(
     ctx: &JobContext<'_>,
     kind: ModelKind,
+    bars: &Bars,
     ds: &Dataset,
     cpcv: &Cpcv,
     cv: &CvReport,
@@ -514,19 +600,18 @@ fn score_baselines(
     let (mut checks, mut means) = (Vec::new(), BTreeMap::new());
     let per_path =
         |r: &CvReport| -> Vec<f64> { r.paths.iter().map(|p| p.scores.get(metric).unwrap_or(f64::NAN)).collect() };
-    for name in &policy.baselines {
-        let base: ModelKind = name.parse()?;
-        if !base.kind().supports(cv.task) {
-            continue;
-        }
-        if base == kind {
-            notes.push(format!("baseline {name} is the candidate's own kind: not compared with itself"));
-            continue;
-        }
+    if policy.baselines.iter().any(|n| n == kind.name()) {
+        notes.push(format!("baseline {} is the candidate's own kind: not compared with itself", kind.name()));
+    }
+    for base in baseline_kinds(policy, kind, cv.task)? {
+        let name = base.name();
         ctx.cancel.check()?;
-        let recipe = Guarded { recipe: base.recipe(cv.task), cancel: ctx.cancel.clone() };
-        let opts = CvOptions { keep_predictions: false, in_sample: Some(false), ..CvOptions::default() };
-        match cross_validate(&recipe, ds, cpcv, &opts) {
+        let run = || baseline_cv(ctx, base, ds, cpcv);
+        let result = match ctx.cache {
+            Some(cache) => cache.get_or_compute(baseline_key(base, bars, ds, cpcv), run).map(|(r, _)| r),
+            None => run().map(std::sync::Arc::new),
+        };
+        match result {
             Ok(b) => {
                 let check = BaselineComparison::of(
                     name,
@@ -539,7 +624,7 @@ fn score_baselines(
                 .unwrap_or_else(|e| BaselineComparison::failed(name, metric, e.to_string()));
                 checks.push(check);
                 means.insert(
-                    name.clone(),
+                    name.to_string(),
                     b.summary.iter().filter(|s| s.mean.is_finite()).map(|s| (s.metric.clone(), s.mean)).collect(),
                 );
             }
@@ -548,6 +633,37 @@ fn score_baselines(
         }
     }
     Ok((checks, means))
+}
+
+/// The policy's baselines that judge a `task` candidate of `kind` (never the kind itself).
+fn baseline_kinds(policy: &Policy, kind: ModelKind, task: Task) -> Result<Vec<ModelKind>> {
+    let mut out = Vec::new();
+    for name in &policy.baselines {
+        let base: ModelKind = name.parse()?;
+        if base.kind().supports(task) && base != kind {
+            out.push(base);
+        }
+    }
+    Ok(out)
+}
+
+/// A baseline's cross-validation on the job's dataset and paths.
+fn baseline_cv(ctx: &JobContext<'_>, base: ModelKind, ds: &Dataset, cpcv: &Cpcv) -> Result<CvReport> {
+    let recipe = Guarded { recipe: base.recipe(Task::of(ds)), cancel: ctx.cancel.clone() };
+    let opts = CvOptions { keep_predictions: false, in_sample: Some(false), ..CvOptions::default() };
+    cross_validate(&recipe, ds, cpcv, &opts)
+}
+
+/// What a baseline's cross-validation depends on: its kind and defaults, the rows, the paths.
+fn baseline_key(base: ModelKind, bars: &Bars, ds: &Dataset, cpcv: &Cpcv) -> crate::lifecycle::cache::Key {
+    KeyBuilder::new("baseline")
+        .text(base.name())
+        .json(base.recipe(Task::of(ds)).params())
+        .json(&ds.feature_names)
+        .json(&(ds.n_rows(), &ds.t0))
+        .bars(bars)
+        .text(&format!("{cpcv:?}"))
+        .finish()
 }
 
 /// How the incumbent was scored.

@@ -58,6 +58,12 @@ impl LoadedModel {
         Ok(signals.pop().expect("one row in, one signal out"))
     }
 
+    /// Calls on feature rows already computed from this version's `features` (in their
+    /// order, as f32): what [`LoadedModel::predict_latest`] gives on each row's last bar.
+    pub fn signals(&self, x: ndarray::ArrayView2<'_, f32>) -> Result<Vec<Signal>> {
+        self.model.signals(x)
+    }
+
     /// Outputs for a prepared dataset's rows.
     pub fn predict(&self, ds: &Dataset) -> Result<ndarray::Array2<f64>> {
         self.model.predict(ds.x.view())
@@ -95,6 +101,8 @@ pub struct Retrainer {
     specs: BTreeMap<String, ModelSpec>,
     limits: BTreeMap<String, Duration>,
     cancel: CancelToken,
+    /// Training work shared with identical jobs (of this or other retrainers).
+    cache: Option<Arc<crate::lifecycle::cache::JobCache>>,
     /// Exact KS p-values shared by every model's drift check, across supervisor cycles and,
     /// through `<store>/cache`, across restarts.
     pub(super) ks_table: crate::lifecycle::ks::ExactPValues,
@@ -146,6 +154,7 @@ impl Retrainer {
             specs: BTreeMap::new(),
             limits: BTreeMap::new(),
             cancel: CancelToken::new(),
+            cache: None,
             ks_table,
             ks_saved,
             references: Default::default(),
@@ -185,6 +194,14 @@ impl Retrainer {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.store = self.store.with_clock(clock.clone());
         self.clock = clock;
+        self
+    }
+
+    /// Share training work through `cache`: a job identical to one already run (same kind,
+    /// hyperparameters, specs, candle window and validation settings) reuses its
+    /// cross-validation and fit, and decides against its own deployed version.
+    pub fn with_job_cache(mut self, cache: Arc<crate::lifecycle::cache::JobCache>) -> Self {
+        self.cache = Some(cache);
         self
     }
 
@@ -287,6 +304,7 @@ impl Retrainer {
             events: self.events.as_ref(),
             clock: self.clock.as_ref(),
             cancel: token.clone(),
+            cache: self.cache.as_deref(),
         };
         let spec = self.specs.get(model_id);
         let result = catch_unwind(AssertUnwindSafe(|| {

@@ -56,7 +56,7 @@ pub struct ModelCheck {
     /// the scores it gave on its validation rows (with a prediction log holding at least
     /// [`PREDICTION_DRIFT_MIN`] of them).
     pub prediction_drift: Option<crate::lifecycle::drift::FeatureDrift>,
-    /// Every trigger that fired (HIGH or CRITICAL drift of another model adds one here:
+    /// Every trigger that fired, of the kinds the policy's `triggers` enables (HIGH or CRITICAL drift of another model adds one here:
     /// such drift retrains every model).
     pub triggers: Vec<Trigger>,
     /// The model's raised stop-trading alarm after this check (raised by this check's
@@ -360,6 +360,8 @@ impl Retrainer {
                 ),
             ));
         }
+        // Kinds the policy leaves off are evaluated (their alerts stand) but never fire.
+        triggers.retain(|t| self.policy.fires(t.kind.name()));
         Some(ModelCheck {
             model_id: model_id.into(),
             active: info.tag,

@@ -54,6 +54,21 @@ pub enum TriggerKind {
     Manual,
 }
 
+impl TriggerKind {
+    /// Its name in policies, the audit log and events (`ic_decay`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TriggerKind::Performance => "performance",
+            TriggerKind::IcDecay => "ic_decay",
+            TriggerKind::Drift => "drift",
+            TriggerKind::Regime => "regime",
+            TriggerKind::Time => "time",
+            TriggerKind::Schedule => "schedule",
+            TriggerKind::Manual => "manual",
+        }
+    }
+}
+
 /// One reason to retrain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
@@ -284,6 +299,20 @@ mod tests {
     fn fire(inputs: TriggerInputs<'_>) -> Vec<(TriggerKind, Priority)> {
         let now: Timestamp = "2026-11-24T00:00:00Z".parse().unwrap();
         evaluate(&inputs, now, &Policy::default()).into_iter().map(|t| (t.kind, t.priority)).collect()
+    }
+
+    #[test]
+    fn kind_names_are_the_serialised_names_and_the_policy_knows_them() {
+        use TriggerKind::*;
+        for k in [Performance, IcDecay, Drift, Regime, Time, Schedule, Manual] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+            assert_eq!(crate::config::TRIGGER_KINDS.contains(&k.name()), k != Manual, "{k:?}");
+        }
+        let p = Policy { triggers: vec!["time".into()], ..Policy::default() };
+        assert!(p.fires("time") && !p.fires("drift"));
+        assert!(Policy::default().fires("drift"));
+        let bad = Policy { triggers: vec!["weekly".into()], ..Policy::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("unknown trigger kind `weekly`"));
     }
 
     #[test]
