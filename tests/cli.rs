@@ -500,3 +500,27 @@ fn drift_health_and_triggers_commands() {
     assert_eq!(t["models"].as_array().unwrap().len(), 0);
     assert_eq!(t["plan"]["jobs"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn replay_refuses_bad_policies_and_dates_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "min_new_sample = 5\n").unwrap();
+    let out = retrain()
+        .args(["replay", "--to", "2017-10-31", "--out"])
+        .arg(dir.path().join("r"))
+        .arg("--policy")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("min_new_sample"), "{err}");
+    let out = retrain().args(["replay", "--from", "yesterday-ish", "--out"]).arg(dir.path().join("r")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("yesterday-ish"));
+    let triggers = dir.path().join("t.toml");
+    std::fs::write(&triggers, "triggers = [\"weekly\"]\n").unwrap();
+    let out = retrain().args(["replay", "--policy"]).arg(&triggers).arg("--out").arg(dir.path().join("r")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown trigger kind `weekly`"));
+}

@@ -6,6 +6,7 @@ mod features;
 mod gbdt;
 mod nn;
 mod policy;
+mod replay;
 mod run;
 mod store;
 mod supervise;
@@ -70,6 +71,9 @@ pub enum Command {
     Shadow(supervise::ShadowArgs),
     /// Retire or roll back active versions that the live prediction log condemns.
     Supervise(supervise::SuperviseArgs),
+    /// Replay the lifecycle over history: never / blind weekly / gated weekly / trigger-driven
+    /// policies (plus `--policy` files) side by side, PnL after costs, report.html and charts.
+    Replay(Box<replay::ReplayArgs>),
     /// Raised stop-trading alarms (CRITICAL drift raises one); `alarm clear MODEL` clears one.
     Alarm(alarm::AlarmArgs),
 }
@@ -174,6 +178,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shadow(args) => supervise::shadow(args),
         Command::Supervise(args) => supervise::supervise(args),
         Command::Alarm(args) => alarm::run(args),
+        Command::Replay(args) => replay::run(*args, cli.threads),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());
             Ok(())

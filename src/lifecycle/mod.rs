@@ -5,6 +5,7 @@
 //! — behind one front door, [`Retrainer`].
 
 pub mod alarm;
+pub mod cache;
 pub mod cancel;
 pub mod decision;
 pub mod drift;
@@ -15,12 +16,15 @@ pub mod ks;
 pub mod orchestrator;
 pub mod plan;
 mod quantile_index;
+pub mod replay;
+pub mod replay_report;
 pub mod retire;
 pub mod shadow;
 pub mod supervisor;
 pub mod trigger;
 
 pub use alarm::Alarm;
+pub use cache::JobCache;
 pub use cancel::CancelToken;
 pub use decision::{Decision, DecisionReport, decide};
 pub use drift::{
@@ -33,6 +37,7 @@ pub use ks::ExactPValues;
 pub use ks::{KsResult, ks_2samp};
 pub use orchestrator::{LoadedModel, Retrainer, policy_kinds};
 pub use plan::{Plan, PlannedJob};
+pub use replay::{ReplayOptions, ReplayPolicy, ReplayResult, replay};
 pub use retire::{LiveAction, LiveVerdict, check_live};
 pub use shadow::{Call, Recommendation, ShadowEvaluation, ShadowTest};
 pub use supervisor::{ModelCheck, Observations, ShadowPair};
