@@ -516,11 +516,13 @@ fn replay_refuses_bad_policies_and_dates_before_training() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("min_new_sample"), "{err}");
-    let out = retrain().args(["replay", "--from", "yesterday-ish", "--out"]).arg(dir.path().join("r")).output().unwrap();
+    let out =
+        retrain().args(["replay", "--from", "yesterday-ish", "--out"]).arg(dir.path().join("r")).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("yesterday-ish"));
     let triggers = dir.path().join("t.toml");
     std::fs::write(&triggers, "triggers = [\"weekly\"]\n").unwrap();
-    let out = retrain().args(["replay", "--policy"]).arg(&triggers).arg("--out").arg(dir.path().join("r")).output().unwrap();
+    let out =
+        retrain().args(["replay", "--policy"]).arg(&triggers).arg("--out").arg(dir.path().join("r")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown trigger kind `weekly`"));
 }

@@ -131,7 +131,8 @@ pub struct Policy {
     /// and at 0.05 one random walk in ten deployed; docs/policy.md).
     pub significance: f64,
     /// Seeds of the stability check every job runs (default 10; 0 or 1: off). A kind whose
-    /// hyperparameters draw nothing from the seed stops after seed 1 (identical predictions);
+    /// hyperparameters draw nothing from the seed stops after seed 0 (known, as for the GBDT
+    /// defaults) or seed 1 (when it predicts exactly as seed 0);
     /// a network's job costs this many cross-validations.
     pub stability_seeds: usize,
 

@@ -617,6 +617,15 @@ fn bars_before(s: &Symbol, now_ms: i64) -> Result<Bars> {
     s.bars.slice(0, n)
 }
 
+/// The host's candle source at `now_ms`: each replayed model's symbol, bars before now.
+fn bars_source<'a>(run: &Run, symbols: &'a [Symbol], now_ms: i64) -> impl Fn(&str) -> Result<Bars> + Sync + 'a {
+    let of: BTreeMap<String, usize> = run.models.iter().map(|(id, h)| (id.clone(), h.symbol)).collect();
+    move |id: &str| {
+        let s = of.get(id).ok_or_else(|| Error::NotFound { model_id: id.into(), what: "replayed model".into() })?;
+        bars_before(&symbols[*s], now_ms)
+    }
+}
+
 /// Plan and execute `pairs` at `now_ms` on the bars seen so far, and count the outcome.
 fn run_plan(
     run: &mut Run,
@@ -628,11 +637,7 @@ fn run_plan(
         return Ok(Vec::new());
     }
     let plan = run.retrainer.plan(pairs);
-    let of: BTreeMap<String, usize> = run.models.iter().map(|(id, h)| (id.clone(), h.symbol)).collect();
-    let bars_for = |id: &str| -> Result<Bars> {
-        let s = of.get(id).ok_or_else(|| Error::NotFound { model_id: id.into(), what: "replayed model".into() })?;
-        bars_before(&symbols[*s], now_ms)
-    };
+    let bars_for = bars_source(run, symbols, now_ms);
     let cpu = cpu_seconds();
     let reports = run.retrainer.execute(&plan, &bars_for);
     if let (Some(a), Some(b)) = (cpu, cpu_seconds()) {
@@ -667,11 +672,7 @@ fn run_plan(
 /// One supervisor cycle at `now_ms`: exactly the calls a host makes.
 fn cycle(run: &mut Run, symbols: &[Symbol], now_ms: i64) -> Result<()> {
     run.counts.cycles += 1;
-    let of: BTreeMap<String, usize> = run.models.iter().map(|(id, h)| (id.clone(), h.symbol)).collect();
-    let bars_for = |id: &str| -> Result<Bars> {
-        let s = of.get(id).ok_or_else(|| Error::NotFound { model_id: id.into(), what: "replayed model".into() })?;
-        bars_before(&symbols[*s], now_ms)
-    };
+    let bars_for = bars_source(run, symbols, now_ms);
     let checks = run.retrainer.evaluate_triggers(&Observations {
         predictions: Some(&run.log),
         bars: Some(&bars_for),

@@ -368,9 +368,11 @@ where
         pbo_value = pbo(&matrix, 8).ok().map(|p| p.pbo);
     }
     if !distinct {
-        report
-            .notes
-            .push("seeds 0 and 1 gave the same predictions (nothing random in the hyperparameters): the study stopped there; PBO and DSR across seeds skipped".into());
+        report.notes.push(if params.draws_from_seed() == Some(false) {
+            "the hyperparameters draw nothing from their seed (seed 1 would repeat seed 0): the study stopped there; PBO and DSR across seeds skipped".into()
+        } else {
+            "seeds 0 and 1 gave the same predictions (nothing random in the hyperparameters): the study stopped there; PBO and DSR across seeds skipped".into()
+        });
     }
     if let Some(d) = dsr {
         // The seeds were trials: the paths' Sharpe must beat the best of them by luck.
