@@ -196,3 +196,46 @@ fn xauusd_replay_at_scale() {
     assert!(r.bars > 70_000);
     assert_eq!(r.policies.len(), 4);
 }
+
+#[test]
+fn a_shadow_candidate_is_recorded_beside_the_active_version_and_changes_no_position() {
+    // Every safe candidate no worse than the deployed version goes to SHADOW (the gates and
+    // floors are off; the improvement decides): REVIEW is a shadow test without routing, so
+    // the traded positions stay the active version's while both calls are recorded.
+    let shadow = Policy {
+        triggers: vec!["time".into()],
+        min_new_samples: 24,
+        gate_overfitting: false,
+        gate_significance: false,
+        gate_baseline: false,
+        safe_min_win_rate: 0.0,
+        safe_min_avg_r: -1.0,
+        safe_min_calibration: 0.0,
+        min_improvement: 1e9,
+        canary_threshold: 1e-9,
+        min_samples: 100,
+        ..base()
+    };
+    let policies = vec![
+        ReplayPolicy { name: "never".into(), policy: base(), cycle_days: None, live_actions: false },
+        ReplayPolicy { name: "shadow".into(), policy: shadow, cycle_days: Some(7), live_actions: true },
+    ];
+    let b = bars(125);
+    let dir = tempfile::tempdir().unwrap();
+    let r = replay(std::slice::from_ref(&b), &policies, &opts(), dir.path(), &mut |_| {}).unwrap();
+    let c = &r.policies[1].counts;
+    assert!(c.retrains >= 4 && c.canaries >= 1 && c.deploys == 0, "{c:?}");
+    let shadows = r
+        .timeline
+        .iter()
+        .filter(|e| e.policy == "shadow" && e.record.to == Some(retrain::store::Status::Shadow))
+        .count();
+    assert!(shadows >= 1, "a candidate went to SHADOW");
+    let (id, never) = r.policies[0].positions.iter().next().unwrap();
+    assert_eq!(&r.policies[1].positions[id], never, "a shadow test trades nothing");
+    // Both calls of every bar since the candidate went to SHADOW are in its test's log.
+    let store = retrain::VersionStore::open(dir.path().join("stores").join("shadow")).unwrap();
+    let test = retrain::lifecycle::ShadowTest::open(&store, id, &base()).unwrap();
+    let (samples, _) = test.samples();
+    assert!(samples.len() >= 100, "{} paired calls with outcomes", samples.len());
+}
