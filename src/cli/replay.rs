@@ -60,17 +60,9 @@ pub fn run(a: ReplayArgs, threads: Option<usize>) -> Result<()> {
     let mut data = Vec::new();
     for path in &a.data {
         let loaded = load(path, &LoadOptions::default()).with_context(|| format!("loading {}", path.display()))?;
-        for mut b in loaded.bars {
-            if a.data.len() > 1 || b.symbol().is_empty() {
-                let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-                if b.symbol().is_empty()
-                    || a.data.len() > 1 && data.iter().any(|d: &retrain::Bars| d.symbol() == b.symbol())
-                {
-                    b = b.with_symbol(stem);
-                }
-            }
-            data.push(b);
-        }
+        // The loader names a file without a symbol column after its stem; a symbol given
+        // twice is refused by the replay, naming it.
+        data.extend(loaded.bars);
     }
     let base = super::read_policy(a.base_policy.as_deref())?;
     let mut policies = ReplayPolicy::builtins(&retrain::config::Policy {

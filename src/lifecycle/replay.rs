@@ -885,14 +885,31 @@ fn model_pnl(positions: &[i8], close: &[f64], offset: usize, cost: f64) -> Vec<f
 
 /// Daily PnL (UTC dates) of a run: each model's sum per day, averaged over models.
 fn daily_pnl(run: &Run, symbols: &[Symbol], cost: f64) -> BTreeMap<i64, f64> {
+    let per_model: Vec<_> = run.models.values().map(|h| model_days(h, symbols, cost)).collect();
+    mean_days(per_model.iter().map(|m| &m.1))
+}
+
+/// A held model's PnL per traded bar after costs (from its first traded bar), and its sum
+/// per UTC day.
+fn model_days(held: &Held, symbols: &[Symbol], cost: f64) -> (Vec<f64>, BTreeMap<i64, f64>) {
+    let s = &symbols[held.symbol];
+    let t = s.bars.timestamps();
+    let offset = t.len() - held.positions.len();
+    let pnl = model_pnl(&held.positions, s.bars.close(), offset, cost);
     let mut days: BTreeMap<i64, f64> = BTreeMap::new();
-    let n = run.models.len().max(1) as f64;
-    for held in run.models.values() {
-        let s = &symbols[held.symbol];
-        let t = s.bars.timestamps();
-        let offset = t.len() - held.positions.len();
-        for (j, v) in model_pnl(&held.positions, s.bars.close(), offset, cost).into_iter().enumerate() {
-            *days.entry(t[offset + j].div_euclid(DAY_MS)).or_default() += v / n;
+    for (j, v) in pnl.iter().enumerate() {
+        *days.entry(t[offset + j].div_euclid(DAY_MS)).or_default() += v;
+    }
+    (pnl, days)
+}
+
+/// The day-by-day mean of several models' daily PnL (a model without bars that day adds 0).
+fn mean_days<'a>(models: impl ExactSizeIterator<Item = &'a BTreeMap<i64, f64>>) -> BTreeMap<i64, f64> {
+    let n = models.len().max(1) as f64;
+    let mut days: BTreeMap<i64, f64> = BTreeMap::new();
+    for m in models {
+        for (d, v) in m {
+            *days.entry(*d).or_default() += v / n;
         }
     }
     days
@@ -972,7 +989,9 @@ fn outcome(
     start_ms: i64,
     never: Option<&BTreeMap<i64, f64>>,
 ) -> Result<PolicyOutcome> {
-    let days_map = daily_pnl(run, symbols, cost);
+    // Each model's PnL once: its own metrics, and the equal-weight portfolio's days.
+    let pnls: Vec<(Vec<f64>, BTreeMap<i64, f64>)> = run.models.values().map(|h| model_days(h, symbols, cost)).collect();
+    let days_map = mean_days(pnls.iter().map(|m| &m.1));
     let daily: Vec<f64> = days_map.values().copied().collect();
     let span_days = days_map.keys().next().zip(days_map.keys().last()).map_or(1.0, |(a, b)| (b - a + 1) as f64);
     // Per model.
@@ -980,11 +999,10 @@ fn outcome(
     let mut all_pnl = Vec::new();
     let mut all_pos = Vec::new();
     let mut all_out = Vec::new();
-    for (id, held) in &run.models {
+    for ((id, held), (pnl, dm)) in run.models.iter().zip(pnls) {
         let s = &symbols[held.symbol];
         let t = s.bars.timestamps();
         let offset = t.len() - held.positions.len();
-        let pnl = model_pnl(&held.positions, s.bars.close(), offset, cost);
         let hz = run.horizon;
         let horizon_outcomes: Vec<Option<f64>> = (0..held.positions.len())
             .map(|j| {
@@ -992,10 +1010,6 @@ fn outcome(
                 (i + hz < t.len()).then(|| s.bars.close()[i + hz] / s.bars.close()[i] - 1.0)
             })
             .collect();
-        let mut dm: BTreeMap<i64, f64> = BTreeMap::new();
-        for (j, v) in pnl.iter().enumerate() {
-            *dm.entry(t[offset + j].div_euclid(DAY_MS)).or_default() += v;
-        }
         let d: Vec<f64> = dm.values().copied().collect();
         per_model.insert(id.clone(), trade_metrics(&pnl, &held.positions, &horizon_outcomes, &d, span_days));
         all_pnl.extend(pnl);
