@@ -191,7 +191,7 @@ pub enum Error {
     #[error("linfa: {0}")]
     Linfa(#[from] linfa::error::Error),
 
-    /// A baseline learner (linfa-logistic, linfa-trees, smartcore) could not fit or predict,
+    /// A baseline learner (linfa-logistic, smartcore, our CART) could not fit or predict,
     /// or was asked for a task it does not model.
     #[error("{kind}: {reason}")]
     Learner {

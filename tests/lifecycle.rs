@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use retrain::data::read_bars;
-use retrain::lifecycle::{JobStatus, ModelSpec, Retrainer, Trigger};
+use retrain::lifecycle::{Decision, JobStatus, ModelSpec, Retrainer, Trigger};
 use retrain::model::ModelKind;
 use retrain::store::{Status, VersionStore};
 
@@ -286,6 +286,11 @@ fn jobs_record_train_metrics_honour_the_manual_window_and_apply_retention() {
         assert_eq!(rep.status, JobStatus::Completed, "{:?}", rep.error);
         // 60 days of hourly bars, not the 83 days given.
         assert!(rep.rows <= 60 * 24 && rep.rows > 50 * 24, "rows {}", rep.rows);
+        // The same rows retrain to the same model, so nothing after the first deploys.
+        let d = rep.decision.as_ref().unwrap();
+        if i > 0 {
+            assert_eq!((d.improvement, d.decision), (Some(0.0), Decision::Review), "job {i}: {d}");
+        }
         tags.push(rep.tag.clone().unwrap());
         last = Some(rep);
     }

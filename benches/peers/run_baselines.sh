@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Baseline kinds against scikit-learn on the same files, in the same run: retrain's logreg
-# (linfa-logistic), tree (linfa-trees), forest and ridge (smartcore) versus
+# (linfa-logistic), tree (our CART), forest and ridge (smartcore) versus
 # LogisticRegression, DecisionTreeClassifier, RandomForestClassifier and Ridge with matched
 # settings (baselines.py; ridge fits the 0/1 label as a value on both sides).
 # Two tables:

@@ -2,7 +2,7 @@
 //! implementation over a small [`Learner`] trait, the standardiser fitted on training rows
 //! only, the row limit, and the stored artifact.
 //!
-//! The baselines wrap linfa-logistic, linfa-trees and smartcore. They are there to be beaten:
+//! The baselines wrap linfa-logistic and smartcore, plus our own CART. They are there to be beaten:
 //! a deployment gate can require a candidate to score better than them on the same CPCV
 //! paths. Every baseline reads standardised features — mean and standard deviation from the
 //! training rows, a non-finite value replaced by the training mean (0 after scaling) — so a
