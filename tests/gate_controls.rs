@@ -75,6 +75,29 @@ fn a_random_walk_deploys_in_at_most_one_of_twenty_seeds() {
     }
 }
 
+/// The gate's power: over the harness's first 10 walks per strength, deployments rise with
+/// the planted signal — a signal at the IC floor is treated like noise, a strong one deploys
+/// nearly always (docs/policy.md has the table).
+/// `cargo test --release --test gate_controls -- --ignored deployments_rise` (about 4 minutes on 2 cores).
+#[test]
+#[ignore]
+fn deployments_rise_with_the_strength_of_the_signal() {
+    for kind in [ModelKind::LIGHTGBM, ModelKind::XGBOOST] {
+        let rate = |strength: f64| {
+            (0..10)
+                .filter(|&seed| {
+                    decision(kind, &planted::candles(BARS, strength, 1000 + seed)).decision == Decision::Deploy
+                })
+                .count()
+        };
+        let (weak, middling, strong) = (rate(0.1), rate(0.3), rate(STRENGTH));
+        assert!(
+            weak <= 2 && weak < middling && middling <= strong && strong >= 9,
+            "{kind}: {weak} / {middling} / {strong}"
+        );
+    }
+}
+
 #[test]
 fn a_deliberately_overfit_configuration_is_flagged_by_the_overfitting_checks() {
     // Many deep, unregularised rounds with no early stopping, on data with nothing to learn.
