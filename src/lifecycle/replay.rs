@@ -796,7 +796,7 @@ fn trade_day(run: &mut Run, symbols: &[Symbol], from: i64, to: i64, horizon: usi
             Ok(out)
         };
         let active = match &held.active {
-            Some((tag, m, rows)) => Some((tag.clone(), calls(rows, m)?)),
+            Some((_, m, rows)) => Some(calls(rows, m)?),
             None => None,
         };
         let shadow = match &held.shadow {
@@ -804,8 +804,10 @@ fn trade_day(run: &mut Run, symbols: &[Symbol], from: i64, to: i64, horizon: usi
             None => None,
         };
         let close = s.bars.close();
+        // The log's model name for the whole day, not per bar.
+        let logged_as = held.active.as_ref().map(|(tag, _, _)| format!("{id}@{tag}"));
         for i in lo..hi {
-            let a = active.as_ref().and_then(|(_, c)| c[i - lo].as_ref());
+            let a = active.as_ref().and_then(|c| c[i - lo].as_ref());
             let mut acted = a.map_or(0, |s| s.direction);
             let mut shadow_key = None;
             if let (Some((_, _, _, test)), Some(c)) = (&held.shadow, &shadow)
@@ -819,11 +821,11 @@ fn trade_day(run: &mut Run, symbols: &[Symbol], from: i64, to: i64, horizon: usi
                 shadow_key = Some((key, id.clone()));
             }
             held.positions.push(acted);
-            if let (Some((tag, _)), Some(a)) = (&active, a) {
+            if let (Some(model), Some(a)) = (&logged_as, a) {
                 let log_index = run.log.len();
                 run.log.push(PredictionRecord {
                     ts: ts(t[i])?,
-                    model: format!("{id}@{tag}"),
+                    model: model.clone(),
                     direction: a.direction,
                     probability: a.probability,
                     score: crate::lifecycle::drift::prediction_score(a.direction, a.probability, a.expected_return),
