@@ -70,6 +70,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod nn;
 pub mod rng;
+mod simd;
 mod sortkey;
 pub mod store;
 pub mod validation;

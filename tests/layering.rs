@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("rng", 0),
     ("fsutil", 0),
     ("sortkey", 0),
+    ("simd", 0),
     ("data", 1),
     ("features", 2),
     ("gbdt", 3),

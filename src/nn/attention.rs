@@ -30,7 +30,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::nn::kernels::{axpy, dot, dots, exp_approx, max, sum, wide};
+use crate::nn::kernels::{axpy, dot, dots, exp_approx, max, sum};
+use crate::simd::wide;
 
 /// Attention over the packed projection `qkv` (`[n, p, 3·d]`, f32 on CPU), adding the scores
 /// of `prev` (the previous layer's) to its own. Returns the output `[n, p, d]` and the link

@@ -17,8 +17,8 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use crate::nn::fused::{Mask, column_sums_into, gelu_and_slope, slice};
-use crate::nn::kernels::wide;
 use crate::nn::matmul::{bias_rows, gemm_into, gemm_new};
+use crate::simd::wide;
 
 /// Rows per parallel task in row-wise loops.
 const ROWS: usize = 64;

@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::nn::kernels::{exp_approx, wide};
+use crate::nn::kernels::exp_approx;
 use crate::rng::mix;
+use crate::simd::wide;
 
 /// Elements per parallel task in element-wise loops.
 const CHUNK: usize = 1 << 14;
