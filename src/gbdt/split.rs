@@ -143,6 +143,20 @@ fn max_of(g: &[f64]) -> f64 {
     m
 }
 
+/// A node's smallest child hessian and its own score, or `None` when it is too small to split.
+#[inline(always)]
+fn node_bounds(total: Packed, count: usize, scales: Scales, p: &SplitParams) -> Option<(f64, f64)> {
+    let (sum_g, sum_h) = scales.decode(total);
+    let min_data = p.min_data.max(1) as f64;
+    if (count as f64) < 2.0 * min_data || sum_h < 2.0 * p.min_hess || sum_h <= 0.0 {
+        return None;
+    }
+    // `round(h · count/sum_h) ≥ min_data` rewritten as a hessian bound: no rounding in the loop.
+    let cnt_factor = count as f64 / sum_h;
+    let min_h = p.min_hess.max((min_data - 0.5) / cnt_factor);
+    Some((min_h, leaf_score(sum_g, sum_h, p)))
+}
+
 /// `out[k]` = the gain of sending `cum[k] + extra` left.
 #[inline(always)]
 fn gains(cum: &[Packed], extra: Packed, c: &Ctx, out: &mut [f64]) {
@@ -174,15 +188,7 @@ fn search(
     scales: Scales,
     p: &SplitParams,
 ) -> Option<SplitInfo> {
-    let (sum_g, sum_h) = scales.decode(total);
-    let min_data = p.min_data.max(1) as f64;
-    if (count as f64) < 2.0 * min_data || sum_h < 2.0 * p.min_hess || sum_h <= 0.0 {
-        return None;
-    }
-    // `round(h · count/sum_h) ≥ min_data` rewritten as a hessian bound: no rounding in the loop.
-    let cnt_factor = count as f64 / sum_h;
-    let min_h = p.min_hess.max((min_data - 0.5) / cnt_factor);
-    let parent = leaf_score(sum_g, sum_h, p);
+    let (min_h, parent) = node_bounds(total, count, scales, p)?;
     // The hessian halves are integer step counts, and `k·scale ≥ min_h` is monotone in k: the
     // bound as a step count tests each side without decoding, the same verdict bit for bit.
     let c = Ctx {
@@ -286,7 +292,8 @@ mod tests {
     }
 
     /// Every candidate in order, one at a time, with the sums decoded as `Scales::decode` does
-    /// and the size limits tested on the floats: the definition the block search reproduces.
+    /// and the size limits tested on the floats: the definition the block search reproduces
+    /// (the node's bounds are shared; the scan is the reference).
     #[allow(clippy::too_many_arguments)]
     fn scan_reference(
         hist: &[Bin],
@@ -297,13 +304,7 @@ mod tests {
         scales: Scales,
         p: &SplitParams,
     ) -> Option<SplitInfo> {
-        let (sum_g, sum_h) = scales.decode(total);
-        let min_data = p.min_data.max(1) as f64;
-        if (count as f64) < 2.0 * min_data || sum_h < 2.0 * p.min_hess || sum_h <= 0.0 {
-            return None;
-        }
-        let min_h = p.min_hess.max((min_data - 0.5) / (count as f64 / sum_h));
-        let parent = leaf_score(sum_g, sum_h, p);
+        let (min_h, parent) = node_bounds(total, count, scales, p)?;
         let (mut best, mut best_gain) = (None, parent + p.min_gain);
         for &j in features {
             let nv = bins.mappers[bins.used[j]].n_value_bins();
