@@ -27,8 +27,8 @@
 //! `DataFrame` I/O) → [`features`] (a [`FeatureSpec`] and a [`LabelSpec`] make a [`Dataset`])
 //! → [`gbdt`] and [`nn`] (the learners) → [`model`] (one [`ModelKind`] per learner behind one
 //! trait) → [`validation`] ([`Cpcv`], [`cross_validate()`], metrics, overfitting statistics) →
-//! [`store`] (the [`VersionStore`]) → [`lifecycle`] (health, drift, triggers, jobs, the
-//! decision, supervision, the [`Retrainer`]). Below them all sit [`error`], [`config`]
+//! [`store`] (the [`VersionStore`]) → [`rl`] (tabular Q-learning) → [`lifecycle`] (health,
+//! drift, triggers, jobs, the decision, supervision, the [`Retrainer`]). Below them all sit [`error`], [`config`]
 //! (the [`Policy`]), [`clock`], [`rng`] and [`fsutil`].
 //!
 //! ```
@@ -69,6 +69,7 @@ pub mod gbdt;
 pub mod lifecycle;
 pub mod model;
 pub mod nn;
+pub mod rl;
 pub mod rng;
 mod simd;
 mod sortkey;

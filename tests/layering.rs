@@ -21,7 +21,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("model", 4),
     ("validation", 5),
     ("store", 6),
-    ("lifecycle", 7),
+    ("rl", 7),
+    ("lifecycle", 8),
 ];
 
 fn layer(module: &str) -> Option<u8> {
