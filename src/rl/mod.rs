@@ -1,7 +1,12 @@
 //! Tabular reinforcement learning kept beside the supervised models: a Q-learning agent over
-//! discrete states and actions ([`qtable`]), the core the meta-strategy and position-sizing
-//! agents are built on.
+//! discrete states and actions ([`qtable`]), and the vocabularies of the two agents built on
+//! it: the meta-strategy agent ([`meta_strategy`]) and the position-sizing agent ([`sizing`],
+//! with the limits no learned value can pass).
 
+pub mod meta_strategy;
 pub mod qtable;
+pub mod sizing;
 
+pub use meta_strategy::{MetaState, Strategy, meta_reward};
 pub use qtable::{Action, QAgent, QConfig, QSnapshot, Transition};
+pub use sizing::{SizedPosition, SizingAction, SizingContext, SizingLimits, SizingState, clamp, sizing_reward};
