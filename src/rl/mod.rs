@@ -7,6 +7,6 @@ pub mod meta_strategy;
 pub mod qtable;
 pub mod sizing;
 
-pub use meta_strategy::{MetaState, Strategy, meta_reward};
+pub use meta_strategy::{MetaState, StateThresholds, Strategy, meta_reward, meta_state};
 pub use qtable::{Action, QAgent, QConfig, QSnapshot, Transition};
 pub use sizing::{SizedPosition, SizingAction, SizingContext, SizingLimits, SizingState, clamp, sizing_reward};
