@@ -1,11 +1,13 @@
 //! Tabular reinforcement learning kept beside the supervised models: a Q-learning agent over
 //! discrete states and actions ([`qtable`]), and the vocabularies of the two agents built on
 //! it: the meta-strategy agent ([`meta_strategy`]) and the position-sizing agent ([`sizing`],
-//! with the limits no learned value can pass).
+//! with the limits no learned value can pass). [`versions`] keeps tables as versions in the
+//! version store: the live table is the ACTIVE one, and older snapshots can be rolled back to.
 
 pub mod meta_strategy;
 pub mod qtable;
 pub mod sizing;
+pub mod versions;
 
 pub use meta_strategy::{MetaState, StateThresholds, Strategy, meta_reward, meta_state};
 pub use qtable::{Action, QAgent, QConfig, QSnapshot, Transition};
