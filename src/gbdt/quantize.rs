@@ -32,7 +32,8 @@ pub fn pack(g: i64, h: i64) -> Packed {
 
 /// Split a packed sum into (gradient, hessian) integers. Valid for any sum of at most the
 /// row count the scales were made for (the hessian half never carries into the gradient half).
-#[inline(always)]
+/// The library reads sums through [`Scales::decode`]; this is the definition it is tested by.
+#[cfg(test)]
 pub fn unpack(v: Packed) -> (i64, i64) {
     let h = v & 0xFFFF_FFFF;
     ((v - h) >> 32, h)
@@ -48,11 +49,13 @@ pub struct Scales {
 }
 
 impl Scales {
-    /// Dequantize a packed sum into float (gradient, hessian) sums.
+    /// Dequantize a packed sum into float (gradient, hessian) sums. The gradient half of a
+    /// valid sum fits `i32` and the hessian half `u32`, so they are converted as such: the same
+    /// floats as through `i64`, and conversions every vector width has (the split search is
+    /// widened).
     #[inline(always)]
     pub fn decode(&self, v: Packed) -> (f64, f64) {
-        let (g, h) = unpack(v);
-        (g as f64 * self.g, h as f64 * self.h)
+        ((v >> 32) as i32 as f64 * self.g, v as u32 as f64 * self.h)
     }
 }
 
@@ -150,6 +153,13 @@ mod tests {
         assert_eq!(unpack(total), (g, h));
         let part = pack(-5, 3) + pack(1, 1);
         assert_eq!(unpack(total - part), (g + 4, h - 4));
+        // `decode` gives the floats of the unpacked integers, at the extremes of both halves.
+        let sc = Scales { g: 0.37, h: 1.0 / 3.0 };
+        for (g, h) in [(g, h), (-5, 3), (i32::MIN as i64, u32::MAX as i64), (i32::MAX as i64, 0), (-1, 1)] {
+            let v = pack(g, h);
+            assert_eq!(unpack(v), (g, h));
+            assert_eq!(sc.decode(v), (g as f64 * sc.g, h as f64 * sc.h), "{g} {h}");
+        }
     }
 
     #[test]

@@ -112,18 +112,11 @@ fn steps(v: Packed) -> i64 {
 fn gain_of<const L1: bool>(left: Packed, c: &Ctx) -> f64 {
     let lq = steps(left);
     let right = c.total - left;
-    let (lg, lh) = decode(left, c.scales);
-    let (rg, rh) = decode(right, c.scales);
+    let (lg, lh) = c.scales.decode(left);
+    let (rg, rh) = c.scales.decode(right);
     let (tl, tr) = if L1 { (threshold_l1(lg, c.l1), threshold_l1(rg, c.l1)) } else { (lg, rg) };
     let gain = tl * tl / (lh + c.l2) + tr * tr / (rh + c.l2);
     if lq >= c.min_q && c.total_q - lq >= c.min_q { gain } else { f64::NEG_INFINITY }
-}
-
-/// [`Scales::decode`] through 32-bit conversions, which every vector width has (both halves
-/// fit 32 bits, so the floats are the same).
-#[inline(always)]
-fn decode(v: Packed, s: Scales) -> (f64, f64) {
-    ((v >> 32) as i32 as f64 * s.g, v as u32 as f64 * s.h)
 }
 
 /// Largest value of `g` (−∞ when empty), with eight running maxima so the loop vectorises.

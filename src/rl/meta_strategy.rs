@@ -8,19 +8,19 @@
 //!
 //! [`meta_state`] derives a state from a symbol's candles up to a bar (causally) and the
 //! strategy's recent PnL, with every threshold in [`StateThresholds`]:
-//! - volatility: NATR (ATR ÷ close) at the bar against the quantiles of NATR over the symbol's
+//! - volatility: NATR (ATR as a percentage of the close) at the bar against the quantiles of NATR over the symbol's
 //!   own history up to that bar (LOW below the lower quantile, MEDIUM, HIGH above the upper,
 //!   EXTREME above the extreme one);
-//! - liquidity: the volume of the last `liquidity_bars` bars against the quantiles of the same
-//!   rolling sum over the history;
+//! - liquidity: the mean volume of the last `liquidity_bars` bars against the quantiles of the
+//!   same rolling mean over the history;
 //! - regime: TRENDING when ADX reaches `trend_adx`; otherwise VOLATILE at HIGH or EXTREME
 //!   volatility; otherwise RANGING below `range_adx` and CHOPPY between the two;
 //! - performance: the last 7 days' PnL % at or above `good_pnl_pct` is GOOD, at or below
 //!   `poor_pnl_pct` POOR, NEUTRAL between.
 
 use crate::data::Bars;
-use crate::features::trend::adx_di;
-use crate::features::volatility::atr;
+use crate::features::trend::{adx_di, sma};
+use crate::features::volatility::natr;
 use crate::rl::qtable::Action;
 use crate::{Error, Result};
 
@@ -73,7 +73,7 @@ pub enum Performance {
 }
 
 /// Upper-case name of a unit variant (`Trending` → `TRENDING`).
-fn upper(v: &impl std::fmt::Debug) -> String {
+pub(crate) fn upper(v: &impl std::fmt::Debug) -> String {
     format!("{v:?}").to_uppercase()
 }
 
@@ -185,14 +185,19 @@ impl Default for StateThresholds {
     }
 }
 
-/// The `q`-quantile (nearest rank) of the finite values of `v`; `None` when there are none.
-fn quantile(v: &[f64], q: f64) -> Option<f64> {
+/// The finite values of `v`, sorted once for [`quantile`].
+fn sorted_finite(v: &[f64]) -> Vec<f64> {
     let mut f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if f.is_empty() {
-        return None;
-    }
     f.sort_by(f64::total_cmp);
-    Some(f[((q * (f.len() - 1) as f64).round() as usize).min(f.len() - 1)])
+    f
+}
+
+/// The `q`-quantile (nearest rank) of sorted values; +∞ when there are none.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::INFINITY,
+        n => sorted[((q * (n - 1) as f64).round() as usize).min(n - 1)],
+    }
 }
 
 /// The meta-strategy state at bar `t` of `bars` (bars after `t` are never read), for a
@@ -216,28 +221,19 @@ pub fn meta_state(bars: &Bars, t: usize, recent_pnl_pct: f64, th: &StateThreshol
         });
     }
     let (h, l, c, v) = (&bars.high()[..=t], &bars.low()[..=t], &bars.close()[..=t], &bars.volume()[..=t]);
-    let natr: Vec<f64> = atr(h, l, c, th.period).iter().zip(c).map(|(a, c)| a / c).collect();
+    let natr = natr(h, l, c, th.period);
     let adx = adx_di(h, l, c, th.period)[0][t];
-    let vq = |q: f64| quantile(&natr, q).unwrap_or(f64::INFINITY);
+    let sorted = sorted_finite(&natr);
+    let vq = |q: f64| quantile(&sorted, q);
     let volatility = match natr[t] {
         x if x > vq(th.vol_quantiles[2]) => VolLevel::Extreme,
         x if x > vq(th.vol_quantiles[1]) => VolLevel::High,
         x if x >= vq(th.vol_quantiles[0]) => VolLevel::Medium,
         _ => VolLevel::Low,
     };
-    let k = th.liquidity_bars.max(1);
-    let mut rolling = vec![f64::NAN; v.len()];
-    let mut sum = 0.0;
-    for i in 0..v.len() {
-        sum += v[i];
-        if i >= k {
-            sum -= v[i - k];
-        }
-        if i + 1 >= k {
-            rolling[i] = sum;
-        }
-    }
-    let lq = |q: f64| quantile(&rolling, q).unwrap_or(f64::INFINITY);
+    let rolling = sma(v, th.liquidity_bars.max(1));
+    let sorted = sorted_finite(&rolling);
+    let lq = |q: f64| quantile(&sorted, q);
     let liquidity = match rolling[t] {
         x if x > lq(th.liquidity_quantiles[1]) => Liquidity::High,
         x if x >= lq(th.liquidity_quantiles[0]) => Liquidity::Medium,

@@ -8,7 +8,7 @@
 //! applies the policy's limits — leverage, risk per trade as a share of the balance, open
 //! positions, the balance itself — so the agent can only ever size within them.
 
-use crate::rl::meta_strategy::{Regime, VolLevel};
+use crate::rl::meta_strategy::{Regime, VolLevel, upper};
 use crate::rl::qtable::Action;
 use crate::{Error, Result};
 
@@ -59,14 +59,13 @@ pub struct SizingState {
 impl SizingState {
     /// The stable table key, e.g. `TRENDING_CONF_HIGH_EXP_LOW_WIN_MEDIUM_VOL_HIGH`.
     pub fn key(&self) -> String {
-        let u = |v: &dyn std::fmt::Debug| format!("{v:?}").to_uppercase();
         format!(
             "{}_CONF_{}_EXP_{}_WIN_{}_VOL_{}",
-            u(&self.regime),
-            u(&self.confidence),
-            u(&self.exposure),
-            u(&self.win_rate),
-            u(&self.volatility)
+            upper(&self.regime),
+            upper(&self.confidence),
+            upper(&self.exposure),
+            upper(&self.win_rate),
+            upper(&self.volatility)
         )
     }
 }
