@@ -26,6 +26,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A record of an input log (a trade log) failed to parse; `row` is the 1-based data row
+    /// (the header of a CSV is not counted; a JSONL file's line number).
+    #[error("{source_name}: row {row}, column `{column}`: {reason}")]
+    InvalidRecord {
+        /// File path or `<memory>`.
+        source_name: String,
+        /// 1-based data row.
+        row: usize,
+        /// Column (or JSON key) that holds the offending value.
+        column: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A required column is absent from an input table.
     #[error("{source_name}: missing column `{column}` (found: {found})")]
     MissingColumn {

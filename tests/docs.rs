@@ -33,10 +33,25 @@ fn same_default(cell: &str, value: &Value) -> bool {
     }
 }
 
+/// Every key of `value` with its default, a table's keys dotted under its name (`rl.learning.seed`).
+fn flatten(prefix: &str, value: Value, out: &mut serde_json::Map<String, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&if prefix.is_empty() { k } else { format!("{prefix}.{k}") }, v, out);
+            }
+        }
+        v => {
+            out.insert(prefix.to_string(), v);
+        }
+    }
+}
+
 /// Problems of `page` against the default policy (empty: the page is complete and right).
 fn problems(page: &str) -> Vec<String> {
-    let defaults = serde_json::to_value(Policy::default()).unwrap();
-    let defaults = defaults.as_object().unwrap();
+    let mut defaults = serde_json::Map::new();
+    flatten("", serde_json::to_value(Policy::default()).unwrap(), &mut defaults);
+    let defaults = &defaults;
     let rows = policy_page_rows(page);
     let mut out = Vec::new();
     for (key, value) in defaults {

@@ -11,8 +11,10 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub mod rl;
 pub mod schedule;
 
+pub use rl::RlPolicy;
 pub use schedule::{CronSchedule, ParsedSchedule};
 
 use crate::error::{Error, Result};
@@ -230,6 +232,10 @@ pub struct Policy {
     /// Named cron schedules (`[[schedules]]`: `name`, `cron`, optional `window_days`,
     /// `time_zone`, `models`); none by default: the periodic rule covers the default cadence.
     pub schedules: Vec<CronSchedule>,
+
+    // --- Reinforcement-learning agents (a table, so after every plain key).
+    /// The `[rl]` table: the meta-strategy and sizing agents' learning, states, limits and upkeep.
+    pub rl: RlPolicy,
 }
 
 impl Default for Policy {
@@ -310,6 +316,7 @@ impl Default for Policy {
             shadow_p_value: 0.05,
             models: vec!["xgboost".into(), "lightgbm".into()],
             schedules: Vec::new(),
+            rl: RlPolicy::default(),
         }
     }
 }
@@ -426,6 +433,7 @@ impl Policy {
             ));
         }
         schedule::parse_all(&self.schedules)?;
+        self.rl.validate()?;
         if self.cpcv_groups < 6 || self.cpcv_test_groups == 0 || self.cpcv_test_groups >= self.cpcv_groups {
             let field = if self.cpcv_groups < 6 { "cpcv_groups" } else { "cpcv_test_groups" };
             return Err(Error::param(

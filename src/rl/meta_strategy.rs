@@ -18,6 +18,7 @@
 //! - performance: the last 7 days' PnL % at or above `good_pnl_pct` is GOOD, at or below
 //!   `poor_pnl_pct` POOR, NEUTRAL between.
 
+pub use crate::config::rl::StateThresholds;
 use crate::data::Bars;
 use crate::features::trend::{adx_di, sma};
 use crate::features::volatility::natr;
@@ -146,45 +147,6 @@ pub fn meta_reward(pnl_pct: f64, hours: f64, max_drawdown_pct: f64, win_rate: f6
     pnl_pct + 24.0 / hours.max(0.1) * 0.1 - 2.0 * max_drawdown_pct.abs() + (win_rate - 0.5) * 10.0
 }
 
-/// The thresholds [`meta_state`] uses.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StateThresholds {
-    /// ADX and ATR period (bars).
-    pub period: usize,
-    /// ADX at or above this is a trend.
-    pub trend_adx: f64,
-    /// ADX below this (without high volatility) is a range.
-    pub range_adx: f64,
-    /// NATR quantiles for MEDIUM, HIGH and EXTREME volatility.
-    pub vol_quantiles: [f64; 3],
-    /// Bars summed for liquidity.
-    pub liquidity_bars: usize,
-    /// Rolling-volume quantiles for MEDIUM and HIGH liquidity.
-    pub liquidity_quantiles: [f64; 2],
-    /// Seven-day PnL % at or above this is GOOD.
-    pub good_pnl_pct: f64,
-    /// Seven-day PnL % at or below this is POOR.
-    pub poor_pnl_pct: f64,
-}
-
-impl Default for StateThresholds {
-    /// ADX/ATR 14; trend at ADX 25, range below 20; volatility quantiles 0.25 / 0.75 / 0.95;
-    /// 24-bar volume with quantiles 0.25 / 0.75; GOOD at +2 %, POOR at −2 % over 7 days.
-    fn default() -> Self {
-        StateThresholds {
-            period: 14,
-            trend_adx: 25.0,
-            range_adx: 20.0,
-            vol_quantiles: [0.25, 0.75, 0.95],
-            liquidity_bars: 24,
-            liquidity_quantiles: [0.25, 0.75],
-            good_pnl_pct: 2.0,
-            poor_pnl_pct: -2.0,
-        }
-    }
-}
-
 /// The finite values of `v`, sorted once for [`quantile`].
 fn sorted_finite(v: &[f64]) -> Vec<f64> {
     let mut f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
@@ -196,15 +158,66 @@ fn sorted_finite(v: &[f64]) -> Vec<f64> {
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     match sorted.len() {
         0 => f64::INFINITY,
-        n => sorted[((q * (n - 1) as f64).round() as usize).min(n - 1)],
+        n => sorted[rank(q, n)],
     }
 }
 
-/// The meta-strategy state at bar `t` of `bars` (bars after `t` are never read), for a
-/// strategy whose last 7 days made `recent_pnl_pct`.
-pub fn meta_state(bars: &Bars, t: usize, recent_pnl_pct: f64, th: &StateThresholds) -> Result<MetaState> {
-    let n = bars.len();
-    let need = 2 * th.period + th.liquidity_bars;
+/// Index of the nearest-rank `q`-quantile among `n` sorted values.
+fn rank(q: f64, n: usize) -> usize {
+    ((q * (n - 1) as f64).round() as usize).min(n - 1)
+}
+
+/// Volatility level of NATR `x` against the history's quantiles (the `vol_quantiles` cuts).
+fn vol_level(x: f64, cuts: &[f64]) -> VolLevel {
+    match x {
+        x if x > cuts[2] => VolLevel::Extreme,
+        x if x > cuts[1] => VolLevel::High,
+        x if x >= cuts[0] => VolLevel::Medium,
+        _ => VolLevel::Low,
+    }
+}
+
+/// Liquidity level of rolling volume `x` against the history's quantiles (the
+/// `liquidity_quantiles` cuts).
+fn liquidity_level(x: f64, cuts: &[f64]) -> Liquidity {
+    match x {
+        x if x > cuts[1] => Liquidity::High,
+        x if x >= cuts[0] => Liquidity::Medium,
+        _ => Liquidity::Low,
+    }
+}
+
+/// The regime of ADX `adx` at volatility `volatility`.
+fn regime_of(adx: f64, volatility: VolLevel, th: &StateThresholds) -> Regime {
+    if adx >= th.trend_adx {
+        Regime::Trending
+    } else if volatility >= VolLevel::High {
+        Regime::Volatile
+    } else if adx < th.range_adx {
+        Regime::Ranging
+    } else {
+        Regime::Choppy
+    }
+}
+
+/// The performance level of a 7-day PnL %.
+pub fn performance_of(recent_pnl_pct: f64, th: &StateThresholds) -> Performance {
+    if recent_pnl_pct >= th.good_pnl_pct {
+        Performance::Good
+    } else if recent_pnl_pct <= th.poor_pnl_pct {
+        Performance::Poor
+    } else {
+        Performance::Neutral
+    }
+}
+
+/// Bars of history a state needs before bar `t` can be read.
+fn history_needed(th: &StateThresholds) -> usize {
+    2 * th.period + th.liquidity_bars
+}
+
+fn check_bar(bars: &Bars, t: usize, th: &StateThresholds) -> Result<()> {
+    let (n, need) = (bars.len(), history_needed(th));
     if t >= n || t < need {
         return Err(Error::InvalidParam {
             field: "rl.meta_state.bar".into(),
@@ -214,48 +227,145 @@ pub fn meta_state(bars: &Bars, t: usize, recent_pnl_pct: f64, th: &StateThreshol
             ),
         });
     }
+    Ok(())
+}
+
+fn check_pnl(recent_pnl_pct: f64) -> Result<()> {
     if !recent_pnl_pct.is_finite() {
         return Err(Error::InvalidParam {
             field: "rl.meta_state.recent_pnl_pct".into(),
             reason: format!("{recent_pnl_pct}"),
         });
     }
+    Ok(())
+}
+
+/// The meta-strategy state at bar `t` of `bars` (bars after `t` are never read), for a
+/// strategy whose last 7 days made `recent_pnl_pct`. This recomputes the indicators over
+/// the history on every call: [`MarketView`] computes them once for many bars.
+pub fn meta_state(bars: &Bars, t: usize, recent_pnl_pct: f64, th: &StateThresholds) -> Result<MetaState> {
+    check_bar(bars, t, th)?;
+    check_pnl(recent_pnl_pct)?;
     let (h, l, c, v) = (&bars.high()[..=t], &bars.low()[..=t], &bars.close()[..=t], &bars.volume()[..=t]);
     let natr = natr(h, l, c, th.period);
     let adx = adx_di(h, l, c, th.period)[0][t];
     let sorted = sorted_finite(&natr);
-    let vq = |q: f64| quantile(&sorted, q);
-    let volatility = match natr[t] {
-        x if x > vq(th.vol_quantiles[2]) => VolLevel::Extreme,
-        x if x > vq(th.vol_quantiles[1]) => VolLevel::High,
-        x if x >= vq(th.vol_quantiles[0]) => VolLevel::Medium,
-        _ => VolLevel::Low,
-    };
+    let volatility = vol_level(natr[t], &th.vol_quantiles.map(|q| quantile(&sorted, q)));
     let rolling = sma(v, th.liquidity_bars.max(1));
     let sorted = sorted_finite(&rolling);
-    let lq = |q: f64| quantile(&sorted, q);
-    let liquidity = match rolling[t] {
-        x if x > lq(th.liquidity_quantiles[1]) => Liquidity::High,
-        x if x >= lq(th.liquidity_quantiles[0]) => Liquidity::Medium,
-        _ => Liquidity::Low,
-    };
-    let regime = if adx >= th.trend_adx {
-        Regime::Trending
-    } else if volatility >= VolLevel::High {
-        Regime::Volatile
-    } else if adx < th.range_adx {
-        Regime::Ranging
-    } else {
-        Regime::Choppy
-    };
-    let performance = if recent_pnl_pct >= th.good_pnl_pct {
-        Performance::Good
-    } else if recent_pnl_pct <= th.poor_pnl_pct {
-        Performance::Poor
-    } else {
-        Performance::Neutral
-    };
-    Ok(MetaState { regime, volatility, liquidity, performance })
+    let liquidity = liquidity_level(rolling[t], &th.liquidity_quantiles.map(|q| quantile(&sorted, q)));
+    let regime = regime_of(adx, volatility, th);
+    Ok(MetaState { regime, volatility, liquidity, performance: performance_of(recent_pnl_pct, th) })
+}
+
+/// One symbol's market levels at every bar, computed in one pass: the same values
+/// [`meta_state`] gives bar by bar (the indicators are causal, and each bar's quantiles are
+/// those of the history up to it, read from a rank tree), for hosts and replays that ask for
+/// many bars.
+#[derive(Clone, Debug)]
+pub struct MarketView {
+    bars: Bars,
+    th: StateThresholds,
+    regime: Vec<Regime>,
+    volatility: Vec<VolLevel>,
+    liquidity: Vec<Liquidity>,
+}
+
+impl MarketView {
+    /// The levels of every bar of `bars` under `th`.
+    pub fn new(bars: &Bars, th: &StateThresholds) -> MarketView {
+        let (h, l, c) = (bars.high(), bars.low(), bars.close());
+        let natr = natr(h, l, c, th.period);
+        let adx = &adx_di(h, l, c, th.period)[0];
+        let rolling = sma(bars.volume(), th.liquidity_bars.max(1));
+        let vq = expanding_quantiles(&natr, &th.vol_quantiles);
+        let lq = expanding_quantiles(&rolling, &th.liquidity_quantiles);
+        let mut regime = Vec::with_capacity(bars.len());
+        let mut volatility = Vec::with_capacity(bars.len());
+        let mut liquidity = Vec::with_capacity(bars.len());
+        for t in 0..bars.len() {
+            let vol = vol_level(natr[t], &vq[t]);
+            volatility.push(vol);
+            liquidity.push(liquidity_level(rolling[t], &lq[t]));
+            regime.push(regime_of(adx[t], vol, th));
+        }
+        MarketView { bars: bars.clone(), th: th.clone(), regime, volatility, liquidity }
+    }
+
+    /// The candles.
+    pub fn bars(&self) -> &Bars {
+        &self.bars
+    }
+
+    /// The last bar that had closed at `ms` (epoch milliseconds), if any. Timestamps are
+    /// open times: a bar closes when the next one opens (the last bar after the interval
+    /// before it), so a state read at `ms` never sees a bar still forming.
+    pub fn bar_at(&self, ms: i64) -> Option<usize> {
+        let ts = self.bars.timestamps();
+        let n = ts.len();
+        let opened = ts.partition_point(|&t| t <= ms);
+        if opened == n && n >= 2 && ts[n - 1] + (ts[n - 1] - ts[n - 2]) <= ms {
+            return Some(n - 1);
+        }
+        opened.checked_sub(2)
+    }
+
+    /// Regime, volatility and liquidity at bar `t` (refused, like [`meta_state`], without
+    /// enough history).
+    pub fn market(&self, t: usize) -> Result<(Regime, VolLevel, Liquidity)> {
+        check_bar(&self.bars, t, &self.th)?;
+        Ok((self.regime[t], self.volatility[t], self.liquidity[t]))
+    }
+
+    /// The meta-strategy state at bar `t` for a 7-day PnL of `recent_pnl_pct`.
+    pub fn state(&self, t: usize, recent_pnl_pct: f64) -> Result<MetaState> {
+        let (regime, volatility, liquidity) = self.market(t)?;
+        check_pnl(recent_pnl_pct)?;
+        Ok(MetaState { regime, volatility, liquidity, performance: performance_of(recent_pnl_pct, &self.th) })
+    }
+}
+
+/// For every index `t`, the nearest-rank `qs` quantiles of the finite values of `v[..=t]`
+/// (+∞ before the first finite value), from a Fenwick tree over the values' ranks: one
+/// O(n log n) pass instead of a sort per bar.
+fn expanding_quantiles(v: &[f64], qs: &[f64]) -> Vec<Vec<f64>> {
+    let sorted = sorted_finite(v);
+    let m = sorted.len();
+    let mut tree = vec![0usize; m + 1];
+    let mut seen = 0usize;
+    // Equal values share the rank of their first copy: any copy gives the same quantile.
+    let mut out = Vec::with_capacity(v.len());
+    for &x in v {
+        if x.is_finite() {
+            let r = sorted.partition_point(|&s| s < x);
+            let mut i = r + 1;
+            while i <= m {
+                tree[i] += 1;
+                i += i & i.wrapping_neg();
+            }
+            seen += 1;
+        }
+        out.push(
+            qs.iter().map(|&q| if seen == 0 { f64::INFINITY } else { sorted[kth(&tree, rank(q, seen))] }).collect(),
+        );
+    }
+    out
+}
+
+/// The 0-based position in rank order of the `k`-th (0-based) inserted value.
+fn kth(tree: &[usize], k: usize) -> usize {
+    let m = tree.len() - 1;
+    let mut pos = 0;
+    let mut rest = k + 1;
+    let mut step = m.next_power_of_two();
+    while step > 0 {
+        if pos + step <= m && tree[pos + step] < rest {
+            pos += step;
+            rest -= tree[pos];
+        }
+        step >>= 1;
+    }
+    pos
 }
 
 #[cfg(test)]
@@ -346,5 +456,39 @@ mod tests {
         assert_eq!(s.key(), "TRENDING_HIGH_MEDIUM_GOOD");
         let keys: Vec<String> = Strategy::all().iter().map(Action::key).collect();
         assert_eq!(keys, ["trend_follow", "mean_reversion", "breakout", "range_bound", "defensive"]);
+    }
+
+    #[test]
+    fn the_market_view_reads_every_bar_as_meta_state_does() {
+        let bars = candles(
+            700,
+            |i| if (i / 150) % 2 == 0 { 0.004 } else { -0.001 },
+            |i| if (300..420).contains(&i) { 0.03 } else { 0.006 },
+            |i| 1.0 + ((i * 7919) % 101) as f64 + if i > 500 { 300.0 } else { 0.0 },
+        );
+        let th = StateThresholds::default();
+        let view = MarketView::new(&bars, &th);
+        let mut seen = std::collections::BTreeSet::new();
+        for t in 0..bars.len() {
+            for pnl in [-3.0, 0.0, 3.0] {
+                match (meta_state(&bars, t, pnl, &th), view.state(t, pnl)) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a, b, "bar {t}");
+                        seen.insert((a.regime, a.volatility, a.liquidity));
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                    (a, b) => panic!("bar {t}: {a:?} vs {b:?}"),
+                }
+            }
+        }
+        // The series visits several regimes and levels, so the comparison is not vacuous.
+        assert!(seen.len() >= 6, "{seen:?}");
+        // Bar 10 has closed when bar 11 opens, not before.
+        let ts = bars.timestamps();
+        assert_eq!(view.bar_at(ts[11]), Some(10));
+        assert_eq!(view.bar_at(ts[11] - 1), Some(9));
+        assert_eq!(view.bar_at(ts[1] - 1), None);
+        let last = ts[ts.len() - 1] + (ts[1] - ts[0]);
+        assert_eq!((view.bar_at(last - 1), view.bar_at(last)), (Some(ts.len() - 2), Some(ts.len() - 1)));
     }
 }

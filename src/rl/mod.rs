@@ -6,9 +6,11 @@
 
 pub mod meta_strategy;
 pub mod qtable;
+pub mod simulate;
 pub mod sizing;
+pub mod tradelog;
 pub mod versions;
 
-pub use meta_strategy::{MetaState, StateThresholds, Strategy, meta_reward, meta_state};
+pub use meta_strategy::{MarketView, MetaState, StateThresholds, Strategy, meta_reward, meta_state};
 pub use qtable::{Action, QAgent, QConfig, QSnapshot, Transition};
 pub use sizing::{SizedPosition, SizingAction, SizingContext, SizingLimits, SizingState, clamp, sizing_reward};

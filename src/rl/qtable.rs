@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::rl::QConfig;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -30,64 +31,6 @@ pub trait Action: Copy + Eq + std::fmt::Debug {
     fn all() -> Vec<Self>;
     /// The action's stable name, stored in snapshots.
     fn key(&self) -> String;
-}
-
-/// Learning settings. ε starts at `epsilon_start` and is multiplied by `epsilon_decay` after
-/// every update, never going below `epsilon_floor`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QConfig {
-    /// α, the step towards each new target (0 < α ≤ 1).
-    pub learning_rate: f64,
-    /// γ, the weight of the next state's best value (0 ≤ γ < 1).
-    pub discount: f64,
-    /// ε of a fresh table (also the value a regime reset restarts from).
-    pub epsilon_start: f64,
-    /// Lowest ε reached by decay.
-    pub epsilon_floor: f64,
-    /// Factor applied to ε after each update (0 < decay ≤ 1).
-    pub epsilon_decay: f64,
-    /// Seed of the exploration draws.
-    pub seed: u64,
-}
-
-impl Default for QConfig {
-    /// α 0.1, γ 0.9, ε from 0.5 decaying by 0.995 per update to 0.05 (about 460 updates).
-    fn default() -> Self {
-        QConfig {
-            learning_rate: 0.1,
-            discount: 0.9,
-            epsilon_start: 0.5,
-            epsilon_floor: 0.05,
-            epsilon_decay: 0.995,
-            seed: 0,
-        }
-    }
-}
-
-impl QConfig {
-    /// Check every value's range.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, reason: &str| {
-            Err(Error::InvalidParam { field: format!("rl.{field}"), reason: reason.to_string() })
-        };
-        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
-            return bad("learning_rate", "must be in (0, 1]");
-        }
-        if !(0.0..1.0).contains(&self.discount) {
-            return bad("discount", "must be in [0, 1)");
-        }
-        if !(0.0..=1.0).contains(&self.epsilon_floor) || !(0.0..=1.0).contains(&self.epsilon_start) {
-            return bad("epsilon_start", "ε and its floor must be in [0, 1]");
-        }
-        if self.epsilon_floor > self.epsilon_start {
-            return bad("epsilon_floor", "must not exceed epsilon_start");
-        }
-        if !(self.epsilon_decay > 0.0 && self.epsilon_decay <= 1.0) {
-            return bad("epsilon_decay", "must be in (0, 1]");
-        }
-        Ok(())
-    }
 }
 
 /// One observed step: in `state` the agent took `action`, earned `reward`, and landed in

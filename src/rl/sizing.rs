@@ -8,6 +8,7 @@
 //! applies the policy's limits — leverage, risk per trade as a share of the balance, open
 //! positions, the balance itself — so the agent can only ever size within them.
 
+pub use crate::config::rl::SizingLimits;
 use crate::rl::meta_strategy::{Regime, VolLevel, upper};
 use crate::rl::qtable::Action;
 use crate::{Error, Result};
@@ -154,17 +155,6 @@ pub fn sizing_reward(
 ) -> f64 {
     pnl_pct - 0.05 * hours - 3.0 * max_drawdown_pct.abs() + if hit_take_profit { 1.0 } else { 0.0 }
         - if hit_stop_loss { 0.5 } else { 0.0 }
-}
-
-/// The policy's hard limits on a position.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SizingLimits {
-    /// Most of the balance one trade may lose at its stop (0.02 = 2 %).
-    pub max_risk_per_trade: f64,
-    /// Highest leverage.
-    pub max_leverage: u32,
-    /// Most positions open at once.
-    pub max_open_positions: usize,
 }
 
 /// What the host knows when a trade opens.
