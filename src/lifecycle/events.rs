@@ -130,6 +130,18 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// The meta-strategy agent learned from a closed trade.
+    #[serde(rename = "rl.meta.updated")]
+    RlMetaUpdated(RlUpdate),
+    /// The meta-strategy agent's table was archived and started afresh.
+    #[serde(rename = "rl.meta.reset")]
+    RlMetaReset(RlReset),
+    /// The sizing agent learned from a closed trade.
+    #[serde(rename = "rl.sizing.updated")]
+    RlSizingUpdated(RlUpdate),
+    /// The sizing agent's table was archived and started afresh.
+    #[serde(rename = "rl.sizing.reset")]
+    RlSizingReset(RlReset),
     /// Health is DEGRADED or CRITICAL.
     #[serde(rename = "model.performance.degraded")]
     PerformanceDegraded {
@@ -138,6 +150,40 @@ pub enum EventKind {
         /// The alerts raised.
         alerts: Vec<String>,
     },
+}
+
+/// What an `rl.*.updated` event carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RlUpdate {
+    /// The state's key.
+    pub state: String,
+    /// The action taken, by name.
+    pub action: String,
+    /// Its reward.
+    pub reward: f64,
+    /// The updated Q value.
+    pub q: f64,
+    /// Updates since the table was created.
+    pub updates: u64,
+    /// ε after the update.
+    pub epsilon: f64,
+    /// The snapshot version this update completed, if one was stored.
+    pub snapshot: Option<String>,
+    /// States pruned at that snapshot.
+    pub pruned: usize,
+}
+
+/// What an `rl.*.reset` event carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RlReset {
+    /// The version the old table was archived as.
+    pub archived: String,
+    /// The regime the old table was learned in.
+    pub from: String,
+    /// The regime that replaced it.
+    pub to: String,
+    /// Updates the archived table had.
+    pub updates: u64,
 }
 
 /// One event: when, about which model, what.
@@ -172,6 +218,10 @@ impl Event {
             EventKind::StopTradingRaised { .. } => "alarm.stop_trading.raised",
             EventKind::StopTradingCleared { .. } => "alarm.stop_trading.cleared",
             EventKind::PerformanceDegraded { .. } => "model.performance.degraded",
+            EventKind::RlMetaUpdated(_) => "rl.meta.updated",
+            EventKind::RlMetaReset(_) => "rl.meta.reset",
+            EventKind::RlSizingUpdated(_) => "rl.sizing.updated",
+            EventKind::RlSizingReset(_) => "rl.sizing.reset",
         }
     }
 }
@@ -266,6 +316,32 @@ mod tests {
         assert_eq!(v["model"], "m");
         let back: Event = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn rl_events_carry_their_names_and_round_trip() {
+        let u = RlUpdate {
+            state: "TRENDING_HIGH_MEDIUM_GOOD".into(),
+            action: "breakout".into(),
+            reward: 4.2,
+            q: 0.42,
+            updates: 500,
+            epsilon: 0.05,
+            snapshot: Some("v20240101_000000".into()),
+            pruned: 3,
+        };
+        let r = RlReset { archived: "v1".into(), from: "TRENDING".into(), to: "RANGING".into(), updates: 9 };
+        for (kind, name) in [
+            (EventKind::RlMetaUpdated(u.clone()), "rl.meta.updated"),
+            (EventKind::RlSizingUpdated(u), "rl.sizing.updated"),
+            (EventKind::RlMetaReset(r.clone()), "rl.meta.reset"),
+            (EventKind::RlSizingReset(r), "rl.sizing.reset"),
+        ] {
+            let e = ev(kind);
+            let v = serde_json::to_value(&e).unwrap();
+            assert_eq!((v["event"].as_str(), e.name()), (Some(name), name));
+            assert_eq!(serde_json::from_value::<Event>(v).unwrap(), e);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! decision, shadow and canary tests, retirement and automatic rollback, and the audit trail
 //! — behind one front door, [`Retrainer`].
 
+pub mod agents;
 pub mod alarm;
 pub mod cache;
 pub mod cancel;
@@ -23,6 +24,7 @@ pub mod shadow;
 pub mod supervisor;
 pub mod trigger;
 
+pub use agents::{AgentKind, MetaOutcome, RlAgents, SizingOutcome};
 pub use alarm::Alarm;
 pub use cache::JobCache;
 pub use cancel::CancelToken;

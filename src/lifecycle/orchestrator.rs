@@ -240,6 +240,12 @@ impl Retrainer {
         &self.policy
     }
 
+    /// The reinforcement-learning agents on this retrainer's store, clock and event sink
+    /// (tables loaded from the store; see [`RlAgents`](crate::lifecycle::RlAgents)).
+    pub fn rl_agents(&self) -> Result<crate::lifecycle::RlAgents> {
+        crate::lifecycle::RlAgents::open(self.store.clone(), &self.policy, self.events.clone(), self.clock.clone())
+    }
+
     pub(super) fn emit(&self, model: Option<&str>, kind: EventKind) {
         self.events.emit(&Event { ts: self.clock.now(), model: model.map(str::to_string), kind });
     }

@@ -11,7 +11,8 @@ use crate::{Error, Result};
 pub const ARTIFACT: &str = "qtable.json";
 
 /// Register `agent`'s table as a new version of `model_id` with `kind` (`rl_meta`,
-/// `rl_sizing`) in `status` (ACTIVE makes it the live table, retiring the previous one).
+/// `rl_sizing`) in `status` (ACTIVE makes it the live table, retiring the previous one), with
+/// `metrics` beside its update count, state count and ε in the version's `train_metrics`.
 /// Returns the tag.
 pub fn save<A: Action>(
     store: &VersionStore,
@@ -19,9 +20,10 @@ pub fn save<A: Action>(
     kind: &str,
     agent: &QAgent<A>,
     status: Status,
+    metrics: &[(&str, f64)],
     change: &Change,
 ) -> Result<String> {
-    let snap = agent.snapshot(jiff::Timestamp::now());
+    let snap = agent.snapshot(store.now());
     let bytes = serde_json::to_vec_pretty(&snap)
         .map_err(|e| Error::param("rl.snapshot", format!("cannot serialise the table: {e}")))?;
     let mut meta = VersionMeta::new(kind);
@@ -31,6 +33,9 @@ pub fn save<A: Action>(
     meta.train_metrics.insert("total_updates".into(), agent.total_updates() as f64);
     meta.train_metrics.insert("states".into(), agent.n_states() as f64);
     meta.train_metrics.insert("epsilon".into(), agent.epsilon());
+    for &(name, value) in metrics {
+        meta.train_metrics.insert(name.into(), value);
+    }
     store.register(model_id, meta, &[Artifact::bytes(ARTIFACT, bytes)], change)
 }
 
@@ -84,9 +89,9 @@ mod tests {
         let change = Change::new("test", "snapshot");
         assert!(load_active::<Strategy>(&store, "meta").unwrap().is_none());
         let first = trained(|a| if a == Strategy::Breakout { 1.0 } else { 0.0 }, 300);
-        let t1 = save(&store, "meta", "rl_meta", &first, Status::Active, &change).unwrap();
+        let t1 = save(&store, "meta", "rl_meta", &first, Status::Active, &[], &change).unwrap();
         let second = trained(|a| if a == Strategy::Defensive { 1.0 } else { 0.0 }, 300);
-        let t2 = save(&store, "meta", "rl_meta", &second, Status::Active, &change).unwrap();
+        let t2 = save(&store, "meta", "rl_meta", &second, Status::Active, &[], &change).unwrap();
         let (tag, live) = load_active::<Strategy>(&store, "meta").unwrap().unwrap();
         assert_eq!(tag, t2);
         assert_eq!(live.greedy("S").0, Strategy::Defensive);
@@ -117,9 +122,9 @@ mod tests {
         let store = VersionStore::open(dir.path()).unwrap();
         let change = Change::new("test", "snapshot");
         let good = trained(|_| 1.0, 10);
-        let t1 = save(&store, "meta", "rl_meta", &good, Status::Active, &change).unwrap();
+        let t1 = save(&store, "meta", "rl_meta", &good, Status::Active, &[], &change).unwrap();
         let other = QAgent::<Only>::new(QConfig::default()).unwrap();
-        let t2 = save(&store, "meta", "rl_meta", &other, Status::Retired, &change).unwrap();
+        let t2 = save(&store, "meta", "rl_meta", &other, Status::Retired, &[], &change).unwrap();
         let e = rollback::<Strategy>(&store, "meta", &t2, &change).unwrap_err().to_string();
         assert!(e.contains(&t2) && e.contains("actions"), "{e}");
         assert_eq!(load_active::<Strategy>(&store, "meta").unwrap().unwrap().0, t1);

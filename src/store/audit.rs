@@ -55,6 +55,12 @@ pub enum AuditKind {
     Alert,
     /// A stop-trading alarm was raised or cleared (`details.state`: `RAISED` or `CLEARED`).
     Alarm,
+    /// A reinforcement-learning table was archived and re-initialised on a regime change
+    /// (`details`: the archived version, the regimes, its update count).
+    RlReset,
+    /// Long-unvisited states were dropped from a reinforcement-learning table (`details`:
+    /// how many, the idle limit).
+    RlPruned,
 }
 
 /// One line of the audit log.

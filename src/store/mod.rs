@@ -244,6 +244,11 @@ impl VersionStore {
         Ok(store)
     }
 
+    /// The time on the store's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     /// Use `clock` for version tags and audit timestamps (tests, replays, exchange time).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
