@@ -7,6 +7,7 @@ mod gbdt;
 mod nn;
 mod policy;
 mod replay;
+mod rl;
 mod run;
 mod store;
 mod supervise;
@@ -76,6 +77,10 @@ pub enum Command {
     Replay(Box<replay::ReplayArgs>),
     /// Raised stop-trading alarms (CRITICAL drift raises one); `alarm clear MODEL` clears one.
     Alarm(alarm::AlarmArgs),
+    /// The reinforcement-learning agents: `simulate` a trade log from candles, `replay` one
+    /// into the tables, `show` them, `rollback` to a snapshot.
+    #[command(subcommand)]
+    Rl(rl::RlCommand),
 }
 
 /// Parses a model kind, listing every registered kind in `--help` and in errors.
@@ -178,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shadow(args) => supervise::shadow(args),
         Command::Supervise(args) => supervise::supervise(args),
         Command::Alarm(args) => alarm::run(args),
+        Command::Rl(cmd) => rl::run(cmd),
         Command::Replay(args) => replay::run(*args, cli.threads),
         Command::Spec => {
             print!("{}", retrain::features::FeatureSpec::default().to_toml());

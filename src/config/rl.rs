@@ -226,7 +226,8 @@ mod tests {
     #[test]
     fn defaults_validate_and_each_bad_value_names_its_key() {
         RlPolicy::default().validate().unwrap();
-        let cases: Vec<(&str, Box<dyn Fn(&mut RlPolicy)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut RlPolicy)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("rl.snapshot_every", Box::new(|p| p.snapshot_every = 0)),
             ("rl.exposure_buckets", Box::new(|p| p.exposure_buckets = [0.6, 0.3])),
             ("rl.learning.discount", Box::new(|p| p.learning.discount = 1.0)),

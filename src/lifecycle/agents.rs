@@ -397,18 +397,19 @@ impl RlAgents {
         Ok(r)
     }
 
-    /// Store both tables if they have updates since their last snapshot; returns the new tags.
-    pub fn flush(&self) -> Result<Vec<String>> {
+    /// Store both tables if they have updates since their last snapshot; returns the new
+    /// versions.
+    pub fn flush(&self) -> Result<Vec<(AgentKind, String)>> {
         let mut out = Vec::new();
         {
             let mut m = lock(&self.meta);
             if m.since_snapshot > 0 {
-                out.push(self.snapshot(&mut m)?);
+                out.push((AgentKind::Meta, self.snapshot(&mut m)?));
             }
         }
         let mut s = lock(&self.sizing);
         if s.since_snapshot > 0 {
-            out.push(self.snapshot(&mut s)?);
+            out.push((AgentKind::Sizing, self.snapshot(&mut s)?));
         }
         Ok(out)
     }
@@ -448,7 +449,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn describe<A: Action>(store: &VersionStore, kind: AgentKind, live: Option<String>, q: &QAgent<A>) -> Result<AgentStatus> {
+fn describe<A: Action>(
+    store: &VersionStore,
+    kind: AgentKind,
+    live: Option<String>,
+    q: &QAgent<A>,
+) -> Result<AgentStatus> {
     let mut greedy: Vec<GreedyChoice> = q
         .table()
         .iter()
@@ -577,7 +583,8 @@ mod tests {
         let mut tags = Vec::new();
         for i in 0..12 {
             s.clock.set(t0 + hours(i));
-            let r = s.agents.record_strategy(&outcome(t0 + hours(i), Regime::Trending, Strategy::Breakout, 1.0)).unwrap();
+            let r =
+                s.agents.record_strategy(&outcome(t0 + hours(i), Regime::Trending, Strategy::Breakout, 1.0)).unwrap();
             assert_eq!(r.snapshot.is_some(), (i + 1) % 5 == 0, "update {}", i + 1);
             tags.extend(r.snapshot);
         }
@@ -586,18 +593,25 @@ mod tests {
         assert!(events.iter().all(|e| e.name() == "rl.meta.updated"));
         let versions = stored_versions(&s.store, AgentKind::Meta).unwrap();
         assert_eq!(versions.iter().map(|v| v.tag.clone()).collect::<Vec<_>>(), tags);
-        assert_eq!(versions.iter().map(|v| (v.status, v.updates)).collect::<Vec<_>>(), [
-            (Status::Retired, 5),
-            (Status::Active, 10)
-        ]);
+        assert_eq!(
+            versions.iter().map(|v| (v.status, v.updates)).collect::<Vec<_>>(),
+            [(Status::Retired, 5), (Status::Active, 10)]
+        );
         assert!(versions[1].reason.contains("snapshot after 5 updates"), "{}", versions[1].reason);
         // Two unsaved updates are stored by flush; a new handle starts from that table.
         let flushed = s.agents.flush().unwrap();
         assert_eq!(flushed.len(), 1);
-        assert_eq!(s.agents.flush().unwrap(), Vec::<String>::new());
-        let again = RlAgents::open(s.store.clone(), &Policy::default(), Arc::new(crate::lifecycle::events::NullSink), s.clock.clone()).unwrap();
+        assert_eq!(flushed[0].0, AgentKind::Meta);
+        assert!(s.agents.flush().unwrap().is_empty());
+        let again = RlAgents::open(
+            s.store.clone(),
+            &Policy::default(),
+            Arc::new(crate::lifecycle::events::NullSink),
+            s.clock.clone(),
+        )
+        .unwrap();
         let st = again.status().unwrap();
-        assert_eq!((st[0].live.as_deref(), st[0].updates), (Some(flushed[0].as_str()), 12));
+        assert_eq!((st[0].live.as_deref(), st[0].updates), (Some(flushed[0].1.as_str()), 12));
         assert_eq!(again.greedy_strategy(&state(Regime::Trending)), Strategy::Breakout);
         assert_eq!((st[1].live.clone(), st[1].updates), (None, 0));
     }
@@ -606,7 +620,9 @@ mod tests {
     fn a_regime_change_that_holds_archives_and_reinitialises_and_one_that_does_not_changes_nothing() {
         let s = setup(|p| p.rl.snapshot_every = 1000);
         let t0: Timestamp = T0.parse().unwrap();
-        let rec = |h: i64, r: Regime| s.agents.record_strategy(&outcome(t0 + hours(h), r, Strategy::TrendFollow, 2.0)).unwrap();
+        let rec = |h: i64, r: Regime| {
+            s.agents.record_strategy(&outcome(t0 + hours(h), r, Strategy::TrendFollow, 2.0)).unwrap()
+        };
         for h in 0..100 {
             assert!(rec(h, Regime::Trending).reset.is_none());
         }
@@ -626,9 +642,16 @@ mod tests {
         assert_eq!(st.updates, 1, "a fresh table with this trade's update");
         assert!((st.epsilon - 0.5 * 0.995).abs() < 1e-12, "ε restarts at 0.5: {}", st.epsilon);
         let v = stored_versions(&s.store, AgentKind::Meta).unwrap();
-        assert_eq!((v.len(), v[0].tag.as_str(), v[0].status, v[0].updates), (1, r.archived.as_str(), Status::Retired, 106));
+        assert_eq!(
+            (v.len(), v[0].tag.as_str(), v[0].status, v[0].updates),
+            (1, r.archived.as_str(), Status::Retired, 106)
+        );
         let audit = s.store.history("rl_meta").unwrap();
-        assert!(audit.iter().any(|a| a.event == AuditKind::RlReset && a.details.as_ref().unwrap()["archived"] == r.archived.as_str()));
+        assert!(
+            audit.iter().any(
+                |a| a.event == AuditKind::RlReset && a.details.as_ref().unwrap()["archived"] == r.archived.as_str()
+            )
+        );
         assert!(s.rx.try_iter().any(|e| e.name() == "rl.meta.reset"));
 
         // With resets off the same history changes nothing.
@@ -637,7 +660,10 @@ mod tests {
             off.agents.record_strategy(&outcome(t0 + hours(h), Regime::Trending, Strategy::TrendFollow, 2.0)).unwrap();
         }
         for h in 150..=222 {
-            let r = off.agents.record_strategy(&outcome(t0 + hours(h), Regime::Ranging, Strategy::TrendFollow, 2.0)).unwrap();
+            let r = off
+                .agents
+                .record_strategy(&outcome(t0 + hours(h), Regime::Ranging, Strategy::TrendFollow, 2.0))
+                .unwrap();
             assert!(r.reset.is_none());
         }
         assert_eq!(off.agents.status().unwrap()[0].updates, 173);
@@ -654,7 +680,9 @@ mod tests {
         s.agents.record_strategy(&outcome(t0, Regime::Volatile, Strategy::Defensive, 1.0)).unwrap();
         let mut last = None;
         for h in 1..10 {
-            last = Some(s.agents.record_strategy(&outcome(t0 + hours(h), Regime::Trending, Strategy::Breakout, 1.0)).unwrap());
+            last = Some(
+                s.agents.record_strategy(&outcome(t0 + hours(h), Regime::Trending, Strategy::Breakout, 1.0)).unwrap(),
+            );
         }
         let last = last.unwrap();
         assert_eq!((last.pruned, last.snapshot.is_some()), (1, true));
@@ -669,7 +697,10 @@ mod tests {
         });
         keep.agents.record_strategy(&outcome(t0, Regime::Volatile, Strategy::Defensive, 1.0)).unwrap();
         for h in 1..10 {
-            let r = keep.agents.record_strategy(&outcome(t0 + hours(h), Regime::Trending, Strategy::Breakout, 1.0)).unwrap();
+            let r = keep
+                .agents
+                .record_strategy(&outcome(t0 + hours(h), Regime::Trending, Strategy::Breakout, 1.0))
+                .unwrap();
             assert_eq!(r.pruned, 0);
         }
         assert_eq!(keep.agents.status().unwrap()[0].greedy.len(), 2);

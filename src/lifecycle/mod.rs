@@ -20,6 +20,7 @@ mod quantile_index;
 pub mod replay;
 pub mod replay_report;
 pub mod retire;
+pub mod rl_replay;
 pub mod shadow;
 pub mod supervisor;
 pub mod trigger;

@@ -34,8 +34,7 @@ pub fn write(result: &ReplayResult, dir: &Path) -> Result<Vec<PathBuf>> {
     }
     crate::fsutil::write_atomic(&timeline, lines.as_bytes())?;
     written.push(timeline);
-    // Registering twice is harmless: the first font stays.
-    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    register_font();
     let mut svgs = Vec::new();
     for name in CHARTS {
         let mut svg = String::new();
@@ -60,6 +59,12 @@ pub fn write(result: &ReplayResult, dir: &Path) -> Result<Vec<PathBuf>> {
     crate::fsutil::write_atomic(&html, page(result, &svgs).as_bytes())?;
     written.push(html);
     Ok(written)
+}
+
+/// Make the bundled font the charts' `sans-serif` (registering twice is harmless: the first
+/// font stays).
+pub(crate) fn register_font() {
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
 }
 
 fn chart_error(name: &str, e: impl std::fmt::Display) -> Error {

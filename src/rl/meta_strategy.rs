@@ -310,6 +310,19 @@ impl MarketView {
         opened.checked_sub(2)
     }
 
+    /// Whether bar `bar` (as [`MarketView::bar_at`] gave it for `ms`) is the series' last
+    /// and `ms` lies a whole bar or more past its close: the candles ended before `ms`, and
+    /// their last bar says nothing of the market then.
+    pub fn is_stale(&self, bar: usize, ms: i64) -> bool {
+        let ts = self.bars.timestamps();
+        let n = ts.len();
+        if bar + 1 < n || n < 2 {
+            return false;
+        }
+        let step = ts[n - 1] - ts[n - 2];
+        ms >= ts[n - 1] + 2 * step
+    }
+
     /// Regime, volatility and liquidity at bar `t` (refused, like [`meta_state`], without
     /// enough history).
     pub fn market(&self, t: usize) -> Result<(Regime, VolLevel, Liquidity)> {
@@ -490,5 +503,8 @@ mod tests {
         assert_eq!(view.bar_at(ts[1] - 1), None);
         let last = ts[ts.len() - 1] + (ts[1] - ts[0]);
         assert_eq!((view.bar_at(last - 1), view.bar_at(last)), (Some(ts.len() - 2), Some(ts.len() - 1)));
+        let step = ts[1] - ts[0];
+        assert!(!view.is_stale(ts.len() - 1, last + step - 1) && view.is_stale(ts.len() - 1, last + step));
+        assert!(!view.is_stale(10, ts[11]));
     }
 }

@@ -126,6 +126,7 @@ pub fn simulate(view: &MarketView, cfg: &SimConfig) -> Result<Vec<Trade>> {
         let entry_time = jiff::Timestamp::from_millisecond(ts[t + 1])
             .map_err(|e| Error::param("simulate.timestamp", e.to_string()))?;
         trades.push(Trade {
+            row: trades.len() + 1,
             entry_time,
             symbol: bars.symbol().to_string(),
             regime,

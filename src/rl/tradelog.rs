@@ -56,6 +56,8 @@ pub const COLUMNS: [&str; 17] = [
 /// One closed trade.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trade {
+    /// The 1-based data row (CSV) or line (JSONL) it was read from; 0 for a trade made in memory.
+    pub row: usize,
     /// When it opened.
     pub entry_time: Timestamp,
     /// The instrument.
@@ -278,6 +280,7 @@ fn parse_row(get: &dyn Fn(&str) -> Option<String>, source: &str, row: usize) -> 
         .transpose()
         .map_err(|r| err("liquidity", r))?;
     Ok(Trade {
+        row,
         entry_time,
         symbol,
         regime,
@@ -309,6 +312,7 @@ mod tests {
         let text = format!("{HEADER}\n{later}\n{ROW}\n");
         let trades = parse_csv(&text, "log.csv").unwrap();
         assert_eq!(trades.len(), 2);
+        assert_eq!((trades[0].row, trades[1].row), (2, 1), "rows are the file's");
         let t = &trades[0];
         assert_eq!(t.entry_time.to_string(), "2024-01-31T10:00:00Z", "sorted by entry time");
         assert_eq!((t.regime, t.strategy), (Regime::Trending, Strategy::Breakout));
@@ -322,7 +326,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.csv");
         write_csv(&path, &trades).unwrap();
-        assert_eq!(read(&path).unwrap(), trades);
+        let rows = |ts: Vec<Trade>| ts.into_iter().map(|t| Trade { row: 0, ..t }).collect::<Vec<_>>();
+        assert_eq!(rows(read(&path).unwrap()), rows(trades.clone()));
 
         let jsonl = trades.iter().map(|t| {
             let mut o = serde_json::json!({
@@ -340,7 +345,7 @@ mod tests {
         });
         let path = dir.path().join("out.jsonl");
         std::fs::write(&path, jsonl.collect::<Vec<_>>().join("\n")).unwrap();
-        assert_eq!(read(&path).unwrap(), trades);
+        assert_eq!(rows(read(&path).unwrap()), rows(trades.clone()));
     }
 
     #[test]
