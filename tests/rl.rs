@@ -125,6 +125,7 @@ fn the_best_style_per_state_is_learned_and_the_causal_check_tells_it_from_noise(
     }
     let c = &r.agents[0].check;
     assert!(c.matched > 150 && c.matched_mean > c.others_mean + 2.0 && c.p_value < 1e-6, "{c:?}");
+    assert!(c.matched_pnl > c.others_pnl + 2.0 && c.pnl_p_value < 1e-6, "{c:?}");
 
     // No style is better: the check finds nothing. (Every trade wins, so the reward's
     // win-rate term is the same for every style: with losers, a style's recent win rate
@@ -134,6 +135,7 @@ fn the_best_style_per_state_is_learned_and_the_causal_check_tells_it_from_noise(
     let c = &r.agents[0].check;
     assert!(c.p_value > 0.01, "{c:?}");
     assert!((c.matched_mean - c.others_mean).abs() < 0.3, "{c:?}");
+    assert!(c.pnl_p_value > 0.01, "{c:?}");
 }
 
 #[test]

@@ -223,24 +223,40 @@ fn print_replay(r: &RlReplayReport, states: usize) {
         r.trades, r.source, r.first_entry, r.last_close, r.derived_levels
     );
     println!(
-        "\n{:<14} {:>7} {:>11} {:>9} {:>6} {:>6}   greedy check over the second half (mean reward)",
+        "\n{:<14} {:>7} {:>11} {:>9} {:>6} {:>6}",
         "agent", "updates", "mean reward", "snapshots", "resets", "pruned"
     );
     for a in &r.agents {
-        let c = &a.check;
         println!(
-            "{:<14} {:>7} {:>11.3} {:>9} {:>6} {:>6}   greedy {:>5}: {:>8.3}  others {:>5}: {:>8.3}  p {:.3}",
+            "{:<14} {:>7} {:>11.3} {:>9} {:>6} {:>6}",
             agent_name(a.agent),
             a.updates,
             a.mean_reward,
             a.snapshots.len(),
             a.resets.len(),
-            a.pruned,
+            a.pruned
+        );
+    }
+    println!(
+        "\nthe greedy check, trades {} on: the trades whose logged action was the table's greedy choice just before it learned from them, against the rest",
+        r.agents.first().map_or(0, |a| a.check.from_trade + 1)
+    );
+    println!(
+        "{:<14} {:>7} {:>9} {:>9} {:>8}   {:>9} {:>9} {:>8}",
+        "agent", "greedy", "reward", "others", "p", "PnL %", "others", "p"
+    );
+    for a in &r.agents {
+        let c = &a.check;
+        println!(
+            "{:<14} {:>7} {:>9.3} {:>9.3} {:>8.4}   {:>9.3} {:>9.3} {:>8.4}",
+            agent_name(a.agent),
             c.matched,
             c.matched_mean,
-            c.others,
             c.others_mean,
-            c.p_value
+            c.p_value,
+            c.matched_pnl,
+            c.others_pnl,
+            c.pnl_p_value
         );
     }
     println!("\nreward curve (mean per block of trades, low → high):");

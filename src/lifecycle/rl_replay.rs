@@ -70,6 +70,13 @@ pub struct GreedyCheck {
     pub others_mean: f64,
     /// Welch's two-sided p-value of the difference (NaN with fewer than two of either).
     pub p_value: f64,
+    /// The matched trades' mean PnL % (the reward's main term, without its bonuses and
+    /// penalties: what a trader asks).
+    pub matched_pnl: f64,
+    /// The other trades' mean PnL %.
+    pub others_pnl: f64,
+    /// Welch's p-value of the PnL difference.
+    pub pnl_p_value: f64,
 }
 
 /// One agent's replay.
@@ -176,7 +183,13 @@ pub fn replay_trades(
             run.greedy.push(r.was_greedy);
             run.times.push(closed_at);
             if done >= half {
-                (if r.was_greedy { &mut run.matched } else { &mut run.others }).push(r.reward);
+                let (rewards, pnl) = if r.was_greedy {
+                    (&mut run.matched, &mut run.matched_pnl)
+                } else {
+                    (&mut run.others, &mut run.others_pnl)
+                };
+                rewards.push(r.reward);
+                pnl.push(t.pnl_pct);
             }
             run.snapshots.extend(r.snapshot);
             run.resets.extend(r.reset);
@@ -212,6 +225,8 @@ struct Run {
     times: Vec<Timestamp>,
     matched: Vec<f64>,
     others: Vec<f64>,
+    matched_pnl: Vec<f64>,
+    others_pnl: Vec<f64>,
     snapshots: Vec<String>,
     resets: Vec<RlReset>,
     pruned: usize,
@@ -274,6 +289,9 @@ impl Run {
                 others: self.others.len(),
                 others_mean: mean(&self.others),
                 p_value: welch_p(&self.matched, &self.others),
+                matched_pnl: mean(&self.matched_pnl),
+                others_pnl: mean(&self.others_pnl),
+                pnl_p_value: welch_p(&self.matched_pnl, &self.others_pnl),
             },
             snapshots: self.snapshots,
             resets: self.resets,

@@ -24,7 +24,7 @@ pub fn save<A: Action>(
     change: &Change,
 ) -> Result<String> {
     let snap = agent.snapshot(store.now());
-    let bytes = serde_json::to_vec_pretty(&snap)
+    let bytes = serde_json::to_vec(&snap)
         .map_err(|e| Error::param("rl.snapshot", format!("cannot serialise the table: {e}")))?;
     let mut meta = VersionMeta::new(kind);
     meta.status = status;
