@@ -100,3 +100,8 @@ pub struct PolicyDocDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/internals.md")]
 pub struct InternalsDocDoctests;
+
+/// The reinforcement-learning page's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/rl.md")]
+pub struct RlDocDoctests;
