@@ -35,6 +35,7 @@ use crate::rl::sizing::{Bucket, SizingState};
 use crate::rl::tradelog::Trade;
 use crate::store::VersionStore;
 use crate::validation::compare::t_p_value;
+use crate::validation::metrics::mean_std;
 
 /// The rewards up to the end of one block of trades (in the order they closed).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -241,15 +242,12 @@ fn welch_p(a: &[f64], b: &[f64]) -> f64 {
     if a.len() < 2 || b.len() < 2 {
         return f64::NAN;
     }
-    let var = |x: &[f64]| {
-        let m = mean(x);
-        x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - 1) as f64
-    };
-    let (va, vb) = (var(a) / a.len() as f64, var(b) / b.len() as f64);
+    let ((ma, sa), (mb, sb)) = (mean_std(a), mean_std(b));
+    let (va, vb) = (sa * sa / a.len() as f64, sb * sb / b.len() as f64);
     if va + vb == 0.0 {
-        return if mean(a) == mean(b) { 1.0 } else { 0.0 };
+        return if ma == mb { 1.0 } else { 0.0 };
     }
-    let t = (mean(a) - mean(b)) / (va + vb).sqrt();
+    let t = (ma - mb) / (va + vb).sqrt();
     let df = (va + vb).powi(2) / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
     t_p_value(t, df)
 }

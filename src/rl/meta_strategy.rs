@@ -38,6 +38,11 @@ pub enum Regime {
     Volatile,
 }
 
+impl Regime {
+    /// Every regime, in order.
+    pub const ALL: [Regime; 4] = [Regime::Trending, Regime::Ranging, Regime::Choppy, Regime::Volatile];
+}
+
 /// Volatility against the symbol's own history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum VolLevel {
@@ -51,6 +56,11 @@ pub enum VolLevel {
     Extreme,
 }
 
+impl VolLevel {
+    /// Every level, in order.
+    pub const ALL: [VolLevel; 4] = [VolLevel::Low, VolLevel::Medium, VolLevel::High, VolLevel::Extreme];
+}
+
 /// Liquidity (volume) against the symbol's own history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Liquidity {
@@ -60,6 +70,11 @@ pub enum Liquidity {
     Medium,
     /// Above the upper quantile.
     High,
+}
+
+impl Liquidity {
+    /// Every level, in order.
+    pub const ALL: [Liquidity; 3] = [Liquidity::Low, Liquidity::Medium, Liquidity::High];
 }
 
 /// The strategy's recent results.

@@ -82,6 +82,11 @@ pub enum TakeProfit {
     Aggressive,
 }
 
+impl TakeProfit {
+    /// Every choice, in action order.
+    pub const ALL: [TakeProfit; 3] = [TakeProfit::Conservative, TakeProfit::Balanced, TakeProfit::Aggressive];
+}
+
 /// How far the stop-loss sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StopLoss {
@@ -91,6 +96,11 @@ pub enum StopLoss {
     Medium,
     /// Far.
     Wide,
+}
+
+impl StopLoss {
+    /// Every choice, in action order.
+    pub const ALL: [StopLoss; 3] = [StopLoss::Tight, StopLoss::Medium, StopLoss::Wide];
 }
 
 /// One sizing action: indices into [`SIZES`] and [`LEVERAGES`], and the exit choices.
@@ -123,8 +133,8 @@ impl Action for SizingAction {
         let mut out = Vec::with_capacity(270);
         for size in 0..SIZES.len() as u8 {
             for leverage in 0..LEVERAGES.len() as u8 {
-                for take_profit in [TakeProfit::Conservative, TakeProfit::Balanced, TakeProfit::Aggressive] {
-                    for stop_loss in [StopLoss::Tight, StopLoss::Medium, StopLoss::Wide] {
+                for take_profit in TakeProfit::ALL {
+                    for stop_loss in StopLoss::ALL {
                         out.push(SizingAction { size, leverage, take_profit, stop_loss });
                     }
                 }

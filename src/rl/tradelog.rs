@@ -246,9 +246,7 @@ fn parse_row(get: &dyn Fn(&str) -> Option<String>, source: &str, row: usize) -> 
     let entry_time: Timestamp =
         entry.parse().map_err(|e| err("entry_time", format!("`{entry}` is not an RFC 3339 time: {e}")))?;
     let symbol = need("symbol")?;
-    let regime =
-        one_of(&need("regime")?, &[Regime::Trending, Regime::Ranging, Regime::Choppy, Regime::Volatile], upper)
-            .map_err(|r| err("regime", r))?;
+    let regime = one_of(&need("regime")?, &Regime::ALL, upper).map_err(|r| err("regime", r))?;
     let strategy = one_of(&need("strategy")?, &Strategy::all(), Action::key).map_err(|r| err("strategy", r))?;
     let size = number("size_multiplier")?;
     let size = SIZES
@@ -261,24 +259,16 @@ fn parse_row(get: &dyn Fn(&str) -> Option<String>, source: &str, row: usize) -> 
         .position(|&l| l as f64 == lev)
         .ok_or_else(|| err("leverage", format!("{lev} is not one of {LEVERAGES:?}")))?;
     let take_profit =
-        one_of(&need("take_profit")?, &[TakeProfit::Conservative, TakeProfit::Balanced, TakeProfit::Aggressive], |v| {
-            lower(v)
-        })
-        .map_err(|r| err("take_profit", r))?;
-    let stop_loss = one_of(&need("stop_loss")?, &[StopLoss::Tight, StopLoss::Medium, StopLoss::Wide], |v| lower(v))
-        .map_err(|r| err("stop_loss", r))?;
+        one_of(&need("take_profit")?, &TakeProfit::ALL, |v| lower(v)).map_err(|r| err("take_profit", r))?;
+    let stop_loss = one_of(&need("stop_loss")?, &StopLoss::ALL, |v| lower(v)).map_err(|r| err("stop_loss", r))?;
     let hours = number("hours")?;
     if hours < 0.0 {
         return Err(err("hours", format!("{hours} is negative")));
     }
-    let volatility = get("volatility")
-        .map(|s| one_of(&s, &[VolLevel::Low, VolLevel::Medium, VolLevel::High, VolLevel::Extreme], upper))
-        .transpose()
-        .map_err(|r| err("volatility", r))?;
-    let liquidity = get("liquidity")
-        .map(|s| one_of(&s, &[Liquidity::Low, Liquidity::Medium, Liquidity::High], upper))
-        .transpose()
-        .map_err(|r| err("liquidity", r))?;
+    let volatility =
+        get("volatility").map(|s| one_of(&s, &VolLevel::ALL, upper)).transpose().map_err(|r| err("volatility", r))?;
+    let liquidity =
+        get("liquidity").map(|s| one_of(&s, &Liquidity::ALL, upper)).transpose().map_err(|r| err("liquidity", r))?;
     Ok(Trade {
         row,
         entry_time,
